@@ -1,0 +1,128 @@
+//! The command-line interface: argument parsing and dispatch.
+//!
+//! Each subcommand lives in its own file and is a thin layer over the
+//! library: it loads files through [`crate::source::FsLoader`], calls the
+//! core, and prints diagnostics with [`output::Output`]. Exit codes are the
+//! same everywhere: 0 clean (warnings allowed), 1 diagnostics, 2 usage or
+//! I/O error.
+
+mod check;
+mod explain;
+mod fmt;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit status: no errors (warnings may have been printed).
+pub const EXIT_OK: i32 = 0;
+/// Exit status: the input has errors (diagnostics were printed).
+pub const EXIT_DIAGNOSTICS: i32 = 1;
+/// Exit status: bad usage, or a file could not be read or written.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "enigma",
+    version = version(),
+    about = "Compile and run multimodal neuroscience foundation-model experiments",
+    long_about = None,
+)]
+pub struct Cli {
+    /// How to print diagnostics: `human` (with source excerpts, on stderr)
+    /// or `json` (one object per line, on stdout).
+    #[arg(long, global = true, value_enum, default_value_t = ErrorFormat::Human)]
+    pub error_format: ErrorFormat,
+
+    /// When to use colour in human output.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ErrorFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Parse FILEs and resolve their imports and names against the
+    /// standard library.
+    Check {
+        /// `.enigma` files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Read the standard library from this directory instead of the
+        /// copy built into the binary.
+        #[arg(long, value_name = "DIR")]
+        stdlib: Option<PathBuf>,
+    },
+    /// Rewrite FILEs in the canonical layout, keeping every comment.
+    Fmt {
+        /// Do not write; exit with 1 if any file is not formatted.
+        #[arg(long)]
+        check: bool,
+        /// `.enigma` files to format.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Explain a diagnostic code such as E0105, or list all codes.
+    Explain {
+        /// The code to explain; omit it to list every code.
+        code: Option<String>,
+    },
+}
+
+fn version() -> &'static str {
+    if cfg!(feature = "torch") {
+        concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (runtime: libtorch via tch 0.24.0)"
+        )
+    } else {
+        concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (front end only, built without libtorch)"
+        )
+    }
+}
+
+/// Runs the CLI on the process arguments and returns the exit status.
+pub fn main() -> i32 {
+    run(std::env::args_os())
+}
+
+/// Runs the CLI on the given arguments and returns the exit status.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help and version to stdout with status 0 and
+            // usage errors to stderr with status 2, as we want.
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    let out = output::Output::new(cli.error_format, cli.color);
+    match cli.command {
+        Command::Check { files, stdlib } => check::run(&out, &files, stdlib),
+        Command::Fmt { check, files } => fmt::run(&out, &files, check),
+        Command::Explain { code } => explain::run(code.as_deref()),
+    }
+}

@@ -1,0 +1,88 @@
+//! The registry of diagnostic codes.
+//!
+//! Every code has a one-line title and a page in `docs/errors/<CODE>.md`.
+//! The pages are compiled into the binary with `include_str!`, so a code
+//! without a page does not build, and `enigma explain CODE` works from any
+//! directory. Codes are stable: once published, a code keeps its meaning.
+
+use std::fmt;
+
+macro_rules! codes {
+    ($($code:ident => $title:literal,)*) => {
+        /// A stable diagnostic code such as `E0105`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code {
+            $($code,)*
+        }
+
+        impl Code {
+            /// Every code, in numeric order.
+            pub const ALL: &'static [Code] = &[$(Code::$code,)*];
+
+            /// The code as written: `E0105`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$code => stringify!($code),)*
+                }
+            }
+
+            /// A short description of what the code means.
+            pub fn title(self) -> &'static str {
+                match self {
+                    $(Code::$code => $title,)*
+                }
+            }
+
+            /// The explanation page, `docs/errors/<CODE>.md`.
+            pub fn page(self) -> &'static str {
+                match self {
+                    $(Code::$code => include_str!(concat!(
+                        env!("CARGO_MANIFEST_DIR"), "/docs/errors/", stringify!($code), ".md"
+                    )),)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    E0001 => "syntax error",
+    E0002 => "source file is not valid UTF-8",
+    E0003 => "source file is too large",
+    E0004 => "nesting is too deep",
+    E0005 => "unterminated string literal",
+    E0006 => "unterminated block comment",
+    E0007 => "invalid number literal",
+    E0101 => "module not found",
+    E0102 => "item not found in module",
+    E0103 => "import cycle",
+    E0104 => "duplicate definition",
+    E0105 => "unknown name",
+    E0106 => "missing or misplaced return",
+    E0107 => "statement not allowed here",
+    E0108 => "argument or setting given twice",
+    E0109 => "positional argument after a named argument",
+    W0101 => "unused import",
+}
+
+impl Code {
+    /// Looks a code up by its spelling, ignoring case (`e0105` works too).
+    pub fn parse(s: &str) -> Option<Code> {
+        let s = s.trim();
+        Code::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// Warnings start with `W`; everything else is an error.
+    pub fn is_warning(self) -> bool {
+        self.as_str().starts_with('W')
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

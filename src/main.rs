@@ -1,0 +1,5 @@
+//! The `enigma` binary: a thin shell over [`enigma::cli`].
+
+fn main() {
+    std::process::exit(enigma::cli::main())
+}

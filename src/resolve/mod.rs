@@ -1,0 +1,179 @@
+//! Resolve: from one root file to a program whose every name is known.
+//!
+//! [`load`] reads the root file through a [`SourceLoader`], follows `use`
+//! items to the standard library and the user's own files (detecting
+//! missing modules and import cycles), builds each module's file scope
+//! (reporting duplicate definitions and missing imported items), then walks
+//! every body, type and setting to resolve each name against locals, the
+//! file scope and the builtins. All errors found are reported, not just the
+//! first; the result carries the loaded sources so diagnostics can be
+//! rendered.
+
+pub mod builtins;
+mod loader;
+mod names;
+mod scope;
+pub mod stdlib;
+mod suggest;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use stdlib::Stdlib;
+pub use suggest::closest;
+
+use crate::diagnostics::Diagnostic;
+use crate::source::{FileId, SourceLoader, SourceMap};
+use crate::syntax::{ast, Span};
+
+/// Identifies a loaded module within a [`Program`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModuleId(pub u32);
+
+/// Where a module came from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ModuleKey {
+    /// `std::nn` is `Std("nn")`; `std::a::b` is `Std("a/b")`.
+    Std(String),
+    /// A user file, by its path as resolved from the importing file.
+    File(PathBuf),
+}
+
+impl ModuleKey {
+    /// How the module is named in messages: `std::nn` or the file path.
+    pub fn display(&self) -> String {
+        match self {
+            ModuleKey::Std(name) => format!("std::{}", name.replace('/', "::")),
+            ModuleKey::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// What a name in a module's file scope stands for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Binding {
+    /// The `index`-th item of this module's AST.
+    Item { index: usize, span: Span },
+    /// An item of another module, imported by a `use` at `span`.
+    Import {
+        module: ModuleId,
+        name: String,
+        span: Span,
+    },
+    /// A whole module, bound by `use std::nn` (as `nn`) at `span`.
+    Module { module: ModuleId, span: Span },
+    /// A name whose import failed (already reported); uses of it are not
+    /// reported again.
+    Unresolved { span: Span },
+}
+
+impl Binding {
+    pub fn span(&self) -> Span {
+        match self {
+            Binding::Item { span, .. }
+            | Binding::Import { span, .. }
+            | Binding::Module { span, .. }
+            | Binding::Unresolved { span } => *span,
+        }
+    }
+}
+
+/// One loaded source file and its file scope.
+#[derive(Clone, Debug)]
+pub struct Module {
+    pub key: ModuleKey,
+    pub file: FileId,
+    /// `None` when the file failed to read or parse (its diagnostics are in
+    /// the program's list).
+    pub ast: Option<ast::File>,
+    /// The names the file defines or imports.
+    pub scope: BTreeMap<String, Binding>,
+    /// What each `use` item that could be located refers to.
+    pub uses: Vec<ResolvedUse>,
+}
+
+/// A located `use` item: the module it names and, for `use a::b` where `b`
+/// is an item of `a`, that the last path segment is an item name.
+#[derive(Clone, Debug)]
+pub struct ResolvedUse {
+    /// Index of the `use` item in the module's AST.
+    pub item: usize,
+    pub module: ModuleId,
+    pub last_is_item: bool,
+}
+
+impl Module {
+    /// The item defining `name` in this module, if it is defined here (not
+    /// merely imported).
+    pub fn defined(&self, name: &str) -> Option<&ast::Item> {
+        match self.scope.get(name)? {
+            Binding::Item { index, .. } => self.ast.as_ref()?.items.get(*index),
+            _ => None,
+        }
+    }
+
+    /// Names this module defines, for suggestions.
+    pub fn defined_names(&self) -> impl Iterator<Item = &str> {
+        self.scope
+            .iter()
+            .filter(|(_, b)| matches!(b, Binding::Item { .. }))
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+/// The root file, every module it reaches, and what was found wrong.
+#[derive(Debug)]
+pub struct Program {
+    pub sources: SourceMap,
+    pub modules: Vec<Module>,
+    pub root: ModuleId,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Program {
+    pub fn module(&self, id: ModuleId) -> &Module {
+        &self.modules[id.0 as usize]
+    }
+
+    pub fn root_module(&self) -> &Module {
+        self.module(self.root)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.is_error())
+    }
+}
+
+/// Options for loading a program.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub stdlib: Stdlib,
+}
+
+/// Why loading could not even start.
+#[derive(Debug)]
+pub struct RootError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+impl std::fmt::Display for RootError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot read {}: {}", self.path.display(), self.error)
+    }
+}
+
+/// Loads and resolves the program rooted at `path`. Failing to read the
+/// root file itself is an I/O error for the caller (the CLI exits with 2);
+/// everything else is a diagnostic in the returned program.
+pub fn load(
+    loader: &dyn SourceLoader,
+    path: &Path,
+    options: &Options,
+) -> Result<Program, RootError> {
+    let mut program = loader::Loader::new(loader, options).load_root(path)?;
+    scope::build_scopes(&mut program);
+    names::resolve_names(&mut program);
+    crate::diagnostics::sort(&mut program.diagnostics);
+    Ok(program)
+}

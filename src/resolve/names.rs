@@ -1,0 +1,707 @@
+//! Resolving every name in every body, type and setting.
+//!
+//! The walk keeps a stack of local names (parameters, `let` and `param`
+//! bindings, generic dims introduced by signatures). A name is looked up in
+//! the locals (innermost first), then the file scope, then the builtins;
+//! failing all three it is E0105 with a suggestion. The walk also enforces
+//! where statements may appear (E0106, E0107), duplicate named arguments and
+//! settings (E0108), argument order (E0109), parallel-block mappings, and
+//! reports imports nothing used (W0101).
+
+use std::collections::HashSet;
+
+use super::builtins;
+use super::scope::duplicate;
+use super::suggest;
+use super::{Binding, ModuleId, Program};
+use crate::diagnostics::{Code, Diagnostic};
+use crate::source::FileId;
+use crate::syntax::ast::*;
+use crate::syntax::Span;
+
+pub(super) fn resolve_names(program: &mut Program) {
+    let mut used: HashSet<(ModuleId, String)> = HashSet::new();
+    let mut diags = Vec::new();
+    for i in 0..program.modules.len() {
+        let id = ModuleId(i as u32);
+        let mut w = Walker {
+            program,
+            module: id,
+            file: program.module(id).file,
+            locals: Vec::new(),
+            diags: Vec::new(),
+            used: &mut used,
+        };
+        if let Some(ast) = &program.module(id).ast {
+            for item in &ast.items {
+                w.item(item);
+            }
+        }
+        diags.extend(w.diags);
+    }
+    diags.extend(unused_imports(program, &used));
+    program.diagnostics.extend(diags);
+}
+
+/// What kind of body is being walked, for statement placement rules.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Fn,
+    Module,
+    Model,
+}
+
+impl BodyKind {
+    fn describe(self) -> &'static str {
+        match self {
+            BodyKind::Fn => "a `fn`",
+            BodyKind::Module => "a `module`",
+            BodyKind::Model => "a `model`",
+        }
+    }
+}
+
+struct Local {
+    name: String,
+}
+
+struct Walker<'p> {
+    program: &'p Program,
+    module: ModuleId,
+    file: FileId,
+    locals: Vec<Local>,
+    diags: Vec<Diagnostic>,
+    used: &'p mut HashSet<(ModuleId, String)>,
+}
+
+impl Walker<'_> {
+    fn item(&mut self, item: &Item) {
+        self.locals.clear();
+        match &item.kind {
+            ItemKind::Use(_) => {}
+            ItemKind::Dim(d) => {
+                if let Some(v) = &d.value {
+                    self.expr(v);
+                }
+            }
+            ItemKind::Let(l) => {
+                if let Some(t) = &l.ty {
+                    self.ty(t, false);
+                }
+                self.expr(&l.value);
+            }
+            ItemKind::Data(d) => {
+                self.expr(&d.source);
+                if let Some(c) = &d.config {
+                    self.config(c);
+                }
+            }
+            ItemKind::Modality(m) => {
+                self.ty(&m.ty, false);
+                self.expr(&m.source);
+                // Transforms are expressions in the implicit element `x`.
+                self.locals.push(Local {
+                    name: "x".to_string(),
+                });
+                for t in &m.transforms {
+                    self.expr(t);
+                }
+                self.locals.pop();
+                if let Some(c) = &m.config {
+                    self.config(c);
+                }
+            }
+            ItemKind::Tokenizer(t) => self.expr(&t.value),
+            ItemKind::Fn(f) => {
+                self.params(&f.params, true);
+                if let Some(r) = &f.ret {
+                    self.ty(r, false);
+                }
+                self.body(&f.body, BodyKind::Fn, f.name.span);
+            }
+            ItemKind::Module(m) => {
+                self.params(&m.hyper, false);
+                self.params(&m.inputs, true);
+                if let Some(r) = &m.ret {
+                    self.ty(r, false);
+                }
+                self.body(&m.body, BodyKind::Module, m.name.span);
+            }
+            ItemKind::Model(m) => {
+                if let Some(p) = &m.params {
+                    self.params(p, false);
+                }
+                self.body(&m.body, BodyKind::Model, m.name.span);
+            }
+            ItemKind::Loss(o) | ItemKind::Metric(o) => {
+                self.expr(&o.value);
+                if let Some(c) = &o.config {
+                    self.config(c);
+                }
+            }
+            ItemKind::Train(c) => self.config(c),
+            ItemKind::Parallel(c) => self.parallel(c),
+        }
+    }
+
+    /// Binds a parameter list. Input lists (`generic`) introduce unknown dim
+    /// names in their types as generic dims.
+    fn params(&mut self, list: &ParamList, generic: bool) {
+        let mut seen: Vec<&Ident> = Vec::new();
+        for p in &list.params {
+            if let Some(t) = &p.ty {
+                self.ty(t, generic);
+            }
+            if let Some(d) = &p.default {
+                self.expr(d);
+            }
+            if let Some(prev) = seen.iter().find(|i| i.name == p.name.name) {
+                self.diags.push(duplicate(
+                    self.file,
+                    &p.name.name,
+                    p.name.span,
+                    prev.span,
+                    "parameter",
+                ));
+            } else {
+                seen.push(&p.name);
+            }
+            self.bind(&p.name);
+        }
+    }
+
+    fn bind(&mut self, name: &Ident) {
+        self.locals.push(Local {
+            name: name.name.clone(),
+        });
+    }
+
+    fn body(&mut self, body: &Body, kind: BodyKind, name_span: Span) {
+        let depth = self.locals.len();
+        let returns = self.block(&body.stmts, kind);
+        self.locals.truncate(depth);
+        if kind != BodyKind::Model && !returns {
+            let at = body.stmts.last().map(|s| s.span).unwrap_or(Span::new(
+                body.span.end as usize - 1,
+                body.span.end as usize,
+            ));
+            self.diags.push(
+                Diagnostic::new(
+                    Code::E0106,
+                    format!("{} body must end with `return`", kind.describe()),
+                )
+                .primary(self.file, at, "the body ends here without returning a value")
+                .secondary(self.file, name_span, "defined here")
+                .help("end the body with `return <expression>`; in an `if`, both branches must return"),
+            );
+        }
+    }
+
+    /// Walks statements in order; returns whether the block always returns.
+    fn block(&mut self, stmts: &[Stmt], kind: BodyKind) -> bool {
+        let mut returned: Option<Span> = None;
+        for s in stmts {
+            if let Some(ret) = returned {
+                self.diags.push(
+                    Diagnostic::new(Code::E0106, "statement after `return`")
+                        .primary(self.file, s.span, "this is never reached")
+                        .secondary(self.file, ret, "the body returns here")
+                        .help("`return` must be the last statement of its block"),
+                );
+                // One report per block is enough.
+                return true;
+            }
+            match &s.kind {
+                StmtKind::Let { name, ty, value } => {
+                    if let Some(t) = ty {
+                        self.ty(t, false);
+                    }
+                    self.expr(value);
+                    self.bind(name);
+                }
+                StmtKind::Param { name, ty, init, .. } => {
+                    if kind != BodyKind::Module {
+                        self.misplaced(s.span, "param", kind, "only modules own parameters; define a `module` and instantiate it here");
+                    }
+                    self.ty(ty, false);
+                    if let Some(i) = init {
+                        self.expr(i);
+                    }
+                    self.bind(name);
+                }
+                StmtKind::Predict { name, ty, value } => {
+                    if kind != BodyKind::Model {
+                        self.misplaced(
+                            s.span,
+                            "predict",
+                            kind,
+                            "`predict` names a model output; use `return` in a fn or module",
+                        );
+                    }
+                    if let Some(t) = ty {
+                        self.ty(t, false);
+                    }
+                    self.expr(value);
+                    self.bind(name);
+                }
+                StmtKind::Return(e) => {
+                    if kind == BodyKind::Model {
+                        self.misplaced(
+                            s.span,
+                            "return",
+                            kind,
+                            "a model names its outputs with `predict name = ...`",
+                        );
+                    }
+                    self.expr(e);
+                    returned = Some(s.span);
+                }
+                StmtKind::If(i) => {
+                    if self.if_stmt(i, kind) {
+                        returned = Some(s.span);
+                    }
+                }
+            }
+        }
+        returned.is_some()
+    }
+
+    fn if_stmt(&mut self, i: &IfStmt, kind: BodyKind) -> bool {
+        self.expr(&i.cond);
+        let depth = self.locals.len();
+        let then = self.block(&i.then.stmts, kind);
+        self.locals.truncate(depth);
+        let els = match &i.els {
+            None => false,
+            Some(Else::If(inner)) => self.if_stmt(inner, kind),
+            Some(Else::Body(b)) => {
+                let r = self.block(&b.stmts, kind);
+                self.locals.truncate(depth);
+                r
+            }
+        };
+        then && els
+    }
+
+    fn misplaced(&mut self, at: Span, what: &str, kind: BodyKind, help: &str) {
+        self.diags.push(
+            Diagnostic::new(
+                Code::E0107,
+                format!("`{what}` is not allowed in {}", kind.describe()),
+            )
+            .primary(self.file, at, format!("`{what}` here"))
+            .help(help),
+        );
+    }
+
+    /// Resolves names in a type. With `generic`, unknown single-name dims
+    /// become generic dims bound at each use.
+    fn ty(&mut self, t: &TypeExpr, generic: bool) {
+        match &t.kind {
+            TypeKind::Shape(s) => self.shape(s, generic),
+            TypeKind::Named { name, args, shape } => {
+                self.type_name(name);
+                for a in args {
+                    self.ty(a, false);
+                }
+                if let Some(s) = shape {
+                    self.shape(s, generic);
+                }
+            }
+        }
+    }
+
+    fn type_name(&mut self, name: &Ident) {
+        if builtins::is_type_name(&name.name) {
+            return;
+        }
+        let candidates = builtins::TYPE_NAMES.iter().chain(builtins::DTYPES).copied();
+        let mut diag = Diagnostic::new(Code::E0105, format!("unknown type `{}`", name.name))
+            .primary(self.file, name.span, "not a type");
+        diag = match suggest::closest(&name.name, candidates) {
+            Some(s) => diag.help(format!("did you mean `{s}`?")),
+            None => diag.help("types are dtypes (f32, bf16, ...), modality kinds (video, series, events, intervals) or dim, int, float, bool, str, module"),
+        };
+        self.diags.push(diag);
+    }
+
+    fn shape(&mut self, s: &Shape, generic: bool) {
+        for d in &s.dims {
+            if let ShapeDimKind::Dim { size, rate } = &d.kind {
+                match &size.kind {
+                    ExprKind::Path(p) if generic && p.len() == 1 && !self.visible(&p[0].name) => {
+                        self.bind(&p[0]);
+                    }
+                    _ => self.expr(size),
+                }
+                if let Some(r) = rate {
+                    self.expr(r);
+                }
+            }
+        }
+    }
+
+    /// Whether a name is visible without reporting anything.
+    fn visible(&self, name: &str) -> bool {
+        self.locals.iter().any(|l| l.name == name)
+            || self.program.module(self.module).scope.contains_key(name)
+            || builtins::lookup(name).is_some()
+    }
+
+    fn expr(&mut self, e: &Expr) {
+        match &e.kind {
+            ExprKind::Number(_) | ExprKind::Str(_) | ExprKind::Bool(_) => {}
+            ExprKind::Path(p) => self.path(p),
+            ExprKind::Paren(x) => self.expr(x),
+            ExprKind::Tuple(xs) | ExprKind::List(xs) => xs.iter().for_each(|x| self.expr(x)),
+            ExprKind::Unary { operand, .. } => self.expr(operand),
+            ExprKind::Binary { lhs, rhs, .. } => {
+                self.expr(lhs);
+                self.expr(rhs);
+            }
+            ExprKind::Call { callee, args } => {
+                self.expr(callee);
+                self.args(args);
+            }
+            ExprKind::Index { base, items } => {
+                self.expr(base);
+                for i in items {
+                    match &i.kind {
+                        IndexKind::Expr(x) => self.expr(x),
+                        IndexKind::Range { start, end } => {
+                            start.iter().chain(end).for_each(|x| self.expr(x));
+                        }
+                        IndexKind::Arrow { from, to } => {
+                            self.expr(from);
+                            self.expr(to);
+                        }
+                    }
+                }
+            }
+            // Fields are checked against the base's type by the checker.
+            ExprKind::Field { base, .. } => self.expr(base),
+            ExprKind::If { cond, then, els } => {
+                self.expr(cond);
+                self.expr(then);
+                self.expr(els);
+            }
+        }
+    }
+
+    fn args(&mut self, args: &[Arg]) {
+        let mut named: Vec<&Ident> = Vec::new();
+        for a in args {
+            self.expr(&a.value);
+            match &a.name {
+                Some(n) => {
+                    if let Some(prev) = named.iter().find(|p| p.name == n.name) {
+                        self.diags.push(
+                            Diagnostic::new(
+                                Code::E0108,
+                                format!("argument `{}` is given twice", n.name),
+                            )
+                            .primary(self.file, n.span, "given again here")
+                            .secondary(self.file, prev.span, "first given here")
+                            .help("remove one of them"),
+                        );
+                    } else {
+                        named.push(n);
+                    }
+                }
+                None => {
+                    if let Some(first) = named.first() {
+                        self.diags.push(
+                            Diagnostic::new(
+                                Code::E0109,
+                                "positional argument after a named argument",
+                            )
+                            .primary(self.file, a.span, "positional argument")
+                            .secondary(self.file, first.span, "named arguments start here")
+                            .help("put positional arguments first, or name this one"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn path(&mut self, p: &[Ident]) {
+        let Some(first) = p.first() else { return };
+        if p.len() == 1 {
+            self.lookup(first);
+            return;
+        }
+        let scope = &self.program.module(self.module).scope;
+        match scope.get(&first.name) {
+            Some(Binding::Module { module, .. }) => {
+                self.used.insert((self.module, first.name.clone()));
+                let target = self.program.module(*module);
+                let second = &p[1];
+                if target.defined(&second.name).is_none() {
+                    let mut diag = Diagnostic::new(
+                        Code::E0102,
+                        format!(
+                            "module `{}` has no item `{}`",
+                            target.key.display(),
+                            second.name
+                        ),
+                    )
+                    .primary(self.file, second.span, "not defined there");
+                    if let Some(s) = suggest::closest(&second.name, target.defined_names()) {
+                        diag = diag.help(format!("did you mean `{}::{s}`?", first.name));
+                    }
+                    self.diags.push(diag);
+                } else if p.len() > 2 {
+                    let at = p[1].span.to(p[p.len() - 1].span);
+                    self.diags.push(
+                        Diagnostic::new(
+                            Code::E0105,
+                            format!("`{}::{}` is not a module", first.name, second.name),
+                        )
+                        .primary(self.file, at, "cannot look inside an item")
+                        .help("paths have the form `module::item`"),
+                    );
+                }
+            }
+            // Its import failed and was reported already.
+            Some(Binding::Unresolved { .. }) => {}
+            _ => {
+                let mut diag = Diagnostic::new(
+                    Code::E0105,
+                    format!("`{}` is not an imported module", first.name),
+                )
+                .primary(self.file, first.span, "not a module");
+                diag = diag.help(format!(
+                    "import the module first, e.g. `use std::{}`",
+                    first.name
+                ));
+                self.diags.push(diag);
+            }
+        }
+    }
+
+    fn lookup(&mut self, name: &Ident) {
+        if self.locals.iter().rev().any(|l| l.name == name.name) {
+            return;
+        }
+        if self
+            .program
+            .module(self.module)
+            .scope
+            .contains_key(&name.name)
+        {
+            self.used.insert((self.module, name.name.clone()));
+            return;
+        }
+        if builtins::lookup(&name.name).is_some() {
+            return;
+        }
+        self.unknown(name, "not found in this scope");
+    }
+
+    fn unknown(&mut self, name: &Ident, label: &str) {
+        let scope = &self.program.module(self.module).scope;
+        let mut candidates: Vec<&str> = self.locals.iter().map(|l| l.name.as_str()).collect();
+        candidates.extend(scope.keys().map(String::as_str));
+        for b in builtins::all_values() {
+            candidates.push(b);
+        }
+        let suggestion = suggest::closest(&name.name, candidates).map(str::to_string);
+        let mut diag = Diagnostic::new(Code::E0105, format!("unknown name `{}`", name.name))
+            .primary(self.file, name.span, label);
+        if let Some(s) = suggestion {
+            diag = diag.help(format!("did you mean `{s}`?"));
+        } else if name.name == "x" {
+            diag = diag.help("`x` is the element being transformed and exists only in a modality's `| ...` transforms");
+        }
+        self.diags.push(diag);
+    }
+
+    /// A settings block: values are expressions; keys are checked against a
+    /// schema by the checker. Keys given twice are reported here.
+    fn config(&mut self, c: &ConfigBlock) {
+        let mut keys: Vec<&Ident> = Vec::new();
+        for e in &c.entries {
+            let key = match &e.kind {
+                EntryKind::Setting { key, value } => {
+                    self.expr(value);
+                    Some(key)
+                }
+                EntryKind::Block { key, block } => {
+                    self.config(block);
+                    Some(key)
+                }
+                EntryKind::Mapping { target, .. } => {
+                    self.expr(target);
+                    None
+                }
+            };
+            if let Some(key) = key {
+                self.check_repeat(&mut keys, key);
+            }
+        }
+    }
+
+    fn check_repeat<'a>(&mut self, keys: &mut Vec<&'a Ident>, key: &'a Ident) {
+        if let Some(prev) = keys.iter().find(|k| k.name == key.name) {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::E0108,
+                    format!("setting `{}` is given twice", key.name),
+                )
+                .primary(self.file, key.span, "given again here")
+                .secondary(self.file, prev.span, "first given here")
+                .help("remove one of them"),
+            );
+        } else {
+            keys.push(key);
+        }
+    }
+
+    /// The parallel block: `mesh { axis: size }` defines mesh axes;
+    /// mappings send logical dims (builtin or the file's dims) to them.
+    fn parallel(&mut self, c: &ConfigBlock) {
+        let mut axes: Vec<String> = Vec::new();
+        for e in &c.entries {
+            if let EntryKind::Block { key, block } = &e.kind {
+                if key.name == "mesh" {
+                    for a in &block.entries {
+                        if let EntryKind::Setting { key, .. } = &a.kind {
+                            axes.push(key.name.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let mut keys: Vec<&Ident> = Vec::new();
+        let mut mapped: Vec<&Ident> = Vec::new();
+        for e in &c.entries {
+            match &e.kind {
+                EntryKind::Setting { key, value } => {
+                    self.expr(value);
+                    self.check_repeat(&mut keys, key);
+                }
+                EntryKind::Block { key, block } => {
+                    self.config(block);
+                    self.check_repeat(&mut keys, key);
+                }
+                EntryKind::Mapping { keys: dims, target } => {
+                    for d in dims {
+                        self.logical_dim(d);
+                        if let Some(prev) = mapped.iter().find(|m| m.name == d.name) {
+                            self.diags.push(
+                                Diagnostic::new(
+                                    Code::E0108,
+                                    format!("`{}` is mapped twice", d.name),
+                                )
+                                .primary(self.file, d.span, "mapped again here")
+                                .secondary(self.file, prev.span, "first mapped here")
+                                .help("a logical dim maps to one mesh axis or one tuple of axes"),
+                            );
+                        } else {
+                            mapped.push(d);
+                        }
+                    }
+                    self.mesh_target(target, &axes);
+                }
+            }
+        }
+    }
+
+    fn logical_dim(&mut self, d: &Ident) {
+        if builtins::LOGICAL_DIMS.contains(&d.name.as_str()) {
+            return;
+        }
+        let module = self.program.module(self.module);
+        if let Some(item) = module.defined(&d.name) {
+            if matches!(item.kind, ItemKind::Dim(_)) {
+                return;
+            }
+        }
+        let dims = module.scope.iter().filter_map(|(n, b)| match b {
+            Binding::Item { .. } => module
+                .defined(n)
+                .filter(|i| matches!(i.kind, ItemKind::Dim(_)))
+                .map(|_| n.as_str()),
+            _ => None,
+        });
+        let candidates: Vec<&str> = builtins::LOGICAL_DIMS.iter().copied().chain(dims).collect();
+        let mut diag = Diagnostic::new(
+            Code::E0105,
+            format!("unknown logical dimension `{}`", d.name),
+        )
+        .primary(self.file, d.span, "cannot be mapped onto the mesh");
+        diag = match suggest::closest(&d.name, candidates.iter().copied()) {
+            Some(s) => diag.help(format!("did you mean `{s}`?")),
+            None => diag.help(format!(
+                "mappable dims are {} and the file's own `dim`s",
+                builtins::LOGICAL_DIMS.join(", ")
+            )),
+        };
+        self.diags.push(diag);
+    }
+
+    fn mesh_target(&mut self, target: &Expr, axes: &[String]) {
+        // A target is one axis name, or a parenthesised tuple of them.
+        let items: Vec<&Expr> = match &target.kind {
+            ExprKind::Tuple(xs) if !xs.is_empty() => xs.iter().collect(),
+            ExprKind::Paren(x) => vec![x.as_ref()],
+            _ => vec![target],
+        };
+        let mut names: Vec<&Ident> = Vec::new();
+        for x in items {
+            match &x.kind {
+                ExprKind::Path(p) if p.len() == 1 => names.push(&p[0]),
+                _ => self.bad_target(x.span),
+            }
+        }
+        for n in names {
+            if axes.iter().any(|a| *a == n.name) {
+                continue;
+            }
+            let mut diag = Diagnostic::new(Code::E0105, format!("unknown mesh axis `{}`", n.name))
+                .primary(self.file, n.span, "not an axis of the mesh");
+            diag = if axes.is_empty() {
+                diag.help("declare the mesh first: `mesh { node: 8, gpu: 8 }`")
+            } else {
+                match suggest::closest(&n.name, axes.iter().map(String::as_str)) {
+                    Some(s) => diag.help(format!(
+                        "did you mean `{s}`? the mesh has {}",
+                        axes.join(", ")
+                    )),
+                    None => diag.help(format!("the mesh has {}", axes.join(", "))),
+                }
+            };
+            self.diags.push(diag);
+        }
+    }
+
+    fn bad_target(&mut self, at: Span) {
+        self.diags.push(
+            Diagnostic::new(Code::E0105, "a mapping's target must name mesh axes")
+                .primary(self.file, at, "not a mesh axis")
+                .help("write `dim -> axis` or `dim -> (axis, axis)`"),
+        );
+    }
+}
+
+fn unused_imports(program: &Program, used: &HashSet<(ModuleId, String)>) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for (i, m) in program.modules.iter().enumerate() {
+        let id = ModuleId(i as u32);
+        for (name, b) in &m.scope {
+            let span = match b {
+                Binding::Import { span, .. } | Binding::Module { span, .. } => *span,
+                Binding::Item { .. } | Binding::Unresolved { .. } => continue,
+            };
+            if !used.contains(&(id, name.clone())) {
+                diags.push(
+                    Diagnostic::new(Code::W0101, format!("`{name}` is imported but never used"))
+                        .primary(m.file, span, "unused import")
+                        .help("remove it from the `use` item"),
+                );
+            }
+        }
+    }
+    diags
+}
