@@ -53,6 +53,7 @@ codes! {
     E0005 => "unterminated string literal",
     E0006 => "unterminated block comment",
     E0007 => "invalid number literal",
+    E0008 => "source file has no items",
     E0101 => "module not found",
     E0102 => "item not found in module",
     E0103 => "import cycle",

@@ -99,7 +99,12 @@ impl<'a> Loader<'a> {
                 }
             },
         };
+        let shown = match &key {
+            ModuleKey::Std(_) => key.display(),
+            ModuleKey::File(_) => self.sources.get(file).name.clone(),
+        };
         self.modules.push(Module {
+            name: shown,
             key: key.clone(),
             file,
             ast,
@@ -282,7 +287,7 @@ impl<'a> Loader<'a> {
             .collect();
         let names: Vec<String> = chain
             .iter()
-            .map(|(m, _)| self.modules[m.0 as usize].key.display())
+            .map(|(m, _)| self.modules[m.0 as usize].name.clone())
             .collect();
         let first = names.first().cloned().unwrap_or_default();
         let cycle = format!("{} -> {first}", names.join(" -> "));

@@ -82,6 +82,9 @@ impl Binding {
 #[derive(Clone, Debug)]
 pub struct Module {
     pub key: ModuleKey,
+    /// How messages name the module: `std::nn`, or the file's path as
+    /// reached from the root file.
+    pub name: String,
     pub file: FileId,
     /// `None` when the file failed to read or parse (its diagnostics are in
     /// the program's list).
@@ -104,20 +107,22 @@ pub struct ResolvedUse {
 
 impl Module {
     /// The item defining `name` in this module, if it is defined here (not
-    /// merely imported).
+    /// merely imported). Reads the AST, so it works before scopes are built.
     pub fn defined(&self, name: &str) -> Option<&ast::Item> {
-        match self.scope.get(name)? {
-            Binding::Item { index, .. } => self.ast.as_ref()?.items.get(*index),
-            _ => None,
-        }
+        self.ast
+            .as_ref()?
+            .items
+            .iter()
+            .find(|i| i.kind.defined_name().is_some_and(|n| n.name == name))
     }
 
     /// Names this module defines, for suggestions.
     pub fn defined_names(&self) -> impl Iterator<Item = &str> {
-        self.scope
+        self.ast
             .iter()
-            .filter(|(_, b)| matches!(b, Binding::Item { .. }))
-            .map(|(n, _)| n.as_str())
+            .flat_map(|f| &f.items)
+            .filter_map(|i| i.kind.defined_name())
+            .map(|n| n.name.as_str())
     }
 }
 

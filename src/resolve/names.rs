@@ -440,11 +440,7 @@ impl Walker<'_> {
                 if target.defined(&second.name).is_none() {
                     let mut diag = Diagnostic::new(
                         Code::E0102,
-                        format!(
-                            "module `{}` has no item `{}`",
-                            target.key.display(),
-                            second.name
-                        ),
+                        format!("module `{}` has no item `{}`", target.name, second.name),
                     )
                     .primary(self.file, second.span, "not defined there");
                     if let Some(s) = suggest::closest(&second.name, target.defined_names()) {

@@ -182,11 +182,7 @@ pub(super) fn duplicate(
 fn missing_item(file: FileId, name: &ast::Ident, target: &super::Module) -> Diagnostic {
     let mut diag = Diagnostic::new(
         Code::E0102,
-        format!(
-            "module `{}` has no item `{}`",
-            target.key.display(),
-            name.name
-        ),
+        format!("module `{}` has no item `{}`", target.name, name.name),
     )
     .primary(file, name.span, "not defined there");
     if let Some(s) = suggest::closest(&name.name, target.defined_names()) {

@@ -35,6 +35,15 @@ pub fn parse_file(text: &str, file: FileId) -> Result<File, Vec<Diagnostic>> {
         return Err(vec![Diagnostic::new(Code::E0001, "empty parse")]);
     };
     let ast = lower.file(root);
+    if ast.items.is_empty() {
+        // Nothing to check is almost always a mistake: the wrong path, a
+        // truncated write, a file of comments only.
+        lower.diags.push(
+            Diagnostic::new(Code::E0008, "source file has no items")
+                .primary(file, Span::point(0), "this file is empty")
+                .help("an `.enigma` file holds at least one item: `use`, `dim`, `model`, ..."),
+        );
+    }
     if lower.diags.is_empty() {
         Ok(ast)
     } else {
@@ -994,7 +1003,7 @@ fn doc(pair: &Pair<Rule>, marker: &str) -> Doc {
     let text = pair.as_str();
     let text = text.strip_prefix(marker).unwrap_or(text);
     Doc {
-        text: text.trim_end_matches('\r').to_string(),
+        text: text.trim_end().to_string(),
         span: span(pair),
     }
 }

@@ -1,0 +1,211 @@
+//! The `enigma` binary as users run it: exit codes, output streams, the
+//! JSON diagnostic format, `fmt` in place and `--check`, `explain`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn enigma(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_enigma"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the enigma binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("enigma-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn check_clean_file_exits_0() {
+    let dir = scratch("clean");
+    let f = write(
+        &dir,
+        "a.enigma",
+        "dim d = 64\nmodule Id()(x: [..., d]) -> [..., d] {\n  return x\n}\n",
+    );
+    let out = enigma(&["check", &f]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no problems"));
+}
+
+#[test]
+fn check_with_errors_exits_1_and_reports_each() {
+    let dir = scratch("errors");
+    let f = write(
+        &dir,
+        "a.enigma",
+        "model m {\n  let a = foo\n  let b = bar\n  predict y = a + b\n}\n",
+    );
+    let out = enigma(&["check", &f]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown name `foo`"), "{err}");
+    assert!(err.contains("unknown name `bar`"), "{err}");
+    assert!(err.contains("E0105"));
+    assert!(err.contains("2 errors"));
+}
+
+#[test]
+fn warnings_alone_exit_0() {
+    let dir = scratch("warn");
+    let f = write(&dir, "a.enigma", "use std::nn::{Linear}\ndim d = 4\n");
+    let out = enigma(&["check", &f]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("W0101"));
+}
+
+#[test]
+fn missing_file_is_an_io_error_exit_2() {
+    let out = enigma(&["check", "/definitely/not/here.enigma"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(enigma(&["check"]).status.code(), Some(2));
+    assert_eq!(enigma(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        enigma(&["--error-format", "xml", "check", "a"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn version_and_help_exit_0() {
+    let out = enigma(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("enigma 0.1.0"));
+    let help = enigma(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    for sub in ["check", "fmt", "explain"] {
+        assert!(text.contains(sub), "help lists {sub}");
+    }
+}
+
+#[test]
+fn json_diagnostics_carry_code_ranges_labels_and_help() {
+    let dir = scratch("json");
+    let f = write(
+        &dir,
+        "a.enigma",
+        "dim d = 64\ndim d = 32\nmodel m {\n  predict y = Lineer\n}\n",
+    );
+    let out = enigma(&["--error-format", "json", "check", &f]);
+    assert_eq!(out.status.code(), Some(1));
+    // Nothing for people on stderr in JSON mode: tools read stdout.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let dup = &lines[0];
+    assert_eq!(dup["code"], "E0104");
+    assert_eq!(dup["severity"], "error");
+    assert_eq!(dup["file"], f.as_str());
+    assert_eq!(dup["span"]["start"], 15);
+    assert_eq!(dup["span"]["end"], 16);
+    assert_eq!(dup["range"]["start"]["line"], 2);
+    assert_eq!(dup["range"]["start"]["column"], 5);
+    let labels = dup["labels"].as_array().unwrap();
+    assert_eq!(labels.len(), 2);
+    assert_eq!(labels[0]["primary"], true);
+    assert_eq!(labels[1]["primary"], false);
+    assert_eq!(labels[1]["range"]["start"]["line"], 1);
+    assert!(dup["help"].is_string());
+    let unknown = &lines[1];
+    assert_eq!(unknown["code"], "E0105");
+    assert_eq!(unknown["range"]["start"]["line"], 4);
+    assert_eq!(unknown["range"]["start"]["column"], 15);
+}
+
+#[test]
+fn fmt_rewrites_in_place_and_check_reports() {
+    let dir = scratch("fmt");
+    let messy = "dim   d=64 // width\n\n\n\nmodel m{let h=d*2\n predict y=h}\n";
+    let f = write(&dir, "a.enigma", messy);
+    let check = enigma(&["fmt", "--check", &f]);
+    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        messy,
+        "--check never writes"
+    );
+    let out = enigma(&["fmt", &f]);
+    assert_eq!(out.status.code(), Some(0));
+    let formatted = std::fs::read_to_string(&f).unwrap();
+    assert_eq!(
+        formatted,
+        "dim d = 64 // width\n\nmodel m {\n  let h = d * 2\n  predict y = h\n}\n"
+    );
+    assert_eq!(enigma(&["fmt", "--check", &f]).status.code(), Some(0));
+}
+
+#[test]
+fn fmt_leaves_unparsable_files_untouched() {
+    let dir = scratch("fmtbad");
+    let bad = "model m { let = }\n";
+    let f = write(&dir, "a.enigma", bad);
+    let out = enigma(&["fmt", &f]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("E0001"));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), bad);
+}
+
+#[test]
+fn explain_prints_pages_and_rejects_unknown_codes() {
+    let out = enigma(&["explain", "E0105"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("# E0105"));
+    let lower = enigma(&["explain", "e0105"]);
+    assert_eq!(lower.stdout, out.stdout, "codes are case-insensitive");
+    let list = enigma(&["explain"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("E0001  syntax error"));
+    assert_eq!(enigma(&["explain", "E9999"]).status.code(), Some(2));
+}
+
+#[test]
+fn user_modules_are_found_relative_to_the_importing_file() {
+    let dir = scratch("modules");
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    write(
+        &dir,
+        "lib/blocks.enigma",
+        "module Id()(x: [..., d]) -> [..., d] {\n  return x\n}\n",
+    );
+    let main = write(
+        &dir,
+        "main.enigma",
+        "use lib::blocks::{Id}\nmodel m {\n  predict y = Id()(1)\n}\n",
+    );
+    let out = enigma(&["check", &main]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

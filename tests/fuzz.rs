@@ -1,0 +1,276 @@
+//! Property-based fuzzing of the front end: arbitrary bytes, and
+//! grammar-shaped mutations of the examples and stdlib (token insertions,
+//! deletions, duplications, swaps and truncations).
+//!
+//! Properties: parsing, resolving and formatting never panic; and whenever
+//! a mutant parses, formatting it is idempotent, keeps its AST (up to spans)
+//! and keeps every comment. Raise `PROPTEST_CASES` for a longer run.
+
+use enigma::fmt::{collect_comments, format};
+use enigma::resolve::{self, Options};
+use enigma::source::{FileId, MemoryLoader};
+use enigma::syntax::{decode, parse};
+use proptest::prelude::*;
+
+/// Tokens that look like the language, so mutants reach deep into the
+/// grammar instead of failing at the first byte.
+const TOKENS: &[&str] = &[
+    "use",
+    "std",
+    "::",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "<",
+    ">",
+    ",",
+    ";",
+    ":",
+    "=",
+    "->",
+    "@",
+    "|",
+    "..",
+    "...",
+    ".",
+    "+",
+    "-",
+    "*",
+    "/",
+    "**",
+    "%",
+    "==",
+    "!=",
+    "<=",
+    ">=",
+    "and",
+    "or",
+    "not",
+    "dim",
+    "let",
+    "data",
+    "modality",
+    "from",
+    "tokenizer",
+    "fn",
+    "module",
+    "model",
+    "param",
+    "predict",
+    "return",
+    "loss",
+    "metric",
+    "train",
+    "parallel",
+    "if",
+    "else",
+    "true",
+    "false",
+    "per",
+    "session",
+    "x",
+    "d",
+    "T",
+    "N",
+    "Linear",
+    "f32",
+    "video",
+    "2s",
+    "30Hz",
+    "8Hz",
+    "1e-3",
+    "50_257",
+    "80GB",
+    "0.5",
+    "\"s\"",
+    "\"",
+    "//c\n",
+    "/*c*/",
+    "/*",
+    "*/",
+    "///d\n",
+    "//!m\n",
+    "\n",
+    " ",
+    "\t",
+    "\u{e9}",
+    "\u{ff}",
+];
+
+fn corpus() -> &'static [String] {
+    static CORPUS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    CORPUS.get_or_init(load_corpus)
+}
+
+fn load_corpus() -> Vec<String> {
+    let mut texts = Vec::new();
+    for dir in ["examples", "stdlib"] {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "enigma"))
+            .collect();
+        paths.sort();
+        texts.extend(paths.iter().map(|p| std::fs::read_to_string(p).unwrap()));
+    }
+    texts
+}
+
+#[derive(Clone, Debug)]
+enum Mutation {
+    Insert(usize, usize),
+    Delete(usize, usize),
+    Duplicate(usize, usize),
+    Swap(usize, usize, usize),
+    Truncate(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 0..TOKENS.len()).prop_map(|(a, t)| Mutation::Insert(a, t)),
+        (any::<usize>(), 1usize..40).prop_map(|(a, n)| Mutation::Delete(a, n)),
+        (any::<usize>(), 1usize..80).prop_map(|(a, n)| Mutation::Duplicate(a, n)),
+        (any::<usize>(), any::<usize>(), 1usize..30).prop_map(|(a, b, n)| Mutation::Swap(a, b, n)),
+        any::<usize>().prop_map(Mutation::Truncate),
+    ]
+}
+
+fn floor(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn apply(text: &mut String, m: &Mutation) {
+    if text.is_empty() {
+        text.push_str("dim d = 1\n");
+    }
+    let len = text.len();
+    match *m {
+        Mutation::Insert(at, t) => {
+            let at = floor(text, at % (len + 1));
+            text.insert_str(at, TOKENS[t]);
+        }
+        Mutation::Delete(at, n) => {
+            let a = floor(text, at % len);
+            let b = floor(text, a + n);
+            text.replace_range(a..b, "");
+        }
+        Mutation::Duplicate(at, n) => {
+            let a = floor(text, at % len);
+            let b = floor(text, a + n);
+            let piece = text[a..b].to_string();
+            text.insert_str(b, &piece);
+        }
+        Mutation::Swap(x, y, n) => {
+            let (mut a, mut b) = (floor(text, x % len), floor(text, y % len));
+            if a > b {
+                std::mem::swap(&mut a, &mut b);
+            }
+            let a2 = floor(text, (a + n).min(b));
+            let b2 = floor(text, b + n);
+            let first = text[a..a2].to_string();
+            let second = text[b..b2].to_string();
+            text.replace_range(b..b2, &first);
+            text.replace_range(a..a2, &second);
+        }
+        Mutation::Truncate(at) => {
+            let at = floor(text, at % (len + 1));
+            text.truncate(at);
+        }
+    }
+}
+
+fn shape(ast: &enigma::syntax::ast::File) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            // Spans are objects of exactly `start` and `end`, under `span`
+            // or another key (`per_session`).
+            serde_json::Value::Object(m)
+                if m.len() == 2 && m.contains_key("start") && m.contains_key("end") =>
+            {
+                *v = serde_json::Value::Null;
+            }
+            serde_json::Value::Object(m) => {
+                m.remove("span");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(ast).unwrap();
+    strip(&mut v);
+    v
+}
+
+fn comments(text: &str) -> Vec<String> {
+    let mut c: Vec<String> = collect_comments(text).into_iter().map(|c| c.text).collect();
+    c.sort();
+    c
+}
+
+/// Runs the whole front end on `bytes` and checks the properties.
+fn exercise(bytes: &[u8]) {
+    let mut loader = MemoryLoader::new();
+    loader.insert("main.enigma", bytes.to_vec());
+    let program = resolve::load(
+        &loader,
+        std::path::Path::new("main.enigma"),
+        &Options::default(),
+    )
+    .expect("the file is in memory");
+    for d in &program.diagnostics {
+        // Rendering must not panic either, whatever the spans.
+        let _ = enigma::diagnostics::render::human(d, &program.sources, Default::default());
+        let _ = enigma::diagnostics::render::json(d, &program.sources);
+    }
+    let Ok(text) = decode(bytes, FileId(0)) else {
+        return;
+    };
+    let Ok(ast) = parse(text, FileId(0)) else {
+        return;
+    };
+    let once = format(text, FileId(0)).expect("a file that parses formats");
+    let reparsed = parse(&once, FileId(0)).expect("formatted output parses");
+    // The messages show the texts, not the (huge) ASTs.
+    assert!(
+        shape(&reparsed) == shape(&ast),
+        "fmt changed the AST of:\n{text}\n--- formatted:\n{once}"
+    );
+    assert!(
+        comments(&once) == comments(text),
+        "fmt lost a comment of:\n{text}\n--- formatted:\n{once}"
+    );
+    let twice = format(&once, FileId(0)).expect("formatted output formats");
+    assert_eq!(twice, once, "fmt is not idempotent on:\n{text}");
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        exercise(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_token_soup(tokens in proptest::collection::vec(0..TOKENS.len(), 0..200)) {
+        let text: String = tokens.iter().map(|&t| TOKENS[t]).collect::<Vec<_>>().join(" ");
+        exercise(text.as_bytes());
+    }
+
+    #[test]
+    fn mutated_examples(pick in any::<usize>(), ms in proptest::collection::vec(mutation(), 1..5)) {
+        let corpus = corpus();
+        let mut text = corpus[pick % corpus.len()].clone();
+        for m in &ms {
+            apply(&mut text, m);
+        }
+        exercise(text.as_bytes());
+    }
+}
