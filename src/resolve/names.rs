@@ -505,10 +505,10 @@ impl Walker<'_> {
         let suggestion = suggest::closest(&name.name, candidates).map(str::to_string);
         let mut diag = Diagnostic::new(Code::E0105, format!("unknown name `{}`", name.name))
             .primary(self.file, name.span, label);
-        if let Some(s) = suggestion {
-            diag = diag.help(format!("did you mean `{s}`?"));
-        } else if name.name == "x" {
+        if name.name == "x" {
             diag = diag.help("`x` is the element being transformed and exists only in a modality's `| ...` transforms");
+        } else if let Some(s) = suggestion {
+            diag = diag.help(format!("did you mean `{s}`?"));
         }
         self.diags.push(diag);
     }

@@ -70,6 +70,23 @@ fn build_one(program: &Program, id: ModuleId) -> (BTreeMap<String, Binding>, Vec
             continue;
         };
         let target = program.module(resolved.module);
+        // A file importing itself is an import cycle (reported); binding its
+        // own names again would only add duplicate-definition noise.
+        if resolved.module == id {
+            continue;
+        }
+        // A module that failed to parse has had its errors reported; its
+        // names cannot be checked, so they are bound as unresolved.
+        if target.ast.is_none() {
+            let locals: Vec<&ast::Ident> = match &u.imports {
+                ast::UseImports::Group(names) => names.iter().map(|n| n.local()).collect(),
+                ast::UseImports::Single { alias } => alias.iter().chain(u.path.last()).take(1).collect(),
+            };
+            for l in locals {
+                bind(l, Binding::Unresolved { span: l.span }, "import", &mut diags);
+            }
+            continue;
+        }
         match &u.imports {
             ast::UseImports::Group(names) => {
                 for n in names {

@@ -4,23 +4,35 @@
 /// to be a plausible typo: at most one edit for short names, about a third
 /// of the length for longer ones.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(1);
-    let mut best: Option<(usize, &str)> = None;
+    let len = name.chars().count();
+    let limit = (len / 3).max(1);
+    let mut best: Option<(usize, usize, &str)> = None;
     for c in candidates {
         if c == name || c.is_empty() {
             continue;
         }
+        // One- and two-letter names are too short for an edit to mean a
+        // typo (`y` is one edit from every other letter); only a case slip
+        // is suggested for them.
+        if len <= 2 && !c.eq_ignore_ascii_case(name) {
+            continue;
+        }
         let d = distance(name, c);
+        if d > limit {
+            continue;
+        }
+        // Among equally close names, prefer the one sharing the longest
+        // prefix (`vall` -> `val`, not `all`), then the alphabetically first.
+        let prefix = name.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
         let better = match best {
             None => true,
-            // Ties go to the alphabetically first name, so output is stable.
-            Some((bd, bc)) => d < bd || (d == bd && c < bc),
+            Some((bd, bp, bc)) => (d, std::cmp::Reverse(prefix), c) < (bd, std::cmp::Reverse(bp), bc),
         };
-        if d <= limit && better {
-            best = Some((d, c));
+        if better {
+            best = Some((d, prefix, c));
         }
     }
-    best.map(|(_, c)| c)
+    best.map(|(_, _, c)| c)
 }
 
 /// Levenshtein distance over characters, case-insensitive substitutions
@@ -59,5 +71,16 @@ mod tests {
         assert_eq!(closest("Lineer", names), Some("Linear"));
         assert_eq!(closest("Transfromer", names), Some("Transformer"));
         assert_eq!(closest("Conv", names), None);
+    }
+
+    #[test]
+    fn short_names_get_case_suggestions_only() {
+        assert_eq!(closest("y", ["n", "T", "d"]), None);
+        assert_eq!(closest("t", ["n", "T", "d"]), Some("T"));
+    }
+
+    #[test]
+    fn ties_prefer_a_shared_prefix() {
+        assert_eq!(closest("vall", ["all", "val"]), Some("val"));
     }
 }

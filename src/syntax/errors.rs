@@ -52,7 +52,7 @@ pub fn phrase(rule: Rule) -> &'static str {
         Rule::predict_stmt => "`predict`",
         Rule::return_stmt => "`return`",
         Rule::if_stmt | Rule::if_expr => "`if`",
-        Rule::type_expr => "a type",
+        Rule::type_expr | Rule::type_name => "a type",
         Rule::generic_args => "`<`",
         Rule::shape => "a shape `[...]`",
         Rule::shape_dim => "a dimension",
@@ -122,7 +122,10 @@ pub fn phrase(rule: Rule) -> &'static str {
 fn found(text: &str, pos: usize) -> (String, Span) {
     let rest = text.get(pos..).unwrap_or("");
     let Some(first) = rest.chars().next() else {
-        return ("end of file".to_string(), Span::point(pos));
+        // A zero-width label at the very end is not drawn; mark the last
+        // character instead so the reader sees where the file stops.
+        let last = text[..pos].chars().next_back().map(char::len_utf8).unwrap_or(0);
+        return ("end of file".to_string(), Span::new(pos - last, pos));
     };
     let len = if first.is_alphanumeric() || first == '_' {
         rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))

@@ -40,7 +40,7 @@ pub fn parse_file(text: &str, file: FileId) -> Result<File, Vec<Diagnostic>> {
         // truncated write, a file of comments only.
         lower.diags.push(
             Diagnostic::new(Code::E0008, "source file has no items")
-                .primary(file, Span::point(0), "this file is empty")
+                .primary(file, Span::new(0, text.len().min(1)), "no items in this file")
                 .help("an `.enigma` file holds at least one item: `use`, `dim`, `model`, ..."),
         );
     }
@@ -583,7 +583,7 @@ impl Lower {
         let mut shape = None;
         for p in children(pair) {
             match p.as_rule() {
-                Rule::ident => name = Some(ident(Some(p))),
+                Rule::type_name => name = Some(ident(Some(p))),
                 Rule::generic_args => {
                     args = children(p)
                         .map(|i| {
