@@ -174,11 +174,12 @@ pub fn from_pest(err: &pest::error::Error<Rule>, text: &str, file: FileId) -> Di
         }
         ErrorVariant::CustomError { .. } => Vec::new(),
     };
+    let expected = with_tokens(expected, err, pos);
     let message = match expected.as_slice() {
         [] => format!("unexpected {found}"),
         [one] => format!("expected {one}, found {found}"),
         many => {
-            let (last, init) = many.split_last().unwrap_or((&"", &[]));
+            let (last, init) = many.split_last().unwrap_or((&many[0], &[]));
             format!("expected {} or {last}, found {found}", init.join(", "))
         }
     };
@@ -187,6 +188,36 @@ pub fn from_pest(err: &pest::error::Error<Rule>, text: &str, file: FileId) -> Di
         diag = diag.help(help);
     }
     diag
+}
+
+const STRUCTURAL: [&str; 7] = ["}", ")", "]", "{", ":", "=", "->"];
+
+/// Adds the punctuation pest expected at `pos` (`}`, `)`, `:` ...) in front
+/// of the rule phrases: rules alone never name a closing bracket.
+fn with_tokens(phrases: Vec<&'static str>, err: &pest::error::Error<Rule>, pos: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(attempts) = err.parse_attempts() {
+        if attempts.max_position == pos {
+            for t in attempts.expected_tokens() {
+                // pest does not export its token type; its display is the
+                // literal text for literal tokens.
+                let token = t.to_string();
+                // Only structural tokens: operators and the tokens that
+                // start an expression are already named by the phrases
+                // ("an operator", "an expression"), and listing them buries
+                // the bracket that is actually missing.
+                let punctuation = STRUCTURAL.contains(&token.as_str())
+                    && !(token == "{" && phrases.iter().any(|p| p.contains("{ ... }")));
+                let shown = format!("`{token}`");
+                if punctuation && !out.contains(&shown) && !phrases.contains(&shown.as_str()) {
+                    out.push(shown);
+                }
+            }
+        }
+    }
+    out.sort_by_key(|t| (t.len(), t.clone()));
+    out.extend(phrases.into_iter().map(str::to_string));
+    out
 }
 
 /// Hints for mistakes people coming from other languages make.

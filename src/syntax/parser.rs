@@ -25,8 +25,14 @@ pub const MAX_EXPR_DEPTH: usize = 256;
 
 /// Parses a whole file. `text` has passed the pre-scan.
 pub fn parse_file(text: &str, file: FileId) -> Result<File, Vec<Diagnostic>> {
-    let mut pairs = EnigmaParser::parse(Rule::file, text)
-        .map_err(|e| vec![super::errors::from_pest(&e, text, file)])?;
+    let mut pairs = EnigmaParser::parse(Rule::file, text).map_err(|e| {
+        // Tracking which literal tokens were expected slows every parse, so
+        // it is switched on only to explain a failure, by parsing again.
+        pest::set_error_detail(true);
+        let detailed = EnigmaParser::parse(Rule::file, text).err();
+        pest::set_error_detail(false);
+        vec![super::errors::from_pest(detailed.as_ref().unwrap_or(&e), text, file)]
+    })?;
     let mut lower = Lower {
         file,
         diags: Vec::new(),
