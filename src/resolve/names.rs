@@ -652,7 +652,7 @@ impl Walker<'_> {
             }
         }
         for n in names {
-            if axes.iter().any(|a| *a == n.name) {
+            if axes.contains(&n.name) {
                 continue;
             }
             let mut diag = Diagnostic::new(Code::E0105, format!("unknown mesh axis `{}`", n.name))

@@ -447,7 +447,7 @@ impl Unit {
         }
     }
 
-    pub fn from_str(s: &str) -> Option<Unit> {
+    pub fn parse(s: &str) -> Option<Unit> {
         Unit::ALL.into_iter().find(|u| u.as_str() == s)
     }
 }

@@ -919,7 +919,7 @@ impl Lower {
         for p in pair.into_inner() {
             match p.as_rule() {
                 Rule::number_value => text = p.as_str().to_string(),
-                Rule::unit => unit = Unit::from_str(p.as_str()),
+                Rule::unit => unit = Unit::parse(p.as_str()),
                 _ => {}
             }
         }
