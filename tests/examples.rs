@@ -140,3 +140,15 @@ fn formatter_keeps_comments_in_awkward_places() {
     assert_eq!(format(&out, FileId(0)).unwrap(), out, "idempotent:\n{out}");
     assert_eq!(shape(&out), shape(src));
 }
+
+#[test]
+fn long_if_expressions_and_signatures_are_broken_over_lines() {
+    let src = "module M(flag: bool)(x: [..., d]) -> [..., d] {\n  let y = if flag { some_long_function_name(x, argument_one: 1, argument_two: 2) } else { another_function(x, 3) }\n  return y\n}\nfn f(first_argument: [..., N], second_argument: [..., N], third_argument: bool[..., N] = true) -> [] {\n  return 1\n}\n";
+    let out = format(src, FileId(0)).unwrap();
+    assert_eq!(
+        out,
+        "module M(flag: bool)(x: [..., d]) -> [..., d] {\n  let y = if flag {\n    some_long_function_name(x, argument_one: 1, argument_two: 2)\n  } else {\n    another_function(x, 3)\n  }\n  return y\n}\nfn f(\n  first_argument: [..., N],\n  second_argument: [..., N],\n  third_argument: bool[..., N] = true,\n) -> [] {\n  return 1\n}\n"
+    );
+    assert!(out.lines().all(|l| l.chars().count() <= 100));
+    assert_eq!(format(&out, FileId(0)).unwrap(), out);
+}

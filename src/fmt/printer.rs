@@ -242,21 +242,21 @@ impl Printer<'_> {
             }
             ItemKind::Fn(f) => {
                 self.write(&format!("fn {}", f.name.name));
-                self.param_list(&f.params);
+                self.param_list(&f.params, tail(f.ret.as_ref()));
                 self.ret(f.ret.as_ref());
                 self.body(&f.body);
             }
             ItemKind::Module(m) => {
                 self.write(&format!("module {}", m.name.name));
-                self.param_list(&m.hyper);
-                self.param_list(&m.inputs);
+                self.param_list(&m.hyper, 1);
+                self.param_list(&m.inputs, tail(m.ret.as_ref()));
                 self.ret(m.ret.as_ref());
                 self.body(&m.body);
             }
             ItemKind::Model(m) => {
                 self.write(&format!("model {}", m.name.name));
                 if let Some(p) = &m.params {
-                    self.param_list(p);
+                    self.param_list(p, 2);
                 }
                 self.body(&m.body);
             }
@@ -361,7 +361,9 @@ impl Printer<'_> {
         }
     }
 
-    fn param_list(&mut self, list: &ParamList) {
+    /// A parameter list; `reserve` columns are kept free for what follows
+    /// it on the line (`-> type {`).
+    fn param_list(&mut self, list: &ParamList, reserve: usize) {
         let has_docs = list.params.iter().any(|p| !p.docs.is_empty());
         if has_docs {
             // Documented parameters always go one per line, docs above.
@@ -376,16 +378,27 @@ impl Printer<'_> {
                 |p, x| p.docs(&x.docs),
             );
         } else {
-            self.list(
-                ("(", ")"),
-                &list.params,
-                list.span,
-                flat::param,
-                |p, x| {
-                    p.write(&flat::param(x));
-                },
-                |x| x.span,
+            let text = format!(
+                "({})",
+                list.params
+                    .iter()
+                    .map(flat::param)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
+            let room = self.col() + text.chars().count() + reserve <= WIDTH;
+            if list.params.is_empty() || (room && !self.comments_within(list.span)) {
+                self.write(&text);
+            } else {
+                self.broken_list(
+                    ("(", ")"),
+                    &list.params,
+                    list.span,
+                    |p, x| p.write(&flat::param(x)),
+                    |x| x.span,
+                    |_, _| {},
+                );
+            }
         }
     }
 
@@ -571,10 +584,50 @@ impl Printer<'_> {
                     |_, _| {},
                 );
             }
+            ExprKind::If { cond, then, els } => self.if_expr(cond, then, els),
             // Other forms stay on one line, however long; comments inside
             // them are printed after the element by `end_line`.
             _ => self.write(&text),
         }
+    }
+
+    /// An `if` expression too long for one line: each branch on its own
+    /// indented line, `} else if` chains kept flat where they fit.
+    fn if_expr(&mut self, cond: &Expr, then: &Expr, els: &Expr) {
+        self.write("if ");
+        self.expr(cond);
+        self.write(" ");
+        self.branch(then);
+        self.write(" else ");
+        match &els.kind {
+            ExprKind::If {
+                cond: c,
+                then: t,
+                els: e,
+            } => {
+                let text = flat::expr(els);
+                if self.fits(&text) && !self.comments_within(els.span) {
+                    self.write(&text);
+                } else {
+                    self.if_expr(c, t, e);
+                }
+            }
+            _ => self.branch(els),
+        }
+    }
+
+    /// `{`, the branch expression on its own line, `}`.
+    fn branch(&mut self, e: &Expr) {
+        self.write("{");
+        self.newline();
+        self.indent += 1;
+        self.fresh = true;
+        self.begin_line(e.span.start as usize);
+        self.expr(e);
+        self.end_line(e.span.end as usize);
+        self.indent -= 1;
+        self.write_indent();
+        self.write("}");
     }
 
     /// A delimited list printed flat when it fits and holds no comments,
@@ -628,6 +681,12 @@ impl Printer<'_> {
         self.write(delims.1);
         self.fresh = false;
     }
+}
+
+/// The width of what follows a signature's last parameter list: the
+/// return type (` -> type`) and ` {`.
+fn tail(ret: Option<&TypeExpr>) -> usize {
+    ret.map(|t| flat::ty(t).chars().count() + 4).unwrap_or(0) + 2
 }
 
 fn entry_flat(e: &ConfigEntry) -> String {

@@ -259,7 +259,10 @@ impl<'a> Loader<'a> {
             ["std", rest @ ..] => {
                 let names = std_names(self.stdlib, self.fs);
                 let wanted = rest.join("::");
-                let bare: Vec<&str> = names.iter().map(|n| n.trim_start_matches("std::")).collect();
+                let bare: Vec<&str> = names
+                    .iter()
+                    .map(|n| n.trim_start_matches("std::"))
+                    .collect();
                 let hint = match super::closest(&wanted, bare.iter().copied()) {
                     Some(s) => format!("did you mean `std::{s}`? "),
                     None => String::new(),
@@ -274,7 +277,11 @@ impl<'a> Loader<'a> {
                 // module, and (without braces) all but the last segment.
                 let mut tried = vec![relative_path(from, &segs).display().to_string()];
                 if matches!(u.imports, ast::UseImports::Single { .. }) && segs.len() >= 2 {
-                    tried.push(relative_path(from, &segs[..segs.len() - 1]).display().to_string());
+                    tried.push(
+                        relative_path(from, &segs[..segs.len() - 1])
+                            .display()
+                            .to_string(),
+                    );
                 }
                 diag = diag.help(format!(
                     "looked for {}; user modules are `.enigma` files relative to the importing file, standard ones start with `std::`",

@@ -80,10 +80,17 @@ fn build_one(program: &Program, id: ModuleId) -> (BTreeMap<String, Binding>, Vec
         if target.ast.is_none() {
             let locals: Vec<&ast::Ident> = match &u.imports {
                 ast::UseImports::Group(names) => names.iter().map(|n| n.local()).collect(),
-                ast::UseImports::Single { alias } => alias.iter().chain(u.path.last()).take(1).collect(),
+                ast::UseImports::Single { alias } => {
+                    alias.iter().chain(u.path.last()).take(1).collect()
+                }
             };
             for l in locals {
-                bind(l, Binding::Unresolved { span: l.span }, "import", &mut diags);
+                bind(
+                    l,
+                    Binding::Unresolved { span: l.span },
+                    "import",
+                    &mut diags,
+                );
             }
             continue;
         }

@@ -23,10 +23,16 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         }
         // Among equally close names, prefer the one sharing the longest
         // prefix (`vall` -> `val`, not `all`), then the alphabetically first.
-        let prefix = name.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
+        let prefix = name
+            .chars()
+            .zip(c.chars())
+            .take_while(|(a, b)| a == b)
+            .count();
         let better = match best {
             None => true,
-            Some((bd, bp, bc)) => (d, std::cmp::Reverse(prefix), c) < (bd, std::cmp::Reverse(bp), bc),
+            Some((bd, bp, bc)) => {
+                (d, std::cmp::Reverse(prefix), c) < (bd, std::cmp::Reverse(bp), bc)
+            }
         };
         if better {
             best = Some((d, prefix, c));

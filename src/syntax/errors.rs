@@ -124,7 +124,11 @@ fn found(text: &str, pos: usize) -> (String, Span) {
     let Some(first) = rest.chars().next() else {
         // A zero-width label at the very end is not drawn; mark the last
         // character instead so the reader sees where the file stops.
-        let last = text[..pos].chars().next_back().map(char::len_utf8).unwrap_or(0);
+        let last = text[..pos]
+            .chars()
+            .next_back()
+            .map(char::len_utf8)
+            .unwrap_or(0);
         return ("end of file".to_string(), Span::new(pos - last, pos));
     };
     let len = if first.is_alphanumeric() || first == '_' {
@@ -194,7 +198,11 @@ const STRUCTURAL: [&str; 7] = ["}", ")", "]", "{", ":", "=", "->"];
 
 /// Adds the punctuation pest expected at `pos` (`}`, `)`, `:` ...) in front
 /// of the rule phrases: rules alone never name a closing bracket.
-fn with_tokens(phrases: Vec<&'static str>, err: &pest::error::Error<Rule>, pos: usize) -> Vec<String> {
+fn with_tokens(
+    phrases: Vec<&'static str>,
+    err: &pest::error::Error<Rule>,
+    pos: usize,
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if let Some(attempts) = err.parse_attempts() {
         if attempts.max_position == pos {

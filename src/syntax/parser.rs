@@ -31,7 +31,11 @@ pub fn parse_file(text: &str, file: FileId) -> Result<File, Vec<Diagnostic>> {
         pest::set_error_detail(true);
         let detailed = EnigmaParser::parse(Rule::file, text).err();
         pest::set_error_detail(false);
-        vec![super::errors::from_pest(detailed.as_ref().unwrap_or(&e), text, file)]
+        vec![super::errors::from_pest(
+            detailed.as_ref().unwrap_or(&e),
+            text,
+            file,
+        )]
     })?;
     let mut lower = Lower {
         file,
@@ -46,7 +50,11 @@ pub fn parse_file(text: &str, file: FileId) -> Result<File, Vec<Diagnostic>> {
         // truncated write, a file of comments only.
         lower.diags.push(
             Diagnostic::new(Code::E0008, "source file has no items")
-                .primary(file, Span::new(0, text.len().min(1)), "no items in this file")
+                .primary(
+                    file,
+                    Span::new(0, text.len().min(1)),
+                    "no items in this file",
+                )
                 .help("an `.enigma` file holds at least one item: `use`, `dim`, `model`, ..."),
         );
     }
