@@ -25,7 +25,7 @@ pub fn phrase(rule: Rule) -> &'static str {
         Rule::use_name => "an imported name",
         Rule::use_alias => "`as`",
         Rule::dim_item => "`dim`",
-        Rule::per_session => "`per session`",
+        Rule::per_session | Rule::kw_per | Rule::kw_session => "`per session`",
         Rule::let_item | Rule::let_stmt => "`let`",
         Rule::data_item => "`data`",
         Rule::modality_item => "`modality`",

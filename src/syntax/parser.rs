@@ -148,6 +148,8 @@ fn is_keyword(rule: Rule) -> bool {
             | Rule::kw_parallel
             | Rule::kw_if
             | Rule::kw_else
+            | Rule::kw_per
+            | Rule::kw_session
             | Rule::EOI
     )
 }
