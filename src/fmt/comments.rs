@@ -51,22 +51,8 @@ pub fn collect(text: &str) -> Vec<Comment> {
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 let start = i;
-                let mut level = 0usize;
-                while i < bytes.len() {
-                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
-                        level += 1;
-                        i += 2;
-                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
-                        level = level.saturating_sub(1);
-                        i += 2;
-                        if level == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-                out.push(make(text, start, i.min(bytes.len())));
+                i = crate::syntax::trivia::block_comment_end(bytes, i).unwrap_or(bytes.len());
+                out.push(make(text, start, i));
             }
             _ => i += 1,
         }

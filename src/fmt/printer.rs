@@ -144,6 +144,13 @@ impl Printer<'_> {
 
     /// Ends a line-level element that ended at source offset `end`.
     fn end_line(&mut self, end: usize) {
+        self.end_line_before(end, usize::MAX);
+    }
+
+    /// Like `end_line`, but a trailing comment is taken only if it starts
+    /// before `limit`: when the next element follows on the same source line,
+    /// comments inside it belong to it, not to this line.
+    fn end_line_before(&mut self, end: usize, limit: usize) {
         // A comment on the same source line right after the element stays
         // at the end of its line. Comments inside the element (printed on
         // one line) are gathered first and follow on their own lines.
@@ -159,7 +166,7 @@ impl Printer<'_> {
         let mut last = end;
         if let Some(c) = self.comments.get(self.next) {
             let between = self.src.get(end..c.span.start as usize).unwrap_or("\n");
-            if !between.contains('\n') {
+            if !between.contains('\n') && (c.span.start as usize) < limit {
                 let c = c.clone();
                 self.next += 1;
                 self.write(" ");
@@ -330,11 +337,13 @@ impl Printer<'_> {
             // Long pipelines put one transform per line, indented under the
             // item, so each step reads on its own.
             self.indent += 1;
+            let mut previous = m.source.span.end as usize;
             for t in &m.transforms {
-                self.end_line(t.span.start as usize);
+                self.end_line_before(previous, t.span.start as usize);
                 self.begin_line(t.span.start as usize);
                 self.write("| ");
                 self.expr(t);
+                previous = t.span.end as usize;
             }
             self.indent -= 1;
         }

@@ -193,7 +193,7 @@ pub struct ModelItem {
     pub body: Body,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ParamList {
     pub params: Vec<Param>,
     pub span: Span,
@@ -219,7 +219,7 @@ pub struct ObjectiveItem {
 
 /// `{ key: value, dims -> axes, key { ... } }` in train, parallel, data and
 /// objective items. Keys are checked against a schema by a later stage.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ConfigBlock {
     pub entries: Vec<ConfigEntry>,
     pub span: Span,
@@ -243,7 +243,7 @@ pub enum EntryKind {
 }
 
 /// `{ statements }` of a fn, module or model.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Body {
     pub stmts: Vec<Stmt>,
     pub span: Span,

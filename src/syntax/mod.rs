@@ -11,6 +11,7 @@ mod errors;
 mod parser;
 mod prescan;
 mod span;
+pub mod trivia;
 
 pub use errors::phrase as rule_phrase;
 pub use parser::MAX_EXPR_DEPTH;

@@ -95,21 +95,9 @@ fn last_token_end(text: &str, from: usize, to: usize) -> usize {
                 }
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let mut level = 0usize;
-                while i < to {
-                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
-                        level += 1;
-                        i += 2;
-                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
-                        level = level.saturating_sub(1);
-                        i += 2;
-                        if level == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
+                i = super::trivia::block_comment_end(bytes, i)
+                    .unwrap_or(to)
+                    .min(to);
             }
             _ => {
                 i += 1;
@@ -218,11 +206,11 @@ impl Lower {
                 Rule::fn_item => {
                     let mut it = children(p).peekable();
                     let name = ident(it.next());
-                    let params = self.param_list_opt(it.next());
+                    let params = self.param_list_or_default(it.next());
                     let ret = it
                         .next_if(|p| p.as_rule() == Rule::return_type)
                         .map(|p| self.return_type(p));
-                    let body = self.body_opt(it.next());
+                    let body = self.body_or_default(it.next());
                     ItemKind::Fn(FnItem {
                         name,
                         params,
@@ -233,12 +221,12 @@ impl Lower {
                 Rule::module_item => {
                     let mut it = children(p).peekable();
                     let name = ident(it.next());
-                    let hyper = self.param_list_opt(it.next());
-                    let inputs = self.param_list_opt(it.next());
+                    let hyper = self.param_list_or_default(it.next());
+                    let inputs = self.param_list_or_default(it.next());
                     let ret = it
                         .next_if(|p| p.as_rule() == Rule::return_type)
                         .map(|p| self.return_type(p));
-                    let body = self.body_opt(it.next());
+                    let body = self.body_or_default(it.next());
                     ItemKind::Module(ModuleItem {
                         name,
                         hyper,
@@ -253,14 +241,16 @@ impl Lower {
                     let params = it
                         .next_if(|p| p.as_rule() == Rule::param_list)
                         .map(|p| self.param_list(p));
-                    let body = self.body_opt(it.next());
+                    let body = self.body_or_default(it.next());
                     ItemKind::Model(ModelItem { name, params, body })
                 }
                 Rule::loss_item => ItemKind::Loss(self.objective(p)),
                 Rule::metric_item => ItemKind::Metric(self.objective(p)),
-                Rule::train_item => ItemKind::Train(self.config_block_opt(children(p).next())),
+                Rule::train_item => {
+                    ItemKind::Train(self.config_block_or_default(children(p).next()))
+                }
                 Rule::parallel_item => {
-                    ItemKind::Parallel(self.config_block_opt(children(p).next()))
+                    ItemKind::Parallel(self.config_block_or_default(children(p).next()))
                 }
                 _ => continue,
             });
@@ -394,14 +384,16 @@ impl Lower {
         }
     }
 
-    fn param_list_opt(&mut self, pair: Option<Pair<Rule>>) -> ParamList {
-        match pair {
-            Some(p) => self.param_list(p),
-            None => ParamList {
-                params: Vec::new(),
-                span: Span::default(),
-            },
-        }
+    fn param_list_or_default(&mut self, pair: Option<Pair<Rule>>) -> ParamList {
+        pair.map(|p| self.param_list(p)).unwrap_or_default()
+    }
+
+    fn config_block_or_default(&mut self, pair: Option<Pair<Rule>>) -> ConfigBlock {
+        pair.map(|p| self.config_block(p)).unwrap_or_default()
+    }
+
+    fn body_or_default(&mut self, pair: Option<Pair<Rule>>) -> Body {
+        pair.map(|p| self.body(p)).unwrap_or_default()
     }
 
     fn param_list(&mut self, pair: Pair<Rule>) -> ParamList {
@@ -447,16 +439,6 @@ impl Lower {
         }
     }
 
-    fn config_block_opt(&mut self, pair: Option<Pair<Rule>>) -> ConfigBlock {
-        match pair {
-            Some(p) => self.config_block(p),
-            None => ConfigBlock {
-                entries: Vec::new(),
-                span: Span::default(),
-            },
-        }
-    }
-
     fn config_block(&mut self, pair: Pair<Rule>) -> ConfigBlock {
         let sp = span(&pair);
         let entries = children(pair).map(|e| self.config_entry(e)).collect();
@@ -498,7 +480,7 @@ impl Lower {
                 Rule::config_sub => {
                     let mut it = children(p);
                     let key = ident(it.next());
-                    let block = self.config_block_opt(it.next());
+                    let block = self.config_block_or_default(it.next());
                     EntryKind::Block { key, block }
                 }
                 _ => continue,
@@ -511,16 +493,6 @@ impl Lower {
                 value: missing_expr(),
             }),
             span: sp,
-        }
-    }
-
-    fn body_opt(&mut self, pair: Option<Pair<Rule>>) -> Body {
-        match pair {
-            Some(p) => self.body(p),
-            None => Body {
-                stmts: Vec::new(),
-                span: Span::default(),
-            },
         }
     }
 
@@ -579,7 +551,7 @@ impl Lower {
         let sp = span(&pair);
         let mut it = children(pair);
         let cond = self.expr_opt(it.next());
-        let then = self.body_opt(it.next());
+        let then = self.body_or_default(it.next());
         let els = it.next().map(|p| match p.as_rule() {
             Rule::if_stmt => Else::If(Box::new(self.if_stmt(p))),
             _ => Else::Body(self.body(p)),

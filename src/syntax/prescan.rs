@@ -65,31 +65,20 @@ pub fn scan(text: &str, file: FileId) -> Vec<Diagnostic> {
                 }
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let start = i;
-                let mut level = 0usize;
-                loop {
-                    if i >= bytes.len() {
+                match super::trivia::block_comment_end(bytes, i) {
+                    Some(end) => {
+                        i = end;
+                        continue;
+                    }
+                    None => {
                         diags.push(
-                            Diagnostic::new(Code::E0006, "unterminated block comment")
-                                .primary(file, Span::new(start, start + 2), "comment opened here")
-                                .help("close it with `*/`; block comments nest, so each `/*` needs its own `*/`"),
-                        );
+                        Diagnostic::new(Code::E0006, "unterminated block comment")
+                            .primary(file, Span::new(i, i + 2), "comment opened here")
+                            .help("close it with `*/`; block comments nest, so each `/*` needs its own `*/`"),
+                    );
                         return diags;
                     }
-                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
-                        level += 1;
-                        i += 2;
-                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
-                        level -= 1;
-                        i += 2;
-                        if level == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
                 }
-                continue;
             }
             b'"' => {
                 let start = i;
