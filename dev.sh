@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# dev.sh: the two commands of the quick start.
+#
+#   ./dev.sh quickstart   set up what is missing, build, run the quick-start example
+#   ./dev.sh test         set up what is missing, run the whole suite (what CI runs)
+#   ./dev.sh env          print the exports the build needs, for: eval "$(./dev.sh env)"
+#
+# Set-up is idempotent and silent when everything is already there; each
+# set-up action it does take prints one line. See docs/setup.md.
+#
+# Environment knobs:
+#   ENIGMA_TORCH_VENV=DIR  virtualenv holding torch==2.11.0
+#                          (default ~/.cache/enigma/torch-2.11.0; created or
+#                          completed if needed, never deleted)
+#   LIBTORCH=DIR           use an existing libtorch 2.11.0 instead of PyTorch
+#                          (no virtualenv; LIBTORCH_USE_PYTORCH is unset)
+#   ENIGMA_SKIP_APT=1      never install Debian packages
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$ROOT"
+
+TORCH_VERSION=2.11.0 # what tch 0.24.0 (Cargo.toml) is built against
+MIN_RUST=1.85        # Cargo.toml's rust-version
+VENV=${ENIGMA_TORCH_VENV:-$HOME/.cache/enigma/torch-$TORCH_VERSION}
+LOG_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/enigma/logs
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+# Debian packages the whole project needs: a C/C++ toolchain and libgomp
+# (torch-sys compiles a C++ shim and links gomp), OpenMPI and libclang (the
+# `mpi` crate and its bindgen), HDF5 (NWB data), pkg-config, graphviz (graphs).
+APT_PACKAGES=(build-essential pkg-config libclang-dev libopenmpi-dev openmpi-bin libhdf5-dev graphviz)
+
+say() { printf 'dev.sh: %s\n' "$*"; }
+die() {
+    printf 'dev.sh: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# run_logged NAME CMD...: run CMD with its output in $LOG_DIR/NAME.log;
+# on failure show the log's tail and stop.
+run_logged() {
+    local name=$1
+    shift
+    mkdir -p "$LOG_DIR"
+    local log="$LOG_DIR/$name.log"
+    if ! "$@" >"$log" 2>&1 </dev/null; then
+        tail -n 40 "$log" >&2 || true
+        die "$name failed: $* (full log: $log)"
+    fi
+}
+
+# as_root CMD...: run CMD as root, through sudo only when not root already.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        if [ -t 0 ]; then sudo "$@"; else sudo -n "$@"; fi
+    else
+        die "need root to run '$*' and sudo is not installed (or set ENIGMA_SKIP_APT=1 and install the packages yourself)"
+    fi
+}
+
+# ---------------------------------------------------------------- set-up ----
+
+# torch_probe: print "<version without +local>\n<torch lib dir>" for the venv's
+# torch, or fail when there is no importable torch. Importing torch takes a
+# second or two, so the answer is kept in TORCH_PROBE (reset after installing).
+TORCH_PROBE=
+torch_probe() {
+    if [ -z "$TORCH_PROBE" ]; then
+        [ -x "$VENV/bin/python" ] || return 1
+        TORCH_PROBE=$("$VENV/bin/python" -c '
+import os, torch
+print(torch.__version__.split("+")[0])
+print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null </dev/null) || {
+            TORCH_PROBE=
+            return 1
+        }
+    fi
+    printf '%s\n' "$TORCH_PROBE"
+}
+
+# torch_ok: the venv imports torch and it is exactly $TORCH_VERSION.
+# (Not in a $(...) subshell, so that TORCH_PROBE is kept.)
+torch_ok() {
+    torch_probe >/dev/null || return 1
+    [ "${TORCH_PROBE%%$'\n'*}" = "$TORCH_VERSION" ]
+}
+
+need_torch_venv() { [ -z "${LIBTORCH:-}" ] && ! torch_ok; }
+
+have_cargo() {
+    command -v cargo >/dev/null 2>&1 && return 0
+    # rustup installed but this shell has not sourced ~/.cargo/env.
+    if [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+        export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+        return 0
+    fi
+    return 1
+}
+
+ensure_apt() {
+    local wanted=("${APT_PACKAGES[@]}")
+    # Extra packages only when a later step needs them on this machine.
+    have_cargo || wanted+=(curl ca-certificates)
+    if need_torch_venv && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        wanted+=(python3 python3-venv)
+    fi
+    [ "${ENIGMA_SKIP_APT:-0}" = 1 ] && return 0
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        say "not a Debian system: install the equivalents of ${wanted[*]} yourself (ENIGMA_SKIP_APT=1 silences this)"
+        return 0
+    fi
+    local missing=() p
+    for p in "${wanted[@]}"; do
+        [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing Debian packages: ${missing[*]}"
+    run_logged apt-get-update as_root apt-get update -q
+    run_logged apt-get-install as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+ensure_rust() {
+    if ! have_cargo; then
+        say "installing Rust (stable, with rustfmt and clippy) via rustup"
+        run_logged rustup-init sh -c 'curl --proto =https --tlsv1.2 -sSf https://sh.rustup.rs |
+            sh -s -- -y --no-modify-path --profile minimal --component rustfmt,clippy'
+        have_cargo || die "rustup finished but cargo is not in ${CARGO_HOME:-$HOME/.cargo}/bin"
+    fi
+    local v
+    v=$(rustc --version | awk '{print $2}')
+    if [ "$(printf '%s\n%s\n' "$MIN_RUST" "${v%%-*}" | sort -V | head -n1)" != "$MIN_RUST" ]; then
+        die "rustc $v is older than $MIN_RUST (Cargo.toml rust-version): run 'rustup update stable'"
+    fi
+    local c
+    for c in rustfmt clippy; do
+        # `cargo fmt` / `cargo clippy` exist only with the component installed.
+        if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            command -v rustup >/dev/null 2>&1 || die "cargo $c is missing and there is no rustup to add it"
+            say "adding Rust component $c"
+            run_logged "rustup-$c" rustup component add "$c"
+        fi
+    done
+}
+
+ensure_torch() {
+    if [ -n "${LIBTORCH:-}" ]; then
+        [ -d "$LIBTORCH/lib" ] || die "LIBTORCH=$LIBTORCH has no lib/ directory"
+        return 0
+    fi
+    torch_ok && return 0
+    if [ ! -x "$VENV/bin/python" ]; then
+        command -v python3 >/dev/null 2>&1 || die "python3 is needed to create $VENV"
+        say "creating Python virtualenv $VENV"
+        mkdir -p "$(dirname "$VENV")"
+        run_logged venv python3 -m venv "$VENV"
+    fi
+    # Into an existing venv too (e.g. ENIGMA_TORCH_VENV with another torch):
+    # pip replaces the torch there; nothing else is removed.
+    say "installing torch==$TORCH_VERSION from PyPI into $VENV (about 4 GB, several minutes)"
+    run_logged pip-torch "$VENV/bin/python" -m pip install --disable-pip-version-check \
+        --progress-bar off "torch==$TORCH_VERSION"
+    TORCH_PROBE=
+    torch_ok || die "torch $TORCH_VERSION still does not import from $VENV/bin/python"
+}
+
+# export_torch_env: what tch/torch-sys need to build, and test binaries to run.
+export_torch_env() {
+    local lib
+    if [ -n "${LIBTORCH:-}" ]; then
+        # torch-sys reads LIBTORCH (and optional LIBTORCH_LIB/LIBTORCH_INCLUDE).
+        unset LIBTORCH_USE_PYTORCH
+        lib="${LIBTORCH_LIB:-$LIBTORCH}/lib"
+    else
+        # torch-sys runs `python` when VIRTUAL_ENV is set (else `python3`) from
+        # PATH to ask torch for its include and lib dirs.
+        export VIRTUAL_ENV="$VENV"
+        export PATH="$VENV/bin:$PATH"
+        export LIBTORCH_USE_PYTORCH=1
+        torch_probe >/dev/null || die "cannot import torch from $VENV/bin/python"
+        lib=${TORCH_PROBE#*$'\n'}
+    fi
+    # Our build.rs also sets an rpath, so binaries and tests do not need this;
+    # it covers anything built or run outside Cargo's link arguments.
+    case ":${LD_LIBRARY_PATH:-}:" in
+    *":$lib:"*) ;;
+    *) export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
+    esac
+    # torch-sys does not rerun its build script when PATH/VIRTUAL_ENV point at
+    # another torch, so a switch would keep linking the old one: remember the
+    # lib dir and rebuild tch/torch-sys when it changes.
+    local stamp="$TARGET_DIR/.enigma-libtorch-dir"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$lib" ]; then
+        say "libtorch changed ($(cat "$stamp") -> $lib): rebuilding torch-sys"
+        run_logged cargo-clean-torch cargo clean -p torch-sys -p tch
+    fi
+    mkdir -p "$TARGET_DIR"
+    printf '%s\n' "$lib" >"$stamp"
+}
+
+setup() {
+    ensure_apt
+    ensure_rust
+    ensure_torch
+    export_torch_env
+    # CI builds from a clean clone once: incremental artefacts are wasted there.
+    if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
+}
+
+# ------------------------------------------------------------- commands ----
+
+# step NAME CMD...: run one step of a command with its output visible; stop
+# with a message naming the step when it fails.
+STEP_TOTAL=0
+STEP_NO=0
+step() {
+    local name=$1
+    shift
+    STEP_NO=$((STEP_NO + 1))
+    say "[$STEP_NO/$STEP_TOTAL] $name: $*"
+    if ! "$@"; then
+        die "step '$name' failed (command: $*)"
+    fi
+}
+
+# The quick start's main job: build, then run the example. Later this becomes
+# `enigma run`; change it here only.
+run_quickstart_example() {
+    step "run the quick-start example" cargo run --quiet -- check examples/quickstart.enigma
+}
+
+cmd_quickstart() {
+    setup
+    STEP_TOTAL=2
+    step build cargo build
+    run_quickstart_example
+}
+
+cmd_test() {
+    setup
+    STEP_TOTAL=5
+    step format cargo fmt --all --check
+    step lint cargo clippy --all-targets -- -D warnings
+    # --no-fail-fast: report every test binary's summary, then fail the step.
+    step test cargo test --no-fail-fast
+    # The front end alone, with no libtorch in the build at all.
+    step "lint (front end only)" cargo clippy --no-default-features --all-targets -- -D warnings
+    step "test (front end only)" cargo test --no-default-features --no-fail-fast
+    say "all steps passed"
+}
+
+cmd_env() {
+    setup >&2
+    printf 'export PATH=%q\n' "$PATH"
+    printf 'export LD_LIBRARY_PATH=%q\n' "$LD_LIBRARY_PATH"
+    if [ -n "${LIBTORCH:-}" ]; then
+        printf 'export LIBTORCH=%q\nunset LIBTORCH_USE_PYTORCH\n' "$LIBTORCH"
+    else
+        printf 'export VIRTUAL_ENV=%q\nexport LIBTORCH_USE_PYTORCH=1\n' "$VIRTUAL_ENV"
+    fi
+}
+
+usage() {
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+case "${1:-}" in
+quickstart) cmd_quickstart ;;
+test) cmd_test ;;
+env) cmd_env ;;
+-h | --help | help) usage ;;
+*)
+    usage >&2
+    exit 2
+    ;;
+esac
