@@ -209,3 +209,19 @@ fn user_modules_are_found_relative_to_the_importing_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn fmt_writes_through_symbolic_links() {
+    let dir = scratch("symlink");
+    let real = write(&dir, "real.enigma", "dim   d=1\n");
+    let link = dir.join("link.enigma");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = enigma(&["fmt", link.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "dim d = 1\n");
+}

@@ -79,6 +79,10 @@ fn first_difference(a: &str, b: &str) -> usize {
 
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
+    // Write through a symbolic link to the file it names: renaming over the
+    // link itself would replace the link with a copy.
+    let resolved = std::fs::canonicalize(path)?;
+    let path = resolved.as_path();
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let name = path
         .file_name()
