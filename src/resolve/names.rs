@@ -686,15 +686,16 @@ fn unused_imports(program: &Program, used: &HashSet<(ModuleId, String)>) -> Vec<
     for (i, m) in program.modules.iter().enumerate() {
         let id = ModuleId(i as u32);
         for (name, b) in &m.scope {
-            let span = match b {
-                Binding::Import { span, .. } | Binding::Module { span, .. } => *span,
+            let (span, help) = match b {
+                Binding::Import { span, .. } => (*span, "remove it from the `use` item"),
+                Binding::Module { span, .. } => (*span, "remove the `use` item"),
                 Binding::Item { .. } | Binding::Unresolved { .. } => continue,
             };
             if !used.contains(&(id, name.clone())) {
                 diags.push(
                     Diagnostic::new(Code::W0101, format!("`{name}` is imported but never used"))
                         .primary(m.file, span, "unused import")
-                        .help("remove it from the `use` item"),
+                        .help(help),
                 );
             }
         }

@@ -200,7 +200,11 @@ pub(super) fn duplicate(
     Diagnostic::new(Code::E0104, format!("`{name}` is defined more than once"))
         .primary(file, at, format!("this {what} redefines `{name}`"))
         .secondary(file, previous, "first defined here")
-        .help("give one of them another name, or import it under an alias with `as`")
+        .help(if what == "import" {
+            "give one of them another name, or import it under an alias with `as`"
+        } else {
+            "give one of them another name"
+        })
 }
 
 fn missing_item(file: FileId, name: &ast::Ident, target: &super::Module) -> Diagnostic {
