@@ -111,9 +111,16 @@ pub fn phrase(rule: Rule) -> &'static str {
         Rule::kw_if => "`if`",
         Rule::kw_else => "`else`",
         Rule::kw_true | Rule::kw_false => "`true` or `false`",
-        // Whitespace, comments and the keyword set are silent or never
-        // expected on their own; name them plainly all the same.
-        _ => "valid syntax",
+        // Silent rules: pest never lists them as expected, but naming them
+        // here keeps this match exhaustive, so a new grammar rule cannot
+        // reach users without a phrase.
+        Rule::WHITESPACE | Rule::COMMENT | Rule::line_comment | Rule::block_comment => {
+            "whitespace or a comment"
+        }
+        Rule::keyword => "a keyword",
+        Rule::ident_char => "a letter, digit or `_`",
+        Rule::infix_op => "an operator",
+        Rule::prefix_op => "an expression",
     }
 }
 
