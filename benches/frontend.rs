@@ -1,6 +1,7 @@
 //! One benchmark per front-end stage, on the largest example and on a
 //! generated 10,000-line experiment: parse, resolve (imports, stdlib and
-//! names; parsing included, as `enigma check` does it) and fmt.
+//! names; parsing included), check (resolve plus the checks on values: all
+//! of `enigma check`) and fmt.
 //!
 //! Run: `cargo bench --no-default-features --bench frontend`. Figures are
 //! recorded in `docs/benchmarks.md`.
@@ -39,12 +40,20 @@ fn load(text: &str) -> resolve::Program {
     resolve::load(&loader, Path::new("main.enigma"), &Options::default()).expect("in memory")
 }
 
+/// What `enigma check` runs: resolve, then the checks on values.
+fn check(text: &str) -> resolve::Program {
+    let mut loader = MemoryLoader::new();
+    loader.insert("main.enigma", text.as_bytes().to_vec());
+    enigma::check::check_file(&loader, Path::new("main.enigma"), &Options::default())
+        .expect("in memory")
+}
+
 fn stages(c: &mut Criterion) {
     let enigma_1b = std::fs::read_to_string("examples/enigma_1b.enigma").expect("example");
     let big = generated(10_000);
-    assert!(load(&enigma_1b).diagnostics.is_empty());
+    assert!(check(&enigma_1b).diagnostics.is_empty());
     assert!(
-        load(&big).diagnostics.is_empty(),
+        check(&big).diagnostics.is_empty(),
         "the generated file is valid"
     );
 
@@ -52,6 +61,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| enigma::syntax::parse(&enigma_1b, FileId(0)))
     });
     c.bench_function("resolve/enigma_1b+stdlib", |b| b.iter(|| load(&enigma_1b)));
+    c.bench_function("check/enigma_1b+stdlib", |b| b.iter(|| check(&enigma_1b)));
     c.bench_function("fmt/enigma_1b", |b| {
         b.iter(|| enigma::fmt::format(&enigma_1b, FileId(0)))
     });
@@ -61,6 +71,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| enigma::syntax::parse(&big, FileId(0)))
     });
     slow.bench_function("resolve", |b| b.iter(|| load(&big)));
+    slow.bench_function("check", |b| b.iter(|| check(&big)));
     slow.bench_function("fmt", |b| b.iter(|| enigma::fmt::format(&big, FileId(0))));
     slow.finish();
 }

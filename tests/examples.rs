@@ -62,7 +62,7 @@ fn comments(text: &str) -> Vec<String> {
 #[test]
 fn examples_and_stdlib_check_cleanly() {
     for path in all_sources() {
-        let program = resolve::load(&FsLoader, &path, &Options::default()).unwrap();
+        let program = enigma::check::check_file(&FsLoader, &path, &Options::default()).unwrap();
         let problems: Vec<String> = program
             .diagnostics
             .iter()

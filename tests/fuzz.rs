@@ -7,7 +7,7 @@
 //! and keeps every comment. Raise `PROPTEST_CASES` for a longer run.
 
 use enigma::fmt::{collect_comments, format};
-use enigma::resolve::{self, Options};
+use enigma::resolve::Options;
 use enigma::source::{FileId, MemoryLoader};
 use enigma::syntax::{decode, parse};
 use proptest::prelude::*;
@@ -220,7 +220,7 @@ fn comments(text: &str) -> Vec<String> {
 fn exercise(bytes: &[u8]) {
     let mut loader = MemoryLoader::new();
     loader.insert("main.enigma", bytes.to_vec());
-    let program = resolve::load(
+    let program = enigma::check::check_file(
         &loader,
         std::path::Path::new("main.enigma"),
         &Options::default(),

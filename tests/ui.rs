@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use enigma::diagnostics::render::{human, HumanStyle};
-use enigma::resolve::{self, Options};
+use enigma::resolve::Options;
 use enigma::source::FsLoader;
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -48,7 +48,7 @@ fn main() {
 
 /// Renders what `enigma check` reports for `program`.
 fn render(program: &Path) -> Result<String, Failed> {
-    let loaded = resolve::load(&FsLoader, program, &Options::default())
+    let loaded = enigma::check::check_file(&FsLoader, program, &Options::default())
         .map_err(|e| Failed::from(e.to_string()))?;
     let style = HumanStyle {
         color: false,

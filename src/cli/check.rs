@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::output::{count, plural, Output};
 use super::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
-use crate::resolve::{self, Options, Stdlib};
+use crate::resolve::{Options, Stdlib};
 use crate::source::FsLoader;
 
 pub fn run(out: &Output, files: &[PathBuf], stdlib: Option<PathBuf>) -> i32 {
@@ -14,7 +14,7 @@ pub fn run(out: &Output, files: &[PathBuf], stdlib: Option<PathBuf>) -> i32 {
     let mut status = EXIT_OK;
     let (mut errors, mut warnings) = (0, 0);
     for path in files {
-        let program = match resolve::load(&FsLoader, path, &options) {
+        let program = match crate::check::check_file(&FsLoader, path, &options) {
             Ok(p) => p,
             Err(e) => {
                 out.fatal(&e.to_string());

@@ -63,6 +63,12 @@ codes! {
     E0107 => "statement not allowed here",
     E0108 => "argument or setting given twice",
     E0109 => "positional argument after a named argument",
+    E0201 => "size arithmetic overflows",
+    E0202 => "division by zero",
+    E0203 => "size is not positive",
+    E0204 => "units do not match",
+    E0205 => "not a whole number",
+    E0206 => "definition refers to itself",
     W0101 => "unused import",
 }
 

@@ -107,13 +107,20 @@ pub struct ResolvedUse {
 
 impl Module {
     /// The item defining `name` in this module, if it is defined here (not
-    /// merely imported). Reads the AST, so it works before scopes are built.
+    /// merely imported). Once the file scope is built this is a map lookup;
+    /// before (while scopes are being built, when imports are checked
+    /// against their target) it scans the AST.
     pub fn defined(&self, name: &str) -> Option<&ast::Item> {
-        self.ast
-            .as_ref()?
-            .items
-            .iter()
-            .find(|i| i.kind.defined_name().is_some_and(|n| n.name == name))
+        let items = &self.ast.as_ref()?.items;
+        if self.scope.is_empty() {
+            return items
+                .iter()
+                .find(|i| i.kind.defined_name().is_some_and(|n| n.name == name));
+        }
+        match self.scope.get(name)? {
+            Binding::Item { index, .. } => items.get(*index),
+            _ => None,
+        }
     }
 
     /// Names this module defines, for suggestions.
