@@ -104,6 +104,15 @@ impl<'p> Consts<'p> {
         self.program.module(self.module).file
     }
 
+    /// The source text of an expression of the current module.
+    pub fn source(&self, e: &Expr) -> String {
+        self.program
+            .sources
+            .get(self.file())
+            .slice(e.span)
+            .to_string()
+    }
+
     /// Where the dim or let that `name` refers to (in the current module)
     /// gets its value, for secondary labels.
     pub fn definition(&self, name: &str) -> Option<(FileId, Span, String)> {

@@ -129,13 +129,13 @@ fn plain(c: &mut Consts, size: &Expr, value: &Value, continuous: bool) {
             Code::E0204,
             format!(
                 "`{}` is a duration ({q}), not a number of samples",
-                source(c, size)
+                c.source(size)
             ),
         )
         .primary(file, size.span, "a duration needs a sampling rate")
         .help(format!(
             "give the rate it is sampled at: `{} @ 30Hz`",
-            source(c, size)
+            c.source(size)
         )),
         Value::Float(f) => Diagnostic::new(
             Code::E0205,
@@ -180,7 +180,7 @@ fn sampled(c: &mut Consts, size: &Expr, value: &Value, rate_expr: &Expr) {
                 Code::E0204,
                 format!(
                     "only a duration can be sampled at a rate, but `{}` is {}",
-                    source(c, size),
+                    c.source(size),
                     other.describe()
                 ),
             )
@@ -234,9 +234,4 @@ fn with_definition(c: &Consts, size: &Expr, diag: Diagnostic) -> Diagnostic {
         Some((file, span, n)) => diag.secondary(file, span, format!("`{n}` gets its value here")),
         None => diag,
     }
-}
-
-fn source(c: &Consts, e: &Expr) -> String {
-    let file = c.program.sources.get(c.file());
-    file.slice(e.span).to_string()
 }

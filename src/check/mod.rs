@@ -6,12 +6,14 @@
 //! shapes declare (`dims.rs`): that sizes are positive whole numbers, that
 //! a time window at a sampling rate is a whole number of samples (`2s @
 //! 30Hz` is 60 frames, `2s @ 8Hz` is 16), and that units are used where
-//! they make sense. Tensor shapes through models, parameter counts and the
+//! they make sense; and it checks the `train` and `parallel` settings
+//! against their schema and each other (`settings.rs`). Tensor shapes through models, parameter counts and the
 //! typed IR build on these values.
 
 mod consts;
 mod dims;
 pub mod quantity;
+mod settings;
 pub mod size;
 
 pub use consts::Value;
@@ -25,6 +27,7 @@ use crate::resolve::Program;
 pub fn check(program: &Program) -> Vec<Diagnostic> {
     let mut consts = consts::Consts::new(program);
     dims::check_dims(&mut consts);
+    settings::check_settings(&mut consts);
     let mut diags = consts.diags;
     crate::diagnostics::sort(&mut diags);
     diags

@@ -69,6 +69,10 @@ codes! {
     E0204 => "units do not match",
     E0205 => "not a whole number",
     E0206 => "definition refers to itself",
+    E0207 => "unknown setting",
+    E0208 => "invalid setting value",
+    E0209 => "missing setting",
+    E0210 => "settings do not agree",
     W0101 => "unused import",
 }
 

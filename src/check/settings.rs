@@ -1,0 +1,472 @@
+//! Checks on the `train` and `parallel` blocks: every key is known, every
+//! value has the kind and range its setting needs, required settings are
+//! present, and the settings agree with each other.
+//!
+//! The schema below is the one list of settings these blocks accept; the
+//! language reference documents the same table. Cross-checks: the global
+//! batch divides evenly over the data-parallel ranks, micro-batches and
+//! accumulation steps, and a schedule's warm-up is shorter than training.
+
+use super::consts::{Consts, Value};
+use super::quantity::{short, Dimension};
+use crate::diagnostics::{Code, Diagnostic};
+use crate::resolve::{builtins, closest};
+use crate::source::FileId;
+use crate::syntax::ast::*;
+use crate::syntax::Span;
+
+/// What a setting's value must be.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A whole number of at least 1.
+    Positive,
+    /// A whole number in `0..=max`.
+    UpTo(i64),
+    /// A number greater than zero.
+    PositiveNumber,
+    Bool,
+    /// A size in bytes (`80GB`).
+    Bytes,
+    /// One of these symbols.
+    Symbol(&'static [&'static str]),
+    /// A call of one of these builtins: `adamw(lr: 3e-4)`.
+    Call(&'static [&'static str]),
+    Str,
+    /// A nested block with its own fields.
+    Block(&'static [Field]),
+    /// `mesh { axis: size, ... }`: any axis names, positive sizes.
+    Mesh,
+}
+
+impl Kind {
+    fn describe(self) -> String {
+        match self {
+            Kind::Positive => "a whole number of at least 1".to_string(),
+            Kind::UpTo(max) => format!("a whole number from 0 to {max}"),
+            Kind::PositiveNumber => "a number greater than 0".to_string(),
+            Kind::Bool => "`true` or `false`".to_string(),
+            Kind::Bytes => "a size in bytes, such as `80GB`".to_string(),
+            Kind::Symbol(s) | Kind::Call(s) if s.len() == 2 => format!("either {}", list(s)),
+            Kind::Symbol(s) | Kind::Call(s) => format!("one of {}", list(s)),
+            Kind::Str => "a string".to_string(),
+            Kind::Block(_) | Kind::Mesh => "a block `{ ... }`".to_string(),
+        }
+    }
+}
+
+struct Field {
+    key: &'static str,
+    kind: Kind,
+    required: bool,
+}
+
+const fn field(key: &'static str, kind: Kind) -> Field {
+    Field {
+        key,
+        kind,
+        required: false,
+    }
+}
+
+const fn required(key: &'static str, kind: Kind) -> Field {
+    Field {
+        key,
+        kind,
+        required: true,
+    }
+}
+
+const CHECKPOINT: &[Field] = &[
+    field("every", Kind::Positive),
+    field("keep", Kind::Positive),
+];
+
+const EVAL: &[Field] = &[
+    field("every", Kind::Positive),
+    field("split", Kind::Symbol(&["val", "test"])),
+    field("batches", Kind::Positive),
+];
+
+const TRAIN: &[Field] = &[
+    required("optimizer", Kind::Call(builtins::OPTIMIZERS)),
+    field("schedule", Kind::Call(builtins::SCHEDULES)),
+    required("steps", Kind::Positive),
+    required("batch", Kind::Positive),
+    field("precision", Kind::Symbol(&["f32", "bf16", "f16"])),
+    field("clip", Kind::PositiveNumber),
+    field("accumulate", Kind::Positive),
+    field("on_nonfinite", Kind::Symbol(&["stop", "skip"])),
+    field("seed", Kind::UpTo(i64::MAX)),
+    field("device", Kind::Symbol(&["cpu", "cuda"])),
+    field("checkpoint", Kind::Block(CHECKPOINT)),
+    field("eval", Kind::Block(EVAL)),
+];
+
+const PARALLEL: &[Field] = &[
+    required("mesh", Kind::Mesh),
+    field("zero", Kind::UpTo(3)),
+    field("zero_scope", Kind::Str),
+    field("microbatches", Kind::Positive),
+    field(
+        "pipeline_schedule",
+        Kind::Symbol(&["one_f_one_b", "gpipe", "interleaved"]),
+    ),
+    field("checkpoint_activations", Kind::Bool),
+    field("sequence_parallel", Kind::Bool),
+    field("device_memory", Kind::Bytes),
+    field("bucket", Kind::Bytes),
+];
+
+fn list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => quoted.concat(),
+    }
+}
+
+/// Checks the train and parallel blocks of the root module.
+pub(super) fn check_settings(c: &mut Consts) {
+    let program = c.program;
+    c.module = program.root;
+    let Some(ast) = &program.root_module().ast else {
+        return;
+    };
+    let mut train = None;
+    let mut parallel = None;
+    for item in &ast.items {
+        match &item.kind {
+            ItemKind::Train(b) => {
+                block(c, b, "train", TRAIN, item.span);
+                train = Some(b);
+            }
+            ItemKind::Parallel(b) => {
+                block(c, b, "parallel", PARALLEL, item.span);
+                parallel = Some(b);
+            }
+            _ => {}
+        }
+    }
+    if let Some(t) = train {
+        warmup_fits(c, t);
+        if let Some(p) = parallel {
+            batch_divides(c, t, p);
+        }
+    }
+}
+
+fn block(c: &mut Consts, b: &ConfigBlock, name: &str, fields: &[Field], item: Span) {
+    let file = c.file();
+    // Keys suggested for misspelt ones: a required key that was misspelt is
+    // reported once, as unknown, not also as missing.
+    let mut suggested: Vec<&str> = Vec::new();
+    for e in &b.entries {
+        let (key, value) = match &e.kind {
+            EntryKind::Setting { key, value } => (key, Some(value)),
+            EntryKind::Block { key, .. } => (key, None),
+            // Mappings are resolved (and later planned) on their own.
+            EntryKind::Mapping { .. } => continue,
+        };
+        let Some(f) = fields.iter().find(|f| f.key == key.name) else {
+            if let Some(s) = unknown(c, file, key, name, fields) {
+                suggested.push(s);
+            }
+            continue;
+        };
+        match (&e.kind, f.kind) {
+            (EntryKind::Block { block: inner, .. }, Kind::Block(sub)) => {
+                block(c, inner, &format!("{name}.{}", f.key), sub, key.span)
+            }
+            (EntryKind::Block { block: inner, .. }, Kind::Mesh) => mesh(c, inner),
+            (EntryKind::Block { .. }, kind) => {
+                invalid(c, file, e.span, key, &kind.describe(), "a block `{ ... }`")
+            }
+            (_, Kind::Block(_) | Kind::Mesh) => {
+                let found = value.map(|v| c.source(v)).unwrap_or_default();
+                invalid(
+                    c,
+                    file,
+                    e.span,
+                    key,
+                    &f.kind.describe(),
+                    &format!("`{found}`"),
+                )
+            }
+            (_, kind) => {
+                if let Some(v) = value {
+                    setting(c, key, v, kind);
+                }
+            }
+        }
+    }
+    for f in fields.iter().filter(|f| f.required) {
+        let present = b.entries.iter().any(|e| entry_key(e) == Some(f.key));
+        if !present && !suggested.contains(&f.key) {
+            let at = Span::new(
+                item.start as usize,
+                item.start as usize + name.len().min(item.len()),
+            );
+            c.diags.push(
+                Diagnostic::new(Code::E0209, format!("`{name}` has no `{}` setting", f.key))
+                    .primary(file, at, format!("`{}` is required here", f.key))
+                    .help(match f.kind {
+                        Kind::Block(_) | Kind::Mesh => format!("add `{} {{ ... }}`", f.key),
+                        kind => format!("add `{}: ...`, {}", f.key, kind.describe()),
+                    }),
+            );
+        }
+    }
+}
+
+fn entry_key(e: &ConfigEntry) -> Option<&str> {
+    match &e.kind {
+        EntryKind::Setting { key, .. } | EntryKind::Block { key, .. } => Some(&key.name),
+        EntryKind::Mapping { .. } => None,
+    }
+}
+
+/// Reports an unknown key; returns the setting suggested instead, if any.
+fn unknown(
+    c: &mut Consts,
+    file: FileId,
+    key: &Ident,
+    block: &str,
+    fields: &[Field],
+) -> Option<&'static str> {
+    let names: Vec<&'static str> = fields.iter().map(|f| f.key).collect();
+    let suggestion = closest(&key.name, names.iter().copied());
+    let help = match suggestion {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("`{block}` accepts {}", list(&names)),
+    };
+    c.diags.push(
+        Diagnostic::new(
+            Code::E0207,
+            format!("unknown setting `{}` in `{block}`", key.name),
+        )
+        .primary(file, key.span, "not a setting of this block")
+        .help(help),
+    );
+    suggestion
+}
+
+fn invalid(c: &mut Consts, file: FileId, at: Span, key: &Ident, wanted: &str, found: &str) {
+    c.diags.push(
+        Diagnostic::new(
+            Code::E0208,
+            format!("`{}` must be {wanted}, found {found}", key.name),
+        )
+        .primary(file, at, "invalid value")
+        .help(format!("write `{}: ` followed by {wanted}", key.name)),
+    );
+}
+
+/// Checks one `key: value` against its kind.
+fn setting(c: &mut Consts, key: &Ident, value: &Expr, kind: Kind) {
+    let file = c.file();
+    let ok = match kind {
+        Kind::Call(names) => match &value.kind {
+            ExprKind::Call { callee, .. } => {
+                matches!(&callee.kind, ExprKind::Path(p) if p.len() == 1 && names.contains(&p[0].name.as_str()))
+            }
+            _ => false,
+        },
+        Kind::Symbol(names) => {
+            matches!(&value.kind, ExprKind::Path(p) if p.len() == 1 && names.contains(&p[0].name.as_str()))
+        }
+        Kind::Str => matches!(value.kind, ExprKind::Str(_)),
+        Kind::Bool => matches!(value.kind, ExprKind::Bool(_)),
+        _ => {
+            let Ok(v) = c.eval(value) else { return };
+            match (kind, &v) {
+                (_, Value::Opaque) => true,
+                (Kind::Positive, Value::Size(s)) => s.as_const().is_none_or(|n| n >= 1),
+                (Kind::UpTo(max), Value::Size(s)) => {
+                    s.as_const().is_none_or(|n| (0..=max).contains(&n))
+                }
+                (Kind::PositiveNumber, Value::Size(s)) => s.as_const().is_none_or(|n| n > 0),
+                (Kind::PositiveNumber, Value::Float(f)) => *f > 0.0,
+                (Kind::Bytes, Value::Quantity(q)) => q.dim == Dimension::BYTES && q.value > 0.0,
+                _ => false,
+            }
+        }
+    };
+    if !ok {
+        let found = format!("`{}`", c.source(value));
+        invalid(c, file, value.span, key, &kind.describe(), &found);
+    }
+}
+
+/// `mesh { axis: size }`: every size a whole number of at least 1.
+fn mesh(c: &mut Consts, b: &ConfigBlock) {
+    let file = c.file();
+    for e in &b.entries {
+        match &e.kind {
+            EntryKind::Setting { key, value } => setting(c, key, value, Kind::Positive),
+            EntryKind::Block { key, .. } => {
+                invalid(c, file, e.span, key, "a mesh axis size", "a block")
+            }
+            EntryKind::Mapping { .. } => {}
+        }
+    }
+}
+
+/// The value of setting `key` in `b`, with its span, when it is a constant
+/// whole number.
+fn int_setting(c: &mut Consts, b: &ConfigBlock, key: &str) -> Option<(i64, Span)> {
+    b.entries.iter().find_map(|e| match &e.kind {
+        EntryKind::Setting { key: k, value } if k.name == key => match c.eval(value) {
+            Ok(Value::Size(s)) => s.as_const().map(|n| (n, e.span)),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// The global batch divides evenly over data-parallel ranks, micro-batches
+/// and accumulation steps.
+fn batch_divides(c: &mut Consts, train: &ConfigBlock, parallel: &ConfigBlock) {
+    let file = c.file();
+    let Some((batch, batch_at)) = int_setting(c, train, "batch") else {
+        return;
+    };
+    // The data-parallel degree: the product of the mesh axes `batch` maps to.
+    let mut axes: Vec<(String, i64)> = Vec::new();
+    for e in &parallel.entries {
+        if let EntryKind::Block { key, block } = &e.kind {
+            if key.name == "mesh" {
+                for a in &block.entries {
+                    if let EntryKind::Setting { key, .. } = &a.kind {
+                        if let Some((n, _)) = int_setting(c, block, &key.name) {
+                            axes.push((key.name.clone(), n));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mapping = parallel.entries.iter().find_map(|e| match &e.kind {
+        EntryKind::Mapping { keys, target } if keys.iter().any(|k| k.name == "batch") => {
+            Some((target, e.span))
+        }
+        _ => None,
+    });
+    let mut factors: Vec<(String, i64, Span)> = Vec::new();
+    if let Some((target, span)) = mapping {
+        let names: Vec<&str> = match &target.kind {
+            ExprKind::Path(p) => p.iter().map(|i| i.name.as_str()).collect(),
+            ExprKind::Tuple(xs) => xs
+                .iter()
+                .filter_map(|x| match &x.kind {
+                    ExprKind::Path(p) if p.len() == 1 => Some(p[0].name.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            ExprKind::Paren(x) => match &x.kind {
+                ExprKind::Path(p) if p.len() == 1 => vec![p[0].name.as_str()],
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        // One factor for the data-parallel degree, labelled once.
+        let mut parts = Vec::new();
+        let mut degree: i64 = 1;
+        for n in names {
+            if let Some((_, size)) = axes.iter().find(|(a, _)| a == n) {
+                parts.push(format!("{n} {size}"));
+                degree = degree.saturating_mul(*size);
+            }
+        }
+        if !parts.is_empty() {
+            factors.push((parts.join(" x "), degree, span));
+        }
+    }
+    if let Some((m, span)) = int_setting(c, parallel, "microbatches") {
+        factors.push((format!("microbatches {m}"), m, span));
+    }
+    if let Some((a, span)) = int_setting(c, train, "accumulate") {
+        factors.push((format!("accumulate {a}"), a, span));
+    }
+    let mut divisor: i64 = 1;
+    for (_, f, _) in &factors {
+        match divisor.checked_mul(*f) {
+            Some(d) if d > 0 => divisor = d,
+            _ => return,
+        }
+    }
+    if divisor <= 1 || batch % divisor == 0 {
+        return;
+    }
+    let parts: Vec<&str> = factors.iter().map(|(s, _, _)| s.as_str()).collect();
+    let mut diag = Diagnostic::new(
+        Code::E0210,
+        format!(
+            "global batch {batch} does not divide into {divisor} equal parts ({})",
+            parts.join(" x ")
+        ),
+    )
+    .primary(
+        file,
+        batch_at,
+        format!("{batch} is not a multiple of {divisor}"),
+    );
+    for (s, _, span) in &factors {
+        let label = if s.starts_with("microbatches") || s.starts_with("accumulate") {
+            s.clone()
+        } else {
+            format!("data parallel over {s}")
+        };
+        diag = diag.secondary(file, *span, label);
+    }
+    let lower = batch / divisor * divisor;
+    let upper = lower + divisor;
+    c.diags.push(diag.help(if lower > 0 {
+        format!("use a batch of {lower} or {upper}, or change the layout")
+    } else {
+        format!("use a batch of {upper}, or change the layout")
+    }));
+}
+
+/// A schedule's warm-up is shorter than the training run.
+fn warmup_fits(c: &mut Consts, train: &ConfigBlock) {
+    let file = c.file();
+    let Some((steps, steps_at)) = int_setting(c, train, "steps") else {
+        return;
+    };
+    for e in &train.entries {
+        let EntryKind::Setting { key, value } = &e.kind else {
+            continue;
+        };
+        if key.name != "schedule" {
+            continue;
+        }
+        let ExprKind::Call { args, .. } = &value.kind else {
+            continue;
+        };
+        for a in args {
+            if a.name.as_ref().is_none_or(|n| n.name != "warmup") {
+                continue;
+            }
+            let Ok(Value::Size(s)) = c.eval(&a.value) else {
+                continue;
+            };
+            let Some(w) = s.as_const() else { continue };
+            if w >= steps {
+                c.diags.push(
+                    Diagnostic::new(
+                        Code::E0210,
+                        format!(
+                            "the warm-up ({w} steps) is not shorter than training ({steps} steps)"
+                        ),
+                    )
+                    .primary(file, a.span, "warm-up")
+                    .secondary(file, steps_at, "the training steps")
+                    .help(format!(
+                        "warm up for a fraction of training, e.g. `warmup: {}`",
+                        short((steps / 20).max(1) as f64)
+                    )),
+                );
+            }
+        }
+    }
+}
