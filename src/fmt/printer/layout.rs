@@ -207,7 +207,7 @@ impl Printer<'_> {
         }
         self.open_block();
         self.stmts(&body.stmts);
-        self.close_block(body.span.end as usize - 1);
+        self.close_block((body.span.end as usize).saturating_sub(1));
     }
 
     fn stmts(&mut self, stmts: &[Stmt]) {
@@ -319,7 +319,7 @@ impl Printer<'_> {
             }
             self.end_line(e.span.end as usize);
         }
-        self.close_block(c.span.end as usize - 1);
+        self.close_block((c.span.end as usize).saturating_sub(1));
     }
 
     /// Prints an expression at the current column, breaking call argument

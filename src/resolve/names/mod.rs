@@ -184,7 +184,7 @@ impl Walker<'_> {
         self.locals.truncate(depth);
         if kind != BodyKind::Model && !returns {
             let at = body.stmts.last().map(|s| s.span).unwrap_or(Span::new(
-                body.span.end as usize - 1,
+                (body.span.end as usize).saturating_sub(1),
                 body.span.end as usize,
             ));
             self.diags.push(
