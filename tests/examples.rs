@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use enigma::fmt::{collect_comments, format};
+mod common;
+
+use common::comments;
+use enigma::fmt::format;
 use enigma::resolve::{self, Options, Stdlib};
 use enigma::source::{FileId, FsLoader};
 use enigma::syntax::parse;
@@ -27,36 +30,9 @@ fn all_sources() -> Vec<PathBuf> {
     v
 }
 
-/// The AST as JSON with every span removed.
+/// The AST of `text`, spans removed.
 fn shape(text: &str) -> serde_json::Value {
-    let ast = parse(text, FileId(0)).expect("parses");
-    let mut v = serde_json::to_value(&ast).unwrap();
-    strip_spans(&mut v);
-    v
-}
-
-fn strip_spans(v: &mut serde_json::Value) {
-    match v {
-        // Spans are objects of exactly `start` and `end`, under `span` or
-        // another key (`per_session`).
-        serde_json::Value::Object(m)
-            if m.len() == 2 && m.contains_key("start") && m.contains_key("end") =>
-        {
-            *v = serde_json::Value::Null;
-        }
-        serde_json::Value::Object(m) => {
-            m.remove("span");
-            m.values_mut().for_each(strip_spans);
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_spans),
-        _ => {}
-    }
-}
-
-fn comments(text: &str) -> Vec<String> {
-    let mut c: Vec<String> = collect_comments(text).into_iter().map(|c| c.text).collect();
-    c.sort();
-    c
+    common::shape(&parse(text, FileId(0)).expect("parses"))
 }
 
 #[test]

@@ -6,7 +6,10 @@
 //! a mutant parses, formatting it is idempotent, keeps its AST (up to spans)
 //! and keeps every comment. Raise `PROPTEST_CASES` for a longer run.
 
-use enigma::fmt::{collect_comments, format};
+mod common;
+
+use common::{comments, shape};
+use enigma::fmt::format;
 use enigma::resolve::Options;
 use enigma::source::{FileId, MemoryLoader};
 use enigma::syntax::{decode, parse};
@@ -185,35 +188,6 @@ fn apply(text: &mut String, m: &Mutation) {
             text.truncate(at);
         }
     }
-}
-
-fn shape(ast: &enigma::syntax::ast::File) -> serde_json::Value {
-    fn strip(v: &mut serde_json::Value) {
-        match v {
-            // Spans are objects of exactly `start` and `end`, under `span`
-            // or another key (`per_session`).
-            serde_json::Value::Object(m)
-                if m.len() == 2 && m.contains_key("start") && m.contains_key("end") =>
-            {
-                *v = serde_json::Value::Null;
-            }
-            serde_json::Value::Object(m) => {
-                m.remove("span");
-                m.values_mut().for_each(strip);
-            }
-            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    let mut v = serde_json::to_value(ast).unwrap();
-    strip(&mut v);
-    v
-}
-
-fn comments(text: &str) -> Vec<String> {
-    let mut c: Vec<String> = collect_comments(text).into_iter().map(|c| c.text).collect();
-    c.sort();
-    c
 }
 
 /// Runs the whole front end on `bytes` and checks the properties.

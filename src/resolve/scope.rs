@@ -78,12 +78,7 @@ fn build_one(program: &Program, id: ModuleId) -> (BTreeMap<String, Binding>, Vec
         // A module that failed to parse has had its errors reported; its
         // names cannot be checked, so they are bound as unresolved.
         if target.ast.is_none() {
-            let locals: Vec<&ast::Ident> = match &u.imports {
-                ast::UseImports::Group(names) => names.iter().map(|n| n.local()).collect(),
-                ast::UseImports::Single { alias } => {
-                    alias.iter().chain(u.path.last()).take(1).collect()
-                }
-            };
+            let locals = u.locals();
             for l in locals {
                 bind(
                     l,
@@ -152,12 +147,7 @@ fn build_one(program: &Program, id: ModuleId) -> (BTreeMap<String, Binding>, Vec
         if module.uses.iter().any(|r| r.item == index) {
             continue;
         }
-        let locals: Vec<&ast::Ident> = match &u.imports {
-            ast::UseImports::Group(names) => names.iter().map(|n| n.local()).collect(),
-            ast::UseImports::Single { alias } => {
-                alias.iter().chain(u.path.last()).take(1).collect()
-            }
-        };
+        let locals = u.locals();
         for l in locals {
             if !scope.contains_key(&l.name) {
                 scope.insert(l.name.clone(), Binding::Unresolved { span: l.span });

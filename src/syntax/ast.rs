@@ -101,6 +101,16 @@ pub struct UseItem {
     pub imports: UseImports,
 }
 
+impl UseItem {
+    /// The names this `use` binds in the importing file.
+    pub fn locals(&self) -> Vec<&Ident> {
+        match &self.imports {
+            UseImports::Group(names) => names.iter().map(UseName::local).collect(),
+            UseImports::Single { alias } => alias.iter().chain(self.path.last()).take(1).collect(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum UseImports {
     /// `use a::b` or `use a::b as c`: the last segment names a module file,

@@ -136,10 +136,7 @@ impl Lower {
                     let mut it = children(p).peekable();
                     let name = ident(it.next());
                     let params = self.param_list_or_default(it.next());
-                    let ret = it
-                        .next_if(|p| p.as_rule() == Rule::return_type)
-                        .map(|p| self.return_type(p));
-                    let body = self.body_or_default(it.next());
+                    let (ret, body) = self.signature_end(&mut it);
                     ItemKind::Fn(FnItem {
                         name,
                         params,
@@ -152,10 +149,7 @@ impl Lower {
                     let name = ident(it.next());
                     let hyper = self.param_list_or_default(it.next());
                     let inputs = self.param_list_or_default(it.next());
-                    let ret = it
-                        .next_if(|p| p.as_rule() == Rule::return_type)
-                        .map(|p| self.return_type(p));
-                    let body = self.body_or_default(it.next());
+                    let (ret, body) = self.signature_end(&mut it);
                     ItemKind::Module(ModuleItem {
                         name,
                         hyper,
@@ -359,6 +353,17 @@ impl Lower {
             default,
             span: sp,
         }
+    }
+
+    /// The optional `-> type` and the body that end a fn or module.
+    fn signature_end<'i>(
+        &mut self,
+        it: &mut std::iter::Peekable<impl Iterator<Item = Pair<'i, Rule>>>,
+    ) -> (Option<TypeExpr>, Body) {
+        let ret = it
+            .next_if(|p| p.as_rule() == Rule::return_type)
+            .map(|p| self.return_type(p));
+        (ret, self.body_or_default(it.next()))
     }
 
     fn return_type(&mut self, pair: Pair<Rule>) -> TypeExpr {
