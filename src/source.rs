@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::data::{npy, DataFormat, DataHeader, ProbeError, ProbeErrorKind};
 use crate::syntax::Span;
 
 /// The one door between the compiler core and the outside world.
@@ -26,6 +27,75 @@ pub trait SourceLoader {
     fn canonical(&self, path: &Path) -> PathBuf {
         path.to_path_buf()
     }
+
+    /// Reads at most `max` bytes from the start of a file. Data files can be
+    /// many gigabytes and only their header is wanted, so loaders backed by
+    /// storage should override this default, which reads the whole file.
+    fn read_prefix(&self, path: &Path, max: usize) -> io::Result<Vec<u8>> {
+        let mut bytes = self.read(path)?;
+        bytes.truncate(max);
+        Ok(bytes)
+    }
+
+    /// The length of a file in bytes, when it is cheap to know. It lets a
+    /// probe notice a data file cut short after its header.
+    fn len(&self, _path: &Path) -> Option<u64> {
+        None
+    }
+
+    /// Reads the header of a data file (never its data): the element type
+    /// and shape of a `.npy` array, or every dataset of an NWB file.
+    ///
+    /// The default reads `.npy` headers through [`read_prefix`] and
+    /// [`len`](SourceLoader::len), and cannot read NWB files, which libhdf5
+    /// must open by name; [`FsLoader`] can, when built with the `nwb`
+    /// feature.
+    ///
+    /// [`read_prefix`]: SourceLoader::read_prefix
+    fn probe(&self, path: &Path, format: DataFormat) -> Result<DataHeader, ProbeError> {
+        match format {
+            DataFormat::Npy => probe_npy(self, path).map(DataHeader::Array),
+            DataFormat::Nwb => Err(nwb_unsupported(path)),
+        }
+    }
+}
+
+/// Reads a `.npy` header through a loader's bounded read.
+fn probe_npy<L: SourceLoader + ?Sized>(
+    loader: &L,
+    path: &Path,
+) -> Result<crate::data::ArrayHeader, ProbeError> {
+    // Headers numpy writes are a few hundred bytes (it refuses to read
+    // more than 10,000 by default), so a small first read almost always
+    // holds the whole header; only a longer one costs a second read, of up
+    // to the limit the parser accepts.
+    const FIRST_READ: usize = 16 * 1024;
+    let read = |max| {
+        loader
+            .read_prefix(path, max)
+            .map_err(|e| ProbeError::io(path, &e))
+    };
+    let mut prefix = read(FIRST_READ)?;
+    if prefix.len() == FIRST_READ {
+        if let Err(e) = npy::parse(&prefix) {
+            if e.kind == ProbeErrorKind::Truncated {
+                prefix = read(npy::PREFIX_LEN)?;
+            }
+        }
+    }
+    npy::probe(&prefix, loader.len(path)).map_err(|e| e.at(path))
+}
+
+/// The answer of a loader that cannot read NWB files.
+fn nwb_unsupported(path: &Path) -> ProbeError {
+    // With the feature on, only a loader without a real file system (such
+    // as `MemoryLoader`) gets here, so the message names the actual cause.
+    let message = if cfg!(feature = "nwb") {
+        "reading NWB files needs a loader backed by the file system, since libhdf5 opens files by name"
+    } else {
+        "reading NWB files needs the `nwb` feature (this enigma was built without libhdf5)"
+    };
+    ProbeError::new(ProbeErrorKind::Unsupported, message).at(path)
 }
 
 /// Reads from the real file system.
@@ -43,6 +113,34 @@ impl SourceLoader for FsLoader {
 
     fn canonical(&self, path: &Path) -> PathBuf {
         std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+    }
+
+    fn read_prefix(&self, path: &Path, max: usize) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        // `take` stops the read at `max` bytes, so probing a multi-gigabyte
+        // array reads only its header.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)?
+            .take(max as u64)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    fn len(&self, path: &Path) -> Option<u64> {
+        std::fs::metadata(path)
+            .ok()
+            .filter(|meta| meta.is_file())
+            .map(|meta| meta.len())
+    }
+
+    fn probe(&self, path: &Path, format: DataFormat) -> Result<DataHeader, ProbeError> {
+        match format {
+            DataFormat::Npy => probe_npy(self, path).map(DataHeader::Array),
+            #[cfg(feature = "nwb")]
+            DataFormat::Nwb => crate::data::nwb::probe(path).map(DataHeader::Nwb),
+            #[cfg(not(feature = "nwb"))]
+            DataFormat::Nwb => Err(nwb_unsupported(path)),
+        }
     }
 }
 
