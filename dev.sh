@@ -21,7 +21,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$ROOT"
 
 TORCH_VERSION=2.11.0 # what tch 0.24.0 (Cargo.toml) is built against
-MIN_RUST=1.85        # Cargo.toml's rust-version
+MIN_RUST=1.85.1        # Cargo.toml's rust-version
 VENV=${ENIGMA_TORCH_VENV:-$HOME/.cache/enigma/torch-$TORCH_VERSION}
 LOG_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/enigma/logs
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}

@@ -1,7 +1,8 @@
 //! One benchmark per front-end stage, on the largest example and on a
 //! generated 10,000-line experiment: parse, resolve (imports, stdlib and
-//! names; parsing included), check (resolve plus the checks on values: all
-//! of `enigma check`) and fmt.
+//! names; parsing included), check (resolve plus the checks on values and
+//! the elaboration of the model through every module: all of `enigma
+//! check`) and fmt.
 //!
 //! Run: `cargo bench --no-default-features --bench frontend`. Figures are
 //! recorded in `docs/benchmarks.md`.
@@ -12,12 +13,18 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use enigma::resolve::{self, Options};
 use enigma::source::{FileId, MemoryLoader};
 
-/// A valid experiment of about `lines` lines: dims, modules and a model,
-/// repeated with fresh names so that resolution does real work.
+/// A valid experiment of about `lines` lines: dims and modules repeated
+/// with fresh names so that resolution does real work, and a model that
+/// applies every module in turn so that checking elaborates all of them.
 fn generated(lines: usize) -> String {
-    let mut s = String::from("use std::nn::{Linear, RMSNorm}\n\n");
+    let mut s = String::from(
+        "use std::nn::{Linear, RMSNorm}\nuse std::losses::{mse}\n\n\
+         dim T = 2s\ndim d = 64\n\n\
+         data src = synthetic.series(channels: 64) { window: T }\n\
+         modality x: series<f32>[T @ 10Hz, d] from src.x\n\n",
+    );
     let mut i = 0;
-    while s.lines().count() < lines {
+    while s.lines().count() + i < lines {
         s.push_str(&format!(
             "dim d{i} = 64 * {k}\n\
              /// Block {i}.\n\
@@ -30,7 +37,11 @@ fn generated(lines: usize) -> String {
         ));
         i += 1;
     }
-    s.push_str("model m {\n  predict y = Block0(d: d0)(1)\n}\n");
+    s.push_str("model m {\n  let h0 = x\n");
+    for j in 0..i {
+        s.push_str(&format!("  let h{} = Block{j}(d: d)(h{j})\n", j + 1));
+    }
+    s.push_str(&format!("  predict y = h{i}\n}}\n\nloss mse(m.y, x)\n"));
     s
 }
 

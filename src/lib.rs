@@ -10,8 +10,10 @@
 
 pub mod check;
 pub mod cli;
+pub mod data;
 pub mod diagnostics;
 pub mod fmt;
+pub mod ir;
 pub mod resolve;
 pub mod source;
 pub mod syntax;

@@ -225,3 +225,48 @@ fn fmt_writes_through_symbolic_links() {
         .is_symlink());
     assert_eq!(std::fs::read_to_string(&real).unwrap(), "dim d = 1\n");
 }
+
+#[test]
+fn check_stats_prints_parameters_flops_and_memory() {
+    let out = enigma(&["check", "--stats", "examples/enigma_1b.enigma"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(
+            "parameters: 1,062,615,040 = 1,029,052,416 shared + 16 sessions x 2,097,664\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("backbone"), "{text}");
+    assert!(
+        text.contains("compute: 7.948e16 FLOPs per training step"),
+        "{text}"
+    );
+    assert!(text.contains("activations: "), "{text}");
+}
+
+#[test]
+fn check_emit_ir_prints_yaml_on_stdout() {
+    let out = enigma(&["check", "--emit", "ir", "examples/quickstart.enigma"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).expect("YAML");
+    assert_eq!(doc["format"], 1);
+    assert_eq!(doc["outputs"][0]["name"], "response");
+    // Nothing but the IR on stdout: the summary goes to stderr.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checked 1 file"));
+}
+
+#[test]
+fn check_with_errors_prints_no_stats() {
+    let dir = scratch("stats_on_error");
+    let path = write(
+        &dir,
+        "bad.enigma",
+        "use std::nn::{Linear}\ndim d = 8\ndata s = synthetic.series(channels: 4) { window: 10 }\nmodality x: series<f32>[10, 4] from s.x\nmodel m {\n  predict y = Linear(d_in: d, d_out: 2)(x)\n}\n",
+    );
+    let out = enigma(&["check", "--stats", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("E0211"));
+}

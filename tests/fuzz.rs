@@ -2,7 +2,12 @@
 //! grammar-shaped mutations of the examples and stdlib (token insertions,
 //! deletions, duplications, swaps and truncations).
 //!
-//! Properties: parsing, resolving and formatting never panic; and whenever
+//! A third family keeps the examples well-formed and changes their values
+//! instead: numbers replaced by others (zero, odd sizes, huge values,
+//! units) and names swapped for other names of the same file, so mutants
+//! get through the parser and stress the checker's shape rules.
+//!
+//! Properties: parsing, resolving, checking and formatting never panic; and whenever
 //! a mutant parses, formatting it is idempotent, keeps its AST (up to spans)
 //! and keeps every comment. Raise `PROPTEST_CASES` for a longer run.
 
@@ -226,7 +231,74 @@ fn exercise(bytes: &[u8]) {
     assert_eq!(twice, once, "fmt is not idempotent on:\n{text}");
 }
 
+/// Numbers a value mutation may write.
+const NUMBERS: &[&str] = &[
+    "0",
+    "1",
+    "2",
+    "3",
+    "7",
+    "16",
+    "64",
+    "1000",
+    "9223372036854775807",
+    "2s",
+    "8Hz",
+    "0.5",
+    "1e30",
+];
+
+/// Replaces the `k`-th number of `text` with `NUMBERS[v]`, or the `k`-th
+/// name with the `v`-th name, keeping the file parseable most of the time.
+fn retype(text: &str, k: usize, v: usize, names: bool) -> String {
+    let bytes = text.as_bytes();
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let word = c.is_ascii_alphabetic() || c == b'_';
+        if (names && word) || (!names && c.is_ascii_digit()) {
+            let start = i;
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric()
+                    || bytes[i] == b'_'
+                    || bytes[i] == b'.' && !names)
+            {
+                i += 1;
+            }
+            spans.push((start, i));
+        } else if word || c.is_ascii_digit() {
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    if spans.is_empty() {
+        return text.to_string();
+    }
+    let (a, b) = spans[k % spans.len()];
+    let with = if names {
+        let (x, y) = spans[v % spans.len()];
+        &text[x..y]
+    } else {
+        NUMBERS[v % NUMBERS.len()]
+    };
+    format!("{}{}{}", &text[..a], with, &text[b..])
+}
+
 proptest! {
+    #[test]
+    fn retyped_examples(pick in any::<usize>(), edits in proptest::collection::vec((any::<usize>(), any::<usize>(), any::<bool>()), 1..4)) {
+        let corpus = corpus();
+        let mut text = corpus[pick % corpus.len()].clone();
+        for (k, v, names) in &edits {
+            text = retype(&text, *k, *v, *names);
+        }
+        exercise(text.as_bytes());
+    }
+
     #[test]
     fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         exercise(&bytes);

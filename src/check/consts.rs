@@ -275,7 +275,7 @@ impl<'p> Consts<'p> {
         Err(())
     }
 
-    fn binary(&mut self, op: BinaryOp, a: Value, b: Value, at: Span) -> Eval {
+    pub fn binary(&mut self, op: BinaryOp, a: Value, b: Value, at: Span) -> Eval {
         use BinaryOp::*;
         if !matches!(op, Add | Sub | Mul | Div | Rem | Pow) {
             return Ok(Value::Opaque);
@@ -394,7 +394,7 @@ impl<'p> Consts<'p> {
 
 /// A literal's value: a whole number is a size, a fraction a float, a
 /// number with a unit a quantity.
-fn number(n: &Number) -> Value {
+pub fn number(n: &Number) -> Value {
     match n.unit {
         Some(u) => from_quantity_unit(n.value, u),
         // The parser has checked that whole numbers fit in 64 bits.

@@ -12,9 +12,13 @@
 
 mod consts;
 mod dims;
+mod elab;
+mod layout;
 pub mod quantity;
 mod settings;
 pub mod size;
+mod sources;
+pub mod tensor;
 
 pub use consts::Value;
 
@@ -24,13 +28,32 @@ use crate::resolve::Program;
 /// Checks a resolved program. Returns the diagnostics found; the caller
 /// runs this only when resolution reported no errors, so every name is
 /// known.
-pub fn check(program: &Program) -> Vec<Diagnostic> {
+pub fn check(program: &Program, loader: &dyn crate::source::SourceLoader) -> Vec<Diagnostic> {
+    check_program(program, loader).0
+}
+
+/// Checks a resolved program and, when the model elaborates without
+/// errors, returns its typed IR beside the diagnostics.
+pub fn check_program(
+    program: &Program,
+    loader: &dyn crate::source::SourceLoader,
+) -> (Vec<Diagnostic>, Option<crate::ir::Graph>) {
     let mut consts = consts::Consts::new(program);
     dims::check_dims(&mut consts);
     settings::check_settings(&mut consts);
+    let bound = sources::check_sources(&mut consts, loader);
+    // Shapes are elaborated only over values that are themselves sound.
+    let graph = if consts.diags.iter().any(Diagnostic::is_error) {
+        None
+    } else {
+        elab::elaborate(&mut consts, &bound)
+    };
+    if let Some(g) = &graph {
+        layout::check_layout(&mut consts, g);
+    }
     let mut diags = consts.diags;
     crate::diagnostics::sort(&mut diags);
-    diags
+    (diags, graph)
 }
 
 /// The whole of `enigma check` for one root file: resolve, then, when
@@ -42,11 +65,23 @@ pub fn check_file(
     path: &std::path::Path,
     options: &crate::resolve::Options,
 ) -> Result<Program, crate::resolve::RootError> {
+    check_file_ir(loader, path, options).map(|(p, _)| p)
+}
+
+/// [`check_file`], also returning the typed IR when the experiment checks
+/// without errors.
+pub fn check_file_ir(
+    loader: &dyn crate::source::SourceLoader,
+    path: &std::path::Path,
+    options: &crate::resolve::Options,
+) -> Result<(Program, Option<crate::ir::Graph>), crate::resolve::RootError> {
     let mut program = crate::resolve::load(loader, path, options)?;
+    let mut graph = None;
     if !program.has_errors() {
-        let found = check(&program);
+        let (found, g) = check_program(&program, loader);
         program.diagnostics.extend(found);
         crate::diagnostics::sort(&mut program.diagnostics);
+        graph = g.filter(|_| !program.has_errors());
     }
-    Ok(program)
+    Ok((program, graph))
 }

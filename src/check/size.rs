@@ -118,6 +118,36 @@ impl Size {
         Ok(Size { terms })
     }
 
+    /// The size with some symbols replaced by their values.
+    pub fn substitute(&self, value: &dyn Fn(&str) -> Option<i64>) -> Result<Size, SizeError> {
+        let mut out = Size::constant(0);
+        for (m, c) in &self.terms {
+            let mut term = Size::constant(*c);
+            for s in m {
+                let factor = match value(s) {
+                    Some(v) => Size::constant(v),
+                    None => Size::symbol(s),
+                };
+                term = term.mul(&factor)?;
+            }
+            out = out.add(&term)?;
+        }
+        Ok(out)
+    }
+
+    /// The value with every symbol bound, as a float (for estimates).
+    pub fn eval_f64(&self, value: &dyn Fn(&str) -> Option<f64>) -> Option<f64> {
+        let mut total = 0.0;
+        for (m, c) in &self.terms {
+            let mut term = *c as f64;
+            for s in m {
+                term *= value(s)?;
+            }
+            total += term;
+        }
+        Some(total)
+    }
+
     /// Whether the size is certainly at least one for every binding of its
     /// symbols to positive integers: a positive constant, or a polynomial
     /// with no negative coefficient and a positive term.

@@ -1,4 +1,5 @@
-//! `enigma check FILE...`: parse and resolve, report every problem.
+//! `enigma check FILE...`: report every problem; with `--stats` or
+//! `--emit ir`, also describe the typed model of each file that checks.
 
 use std::path::PathBuf;
 
@@ -7,14 +8,21 @@ use super::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
 use crate::resolve::{Options, Stdlib};
 use crate::source::FsLoader;
 
-pub fn run(out: &Output, files: &[PathBuf], stdlib: Option<PathBuf>) -> i32 {
+/// What to print besides diagnostics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Report {
+    pub stats: bool,
+    pub emit: Option<super::Emit>,
+}
+
+pub fn run(out: &Output, files: &[PathBuf], stdlib: Option<PathBuf>, report: Report) -> i32 {
     let options = Options {
         stdlib: stdlib.map(Stdlib::Dir).unwrap_or_default(),
     };
     let mut status = EXIT_OK;
     let (mut errors, mut warnings) = (0, 0);
     for path in files {
-        let program = match crate::check::check_file(&FsLoader, path, &options) {
+        let (program, graph) = match crate::check::check_file_ir(&FsLoader, path, &options) {
             Ok(p) => p,
             Err(e) => {
                 out.fatal(&e.to_string());
@@ -28,6 +36,26 @@ pub fn run(out: &Output, files: &[PathBuf], stdlib: Option<PathBuf>) -> i32 {
         warnings += w;
         if e > 0 && status == EXIT_OK {
             status = EXIT_DIAGNOSTICS;
+        }
+        if let Some(g) = &graph {
+            if report.stats {
+                if files.len() > 1 {
+                    println!("{}:", path.display());
+                }
+                print!("{}", crate::ir::stats::report(g));
+            }
+            if report.emit == Some(super::Emit::Ir) {
+                match crate::ir::yaml::to_yaml(g) {
+                    Ok(text) => print!("{text}"),
+                    Err(e) => {
+                        out.fatal(&format!(
+                            "cannot write the IR of {} as YAML: {e}",
+                            path.display()
+                        ));
+                        status = EXIT_USAGE;
+                    }
+                }
+            }
         }
     }
     let checked = plural(files.len(), "file");

@@ -56,10 +56,17 @@ pub enum Color {
     Never,
 }
 
+/// What `enigma check --emit` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    /// The typed IR as YAML.
+    Ir,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Parse FILEs and resolve their imports and names against the
-    /// standard library.
+    /// Check FILEs: syntax, names, values and settings, and the shapes of
+    /// every tensor through the model.
     Check {
         /// `.enigma` files to check.
         #[arg(required = true)]
@@ -68,6 +75,13 @@ pub enum Command {
         /// copy built into the binary.
         #[arg(long, value_name = "DIR")]
         stdlib: Option<PathBuf>,
+        /// Print parameters per module, FLOPs per training step and
+        /// activation memory per sample.
+        #[arg(long)]
+        stats: bool,
+        /// Print the typed IR of the model to stdout.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        emit: Option<Emit>,
     },
     /// Rewrite FILEs in the canonical layout, keeping every comment.
     Fmt {
@@ -121,7 +135,12 @@ where
     };
     let out = output::Output::new(cli.error_format, cli.color);
     match cli.command {
-        Command::Check { files, stdlib } => check::run(&out, &files, stdlib),
+        Command::Check {
+            files,
+            stdlib,
+            stats,
+            emit,
+        } => check::run(&out, &files, stdlib, check::Report { stats, emit }),
         Command::Fmt { check, files } => fmt::run(&out, &files, check),
         Command::Explain { code } => explain::run(code.as_deref()),
     }

@@ -73,7 +73,18 @@ codes! {
     E0208 => "invalid setting value",
     E0209 => "missing setting",
     E0210 => "settings do not agree",
+    E0211 => "dims do not match",
+    E0212 => "sampling rates do not match",
+    E0213 => "wrong number of dims",
+    E0214 => "wrong dtype",
+    E0215 => "sizes do not divide or add up",
+    E0216 => "dim not found",
+    E0217 => "wrong kind of value or argument",
+    E0218 => "loss or metric has the wrong shape",
+    E0219 => "modality does not match its data",
+    E0220 => "layout does not divide the model",
     W0101 => "unused import",
+    W0201 => "data file not checked",
 }
 
 impl Code {

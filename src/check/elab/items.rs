@@ -1,0 +1,523 @@
+//! Top-level items: what the model sees (modalities), how it is fed
+//! (tokenizers), the model itself and what it is trained and judged on
+//! (losses and metrics).
+//!
+//! Items are evaluated on demand and memoised, so a tokenizer used by two
+//! models or a model referred to by several losses is elaborated once. The
+//! root file's items are visited in order; an item that fails is reported
+//! once and poisons only the items that use it.
+
+use std::rc::Rc;
+
+use super::expr::from_value;
+use super::{Callee, Elab, Res, TVal, Val};
+use crate::check::consts::{Consts, Value};
+use crate::check::quantity::Dimension;
+use crate::check::size::Size;
+use crate::check::tensor::{DType, Dim, Tensor};
+use crate::diagnostics::Code;
+use crate::ir::{Graph, Input, Objective, Output, ValueRef};
+use crate::resolve::{Binding, ModuleId};
+use crate::syntax::ast::*;
+
+/// Elaborates the root file's model, tokenizers, losses and metrics into
+/// the typed IR. Returns `None` when an error was reported.
+pub(in crate::check) fn elaborate(consts: &mut Consts, bound: &[(String, i64)]) -> Option<Graph> {
+    let mut e = Elab::new(consts);
+    e.bound.extend(bound.iter().cloned());
+    e.collect_dims();
+    e.settings();
+    let program = e.consts.program;
+    let root = program.root;
+    let ast = program.module(root).ast.as_ref()?;
+    for item in &ast.items {
+        if let ItemKind::Tokenizer(t) = &item.kind {
+            e.tokenizers.insert(t.name.name.clone());
+        }
+    }
+    for item in &ast.items {
+        match &item.kind {
+            ItemKind::Modality(m) => {
+                let _ = e.item_val(root, &m.name.name);
+            }
+            ItemKind::Tokenizer(t) => {
+                let _ = e.item_val(root, &t.name.name);
+            }
+            ItemKind::Model(m) => {
+                let _ = e.item_val(root, &m.name.name);
+            }
+            ItemKind::Loss(o) => {
+                let _ = e.objective("loss", o);
+            }
+            ItemKind::Metric(o) => {
+                let _ = e.objective("metric", o);
+            }
+            _ => {}
+        }
+    }
+    if e.failed {
+        None
+    } else {
+        Some(std::mem::take(&mut e.graph))
+    }
+}
+
+impl Elab<'_, '_> {
+    /// Which dims are durations and which are bound per session.
+    fn collect_dims(&mut self) {
+        let program = self.consts.program;
+        for (i, m) in program.modules.iter().enumerate() {
+            let Some(ast) = &m.ast else { continue };
+            for item in &ast.items {
+                let ItemKind::Dim(d) = &item.kind else {
+                    continue;
+                };
+                if d.per_session.is_some() {
+                    self.per_session.insert(d.name.name.clone());
+                }
+                if let Ok(Value::Quantity(q)) =
+                    self.consts.item_value(ModuleId(i as u32), &d.name.name)
+                {
+                    if q.dim == Dimension::TIME {
+                        self.duration_dims.insert(d.name.name.clone(), q.value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Precision, global batch and sessions, for the statistics.
+    fn settings(&mut self) {
+        let program = self.consts.program;
+        let Some(ast) = program.root_module().ast.as_ref() else {
+            return;
+        };
+        for item in &ast.items {
+            match &item.kind {
+                ItemKind::Train(block) => {
+                    for entry in &block.entries {
+                        let EntryKind::Setting { key, value } = &entry.kind else {
+                            continue;
+                        };
+                        match (key.name.as_str(), &value.kind) {
+                            ("precision", ExprKind::Path(p)) if p.len() == 1 => {
+                                if let Some(dt) = DType::parse(&p[0].name) {
+                                    self.graph.float_bytes = dt.bytes(4);
+                                }
+                            }
+                            ("batch", ExprKind::Number(n)) if n.is_int => {
+                                self.graph.global_batch = Some(n.value as i64);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                ItemKind::Data(d) => {
+                    if let ExprKind::Call { args, .. } = &d.source.kind {
+                        for a in args {
+                            if let (Some(n), ExprKind::Number(v)) = (&a.name, &a.value.kind) {
+                                if n.name == "sessions" && v.is_int {
+                                    self.graph.sessions = Some(v.value as i64);
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The value of a top-level item, memoised.
+    pub fn item_val(&mut self, module: ModuleId, name: &str) -> Res<Val> {
+        let key = (module, name.to_string());
+        if let Some(v) = self.items.get(&key) {
+            return v.clone();
+        }
+        if !self.in_progress.insert(key.clone()) {
+            // A cycle between items (a tokenizer used in its own
+            // definition); the resolver's order rules make this rare.
+            return Err(());
+        }
+        let program = self.consts.program;
+        let m = program.module(module);
+        let index = match m.scope.get(name) {
+            Some(Binding::Item { index, .. }) => *index,
+            _ => {
+                self.in_progress.remove(&key);
+                return Ok(Val::Opaque);
+            }
+        };
+        let Some(item) = m.ast.as_ref().and_then(|a| a.items.get(index)) else {
+            self.in_progress.remove(&key);
+            return Ok(Val::Opaque);
+        };
+        let file = m.file;
+        let v = match &item.kind {
+            ItemKind::Dim(d) => self.dim_item(module, d, file),
+            ItemKind::Let(l) => match self.consts.item_value(module, name) {
+                Ok(Value::Opaque) => self.in_root_frame(module, |e| e.eval(&l.value)),
+                Ok(v) => Ok(from_value(v)),
+                Err(()) => Err(()),
+            },
+            ItemKind::Fn(_) => Ok(Val::Callable(Callee::Fn(module, index))),
+            ItemKind::Module(_) => Ok(Val::Callable(Callee::Module(module, index))),
+            ItemKind::Modality(md) => self.in_root_frame(module, |e| e.modality(md)),
+            ItemKind::Tokenizer(t) => self.in_root_frame(module, |e| e.tokenizer(t)),
+            ItemKind::Model(md) => self.in_root_frame(module, |e| e.model(md)),
+            _ => Ok(Val::Opaque),
+        };
+        self.in_progress.remove(&key);
+        self.items.insert(key, v.clone());
+        v
+    }
+
+    fn in_root_frame(
+        &mut self,
+        module: ModuleId,
+        f: impl FnOnce(&mut Self) -> Res<Val>,
+    ) -> Res<Val> {
+        let saved = std::mem::take(&mut self.frames);
+        self.frames.push(super::Frame {
+            module,
+            locals: Vec::new(),
+            scope: 0,
+            instance: None,
+            made: 0,
+            call_site: None,
+            callee: String::new(),
+            renamed: Vec::new(),
+        });
+        let v = f(self);
+        self.frames = saved;
+        v
+    }
+
+    fn dim_item(&mut self, module: ModuleId, d: &DimItem, file: crate::source::FileId) -> Res<Val> {
+        let origin = Some(crate::check::tensor::Loc {
+            file,
+            span: d.value.as_ref().map(|v| v.span).unwrap_or(d.name.span),
+        });
+        let size = match self.consts.item_value(module, &d.name.name)? {
+            Value::Size(s) => Some(self.bind_sizes(&s)),
+            Value::Quantity(q) if q.dim == Dimension::TIME => None,
+            _ => Some(self.bind_sizes(&Size::symbol(&d.name.name))),
+        };
+        Ok(Val::Dim(Dim {
+            name: Size::symbol(&d.name.name),
+            size,
+            rate: None,
+            origin,
+            soft: false,
+        }))
+    }
+
+    /// A size with the dims the data bound replaced by their values.
+    pub fn bind_sizes(&self, s: &Size) -> Size {
+        s.substitute(&|name| self.bound.get(name).copied())
+            .unwrap_or_else(|_| s.clone())
+    }
+
+    fn modality(&mut self, m: &ModalityItem) -> Res<Val> {
+        let TypeKind::Named {
+            name: kind,
+            args,
+            shape,
+        } = &m.ty.kind
+        else {
+            return Ok(Val::Opaque);
+        };
+        let dtype = args
+            .first()
+            .and_then(|a| match &a.kind {
+                TypeKind::Named { name, .. } => DType::parse(&name.name),
+                _ => None,
+            })
+            .unwrap_or(DType::F32);
+        let mut dims = vec![Dim::named("batch", Size::constant(self.graph.batch), None)];
+        if let Some(s) = shape {
+            for sd in &s.dims {
+                let ShapeDimKind::Dim { size, rate } = &sd.kind else {
+                    continue;
+                };
+                let mut d = self.shape_dim(size, rate.as_ref(), sd.span)?;
+                if let Some(sz) = &d.size {
+                    d.size = Some(self.bind_sizes(sz));
+                }
+                if d.origin.is_none() || d.is_anon() {
+                    d.origin = Some(self.loc(sd.span));
+                }
+                dims.push(d);
+            }
+        }
+        self.check_transforms(m, &dims)?;
+        let ty = Tensor::new(dtype, dims);
+        self.graph.inputs.push(Input {
+            name: m.name.name.clone(),
+            kind: kind.name.clone(),
+            ty: ty.clone(),
+        });
+        let src = Some(ValueRef::Input(self.graph.inputs.len() - 1));
+        let whole = TVal {
+            ty: ty.clone(),
+            src,
+            parts: None,
+        };
+        match kind.name.as_str() {
+            "events" => {
+                // The events of a window, padded to the longest window of
+                // the batch: one position of `seq` per event.
+                let seq = Dim::named(
+                    "seq",
+                    Size::symbol(&format!("{}_events", m.name.name)),
+                    Some(self.loc(m.name.span)),
+                );
+                let batch = ty.dims[0].clone();
+                let field = |dtype| {
+                    Val::Tensor(TVal {
+                        ty: Tensor::new(dtype, vec![batch.clone(), seq.clone()]),
+                        src,
+                        parts: None,
+                    })
+                };
+                Ok(Val::Record(vec![
+                    ("unit".to_string(), field(DType::I64)),
+                    ("time".to_string(), field(DType::F32)),
+                    ("dims".to_string(), Val::Tensor(whole)),
+                ]))
+            }
+            "intervals" => {
+                let field = |dtype| {
+                    Val::Tensor(TVal {
+                        ty: Tensor::new(dtype, ty.dims.clone()),
+                        src,
+                        parts: None,
+                    })
+                };
+                Ok(Val::Record(vec![
+                    ("start".to_string(), field(DType::F64)),
+                    ("stop".to_string(), field(DType::F64)),
+                    ("dims".to_string(), Val::Tensor(whole)),
+                ]))
+            }
+            _ => Ok(Val::Tensor(whole)),
+        }
+    }
+
+    /// Checks the rate-changing transforms of a modality's pipeline
+    /// against its declared rate: `bin(20ms)` makes 50 Hz, `resample(r)`
+    /// makes `r`.
+    fn check_transforms(&mut self, m: &ModalityItem, dims: &[Dim]) -> Res<()> {
+        let Some(rate) = dims.iter().find_map(|d| d.rate) else {
+            return Ok(());
+        };
+        for t in &m.transforms {
+            let ExprKind::Call { callee, args } = &t.kind else {
+                continue;
+            };
+            let ExprKind::Path(p) = &callee.kind else {
+                continue;
+            };
+            let (Some(f), Some(arg)) = (p.last(), args.first()) else {
+                continue;
+            };
+            if f.name != "bin" && f.name != "resample" {
+                continue;
+            }
+            let made = match (f.name.as_str(), self.eval(&arg.value)?) {
+                ("bin", Val::Quantity(q)) if q.dim == Dimension::TIME && q.value > 0.0 => {
+                    1.0 / q.value
+                }
+                ("resample", Val::Quantity(q)) if q.dim == Dimension::RATE => q.value,
+                _ => continue,
+            };
+            if (made - rate).abs() > 1e-9 * rate.max(made) {
+                let loc = self.loc(t.span);
+                let decl = self.loc(m.ty.span);
+                let short = crate::check::quantity::short;
+                self.report_with(
+                    Code::E0212,
+                    loc,
+                    format!(
+                        "`{}` makes samples at {}Hz, but `{}` is declared at {}Hz",
+                        self.text(t.span),
+                        short(made),
+                        m.name.name,
+                        short(rate)
+                    ),
+                    "this step sets the rate",
+                    "make the pipeline's last rate-changing step produce the declared rate",
+                    vec![(decl, "the declared rate".to_string())],
+                );
+                return Err(());
+            }
+        }
+        Ok(())
+    }
+
+    fn tokenizer(&mut self, t: &TokenizerItem) -> Res<Val> {
+        let scope = self.new_scope(0, &t.name.name, "tokenizer", 1);
+        self.frame_mut().scope = scope;
+        let v = self.named_application(&t.value, &t.name.name)?;
+        match v {
+            Val::Tensor(mut tv) => {
+                let seq = Size::symbol("seq");
+                if let [i] = tv.ty.find(&seq).as_slice() {
+                    let size = tv.ty.dims[*i].size_or_name();
+                    tv.parts = Some(Rc::new(vec![(t.name.name.clone(), size)]));
+                    Ok(Val::Tensor(tv))
+                } else {
+                    let loc = self.loc(t.value.span);
+                    self.report(
+                        Code::E0213,
+                        loc,
+                        format!("a tokenizer must return `[..., seq, d]`, but `{}` returns `{}`", t.name.name, tv.ty),
+                        "no `seq` dim",
+                        "end the tokenizer module with `reshape[(...) -> seq]` so the model can concatenate its tokens",
+                    );
+                    Err(())
+                }
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// `Module(hyper)(inputs)`: the instance takes the item's name, so its
+    /// parameters are `name.w` rather than `name.module.w`.
+    fn named_application(&mut self, value: &Expr, name: &str) -> Res<Val> {
+        if let ExprKind::Call { callee, args } = &value.kind {
+            if let ExprKind::Call { .. } = &callee.kind {
+                if let Val::Instance(i) = self.eval(callee)? {
+                    self.instances[i].name = Some(name.to_string());
+                    self.instances[i].parent_scope = 0;
+                    let scope = self.frame().scope;
+                    self.instances[i].scope = Some(scope);
+                    let mut vals = Vec::new();
+                    for a in args {
+                        vals.push(super::call::ArgVal {
+                            name: a.name.as_ref().map(|n| n.name.clone()),
+                            val: self.eval(&a.value)?,
+                            loc: self.loc(a.value.span),
+                        });
+                    }
+                    return self.apply(i, vals, value.span);
+                }
+            }
+        }
+        self.eval(value)
+    }
+
+    fn model(&mut self, m: &ModelItem) -> Res<Val> {
+        let scope = self.new_scope(0, &m.name.name, "model", 1);
+        self.frame_mut().scope = scope;
+        // A model's parameters take their defaults (the runtime may
+        // override them from the command line, with values of the same
+        // types).
+        for p in m.params.iter().flat_map(|l| &l.params) {
+            let Some(default) = &p.default else {
+                let loc = self.loc(p.name.span);
+                self.report(
+                    Code::E0217,
+                    loc,
+                    format!(
+                        "the model parameter `{}` needs a default to be checked",
+                        p.name.name
+                    ),
+                    "no default",
+                    "give model parameters defaults: `model brain(depth: int = 4)`",
+                );
+                return Err(());
+            };
+            let mut v = self.eval(default)?;
+            if let Some(ty) = &p.ty {
+                let loc = self.loc(default.span);
+                v = self.match_type(ty, v, loc, &format!("`{}`", p.name.name))?;
+            }
+            self.bind(&p.name.name, v);
+        }
+        let saved = std::mem::take(&mut self.predicts);
+        let result = self.run_body(&m.body);
+        let predicts = std::mem::replace(&mut self.predicts, saved);
+        result?;
+        for (name, v) in &predicts {
+            if let Val::Tensor(t) = v {
+                if let Some(src) = t.src {
+                    self.graph.outputs.push(Output {
+                        model: m.name.name.clone(),
+                        name: name.clone(),
+                        value: src,
+                        ty: t.ty.clone(),
+                    });
+                }
+            }
+        }
+        Ok(Val::Record(predicts))
+    }
+
+    fn objective(&mut self, kind: &str, o: &ObjectiveItem) -> Res<()> {
+        let root = self.consts.program.root;
+        let v = self.in_root_frame(root, |e| e.eval(&o.value))?;
+        let name = match (&o.label, &o.value.kind) {
+            (Some(l), _) => l.name.clone(),
+            (None, ExprKind::Call { callee, .. }) => self.text(callee.span),
+            (None, _) => kind.to_string(),
+        };
+        let Val::Tensor(t) = v else {
+            let loc = self.loc(o.value.span);
+            self.report(
+                Code::E0218,
+                loc,
+                format!("a {kind} must be a tensor, but this is {}", v.describe()),
+                "not a tensor",
+                "call a loss or metric function on the model's predictions",
+            );
+            return Err(());
+        };
+        // A metric may be one value per unit (`[N]`), not per sample or
+        // per time step.
+        let per_unit = |d: &Dim| {
+            d.rate.is_none() && d.name != Size::symbol("batch") && d.name != Size::symbol("seq")
+        };
+        let ok = t.ty.dims.is_empty()
+            || (kind == "metric" && t.ty.dims.len() == 1 && per_unit(&t.ty.dims[0]));
+        if !ok {
+            let loc = self.loc(o.value.span);
+            let help = if kind == "loss" {
+                "a loss is one number per step: reduce it, for example with `mean(...)`"
+            } else {
+                "a metric is one number, or one per neuron (`[N]`)"
+            };
+            self.report(
+                Code::E0218,
+                loc,
+                format!(
+                    "a {kind} must be {}, but this is `{}`",
+                    if kind == "loss" {
+                        "a scalar `[]`"
+                    } else {
+                        "a scalar or one value per unit"
+                    },
+                    t.ty
+                ),
+                "wrong shape",
+                help,
+            );
+            return Err(());
+        }
+        let masked_only = o.config.as_ref().is_some_and(|c| {
+            c.entries.iter().any(|en| {
+                matches!(&en.kind, EntryKind::Setting { key, value } if key.name == "masked_only" && matches!(value.kind, ExprKind::Bool(true)))
+            })
+        });
+        if let Some(src) = t.src {
+            self.graph.objectives.push(Objective {
+                kind: kind.to_string(),
+                name,
+                value: src,
+                ty: t.ty.clone(),
+                masked_only,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,365 @@
+//! Elaboration: running the model at compile time on tensor *types*.
+//!
+//! The elaborator is an interpreter whose tensors are types (dtype and
+//! named dims with sizes) instead of data. It evaluates hyperparameters,
+//! `if` on hyperparameters, module instantiation and application, `fn`
+//! calls and `repeat` exactly as the runtime will, and applies each
+//! primitive's shape rule (`prims/`). What it produces is the typed IR
+//! (`crate::ir::Graph`), and what goes wrong is a diagnostic at the place
+//! the user wrote: an error inside a standard-library module is reported at
+//! the user's call site, with a note pointing into the library.
+//!
+//! - `mod.rs`: values, frames, name lookup and reporting;
+//! - `expr.rs`: expressions, operators, indexing and fields;
+//! - `call.rs`: calls, argument binding, signature matching and bodies;
+//! - `items.rs`: top-level items (modalities, tokenizers, models, losses);
+//! - `prims/`: the shape rule of every primitive.
+//!
+//! Every function that can fail returns `Res<T>`; `Err(())` means the
+//! problem has been reported, so callers just stop.
+
+mod call;
+mod expr;
+mod items;
+mod prims;
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use super::consts::Consts;
+use super::quantity::Quantity;
+use super::size::Size;
+use super::tensor::{Dim, Loc, Tensor};
+use crate::diagnostics::{Code, Diagnostic};
+use crate::ir::{Graph, Scope, ValueRef};
+use crate::resolve::{ModuleId, ModuleKey};
+use crate::source::FileId;
+use crate::syntax::Span;
+
+pub(super) use items::elaborate;
+
+pub(super) type Res<T> = Result<T, ()>;
+
+/// A tensor value: its type, the IR value it is, and, for token sequences,
+/// which tokenizer produced which stretch of `seq`.
+#[derive(Clone, Debug)]
+pub(super) struct TVal {
+    pub ty: Tensor,
+    pub src: Option<ValueRef>,
+    pub parts: Option<Rc<Vec<(String, Size)>>>,
+}
+
+/// What something callable is.
+#[derive(Clone, Debug)]
+pub(super) enum Callee {
+    Prim(&'static str),
+    Fn(ModuleId, usize),
+    Module(ModuleId, usize),
+    Init(String),
+    /// A data source, data function, optimiser or schedule: not part of
+    /// the model.
+    Other,
+}
+
+/// A compile-time value.
+#[derive(Clone, Debug)]
+pub(super) enum Val {
+    Size(Size),
+    Float(f64),
+    Quantity(Quantity),
+    Bool(bool),
+    Str(String),
+    Symbol(String),
+    Dim(Dim),
+    Tensor(TVal),
+    Tuple(Vec<Val>),
+    Callable(Callee),
+    Instance(usize),
+    /// Named fields: a model's predictions, an events modality.
+    Record(Vec<(String, Val)>),
+    /// A whole module bound by `use std::nn`.
+    Namespace(ModuleId),
+    /// An initialiser with its arguments, as text.
+    Init(String),
+    /// Something that exists only at run time (a data source).
+    Opaque,
+}
+
+impl Val {
+    /// What the value is, for messages: `a tensor f32[batch, T, N]`.
+    pub fn describe(&self) -> String {
+        match self {
+            Val::Size(s) => format!("the integer `{s}`"),
+            Val::Float(f) => format!("the number `{}`", super::quantity::short(*f)),
+            Val::Quantity(q) => format!("`{q}`"),
+            Val::Bool(b) => format!("`{b}`"),
+            Val::Str(s) => format!("the string \"{s}\""),
+            Val::Symbol(s) => format!("`{s}`"),
+            Val::Dim(d) => format!("the dim {}", d.describe()),
+            Val::Tensor(t) => format!("a tensor `{}`", t.ty),
+            Val::Tuple(v) => format!("a tuple of {}", v.len()),
+            Val::Callable(Callee::Module(..)) => "a module".to_string(),
+            Val::Callable(_) => "a function".to_string(),
+            Val::Instance(_) => "a module instance".to_string(),
+            Val::Record(_) => "a record".to_string(),
+            Val::Namespace(_) => "a module namespace".to_string(),
+            Val::Init(s) => format!("the initialiser `{s}`"),
+            Val::Opaque => "a run-time value".to_string(),
+        }
+    }
+}
+
+/// A module instance: a module with its hyperparameters, or a `repeat` /
+/// `sequential` of instances.
+#[derive(Clone, Debug)]
+pub(super) struct Instance {
+    pub kind: InstKind,
+    /// The name the instance was bound to, or its module's name.
+    pub name: Option<String>,
+    pub parent_scope: usize,
+    /// Its IR scope, made on first application.
+    pub scope: Option<usize>,
+    /// Parameters made by its body, by name.
+    pub params: HashMap<String, TVal>,
+    /// Instances its body made, by order of creation, so a second
+    /// application reuses them (and their parameters).
+    pub children: Vec<usize>,
+    pub created_at: Loc,
+    /// The input type of its first application (a `repeat` checks that
+    /// its body maps it to itself).
+    pub applied: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(super) enum InstKind {
+    Module {
+        module: ModuleId,
+        item: usize,
+        hyper: Vec<(String, Val)>,
+    },
+    Repeat {
+        count: i64,
+        inner: usize,
+    },
+    Sequential(Vec<usize>),
+}
+
+/// One activation record: whose names are visible and where new nodes,
+/// parameters and instances go.
+pub(super) struct Frame {
+    pub module: ModuleId,
+    pub locals: Vec<(String, Val)>,
+    pub scope: usize,
+    /// The instance whose body runs, if any.
+    pub instance: Option<usize>,
+    /// Instances made so far in this body run (indexes `children`).
+    pub made: usize,
+    /// Where this frame was called from, for errors inside libraries.
+    pub call_site: Option<Loc>,
+    /// What was called, for messages: `Linear`.
+    pub callee: String,
+    /// Anonymous argument dims the signature named, with their originals.
+    pub renamed: Vec<(Size, Dim)>,
+}
+
+pub(super) struct Elab<'c, 'p> {
+    pub consts: &'c mut Consts<'p>,
+    pub graph: Graph,
+    pub frames: Vec<Frame>,
+    pub instances: Vec<Instance>,
+    /// Top-level items already evaluated, by (module, name).
+    pub items: HashMap<(ModuleId, String), Res<Val>>,
+    pub in_progress: HashSet<(ModuleId, String)>,
+    /// Sizes of data-bound dims learned from the data sources.
+    pub bound: HashMap<String, i64>,
+    /// Dims bound per session.
+    pub per_session: HashSet<String>,
+    std_files: HashSet<FileId>,
+    /// The tokenizer items, by name, for `h[tok]`.
+    pub tokenizers: HashSet<String>,
+    /// Set once an error has been reported.
+    pub failed: bool,
+    /// Parameters by (scope, name), so a reapplied instance reuses them.
+    pub params_by_scope: HashMap<(usize, String), TVal>,
+    /// The `predict` outputs of the model being elaborated.
+    pub predicts: Vec<(String, Val)>,
+    /// Top-level dims that are durations (`dim T = 2s`), in seconds.
+    pub duration_dims: HashMap<String, f64>,
+}
+
+impl<'c, 'p> Elab<'c, 'p> {
+    pub fn new(consts: &'c mut Consts<'p>) -> Self {
+        let std_files = consts
+            .program
+            .modules
+            .iter()
+            .filter(|m| matches!(m.key, ModuleKey::Std(_)))
+            .map(|m| m.file)
+            .collect();
+        let mut graph = Graph {
+            batch: 1,
+            float_bytes: 4,
+            ..Graph::default()
+        };
+        graph.scopes.push(Scope {
+            path: String::new(),
+            module: "experiment".to_string(),
+            parent: None,
+            repeat: 1,
+        });
+        let root = consts.program.root;
+        Elab {
+            consts,
+            graph,
+            frames: vec![Frame {
+                module: root,
+                locals: Vec::new(),
+                scope: 0,
+                instance: None,
+                made: 0,
+                call_site: None,
+                callee: String::new(),
+                renamed: Vec::new(),
+            }],
+            instances: Vec::new(),
+            items: HashMap::new(),
+            in_progress: HashSet::new(),
+            bound: HashMap::new(),
+            per_session: HashSet::new(),
+            std_files,
+            tokenizers: HashSet::new(),
+            failed: false,
+            params_by_scope: HashMap::new(),
+            predicts: Vec::new(),
+            duration_dims: HashMap::new(),
+        }
+    }
+
+    pub fn frame(&self) -> &Frame {
+        // The root frame is never popped.
+        &self.frames[self.frames.len() - 1]
+    }
+
+    pub fn frame_mut(&mut self) -> &mut Frame {
+        let n = self.frames.len() - 1;
+        &mut self.frames[n]
+    }
+
+    pub fn module(&self) -> ModuleId {
+        self.frame().module
+    }
+
+    pub fn file(&self) -> FileId {
+        self.consts.program.module(self.module()).file
+    }
+
+    /// A location in the current frame's file.
+    pub fn loc(&self, span: Span) -> Loc {
+        Loc {
+            file: self.file(),
+            span,
+        }
+    }
+
+    /// The source text at a span of the current file.
+    pub fn text(&self, span: Span) -> String {
+        self.consts
+            .program
+            .sources
+            .get(self.file())
+            .slice(span)
+            .to_string()
+    }
+
+    pub fn bind(&mut self, name: &str, v: Val) {
+        self.frame_mut().locals.push((name.to_string(), v));
+    }
+
+    /// Reports an error at `primary`. When that place is inside the
+    /// standard library, the error is reported at the innermost call from
+    /// the user's own code, and the library place becomes a note.
+    pub fn report(&mut self, code: Code, primary: Loc, message: String, label: &str, help: &str) {
+        self.report_with(code, primary, message, label, help, Vec::new());
+    }
+
+    pub fn report_with(
+        &mut self,
+        code: Code,
+        primary: Loc,
+        message: String,
+        label: &str,
+        help: &str,
+        notes: Vec<(Loc, String)>,
+    ) {
+        self.failed = true;
+        let mut at = primary;
+        let mut extra: Vec<(Loc, String)> = Vec::new();
+        if self.std_files.contains(&primary.file) {
+            let user_site = self
+                .frames
+                .iter()
+                .rev()
+                .filter_map(|f| f.call_site.map(|s| (s, f.callee.clone())))
+                .find(|(s, _)| !self.std_files.contains(&s.file));
+            if let Some((site, callee)) = user_site {
+                extra.push((primary, format!("{label} (inside the standard library)")));
+                at = site;
+                let mut diag = Diagnostic::new(code, message).primary(
+                    at.file,
+                    at.span,
+                    format!("in this use of `{callee}`"),
+                );
+                for (l, m) in extra.into_iter().chain(notes) {
+                    diag = diag.secondary(l.file, l.span, m);
+                }
+                self.consts.diags.push(diag.help(help));
+                return;
+            }
+        }
+        let mut diag = Diagnostic::new(code, message).primary(at.file, at.span, label);
+        for (l, m) in notes {
+            if l != at {
+                diag = diag.secondary(l.file, l.span, m);
+            }
+        }
+        self.consts.diags.push(diag.help(help));
+    }
+
+    /// Makes an IR scope under the current one.
+    pub fn new_scope(&mut self, parent: usize, name: &str, module: &str, repeat: i64) -> usize {
+        let parent_path = &self.graph.scopes[parent].path;
+        let path = if parent_path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{parent_path}.{name}")
+        };
+        // Two anonymous instances of one module in one scope get distinct
+        // paths.
+        let mut unique = path.clone();
+        let mut k = 1;
+        while self.graph.scopes.iter().any(|s| s.path == unique) {
+            unique = format!("{path}_{k}");
+            k += 1;
+        }
+        self.graph.scopes.push(Scope {
+            path: unique,
+            module: module.to_string(),
+            parent: Some(parent),
+            repeat,
+        });
+        self.graph.scopes.len() - 1
+    }
+
+    /// Whether a dim name is bound per session.
+    pub fn is_per_session(&self, t: &Tensor) -> bool {
+        // By name: a per-session dim stays per session when the data gives
+        // it a size.
+        t.dims.iter().any(|d| {
+            d.name
+                .symbols()
+                .iter()
+                .chain(d.size_or_name().symbols().iter())
+                .any(|s| self.per_session.contains(*s))
+        })
+    }
+}

@@ -1,0 +1,714 @@
+//! The shape rule of every primitive.
+//!
+//! Each rule takes the evaluated arguments and returns the result's type,
+//! recording one IR node. The rules follow `docs/primitives.md` and
+//! `docs/language.md` ("Shape rules"): dims are found by name, elementwise
+//! operations broadcast by name, and anything a rule cannot accept is a
+//! diagnostic that names the primitive, the argument and the shapes.
+//!
+//! - `mod.rs`: dispatch, argument access, nodes, broadcasting;
+//! - `dense.rs`: linear, matmul, einsum, embedding, convolutions, patches,
+//!   norms, attention and positions;
+//! - `structure.rs`: reductions, concat, split, reshape, permute, slice,
+//!   take and the other named-dim operations.
+
+mod dense;
+mod structure;
+
+use std::collections::BTreeMap;
+
+use super::call::ArgVal;
+use super::expr::{as_dim, number};
+use super::{Elab, InstKind, Res, TVal, Val};
+use crate::check::size::Size;
+use crate::check::tensor::{DType, Dim, Loc, Mismatch, Tensor};
+use crate::diagnostics::Code;
+use crate::ir::Node;
+use crate::syntax::ast::IndexItem;
+use crate::syntax::Span;
+
+/// A primitive call being checked: its name, arguments and place.
+pub(in crate::check) struct PrimCall {
+    pub prim: &'static str,
+    pub args: Vec<ArgVal>,
+    pub used: Vec<bool>,
+    pub at: Span,
+}
+
+impl PrimCall {
+    /// The argument at position `i` (counting positional arguments only)
+    /// or named `name`.
+    pub fn get(&mut self, i: usize, name: &str) -> Option<ArgVal> {
+        let mut positional = 0;
+        for (k, a) in self.args.iter().enumerate() {
+            match &a.name {
+                Some(n) if n == name => {
+                    self.used[k] = true;
+                    return Some(a.clone());
+                }
+                None => {
+                    if positional == i {
+                        self.used[k] = true;
+                        return Some(a.clone());
+                    }
+                    positional += 1;
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Every positional argument from position `i` on.
+    pub fn rest(&mut self, i: usize) -> Vec<ArgVal> {
+        let mut out = Vec::new();
+        let mut positional = 0;
+        for (k, a) in self.args.iter().enumerate() {
+            if a.name.is_none() {
+                if positional >= i {
+                    self.used[k] = true;
+                    out.push(a.clone());
+                }
+                positional += 1;
+            }
+        }
+        out
+    }
+}
+
+impl Elab<'_, '_> {
+    /// Applies primitive `prim` with dim parameters `dims` to `args`.
+    pub fn prim(
+        &mut self,
+        prim: &'static str,
+        dims: Option<&[IndexItem]>,
+        args: Vec<ArgVal>,
+        at: Span,
+    ) -> Res<Val> {
+        let used = vec![false; args.len()];
+        let mut c = PrimCall {
+            prim,
+            args,
+            used,
+            at,
+        };
+        let out = self.dispatch(&mut c, dims.unwrap_or(&[]))?;
+        if let Some(k) = c.used.iter().position(|u| !u) {
+            let a = &c.args[k];
+            let what = match &a.name {
+                Some(n) => format!("`{prim}` has no parameter `{n}`"),
+                None => format!("`{prim}` takes fewer arguments"),
+            };
+            let loc = a.loc;
+            self.report(
+                Code::E0217,
+                loc,
+                what,
+                "unexpected argument",
+                "see docs/primitives.md for the primitive's signature",
+            );
+            return Err(());
+        }
+        Ok(out)
+    }
+
+    fn dispatch(&mut self, c: &mut PrimCall, dims: &[IndexItem]) -> Res<Val> {
+        match c.prim {
+            "linear" => self.linear(c),
+            "matmul" => self.matmul(c),
+            "einsum" => self.einsum(c, dims),
+            "embedding" => self.embedding(c),
+            "conv1d" => self.conv(c, 1),
+            "conv2d" => self.conv(c, 2),
+            "conv3d" => self.conv(c, 3),
+            "patchify" => self.patchify(c),
+            "unpatchify" => self.unpatchify(c),
+            "layer_norm" | "rms_norm" => self.norm(c),
+            "gelu" | "silu" | "relu" | "sigmoid" | "tanh" | "softplus" | "exp" | "log"
+            | "log1p" | "sqrt" | "rsqrt" | "abs" | "square" | "isnan" => self.unary_fn(c),
+            "max" | "min" => {
+                let a = self.required(c, 0, "a")?;
+                let b = self.required(c, 1, "b")?;
+                let at = c.at;
+                self.elementwise(
+                    c.prim,
+                    &[(a.val, a.loc.span), (b.val, b.loc.span)],
+                    at,
+                    false,
+                )
+            }
+            "clamp" => {
+                let x = self.required(c, 0, "x")?;
+                for bound in ["min", "max"] {
+                    if let Some(b) = c.get(usize::MAX, bound) {
+                        self.number_arg(c, &b, bound)?;
+                    }
+                }
+                let at = c.at;
+                self.elementwise("clamp", &[(x.val, x.loc.span)], at, false)
+            }
+            "where" => {
+                let cond = self.required(c, 0, "cond")?;
+                let a = self.required(c, 1, "a")?;
+                let b = self.required(c, 2, "b")?;
+                if let Val::Tensor(t) = &cond.val {
+                    if t.ty.dtype != DType::Bool {
+                        self.report(Code::E0214, cond.loc, format!("the condition of `where` must be a boolean tensor, but this is `{}`", t.ty), "not boolean", "compare to make a mask: `where(x > 0, x, 0.0)`");
+                        return Err(());
+                    }
+                }
+                let at = c.at;
+                let out = self.elementwise(
+                    "where",
+                    &[
+                        (cond.val, cond.loc.span),
+                        (a.val.clone(), a.loc.span),
+                        (b.val, b.loc.span),
+                    ],
+                    at,
+                    false,
+                )?;
+                // The result takes the values' dtype, not the condition's.
+                Ok(match out {
+                    Val::Tensor(mut t) => {
+                        if let Val::Tensor(av) = &a.val {
+                            t.ty.dtype = av.ty.dtype;
+                        } else if t.ty.dtype == DType::Bool {
+                            t.ty.dtype = DType::Float;
+                        }
+                        Val::Tensor(t)
+                    }
+                    v => v,
+                })
+            }
+            "softmax" | "log_softmax" => self.softmax(c, dims),
+            "mean" | "sum" | "var" | "std" | "amax" | "logsumexp" => self.reduce(c, dims),
+            "attention" => self.attention(c),
+            "rotary" => self.rotary(c, dims),
+            "sinusoidal" => self.sinusoidal(c, dims),
+            "causal_mask" => self.causal_mask(c, dims),
+            "dropout" => self.dropout(c),
+            "mask_tokens" => self.mask_tokens(c, dims),
+            "concat" => self.concat(c, dims),
+            "split" => self.split(c, dims),
+            "reshape" | "flatten" | "unflatten" => self.reshape(c, dims),
+            "permute" => self.permute(c, dims),
+            "broadcast" => self.broadcast_like(c),
+            "slice" => self.slice_prim(c, dims),
+            "take" => self.take(c, dims),
+            "one_hot" => self.one_hot(c, dims),
+            "cast" => self.cast(c),
+            "ones_like" | "zeros_like" => {
+                let x = self.tensor(c, 0, "x")?;
+                let at = c.at;
+                let ty = x.ty.clone();
+                Ok(Val::Tensor(self.node(
+                    c.prim,
+                    &[&x],
+                    BTreeMap::new(),
+                    ty,
+                    Size::constant(0),
+                    at,
+                )))
+            }
+            "arange" => self.arange(c, dims),
+            "stack" => self.stack(c, dims),
+            "repeat" => self.repeat(c),
+            "sequential" => {
+                let mut list = Vec::new();
+                for a in c.rest(0) {
+                    match a.val {
+                        Val::Instance(i) => list.push(i),
+                        other => {
+                            return self.wrong(
+                                c.prim,
+                                &a.loc,
+                                "each argument",
+                                "a module instance",
+                                &other,
+                            )
+                        }
+                    }
+                }
+                let at = c.at;
+                Ok(Val::Instance(
+                    self.new_instance(InstKind::Sequential(list), at),
+                ))
+            }
+            _ => Ok(Val::Opaque),
+        }
+    }
+
+    /// A required argument.
+    pub fn required(&mut self, c: &mut PrimCall, i: usize, name: &str) -> Res<ArgVal> {
+        match c.get(i, name) {
+            Some(a) => Ok(a),
+            None => {
+                let loc = self.loc(c.at);
+                self.report(
+                    Code::E0217,
+                    loc,
+                    format!("`{}` needs the argument `{name}`", c.prim),
+                    "missing an argument",
+                    "see docs/primitives.md for the primitive's signature",
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// A required tensor argument.
+    pub fn tensor(&mut self, c: &mut PrimCall, i: usize, name: &str) -> Res<TVal> {
+        let a = self.required(c, i, name)?;
+        self.as_tensor(c.prim, &a, name)
+    }
+
+    /// An optional tensor argument.
+    pub fn opt_tensor(&mut self, c: &mut PrimCall, i: usize, name: &str) -> Res<Option<TVal>> {
+        match c.get(i, name) {
+            Some(a) => Ok(Some(self.as_tensor(c.prim, &a, name)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn as_tensor(&mut self, prim: &str, a: &ArgVal, name: &str) -> Res<TVal> {
+        match &a.val {
+            Val::Tensor(t) => Ok(t.clone()),
+            other => self.wrong(prim, &a.loc, &format!("`{name}`"), "a tensor", other),
+        }
+    }
+
+    pub fn wrong<T>(
+        &mut self,
+        prim: &str,
+        loc: &Loc,
+        what: &str,
+        expected: &str,
+        v: &Val,
+    ) -> Res<T> {
+        self.report(
+            Code::E0217,
+            *loc,
+            format!(
+                "{what} of `{prim}` must be {expected}, but this is {}",
+                v.describe()
+            ),
+            "wrong kind of argument",
+            "see docs/primitives.md for the primitive's signature",
+        );
+        Err(())
+    }
+
+    /// A compile-time number argument.
+    pub fn number_arg(&mut self, c: &PrimCall, a: &ArgVal, name: &str) -> Res<f64> {
+        match number(&a.val) {
+            Some(x) => Ok(x),
+            None => self.wrong(c.prim, &a.loc, &format!("`{name}`"), "a number", &a.val),
+        }
+    }
+
+    /// A compile-time boolean argument with a default.
+    pub fn bool_arg(&mut self, c: &mut PrimCall, name: &str, default: bool) -> Res<bool> {
+        match c.get(usize::MAX, name) {
+            None => Ok(default),
+            Some(ArgVal {
+                val: Val::Bool(b), ..
+            }) => Ok(b),
+            Some(a) => self.wrong(
+                c.prim,
+                &a.loc,
+                &format!("`{name}`"),
+                "`true` or `false`",
+                &a.val,
+            ),
+        }
+    }
+
+    /// A list of whole numbers (`size: [2, 16, 16]`).
+    pub fn int_list(&mut self, c: &PrimCall, a: &ArgVal, name: &str) -> Res<Vec<i64>> {
+        let items = match &a.val {
+            Val::Tuple(items) => items.clone(),
+            v @ Val::Size(_) => vec![v.clone()],
+            other => {
+                return self.wrong(
+                    c.prim,
+                    &a.loc,
+                    &format!("`{name}`"),
+                    "a list of whole numbers",
+                    other,
+                )
+            }
+        };
+        let mut out = Vec::new();
+        for v in &items {
+            match v {
+                Val::Size(s) if s.as_const().is_some_and(|x| x > 0) => {
+                    out.push(s.as_const().unwrap_or(1))
+                }
+                other => {
+                    return self.wrong(
+                        c.prim,
+                        &a.loc,
+                        &format!("each element of `{name}`"),
+                        "a positive whole number",
+                        other,
+                    )
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The dim parameters of a call as dims: `mean[batch, T]`.
+    pub fn dim_params(&mut self, c: &PrimCall, dims: &[IndexItem]) -> Res<Vec<(Dim, Span)>> {
+        let mut out = Vec::new();
+        for item in dims {
+            let crate::syntax::ast::IndexKind::Expr(e) = &item.kind else {
+                let loc = self.loc(item.span);
+                self.report(
+                    Code::E0217,
+                    loc,
+                    format!("`{}` takes dims here, not a slice or a rewrite", c.prim),
+                    "not a dim",
+                    "write the dims: `mean[T, N](x)`",
+                );
+                return Err(());
+            };
+            let v = self.eval(e)?;
+            match as_dim(&v) {
+                Some(d) => out.push((d, item.span)),
+                None => {
+                    let loc = self.loc(item.span);
+                    self.report(
+                        Code::E0217,
+                        loc,
+                        format!(
+                            "the dim parameters of `{}` must be dims, but this is {}",
+                            c.prim,
+                            v.describe()
+                        ),
+                        "not a dim",
+                        "write dim names or sizes: `mean[T](x)`",
+                    );
+                    return Err(());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The position of dim `d` in `t`, which must have exactly one dim of
+    /// that name (or, for an anonymous `d`, of that size).
+    pub fn find_dim(&mut self, prim: &str, t: &TVal, d: &Dim, at: Span) -> Res<usize> {
+        let hits: Vec<usize> = if d.is_anon() {
+            // A dim written as a number finds the dim of that size: an
+            // anonymous one first, else the one named dim of that size.
+            let same = |named: bool| -> Vec<usize> {
+                (0..t.ty.dims.len())
+                    .filter(|&i| t.ty.dims[i].is_anon() != named && t.ty.dims[i].size == d.size)
+                    .collect()
+            };
+            let anon = same(false);
+            if anon.is_empty() {
+                same(true)
+            } else {
+                anon
+            }
+        } else {
+            // By name; else an anonymous dim of the same size, which
+            // matches any dim of its size.
+            let named = t.ty.find(&d.name);
+            if named.is_empty() && d.size.is_some() {
+                (0..t.ty.dims.len())
+                    .filter(|&i| t.ty.dims[i].is_anon() && t.ty.dims[i].size == d.size)
+                    .collect()
+            } else {
+                named
+            }
+        };
+        match hits.as_slice() {
+            [i] => Ok(*i),
+            _ => {
+                let loc = self.loc(at);
+                let none = hits.is_empty();
+                self.report(
+                    Code::E0216,
+                    loc,
+                    format!(
+                        "`{prim}` names the dim `{}`, but `{}` has {} dim of that name",
+                        d.name,
+                        t.ty,
+                        if none { "no" } else { "more than one" }
+                    ),
+                    if none { "no such dim" } else { "ambiguous dim" },
+                    "dim parameters name dims of the first tensor argument by name; check the spelling and the tensor's dims",
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// Records an IR node and returns its value. Token provenance follows
+    /// the first input that has it, as long as its `seq` survives intact.
+    pub fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&TVal],
+        attrs: BTreeMap<String, String>,
+        out: Tensor,
+        flops: Size,
+        _at: Span,
+    ) -> TVal {
+        let seq = Size::symbol("seq");
+        let parts = inputs.iter().find_map(|t| {
+            let p = t.parts.as_ref()?;
+            let i = *t.ty.find(&seq).first()?;
+            let size = &t.ty.dims[i].size;
+            out.find(&seq)
+                .iter()
+                .any(|&j| out.dims[j].size == *size)
+                .then(|| p.clone())
+        });
+        self.graph.nodes.push(Node {
+            op: op.to_string(),
+            scope: self.frame().scope,
+            inputs: inputs.iter().filter_map(|t| t.src).collect(),
+            attrs,
+            out: out.clone(),
+            flops,
+        });
+        TVal {
+            ty: out,
+            src: Some(crate::ir::ValueRef::Node(self.graph.nodes.len() - 1)),
+            parts,
+        }
+    }
+
+    /// An elementwise operation over tensors and constants, broadcast by
+    /// name. `boolean` operations (comparisons, `and`, `or`, `not`) give
+    /// `bool` tensors.
+    pub fn elementwise(
+        &mut self,
+        op: &str,
+        operands: &[(Val, Span)],
+        at: Span,
+        boolean: bool,
+    ) -> Res<Val> {
+        let mut dims: Option<Vec<Dim>> = None;
+        let mut dtype: Option<DType> = None;
+        let mut inputs: Vec<TVal> = Vec::new();
+        let mut first_span = at;
+        for (v, span) in operands {
+            let t = match v {
+                Val::Tensor(t) => t.clone(),
+                Val::Bool(_) => TVal {
+                    ty: Tensor::scalar(DType::Bool),
+                    src: None,
+                    parts: None,
+                },
+                v if number(v).is_some() => {
+                    continue;
+                }
+                Val::Dim(_) | Val::Size(_) => continue,
+                other => {
+                    let loc = self.loc(*span);
+                    self.report(
+                        Code::E0217,
+                        loc,
+                        format!(
+                            "`{op}` applies to tensors and numbers, not {}",
+                            other.describe()
+                        ),
+                        "not a tensor or number",
+                        "elementwise operations take tensors, numbers and booleans",
+                    );
+                    return Err(());
+                }
+            };
+            dtype = Some(match dtype {
+                None => t.ty.dtype,
+                Some(d) => d.join(t.ty.dtype),
+            });
+            dims = Some(match dims {
+                None => {
+                    first_span = *span;
+                    t.ty.dims.clone()
+                }
+                Some(acc) => match broadcast(&acc, &t.ty.dims) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let (a, b, why) = *e;
+                        let left = Tensor::new(DType::Float, acc.clone());
+                        self.broadcast_error(op, &left, &t.ty, a, b, why, first_span, *span);
+                        return Err(());
+                    }
+                },
+            });
+            inputs.push(t);
+        }
+        let Some(dims) = dims else {
+            // Constants only: fold what can be folded.
+            return Ok(fold(op, operands));
+        };
+        let dtype = if boolean {
+            DType::Bool
+        } else {
+            dtype.unwrap_or(DType::Float)
+        };
+        let out = Tensor::new(dtype, dims);
+        let refs: Vec<&TVal> = inputs.iter().collect();
+        Ok(Val::Tensor(self.node(
+            op,
+            &refs,
+            BTreeMap::new(),
+            out,
+            Size::constant(0),
+            at,
+        )))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn broadcast_error(
+        &mut self,
+        op: &str,
+        left: &Tensor,
+        right: &Tensor,
+        a: Dim,
+        b: Dim,
+        why: Mismatch,
+        ls: Span,
+        rs: Span,
+    ) {
+        let (code, help) = match why {
+            Mismatch::Rate => (Code::E0212, "the two sides are sampled at different rates; resample one modality explicitly (`| resample(rate)`) so the times line up"),
+            _ => (Code::E0211, "operands are aligned by dim name; dims with the same name must have the same size"),
+        };
+        let mut notes = vec![(self.loc(ls), format!("this side is `{left}`"))];
+        if let Some(o) = a.origin {
+            notes.push((o, format!("{} gets its size here", a.describe())));
+        }
+        if let Some(o) = b.origin {
+            notes.push((o, format!("{} gets its size here", b.describe())));
+        }
+        let loc = self.loc(rs);
+        self.report_with(
+            code,
+            loc,
+            format!(
+                "`{op}` cannot combine {} with {}: `{left}` and `{right}`",
+                a.describe(),
+                b.describe()
+            ),
+            &format!("this side is `{right}`"),
+            help,
+            notes,
+        );
+    }
+
+    fn unary_fn(&mut self, c: &mut PrimCall) -> Res<Val> {
+        let x = self.required(c, 0, "x")?;
+        if c.prim == "gelu" {
+            if let Some(a) = c.get(usize::MAX, "approximate") {
+                match &a.val {
+                    Val::Str(s) if s == "tanh" || s == "none" => {}
+                    other => {
+                        return self.wrong(
+                            c.prim,
+                            &a.loc,
+                            "`approximate`",
+                            "\"tanh\" or \"none\"",
+                            other,
+                        )
+                    }
+                }
+            }
+        }
+        // Constants fold: `log(init_sigma)` in an initialiser.
+        if let Some(v) = number(&x.val) {
+            let f = match c.prim {
+                "exp" => v.exp(),
+                "log" => v.ln(),
+                "log1p" => v.ln_1p(),
+                "sqrt" => v.sqrt(),
+                "rsqrt" => 1.0 / v.sqrt(),
+                "abs" => v.abs(),
+                "square" => v * v,
+                "tanh" => v.tanh(),
+                "sigmoid" => 1.0 / (1.0 + (-v).exp()),
+                "relu" => v.max(0.0),
+                _ => return Ok(Val::Float(v)),
+            };
+            return Ok(Val::Float(f));
+        }
+        let at = c.at;
+        self.elementwise(c.prim, &[(x.val, x.loc.span)], at, c.prim == "isnan")
+    }
+
+    fn repeat(&mut self, c: &mut PrimCall) -> Res<Val> {
+        let n = self.required(c, 0, "n")?;
+        let m = self.required(c, 1, "m")?;
+        let count = match &n.val {
+            Val::Size(s) => s.as_const().filter(|x| *x > 0),
+            _ => None,
+        };
+        let Some(count) = count else {
+            return self.wrong(c.prim, &n.loc, "`n`", "a positive whole number", &n.val);
+        };
+        let Val::Instance(inner) = m.val else {
+            return self.wrong(c.prim, &m.loc, "`m`", "a module instance", &m.val);
+        };
+        let at = c.at;
+        Ok(Val::Instance(
+            self.new_instance(InstKind::Repeat { count, inner }, at),
+        ))
+    }
+}
+
+/// Broadcasts two dim lists by name. First the NumPy way (aligned from the
+/// right, when every aligned pair is the same dim); otherwise by name: a
+/// dim of `b` that `a` has must match it, one `a` lacks is appended.
+pub(super) fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, Box<(Dim, Dim, Mismatch)>> {
+    let k = a.len().min(b.len());
+    let aligned = (1..=k).all(|j| a[a.len() - j].matches(&b[b.len() - j]).is_ok());
+    if aligned {
+        let (long, short) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+        let mut out = long.to_vec();
+        let offset = long.len() - short.len();
+        for (j, d) in short.iter().enumerate() {
+            out[offset + j] = long[offset + j].merge(d);
+        }
+        return Ok(out);
+    }
+    let mut out = a.to_vec();
+    for d in b {
+        let hits: Vec<usize> = if d.is_anon() {
+            (0..a.len())
+                .filter(|&i| a[i].is_anon() && a[i].size == d.size)
+                .collect()
+        } else {
+            (0..a.len()).filter(|&i| a[i].name == d.name).collect()
+        };
+        match hits.first() {
+            Some(&i) => {
+                a[i].matches(d)
+                    .map_err(|why| (a[i].clone(), d.clone(), why))?;
+                out[i] = a[i].merge(d);
+            }
+            None => out.push(d.clone()),
+        }
+    }
+    Ok(out)
+}
+
+/// Folds an elementwise operation on constants (`max(1.0, 2.0)`).
+fn fold(op: &str, operands: &[(Val, Span)]) -> Val {
+    let nums: Vec<f64> = operands.iter().filter_map(|(v, _)| number(v)).collect();
+    match (op, nums.as_slice()) {
+        ("max", [a, b]) => Val::Float(a.max(*b)),
+        ("min", [a, b]) => Val::Float(a.min(*b)),
+        _ => operands
+            .first()
+            .map(|(v, _)| v.clone())
+            .unwrap_or(Val::Opaque),
+    }
+}

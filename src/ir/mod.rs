@@ -1,0 +1,159 @@
+//! The typed IR: an experiment's model as a graph of primitive operations
+//! with concrete shapes.
+//!
+//! The checker builds it by elaborating the model (`check::elab`): every
+//! module instance becomes a [`Scope`], every `param` a [`Param`] with its
+//! shape, dtype and initialiser, every primitive application a [`Node`]
+//! with its input values, attributes, output type and forward FLOPs. A
+//! `repeat(n, block)` is elaborated once and its scope records `repeat: n`,
+//! so the graph stays small for deep stacks while the statistics and the
+//! planner still see `n` copies. The graph is the input of the statistics
+//! (`stats.rs`), of `--emit ir` (`yaml.rs`) and of the planner.
+//!
+//! Shapes are per sample (the leading `batch` dim has size 1) unless the
+//! graph says otherwise in `batch`.
+
+pub mod stats;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+
+use crate::check::size::Size;
+use crate::check::tensor::Tensor;
+
+/// Identifies a node's or parameter's or input's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValueRef {
+    /// The output of a node.
+    Node(usize),
+    /// A learned parameter.
+    Param(usize),
+    /// A modality fed by the data pipeline.
+    Input(usize),
+}
+
+impl ValueRef {
+    /// `%12`, `param:3`, `input:0`: how the value is written in the IR.
+    pub fn label(self) -> String {
+        match self {
+            ValueRef::Node(i) => format!("%{i}"),
+            ValueRef::Param(i) => format!("param:{i}"),
+            ValueRef::Input(i) => format!("input:{i}"),
+        }
+    }
+}
+
+/// A modality as the model receives it.
+#[derive(Clone, Debug)]
+pub struct Input {
+    pub name: String,
+    /// `video`, `series`, `events` or `intervals`.
+    pub kind: String,
+    pub ty: Tensor,
+}
+
+/// A module instance (or the model, or a tokenizer).
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// Dotted path from the root: `backbone.blocks.layer.attn.c_attn`.
+    pub path: String,
+    /// The module it instantiates (`Linear`), or `model` / `tokenizer`.
+    pub module: String,
+    pub parent: Option<usize>,
+    /// How many copies of this scope run (a `repeat` body); 1 otherwise.
+    pub repeat: i64,
+}
+
+/// A learned tensor.
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// `scope path + "." + name`.
+    pub path: String,
+    pub scope: usize,
+    pub ty: Tensor,
+    /// The initialiser as written, evaluated: `normal(std: 0.02)`.
+    pub init: String,
+    /// Whether the shape involves a dim bound per session, so each session
+    /// has its own copy.
+    pub per_session: bool,
+}
+
+/// One primitive application.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub op: String,
+    pub scope: usize,
+    pub inputs: Vec<ValueRef>,
+    /// Dim parameters and compile-time arguments, as text.
+    pub attrs: BTreeMap<String, String>,
+    pub out: Tensor,
+    /// Forward multiply-add FLOPs (2 per multiply-add) of matrix products,
+    /// per application; 0 for other operations.
+    pub flops: Size,
+}
+
+/// A model prediction (`predict name = ...`).
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub model: String,
+    pub name: String,
+    pub value: ValueRef,
+    pub ty: Tensor,
+}
+
+/// A `loss` or `metric` item.
+#[derive(Clone, Debug)]
+pub struct Objective {
+    /// `loss` or `metric`.
+    pub kind: String,
+    /// The function called (`poisson_nll`) or the item's label.
+    pub name: String,
+    pub value: ValueRef,
+    pub ty: Tensor,
+    /// `masked_only: true`: scored on the masked positions only.
+    pub masked_only: bool,
+}
+
+/// The whole typed model of an experiment.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    /// Size of the leading `batch` dim in every shape.
+    pub batch: i64,
+    /// Bytes of the model float (2 for bf16 training, 4 for f32).
+    pub float_bytes: u64,
+    /// Global batch of the `train` block, when given.
+    pub global_batch: Option<i64>,
+    /// Number of sessions, when the data source says.
+    pub sessions: Option<i64>,
+    pub inputs: Vec<Input>,
+    pub scopes: Vec<Scope>,
+    pub params: Vec<Param>,
+    pub nodes: Vec<Node>,
+    pub outputs: Vec<Output>,
+    pub objectives: Vec<Objective>,
+}
+
+impl Graph {
+    /// How many times scope `s` runs per application of the model: the
+    /// product of the `repeat` counts on its path.
+    pub fn multiplicity(&self, mut s: usize) -> i64 {
+        let mut m: i64 = 1;
+        loop {
+            let scope = &self.scopes[s];
+            m = m.saturating_mul(scope.repeat);
+            match scope.parent {
+                Some(p) => s = p,
+                None => return m,
+            }
+        }
+    }
+
+    /// The type of a value.
+    pub fn type_of(&self, v: ValueRef) -> &Tensor {
+        match v {
+            ValueRef::Node(i) => &self.nodes[i].out,
+            ValueRef::Param(i) => &self.params[i].ty,
+            ValueRef::Input(i) => &self.inputs[i].ty,
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The IR as YAML, for other tools (`enigma check --emit ir`).
+//!
+//! The in-memory graph keeps source locations and symbolic sizes; this
+//! module maps it to a plain document: every shape is a list of dims with a
+//! name, a size (an integer, or a polynomial in the dims only data binds,
+//! as text) and a rate in Hz where the dim is sampled in time; every value
+//! is referred to as `%node`, `param:i` or `input:i`. The document starts
+//! with a `format` version so readers can tell layouts apart.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::stats::Stats;
+use super::Graph;
+use crate::check::size::Size;
+use crate::check::tensor::Tensor;
+
+/// Version of the document layout; bump on incompatible changes.
+pub const FORMAT: u32 = 1;
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    format: u32,
+    /// Size of the leading `batch` dim in every shape.
+    batch: i64,
+    float: &'static str,
+    stats: StatsDoc,
+    inputs: Vec<InputDoc<'a>>,
+    scopes: Vec<ScopeDoc<'a>>,
+    params: Vec<ParamDoc<'a>>,
+    nodes: Vec<NodeDoc<'a>>,
+    outputs: Vec<OutputDoc<'a>>,
+    objectives: Vec<ObjectiveDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct StatsDoc {
+    shared_params: SizeDoc,
+    params_per_session: SizeDoc,
+    forward_flops_per_sample: SizeDoc,
+    activation_bytes_per_sample: SizeDoc,
+}
+
+/// A size: a number when known, else its polynomial as text.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SizeDoc {
+    Known(i64),
+    Symbolic(String),
+}
+
+fn size(s: &Size) -> SizeDoc {
+    match s.as_const() {
+        Some(v) => SizeDoc::Known(v),
+        None => SizeDoc::Symbolic(s.to_string()),
+    }
+}
+
+#[derive(Serialize)]
+struct DimDoc {
+    /// `None` for an anonymous dim (written as a plain number).
+    name: Option<String>,
+    size: SizeDoc,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_hz: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct TypeDoc {
+    dtype: &'static str,
+    dims: Vec<DimDoc>,
+}
+
+fn ty(t: &Tensor) -> TypeDoc {
+    TypeDoc {
+        dtype: t.dtype.as_str(),
+        dims: t
+            .dims
+            .iter()
+            .map(|d| DimDoc {
+                name: (!d.is_anon()).then(|| d.name.to_string()),
+                size: size(&d.size_or_name()),
+                rate_hz: d.rate,
+            })
+            .collect(),
+    }
+}
+
+#[derive(Serialize)]
+struct InputDoc<'a> {
+    name: &'a str,
+    kind: &'a str,
+    #[serde(rename = "type")]
+    ty: TypeDoc,
+}
+
+#[derive(Serialize)]
+struct ScopeDoc<'a> {
+    path: &'a str,
+    module: &'a str,
+    #[serde(skip_serializing_if = "is_one")]
+    repeat: i64,
+}
+
+fn is_one(n: &i64) -> bool {
+    *n == 1
+}
+
+#[derive(Serialize)]
+struct ParamDoc<'a> {
+    id: usize,
+    path: &'a str,
+    #[serde(rename = "type")]
+    ty: TypeDoc,
+    init: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    per_session: bool,
+}
+
+#[derive(Serialize)]
+struct NodeDoc<'a> {
+    id: usize,
+    op: &'a str,
+    scope: &'a str,
+    inputs: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    attrs: &'a BTreeMap<String, String>,
+    #[serde(rename = "type")]
+    ty: TypeDoc,
+    #[serde(skip_serializing_if = "is_zero")]
+    flops: SizeDoc,
+}
+
+fn is_zero(s: &SizeDoc) -> bool {
+    matches!(s, SizeDoc::Known(0))
+}
+
+#[derive(Serialize)]
+struct OutputDoc<'a> {
+    model: &'a str,
+    name: &'a str,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct ObjectiveDoc<'a> {
+    kind: &'a str,
+    name: &'a str,
+    value: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    masked_only: bool,
+}
+
+/// The graph as a YAML document.
+pub fn to_yaml(g: &Graph) -> Result<String, String> {
+    let stats = Stats::of(g);
+    let scope_path = |i: usize| g.scopes[i].path.as_str();
+    let doc = Doc {
+        format: FORMAT,
+        batch: g.batch,
+        float: if g.float_bytes == 2 { "bf16" } else { "f32" },
+        stats: StatsDoc {
+            shared_params: size(&stats.shared_params),
+            params_per_session: size(&stats.session_params),
+            forward_flops_per_sample: size(&stats.forward_flops),
+            activation_bytes_per_sample: size(&stats.activation_bytes),
+        },
+        inputs: g
+            .inputs
+            .iter()
+            .map(|i| InputDoc {
+                name: &i.name,
+                kind: &i.kind,
+                ty: ty(&i.ty),
+            })
+            .collect(),
+        scopes: g
+            .scopes
+            .iter()
+            .skip(1)
+            .map(|s| ScopeDoc {
+                path: &s.path,
+                module: &s.module,
+                repeat: s.repeat,
+            })
+            .collect(),
+        params: g
+            .params
+            .iter()
+            .enumerate()
+            .map(|(id, p)| ParamDoc {
+                id,
+                path: &p.path,
+                ty: ty(&p.ty),
+                init: &p.init,
+                per_session: p.per_session,
+            })
+            .collect(),
+        nodes: g
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(id, n)| NodeDoc {
+                id,
+                op: &n.op,
+                scope: scope_path(n.scope),
+                inputs: n.inputs.iter().map(|v| v.label()).collect(),
+                attrs: &n.attrs,
+                ty: ty(&n.out),
+                flops: size(&n.flops),
+            })
+            .collect(),
+        outputs: g
+            .outputs
+            .iter()
+            .map(|o| OutputDoc {
+                model: &o.model,
+                name: &o.name,
+                value: o.value.label(),
+            })
+            .collect(),
+        objectives: g
+            .objectives
+            .iter()
+            .map(|o| ObjectiveDoc {
+                kind: &o.kind,
+                name: &o.name,
+                value: o.value.label(),
+                masked_only: o.masked_only,
+            })
+            .collect(),
+    };
+    serde_saphyr::to_string(&doc).map_err(|e| e.to_string())
+}

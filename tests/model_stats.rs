@@ -1,0 +1,160 @@
+//! The typed IR against published figures: parameter counts of the
+//! example models, the closed-form count of the Enigma-1B reference
+//! (DESIGN.md), the training FLOPs convention, and the shapes the checker
+//! derives through the standard library.
+
+use std::path::Path;
+
+use enigma::check::size::Size;
+use enigma::ir::stats::Stats;
+use enigma::ir::Graph;
+use enigma::resolve::Options;
+use enigma::source::FsLoader;
+
+fn graph(example: &str) -> Graph {
+    let path = Path::new("examples").join(example);
+    let (program, graph) =
+        enigma::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
+    assert!(!program.has_errors(), "{example} checks without errors");
+    graph.unwrap_or_else(|| panic!("{example} elaborates"))
+}
+
+fn known(s: &Size) -> i64 {
+    s.as_const()
+        .unwrap_or_else(|| panic!("a known size, not {s}"))
+}
+
+/// Parameters in the scope at `path` and below.
+fn scope_params(g: &Graph, stats: &Stats, path: &str) -> i64 {
+    let i = g
+        .scopes
+        .iter()
+        .position(|s| s.path == path)
+        .unwrap_or_else(|| panic!("a scope {path}"));
+    known(&stats.scope_params[&i])
+}
+
+#[test]
+fn gpt2_small_has_exactly_its_published_parameter_count() {
+    let g = graph("gpt2_small.enigma");
+    let stats = Stats::of(&g);
+    assert_eq!(known(&stats.total_params(g.sessions)), 124_439_808);
+    assert_eq!(scope_params(&g, &stats, "gpt2.wte"), 50_257 * 768);
+    assert_eq!(scope_params(&g, &stats, "gpt2.wpe"), 1024 * 768);
+    // Twelve blocks of 7,087,872 and the final LayerNorm.
+    assert_eq!(
+        scope_params(&g, &stats, "gpt2.blocks"),
+        12 * 7_087_872 + 2 * 768
+    );
+}
+
+#[test]
+fn enigma_1b_agrees_with_the_closed_form_count() {
+    let (d, layers, ffn): (i64, i64, i64) = (2048, 20, 5632);
+    // DESIGN.md: attention 4 d^2 (16 heads of 128 = d), SwiGLU 3 d ffn, two
+    // RMSNorm gains per block; the stack adds one final norm.
+    let per_layer = 4 * d * d + 3 * d * ffn + 2 * d;
+    assert_eq!(per_layer, 51_384_320);
+    let g = graph("enigma_1b.enigma");
+    let stats = Stats::of(&g);
+    assert_eq!(
+        scope_params(&g, &stats, "enigma.backbone"),
+        layers * per_layer + d
+    );
+    // Tokenizers: the tubelet projection (512 -> d), its 9 x 16 positions
+    // and kind vector; the behaviour projection (4 -> d) and kind; the
+    // value projection, kind and mask token of the response tokens.
+    let tokenizers = (512 * d + 9 * 16 * d + d) + (4 * d + d) + (2 * d + d + d);
+    assert_eq!(
+        known(&stats.shared_params),
+        layers * per_layer + d + tokenizers
+    );
+    assert_eq!(known(&stats.shared_params), 1_029_052_416);
+    // Per session, 512 neurons (bound by the synthetic source): unit
+    // embeddings N x d and the per-neuron readout N x (d + 1).
+    assert_eq!(known(&stats.session_params), 512 * d + 512 * (d + 1));
+    assert_eq!(g.sessions, Some(16));
+    assert_eq!(known(&stats.total_params(g.sessions)), 1_062_615_040);
+}
+
+#[test]
+fn training_flops_follow_six_n_plus_the_attention_term() {
+    let g = graph("enigma_1b.enigma");
+    let stats = Stats::of(&g);
+    let step = stats.step_flops(512).unwrap();
+    // 12,572 tokens per window; 6 N (N without the embeddings, which do no
+    // products here) plus 12 L d S per token, times 512 windows: 7.95e16.
+    let tokens = 4_320.0 + 60.0 + 8_192.0;
+    assert_eq!(tokens, 12_572.0);
+    let relative = (step - 7.948e16).abs() / 7.948e16;
+    assert!(relative < 1e-3, "step FLOPs {step:e}");
+}
+
+#[test]
+fn llama_and_vit_examples_match_their_reference_models() {
+    // TinyLlama-1.1B's configuration (22 layers, d 2,048, 32 heads, 4
+    // key/value heads, SwiGLU 5,632, untied head): 1,100,048,384.
+    let g = graph("llama_style.enigma");
+    assert_eq!(known(&Stats::of(&g).total_params(None)), 1_100_048_384);
+    // ViT-B/16 has 86,567,656 with a class token and 197 positions; this
+    // one pools the 196 patch tokens instead (no class token, one position
+    // fewer) and adds the tokenizer's kind vector: -768 - 768 + 768.
+    let g = graph("vit_style.enigma");
+    assert_eq!(known(&Stats::of(&g).total_params(None)), 86_567_656 - 768);
+}
+
+#[test]
+fn shapes_flow_through_the_standard_library() {
+    let g = graph("quickstart.enigma");
+    // The response readout predicts [batch, T, N]: 16 steps at 8 Hz over
+    // 2 s, 32 neurons (bound by the synthetic source).
+    let out = &g.outputs[0];
+    assert_eq!(out.name, "response");
+    let dims: Vec<String> = out
+        .ty
+        .dims
+        .iter()
+        .map(|d| format!("{}={}", d.name, d.size_or_name()))
+        .collect();
+    assert_eq!(dims, ["batch=1", "T=16", "N=32"]);
+    assert_eq!(out.ty.dims[1].rate, Some(8.0));
+    // The joined sequence: 15 x 3 x 4 video tubelets, 60 behaviour steps
+    // and 16 x 32 response tokens.
+    let concat = g.nodes.iter().find(|n| n.op == "concat").unwrap();
+    let seq = concat
+        .out
+        .dims
+        .iter()
+        .find(|d| d.name == Size::symbol("seq"))
+        .unwrap();
+    assert_eq!(seq.size, Some(Size::constant(15 * 3 * 4 + 60 + 16 * 32)));
+    // Every loss is a scalar.
+    assert!(g
+        .objectives
+        .iter()
+        .filter(|o| o.kind == "loss")
+        .all(|o| o.ty.dims.is_empty()));
+}
+
+#[test]
+fn the_ir_is_yaml_other_tools_can_read() {
+    let g = graph("gpt2_small.enigma");
+    let text = enigma::ir::yaml::to_yaml(&g).unwrap();
+    assert!(text.starts_with("format: 1\n"), "{}", &text[..80]);
+    assert!(text.contains("shared_params: 124439808"));
+    assert!(text.contains("op: attention"));
+    // Parsing it back gives the same number of nodes and parameters.
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(doc["nodes"].as_array().unwrap().len(), g.nodes.len());
+    assert_eq!(doc["params"].as_array().unwrap().len(), g.params.len());
+}
+
+/// The NWB file of `../shared/data/real/` has 3 units: they bind `N`.
+#[cfg(feature = "nwb")]
+#[test]
+fn nwb_units_bind_the_unit_dim() {
+    let g = graph("nwb_spikes.enigma");
+    let stats = Stats::of(&g);
+    // Unit embeddings (d = 32) and the per-unit readout (d + 1) per unit.
+    assert_eq!(known(&stats.session_params), 3 * (32 + 33));
+}
