@@ -800,6 +800,7 @@ impl Elab<'_, '_> {
             (_, _, v @ Val::Opaque) => Ok(v),
             (_, _, v) => {
                 let expected = match kind {
+                    Some("int") if shape.is_some() => "a list of whole numbers".to_string(),
                     Some(k) => format!("`{}`", k),
                     None => "a tensor".to_string(),
                 };

@@ -538,7 +538,7 @@ impl Elab<'_, '_> {
                     Ok(d) => d,
                     Err(e) => {
                         let (a, b, why) = *e;
-                        let left = Tensor::new(DType::Float, acc.clone());
+                        let left = Tensor::new(dtype.unwrap_or(DType::Float), acc.clone());
                         self.broadcast_error(op, &left, &t.ty, a, b, why, first_span, *span);
                         return Err(());
                     }
@@ -595,7 +595,8 @@ impl Elab<'_, '_> {
             code,
             loc,
             format!(
-                "`{op}` cannot combine {} with {}: `{left}` and `{right}`",
+                "`{}` cannot combine {} with {}: `{left}` and `{right}`",
+                operator(op),
                 a.describe(),
                 b.describe()
             ),
@@ -698,6 +699,26 @@ pub(super) fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, Box<(Dim, Dim,
         }
     }
     Ok(out)
+}
+
+/// How an elementwise operation is written in source: `+` for `add`.
+fn operator(op: &str) -> &str {
+    match op {
+        "add" => "+",
+        "sub" => "-",
+        "mul" => "*",
+        "div" => "/",
+        "rem" => "%",
+        "pow" => "**",
+        "eq" => "==",
+        "ne" => "!=",
+        "lt" => "<",
+        "le" => "<=",
+        "gt" => ">",
+        "ge" => ">=",
+        "neg" => "-",
+        other => other,
+    }
 }
 
 /// Folds an elementwise operation on constants (`max(1.0, 2.0)`).
