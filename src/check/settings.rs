@@ -419,12 +419,14 @@ fn batch_divides(c: &mut Consts, train: &ConfigBlock, parallel: &ConfigBlock) {
         diag = diag.secondary(file, *span, label);
     }
     let lower = batch / divisor * divisor;
-    let upper = lower + divisor;
-    c.diags.push(diag.help(if lower > 0 {
-        format!("use a batch of {lower} or {upper}, or change the layout")
-    } else {
-        format!("use a batch of {upper}, or change the layout")
-    }));
+    // Near the top of the integer range the next multiple does not exist.
+    let help = match (lower > 0, lower.checked_add(divisor)) {
+        (true, Some(upper)) => format!("use a batch of {lower} or {upper}, or change the layout"),
+        (true, None) => format!("use a batch of {lower}, or change the layout"),
+        (false, Some(upper)) => format!("use a batch of {upper}, or change the layout"),
+        (false, None) => "change the batch or the layout".to_string(),
+    };
+    c.diags.push(diag.help(help));
 }
 
 /// A schedule's warm-up is shorter than the training run.
