@@ -14,6 +14,7 @@ pub mod data;
 pub mod diagnostics;
 pub mod fmt;
 pub mod ir;
+pub mod plan;
 pub mod resolve;
 pub mod source;
 pub mod syntax;

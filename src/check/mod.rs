@@ -56,6 +56,14 @@ pub fn check_program(
     (diags, graph)
 }
 
+/// The compile-time value of an expression of the root file (a setting's
+/// value, say), or `Value::Opaque` when it is not a constant.
+pub fn constant(program: &Program, e: &crate::syntax::ast::Expr) -> Value {
+    consts::Consts::new(program)
+        .eval(e)
+        .unwrap_or(Value::Opaque)
+}
+
 /// The whole of `enigma check` for one root file: resolve, then, when
 /// resolution found no errors, check. Failing to read the root file is an
 /// I/O error for the caller; everything else is in the program's

@@ -1,0 +1,13 @@
+//! Plan: from the typed IR and the `parallel` block to what each rank
+//! runs (issue 4, in progress).
+//!
+//! So far: the device mesh with its rank order and process groups
+//! (`mesh.rs`) and the layout the `parallel` block describes
+//! (`layout.rs`). Lowering to per-rank execution graphs, collectives and
+//! the cost model build on these; no subcommand uses them yet.
+
+pub mod layout;
+pub mod mesh;
+
+pub use layout::{Layout, Schedule};
+pub use mesh::{Axis, Mesh, MeshError};
