@@ -133,6 +133,8 @@ struct Report {
     source: NamedSource<String>,
     labels: Vec<LabeledSpan>,
     related: Vec<Report>,
+    /// A related report: the rest of one diagnostic, in another file.
+    advice: bool,
 }
 
 impl Report {
@@ -149,7 +151,14 @@ impl Report {
             .map(|file| Report {
                 code: String::new(),
                 severity: diag.severity,
-                message: format!("in {}", sources.get(file).name),
+                // The other files' labels belong to the same diagnostic;
+                // shown as advice they do not read as a second error.
+                advice: true,
+                message: format!(
+                    "the {} above involves {}",
+                    diag.severity.as_str(),
+                    sources.get(file).name
+                ),
                 help: None,
                 source: named(sources, file),
                 labels: labels_in(&diag.labels, file),
@@ -169,6 +178,7 @@ impl Report {
                 .map(|f| labels_in(&diag.labels, f))
                 .unwrap_or_default(),
             related,
+            advice: false,
         }
     }
 }
@@ -214,6 +224,9 @@ impl miette::Diagnostic for Report {
     }
 
     fn severity(&self) -> Option<miette::Severity> {
+        if self.advice {
+            return Some(miette::Severity::Advice);
+        }
         Some(match self.severity {
             Severity::Error => miette::Severity::Error,
             Severity::Warning => miette::Severity::Warning,
