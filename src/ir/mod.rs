@@ -62,6 +62,10 @@ pub struct Scope {
     pub parent: Option<usize>,
     /// How many copies of this scope run (a `repeat` body); 1 otherwise.
     pub repeat: i64,
+    /// The module's hyperparameters as evaluated, in declaration order
+    /// (`d_out: 2048`, `split: "column"`): what the planner reads to shard
+    /// the instance, and what tools show.
+    pub hyper: Vec<(String, String)>,
 }
 
 /// A learned tensor.

@@ -101,6 +101,8 @@ struct ScopeDoc<'a> {
     module: &'a str,
     #[serde(skip_serializing_if = "is_one")]
     repeat: i64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    hyper: BTreeMap<&'a str, &'a str>,
 }
 
 fn is_one(n: &i64) -> bool {
@@ -183,6 +185,11 @@ pub fn to_yaml(g: &Graph) -> Result<String, String> {
                 path: &s.path,
                 module: &s.module,
                 repeat: s.repeat,
+                hyper: s
+                    .hyper
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
             })
             .collect(),
         params: g

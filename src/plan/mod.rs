@@ -2,12 +2,15 @@
 //! runs (issue 4, in progress).
 //!
 //! So far: the device mesh with its rank order and process groups
-//! (`mesh.rs`) and the layout the `parallel` block describes
-//! (`layout.rs`). Lowering to per-rank execution graphs, collectives and
-//! the cost model build on these; no subcommand uses them yet.
+//! (`mesh.rs`), the layout the `parallel` block describes (`layout.rs`)
+//! and where every parameter lives: its pipeline stage, its tensor-parallel
+//! split and the shard each rank holds (`shard.rs`). Lowering to per-rank
+//! execution graphs, collectives and the cost model build on these; no
+//! subcommand uses them yet.
 
 pub mod layout;
 pub mod mesh;
+pub mod shard;
 
 pub use layout::{Layout, Schedule};
 pub use mesh::{Axis, Mesh, MeshError};

@@ -291,6 +291,16 @@ impl Elab<'_, '_> {
                 };
                 let scope = self.instance_scope(i, 1);
                 self.instances[i].applied = true;
+                if self.graph.scopes[scope].hyper.is_empty() {
+                    // Strings without their quotes: the values, not source.
+                    self.graph.scopes[scope].hyper = hyper
+                        .iter()
+                        .map(|(n, v)| match v {
+                            Val::Str(s) => (n.clone(), s.clone()),
+                            v => (n.clone(), render(v)),
+                        })
+                        .collect();
+                }
                 self.push_frame(module, scope, Some(i), at, &md.name.name);
                 self.frame_mut().locals = hyper;
                 let result = self.module_body(md, args, at).map(|v| self.unrename(v));
@@ -1064,7 +1074,9 @@ fn render_arg(a: &ArgVal) -> String {
 pub(super) fn render(v: &Val) -> String {
     match v {
         Val::Size(s) => s.to_string(),
-        Val::Float(f) => crate::check::quantity::short(*f),
+        // Rust's shortest representation that reads back exactly: 1e-5
+        // stays 0.00001, not a rounded 0.
+        Val::Float(f) => format!("{f}"),
         Val::Quantity(q) => q.to_string(),
         Val::Bool(b) => b.to_string(),
         Val::Str(s) => format!("\"{s}\""),

@@ -206,6 +206,7 @@ impl<'c, 'p> Elab<'c, 'p> {
             module: "experiment".to_string(),
             parent: None,
             repeat: 1,
+            hyper: Vec::new(),
         });
         let root = consts.program.root;
         Elab {
@@ -346,6 +347,7 @@ impl<'c, 'p> Elab<'c, 'p> {
             module: module.to_string(),
             parent: Some(parent),
             repeat,
+            hyper: Vec::new(),
         });
         self.graph.scopes.len() - 1
     }
