@@ -4,11 +4,13 @@
 //! So far: the device mesh with its rank order and process groups
 //! (`mesh.rs`), the layout the `parallel` block describes (`layout.rs`)
 //! and where every parameter lives: its pipeline stage, its tensor-parallel
-//! split and the shard each rank holds (`shard.rs`). Lowering to per-rank
+//! split and the shard each rank holds (`shard.rs`), and the model-state
+//! memory of each rank under ZeRO (`memory.rs`). Lowering to per-rank
 //! execution graphs, collectives and the cost model build on these; no
 //! subcommand uses them yet.
 
 pub mod layout;
+pub mod memory;
 pub mod mesh;
 pub mod shard;
 

@@ -35,7 +35,8 @@ pub struct Placement {
     pub split: Vec<Vec<String>>,
     /// The size of each dim.
     pub shape: Vec<i64>,
-    /// Further copies inside this one (a nested `repeat`), all placed alike.
+    /// Further copies inside this one (a nested `repeat`, or one per session
+    /// for a per-session table), all placed alike.
     pub copies: i64,
 }
 
@@ -128,7 +129,14 @@ pub fn place(g: &Graph, layout: &Layout) -> Result<Vec<Placement>, PlanError> {
                 });
             }
         }
-        let total = g.multiplicity(p.scope);
+        // A per-session table exists once per session, on every rank that
+        // holds the layer.
+        let sessions = if p.per_session {
+            g.sessions.unwrap_or(1).max(1)
+        } else {
+            1
+        };
+        let total = g.multiplicity(p.scope).saturating_mul(sessions);
         match pipelined.filter(|&r| within(g, p.scope, r)) {
             Some(r) => {
                 let layers = g.scopes[r].repeat.max(1);

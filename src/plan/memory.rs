@@ -1,0 +1,105 @@
+//! Model-state memory per rank: parameters, gradients and optimizer state.
+//!
+//! The convention is the ZeRO paper's (Rajbhandari et al. 2020) for AdamW:
+//!
+//! | precision | parameters | gradients | optimizer state |
+//! | --- | --- | --- | --- |
+//! | bf16 (mixed) | 2 B (bf16 copy) | 2 B | 12 B (fp32 master, m, v) |
+//! | f32 | 4 B | 4 B | 8 B (m, v) |
+//!
+//! 16 bytes per parameter either way. A rank holds the parameters of its
+//! pipeline stage and tensor-parallel shard (`shard.rs`); ZeRO stage 1
+//! divides the optimizer state by the size of the ZeRO group, stage 2 the
+//! gradients too, stage 3 the parameters too. Activations and
+//! communication buffers are the cost model's (not yet built).
+
+use super::layout::Layout;
+use super::shard::{shards, Placement};
+use crate::ir::Graph;
+
+/// Bytes of model state one rank holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelState {
+    /// Parameters the rank holds (elements), before ZeRO sharding.
+    pub params: f64,
+    pub param_bytes: f64,
+    pub grad_bytes: f64,
+    pub optimizer_bytes: f64,
+}
+
+impl ModelState {
+    pub fn total(&self) -> f64 {
+        self.param_bytes + self.grad_bytes + self.optimizer_bytes
+    }
+}
+
+/// The model state `rank` holds under `layout`.
+pub fn model_state(
+    g: &Graph,
+    layout: &Layout,
+    placements: &[Placement],
+    rank: usize,
+) -> ModelState {
+    let params: f64 = shards(layout, placements, rank)
+        .iter()
+        .map(|s| (s.numel() * placements[s.placement].copies) as f64)
+        .sum();
+    let (p, gr, opt) = if g.float_bytes == 2 {
+        (2.0, 2.0, 12.0)
+    } else {
+        (4.0, 4.0, 8.0)
+    };
+    let zero = layout.mesh.degree(&layout.zero_axes).unwrap_or(1).max(1) as f64;
+    let by = |stage: u8| if layout.zero >= stage { zero } else { 1.0 };
+    ModelState {
+        params,
+        param_bytes: params * p / by(3),
+        grad_bytes: params * gr / by(2),
+        optimizer_bytes: params * opt / by(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::shard::place;
+    use crate::resolve::Options;
+    use crate::source::FsLoader;
+
+    fn planned(example: &str) -> (Graph, Layout) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(example);
+        let (program, g) =
+            crate::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
+        (g.unwrap(), Layout::of(&program).unwrap())
+    }
+
+    /// The hand derivation in `docs/planner.md`: Enigma-1B's 1,062,615,040
+    /// parameters at 16 bytes each, ZeRO-3 over the 8 GPUs of a node.
+    #[test]
+    fn enigma_1b_model_state_matches_the_hand_derivation() {
+        let (g, l) = planned("enigma_1b.enigma");
+        let placements = place(&g, &l).unwrap();
+        for rank in [0, 7, 63] {
+            let m = model_state(&g, &l, &placements, rank);
+            assert_eq!(m.params, 1_062_615_040.0);
+            assert_eq!(m.param_bytes, 1_062_615_040.0 * 2.0 / 8.0);
+            assert_eq!(m.grad_bytes, 1_062_615_040.0 * 2.0 / 8.0);
+            assert_eq!(m.optimizer_bytes, 1_062_615_040.0 * 12.0 / 8.0);
+            assert_eq!(m.total(), 2_125_230_080.0);
+        }
+    }
+
+    /// GPT-2 small with ZeRO-1 over 8 GPUs: parameters and gradients whole,
+    /// the optimizer state an eighth.
+    #[test]
+    fn zero_1_shards_only_the_optimizer_state() {
+        let (g, l) = planned("gpt2_small.enigma");
+        let placements = place(&g, &l).unwrap();
+        let m = model_state(&g, &l, &placements, 3);
+        let n = 124_439_808.0;
+        assert_eq!((m.param_bytes, m.grad_bytes), (2.0 * n, 2.0 * n));
+        assert_eq!(m.optimizer_bytes, 12.0 * n / 8.0);
+    }
+}
