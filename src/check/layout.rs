@@ -8,8 +8,6 @@
 //! the module where the dim got its size. (The schema of the block itself,
 //! and the batch's divisibility, are `settings.rs`'s.)
 
-use std::collections::BTreeMap;
-
 use super::consts::Consts;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::ir::Graph;
@@ -23,19 +21,21 @@ pub(super) fn check_layout(c: &mut Consts, g: &Graph) {
         let ItemKind::Parallel(block) = &item.kind else {
             continue;
         };
-        let mesh = mesh_sizes(block);
+        // The planner's reading of the block; a mesh the settings check
+        // rejected has been reported there.
+        let value = &mut |e: &Expr| super::constant(program, e);
+        let Ok(layout) = crate::plan::Layout::from_block(block, value) else {
+            continue;
+        };
         for entry in &block.entries {
             let EntryKind::Mapping { keys, target } = &entry.kind else {
                 continue;
             };
-            let axes = target_axes(target);
-            let Some(degree) = axes
-                .iter()
-                .map(|a| mesh.get(a.as_str()).copied())
-                .try_fold(1i64, |acc, s| s.map(|s| acc.saturating_mul(s)))
-            else {
+            let axes = crate::plan::layout::target_axes(target);
+            let Ok(degree) = layout.mesh.degree(&axes) else {
                 continue;
             };
+            let degree = degree as i64;
             if degree <= 1 {
                 continue;
             }
@@ -60,39 +60,6 @@ pub(super) fn check_layout(c: &mut Consts, g: &Graph) {
                 }
             }
         }
-    }
-}
-
-/// `mesh { node: 8, gpu: 8 }` as sizes by axis.
-fn mesh_sizes(block: &ConfigBlock) -> BTreeMap<String, i64> {
-    let mut out = BTreeMap::new();
-    for entry in &block.entries {
-        let EntryKind::Block { key, block: inner } = &entry.kind else {
-            continue;
-        };
-        if key.name != "mesh" {
-            continue;
-        }
-        for e in &inner.entries {
-            if let EntryKind::Setting { key, value } = &e.kind {
-                if let ExprKind::Number(n) = &value.kind {
-                    if n.is_int && n.value >= 1.0 {
-                        out.insert(key.name.clone(), n.value as i64);
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-/// `gpu` or `(node, gpu)`.
-fn target_axes(e: &Expr) -> Vec<String> {
-    match &e.kind {
-        ExprKind::Path(p) => p.iter().map(|i| i.name.clone()).take(1).collect(),
-        ExprKind::Paren(inner) => target_axes(inner),
-        ExprKind::Tuple(items) => items.iter().flat_map(target_axes).collect(),
-        _ => Vec::new(),
     }
 }
 

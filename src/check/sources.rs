@@ -150,6 +150,7 @@ pub(super) fn check_sources(c: &mut Consts, loader: &dyn SourceLoader) -> Vec<(S
                         *n,
                         format!("`neurons: {n}` of `{data}`"),
                         m.source.span,
+                        SHARED_DIM,
                     );
                 }
             }
@@ -372,7 +373,10 @@ fn check_axes(
                         continue;
                     }
                     if v.symbols().len() == 1 {
-                        bind_raw(c, file, bound, n, size as i64, what, span);
+                        let help = format!(
+                            "a dim has one size in every file, so one of these files lists its axes in the wrong order; a file of ROIs x frames is `axes: [{n}, T]`"
+                        );
+                        bind(c, file, bound, n, size as i64, what, span, &help);
                     }
                 }
             }
@@ -404,8 +408,10 @@ fn transposed_hint(axes: &[Axis], h: &ArrayHeader) -> String {
     }
 }
 
+/// Binds data-bound dim `n` to `size`, or reports that an earlier
+/// binding gave it another size (with `help` saying what to check).
 #[allow(clippy::too_many_arguments)]
-fn bind_raw(
+fn bind(
     c: &mut Consts,
     file: FileId,
     bound: &mut BTreeMap<String, Binding>,
@@ -413,19 +419,21 @@ fn bind_raw(
     size: i64,
     what: String,
     span: Span,
+    help: &str,
 ) {
     match bound.get(n) {
         Some(b) if b.size != size => {
             c.diags.push(
                 Diagnostic::new(
                     Code::E0219,
-                    format!("`{n}` is {} in {}, but {size} in {what}", b.size, b.what),
+                    format!(
+                        "`{n}` is {} from {}, but {size} from {what}",
+                        b.size, b.what
+                    ),
                 )
                 .primary(file, span, format!("`{n}` = {size} here"))
                 .secondary(file, b.at, format!("`{n}` = {} here", b.size))
-                .help(format!(
-                    "a dim has one size in every file, so one of these files lists its axes in the wrong order; a file of ROIs x frames is `axes: [{n}, T]`"
-                )),
+                .help(help),
             );
         }
         Some(_) => {}
@@ -442,37 +450,9 @@ fn bind_raw(
     }
 }
 
-fn bind(
-    c: &mut Consts,
-    file: FileId,
-    bound: &mut BTreeMap<String, Binding>,
-    n: &str,
-    size: i64,
-    what: String,
-    span: Span,
-) {
-    match bound.get(n) {
-        Some(b) if b.size != size => {
-            c.diags.push(
-                Diagnostic::new(Code::E0219, format!("`{n}` is {} from {}, but {size} from {what}", b.size, b.what))
-                    .primary(file, span, format!("`{n}` = {size} here"))
-                    .secondary(file, b.at, format!("`{n}` = {} here", b.size))
-                    .help("modalities that share a dim must agree on its size; check which file has which layout"),
-            );
-        }
-        Some(_) => {}
-        None => {
-            bound.insert(
-                n.to_string(),
-                Binding {
-                    size,
-                    what,
-                    at: span,
-                },
-            );
-        }
-    }
-}
+/// Help for two modalities that disagree on a dim.
+const SHARED_DIM: &str =
+    "modalities that share a dim must agree on its size; check which file has which layout";
 
 #[allow(clippy::too_many_arguments)]
 fn modality_vs_array(
@@ -560,6 +540,7 @@ fn modality_vs_array(
                     size,
                     format!("axis {i} of `{data}` (shape {shape})"),
                     *span,
+                    SHARED_DIM,
                 );
             }
             _ => {}
@@ -617,6 +598,7 @@ fn modality_vs_nwb(
             n as i64,
             format!("`{path}` ({n})"),
             *span,
+            SHARED_DIM,
         );
     }
 }

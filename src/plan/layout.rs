@@ -206,8 +206,8 @@ fn bytes(v: &Value) -> Option<f64> {
     }
 }
 
-/// `gpu` or `(node, gpu)`.
-fn target_axes(e: &Expr) -> Vec<String> {
+/// The mesh axes of a mapping's target: `gpu` or `(node, gpu)`.
+pub(crate) fn target_axes(e: &Expr) -> Vec<String> {
     match &e.kind {
         ExprKind::Path(p) => p.iter().map(|i| i.name.clone()).take(1).collect(),
         ExprKind::Paren(inner) => target_axes(inner),

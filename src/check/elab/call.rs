@@ -15,7 +15,7 @@ use crate::check::quantity::{Dimension, Quantity};
 use crate::check::size::Size;
 use crate::check::tensor::{DType, Dim, Loc, Mismatch, Tensor};
 use crate::diagnostics::Code;
-use crate::resolve::{builtins, ModuleId};
+use crate::resolve::{builtins, ModuleId, Program};
 use crate::syntax::ast::*;
 use crate::syntax::Span;
 
@@ -62,7 +62,7 @@ impl Elab<'_, '_> {
         }
     }
 
-    fn eval_args(&mut self, args: &[Arg]) -> Res<Vec<ArgVal>> {
+    pub fn eval_args(&mut self, args: &[Arg]) -> Res<Vec<ArgVal>> {
         let mut out = Vec::with_capacity(args.len());
         for a in args {
             let val = self.eval(&a.value)?;
@@ -75,10 +75,6 @@ impl Elab<'_, '_> {
         Ok(out)
     }
 
-    fn item_ast(&self, m: ModuleId, i: usize) -> Option<&'_ Item> {
-        self.consts.program.module(m).ast.as_ref()?.items.get(i)
-    }
-
     fn push_frame(
         &mut self,
         module: ModuleId,
@@ -88,16 +84,8 @@ impl Elab<'_, '_> {
         callee: &str,
     ) {
         let call_site = Some(self.loc(at));
-        self.frames.push(Frame {
-            module,
-            locals: Vec::new(),
-            scope,
-            instance,
-            made: 0,
-            call_site,
-            callee: callee.to_string(),
-            renamed: Vec::new(),
-        });
+        self.frames
+            .push(Frame::new(module, scope, instance, call_site, callee));
     }
 
     fn pop_frame(&mut self) {
@@ -107,14 +95,7 @@ impl Elab<'_, '_> {
     }
 
     fn call_fn(&mut self, m: ModuleId, i: usize, args: Vec<ArgVal>, at: Span) -> Res<Val> {
-        let program = self.consts.program;
-        let Some(ItemKind::Fn(f)) = program
-            .module(m)
-            .ast
-            .as_ref()
-            .and_then(|a| a.items.get(i))
-            .map(|it| &it.kind)
-        else {
+        let Some(ItemKind::Fn(f)) = item_kind(self.consts.program, m, i) else {
             return Ok(Val::Opaque);
         };
         if self.frames.len() > 64 {
@@ -182,14 +163,7 @@ impl Elab<'_, '_> {
     /// instance (or, when the same body runs again for a reapplied
     /// instance, finds the one made the first time).
     fn instantiate(&mut self, m: ModuleId, i: usize, args: Vec<ArgVal>, at: Span) -> Res<Val> {
-        let program = self.consts.program;
-        let Some(ItemKind::Module(md)) = program
-            .module(m)
-            .ast
-            .as_ref()
-            .and_then(|a| a.items.get(i))
-            .map(|it| &it.kind)
-        else {
+        let Some(ItemKind::Module(md)) = item_kind(self.consts.program, m, i) else {
             return Ok(Val::Opaque);
         };
         if self.frames.len() > 64 {
@@ -241,7 +215,7 @@ impl Elab<'_, '_> {
     fn module_name(&self, i: usize) -> String {
         match &self.instances[i].kind {
             InstKind::Module { module, item, .. } => {
-                match self.item_ast(*module, *item).map(|it| &it.kind) {
+                match item_kind(self.consts.program, *module, *item) {
                     Some(ItemKind::Module(md)) => md.name.name.clone(),
                     _ => "module".to_string(),
                 }
@@ -279,13 +253,7 @@ impl Elab<'_, '_> {
                 item,
                 hyper,
             } => {
-                let program = self.consts.program;
-                let Some(ItemKind::Module(md)) = program
-                    .module(module)
-                    .ast
-                    .as_ref()
-                    .and_then(|a| a.items.get(item))
-                    .map(|it| &it.kind)
+                let Some(ItemKind::Module(md)) = item_kind(self.consts.program, module, item)
                 else {
                     return Ok(Val::Opaque);
                 };
@@ -1044,6 +1012,17 @@ impl Elab<'_, '_> {
                 .contains_key(name)
             || builtins::lookup(name).is_some()
     }
+}
+
+/// Item `i` of module `m`, as the resolver loaded it.
+fn item_kind(program: &Program, m: ModuleId, i: usize) -> Option<&ItemKind> {
+    program
+        .module(m)
+        .ast
+        .as_ref()?
+        .items
+        .get(i)
+        .map(|it| &it.kind)
 }
 
 /// `Linear` -> `linear`, `TransformerBlock` -> `transformer_block`.

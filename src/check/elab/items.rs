@@ -178,16 +178,8 @@ impl Elab<'_, '_> {
         f: impl FnOnce(&mut Self) -> Res<Val>,
     ) -> Res<Val> {
         let saved = std::mem::take(&mut self.frames);
-        self.frames.push(super::Frame {
-            module,
-            locals: Vec::new(),
-            scope: 0,
-            instance: None,
-            made: 0,
-            call_site: None,
-            callee: String::new(),
-            renamed: Vec::new(),
-        });
+        self.frames
+            .push(super::Frame::new(module, 0, None, None, ""));
         let v = f(self);
         self.frames = saved;
         v
@@ -392,14 +384,7 @@ impl Elab<'_, '_> {
                     self.instances[i].parent_scope = 0;
                     let scope = self.frame().scope;
                     self.instances[i].scope = Some(scope);
-                    let mut vals = Vec::new();
-                    for a in args {
-                        vals.push(super::call::ArgVal {
-                            name: a.name.as_ref().map(|n| n.name.clone()),
-                            val: self.eval(&a.value)?,
-                            loc: self.loc(a.value.span),
-                        });
-                    }
+                    let vals = self.eval_args(args)?;
                     return self.apply(i, vals, value.span);
                 }
             }

@@ -162,6 +162,28 @@ pub(super) struct Frame {
     pub renamed: Vec<(Size, Dim)>,
 }
 
+impl Frame {
+    /// A fresh frame over `module`'s names, making nodes in `scope`.
+    pub fn new(
+        module: ModuleId,
+        scope: usize,
+        instance: Option<usize>,
+        call_site: Option<Loc>,
+        callee: &str,
+    ) -> Frame {
+        Frame {
+            module,
+            locals: Vec::new(),
+            scope,
+            instance,
+            made: 0,
+            call_site,
+            callee: callee.to_string(),
+            renamed: Vec::new(),
+        }
+    }
+}
+
 pub(super) struct Elab<'c, 'p> {
     pub consts: &'c mut Consts<'p>,
     pub graph: Graph,
@@ -212,16 +234,7 @@ impl<'c, 'p> Elab<'c, 'p> {
         Elab {
             consts,
             graph,
-            frames: vec![Frame {
-                module: root,
-                locals: Vec::new(),
-                scope: 0,
-                instance: None,
-                made: 0,
-                call_site: None,
-                callee: String::new(),
-                renamed: Vec::new(),
-            }],
+            frames: vec![Frame::new(root, 0, None, None, "")],
             instances: Vec::new(),
             items: HashMap::new(),
             in_progress: HashSet::new(),

@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use super::super::{Elab, Res, TVal, Val};
 use super::PrimCall;
+use crate::check::elab::call::ArgVal;
 use crate::check::size::Size;
 use crate::check::tensor::{DType, Dim, Tensor};
 use crate::diagnostics::Code;
@@ -112,17 +113,12 @@ impl Elab<'_, '_> {
 
     pub(super) fn concat(&mut self, c: &mut PrimCall, dims: &[IndexItem]) -> Res<Val> {
         let params = self.dim_params(c, dims)?;
-        let [(d, span)] = params.as_slice() else {
-            let loc = self.loc(c.at);
-            self.report(
-                Code::E0217,
-                loc,
-                "`concat` joins along one dim: `concat[seq](a, b)`".into(),
-                "wrong dim parameters",
-                "name the one dim to join along",
-            );
-            return Err(());
-        };
+        let (d, span) = self.one_dim(
+            c,
+            &params,
+            "`concat` joins along one dim: `concat[seq](a, b)`",
+            "name the one dim to join along",
+        )?;
         let operands = c.rest(0);
         let mut tensors = Vec::new();
         for a in &operands {
@@ -139,12 +135,12 @@ impl Elab<'_, '_> {
             );
             return Err(());
         };
-        let axis = self.find_dim("concat", &first, d, *span)?;
+        let axis = self.find_dim("concat", &first, &d, span)?;
         let mut total = Size::constant(0);
         let mut parts: Vec<(String, Size)> = Vec::new();
         let mut dims = first.ty.dims.clone();
         for (t, a) in tensors.iter().zip(&operands) {
-            let i = self.find_dim("concat", t, d, *span)?;
+            let i = self.find_dim("concat", t, &d, span)?;
             if t.ty.dims.len() != first.ty.dims.len() || i != axis {
                 self.report(Code::E0211, a.loc, format!("`concat` needs operands of the same shape apart from the joined dim, but `{}` and `{}` differ", first.ty, t.ty), "a different shape", "every operand must have the same dims in the same order");
                 return Err(());
@@ -465,20 +461,15 @@ impl Elab<'_, '_> {
     pub(super) fn slice_prim(&mut self, c: &mut PrimCall, dims: &[IndexItem]) -> Res<Val> {
         let params = self.dim_params(c, dims)?;
         let x = self.tensor(c, 0, "x")?;
-        let [(d, span)] = params.as_slice() else {
-            let loc = self.loc(c.at);
-            self.report(
-                Code::E0217,
-                loc,
-                "`slice` takes one dim: `slice[T](x, 0, 8)`".into(),
-                "wrong dim parameters",
-                "name the dim to slice",
-            );
-            return Err(());
-        };
+        let (d, span) = self.one_dim(
+            c,
+            &params,
+            "`slice` takes one dim: `slice[T](x, 0, 8)`",
+            "name the dim to slice",
+        )?;
         let start = self.required(c, 1, "start")?;
         let end = self.required(c, 2, "end")?;
-        let i = self.find_dim("slice", &x, d, *span)?;
+        let i = self.find_dim("slice", &x, &d, span)?;
         let at = c.at;
         self.slice_at(x, i, Some(start.val), Some(end.val), at)
             .map(Val::Tensor)
@@ -586,28 +577,14 @@ impl Elab<'_, '_> {
         let x = self.tensor(c, 0, "x")?;
         let ia = self.required(c, 1, "idx")?;
         let idx = self.as_tensor(c.prim, &ia, "idx")?;
-        let [(d, span)] = params.as_slice() else {
-            let loc = self.loc(c.at);
-            self.report(
-                Code::E0217,
-                loc,
-                "`take` gathers along one dim: `take[C](x, idx)`".into(),
-                "wrong dim parameters",
-                "name the dim to gather along",
-            );
-            return Err(());
-        };
-        if !idx.ty.dtype.is_int() {
-            self.report(
-                Code::E0214,
-                ia.loc,
-                format!("`take` needs integer indices, but `idx` is `{}`", idx.ty),
-                "not integer",
-                "indices are integer tensors (`i64[...]`)",
-            );
-            return Err(());
-        }
-        let i = self.find_dim("take", &x, d, *span)?;
+        let (d, span) = self.one_dim(
+            c,
+            &params,
+            "`take` gathers along one dim: `take[C](x, idx)`",
+            "name the dim to gather along",
+        )?;
+        self.integer_indices(c.prim, &ia, &idx)?;
+        let i = self.find_dim("take", &x, &d, span)?;
         // Indices made by `arange[S]()` reach S - 1: S must fit in D.
         if let Some(crate::ir::ValueRef::Node(k)) = idx.src {
             if self.graph.nodes[k].op == "arange" {
@@ -675,27 +652,13 @@ impl Elab<'_, '_> {
         let params = self.dim_params(c, dims)?;
         let ia = self.required(c, 0, "idx")?;
         let idx = self.as_tensor(c.prim, &ia, "idx")?;
-        let [(d, _)] = params.as_slice() else {
-            let loc = self.loc(c.at);
-            self.report(
-                Code::E0217,
-                loc,
-                "`one_hot` needs the class dim: `one_hot[C](idx)`".into(),
-                "wrong dim parameters",
-                "name the dim of the classes",
-            );
-            return Err(());
-        };
-        if !idx.ty.dtype.is_int() {
-            self.report(
-                Code::E0214,
-                ia.loc,
-                format!("`one_hot` needs integer indices, but `idx` is `{}`", idx.ty),
-                "not integer",
-                "indices are integer tensors (`i64[...]`)",
-            );
-            return Err(());
-        }
+        let (d, _) = self.one_dim(
+            c,
+            &params,
+            "`one_hot` needs the class dim: `one_hot[C](idx)`",
+            "name the dim of the classes",
+        )?;
+        self.integer_indices(c.prim, &ia, &idx)?;
         let mut dims = idx.ty.dims.clone();
         dims.push(d.clone());
         let at = c.at;
@@ -741,17 +704,12 @@ impl Elab<'_, '_> {
 
     pub(super) fn arange(&mut self, c: &mut PrimCall, dims: &[IndexItem]) -> Res<Val> {
         let params = self.dim_params(c, dims)?;
-        let [(d, _)] = params.as_slice() else {
-            let loc = self.loc(c.at);
-            self.report(
-                Code::E0217,
-                loc,
-                "`arange` takes one dim: `arange[T]()`".into(),
-                "wrong dim parameters",
-                "name the dim whose indices you want",
-            );
-            return Err(());
-        };
+        let (d, _) = self.one_dim(
+            c,
+            &params,
+            "`arange` takes one dim: `arange[T]()`",
+            "name the dim whose indices you want",
+        )?;
         if d.size.is_none() {
             let loc = self.loc(c.at);
             self.report(
@@ -848,6 +806,46 @@ impl Elab<'_, '_> {
             Size::constant(0),
             at,
         )))
+    }
+
+    /// Indices must be integers (E0214).
+    fn integer_indices(&mut self, prim: &str, a: &ArgVal, idx: &TVal) -> Res<()> {
+        if idx.ty.dtype.is_int() {
+            return Ok(());
+        }
+        self.report(
+            Code::E0214,
+            a.loc,
+            format!("`{prim}` needs integer indices, but `idx` is `{}`", idx.ty),
+            "not integer",
+            "indices are integer tensors (`i64[...]`)",
+        );
+        Err(())
+    }
+
+    /// The one dim parameter of a call (`take[C]`), or E0217 saying how
+    /// the primitive is written.
+    fn one_dim(
+        &mut self,
+        c: &PrimCall,
+        params: &[(Dim, Span)],
+        usage: &str,
+        help: &str,
+    ) -> Res<(Dim, Span)> {
+        match params {
+            [(d, span)] => Ok((d.clone(), *span)),
+            _ => {
+                let loc = self.loc(c.at);
+                self.report(
+                    Code::E0217,
+                    loc,
+                    usage.to_string(),
+                    "wrong dim parameters",
+                    help,
+                );
+                Err(())
+            }
+        }
     }
 
     /// A dim written in a rewrite, evaluated.
