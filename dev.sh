@@ -239,8 +239,27 @@ cmd_quickstart() {
     run_quickstart_example
 }
 
+# The real recordings some tests read (../shared/data/real beside the
+# repository, see tests/common/real.rs). A clone made elsewhere looks beside
+# the repository it was cloned from. Without them those tests say they
+# skipped, and so does this.
+find_real_data() {
+    [ -n "${ENIGMA_REAL_DATA:-}" ] && return
+    local origin
+    origin=$(git -C "$ROOT" config --get remote.origin.url 2>/dev/null || true)
+    for dir in "$ROOT/../shared/data/real" "${origin:+$origin/../shared/data/real}"; do
+        if [ -n "$dir" ] && [ -f "$dir/README.md" ]; then
+            ENIGMA_REAL_DATA=$(cd "$dir" && pwd)
+            export ENIGMA_REAL_DATA
+            return
+        fi
+    done
+    say "the real recordings (shared/data/real) are not on this machine: the tests that read them will say they skipped"
+}
+
 cmd_test() {
     setup
+    find_real_data
     STEP_TOTAL=5
     step format cargo fmt --all --check
     step lint cargo clippy --all-targets -- -D warnings

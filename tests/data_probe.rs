@@ -4,7 +4,8 @@
 //! (with the `nwb` feature) the dataset listing of a real NWB file.
 //!
 //! The real files live outside the repository, in `../shared/data/real/`
-//! (see the README there for their provenance and checksums).
+//! (see the README there for their provenance and checksums); see
+//! `common/real.rs` for how they are found.
 
 use std::path::{Path, PathBuf};
 
@@ -13,10 +14,13 @@ use enigma::data::{ArrayHeader, DataFormat, DataHeader, ProbeError, ProbeErrorKi
 use enigma::source::{FsLoader, MemoryLoader, SourceLoader};
 use proptest::prelude::*;
 
-fn real(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/real")
-        .join(name)
+#[path = "common/real.rs"]
+mod real_data;
+
+/// A file of the real recordings, or `None` (with a notice) when this
+/// machine has none.
+fn real(name: &str) -> Option<PathBuf> {
+    real_data::real_data().map(|d| d.join(name))
 }
 
 fn array(dtype: &str, shape: &[u64]) -> ArrayHeader {
@@ -86,7 +90,7 @@ fn real_suite2p_files() {
         ("iscell.npy", "f64", [219, 2], 8),
     ];
     for (name, dtype, shape, itemsize) in cases {
-        let path = real(name);
+        let Some(path) = real(name) else { return };
         let bytes = std::fs::read(&path).expect("the shared test data is present");
         let header = npy::parse(&bytes).expect("a valid npy file");
         let data_len = shape[0] * shape[1] * itemsize;
@@ -111,7 +115,7 @@ fn real_suite2p_files() {
 
 #[test]
 fn fs_loader_reads_a_bounded_prefix() {
-    let path = real("F.npy");
+    let Some(path) = real("F.npy") else { return };
     let prefix = FsLoader.read_prefix(&path, 100).expect("readable");
     assert_eq!(prefix.len(), 100);
     assert_eq!(FsLoader.len(&path), Some(1_752_128));
@@ -127,7 +131,8 @@ fn fs_loader_reads_a_bounded_prefix() {
 
 #[test]
 fn fs_loader_detects_a_file_cut_short() {
-    let full = std::fs::read(real("F.npy")).expect("readable");
+    let Some(path) = real("F.npy") else { return };
+    let full = std::fs::read(path).expect("readable");
     let dir = std::env::temp_dir().join(format!("enigma-data-probe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("cut.npy");
@@ -181,7 +186,8 @@ fn long_headers_are_read_whole() {
 
 #[test]
 fn probe_errors_carry_the_path() {
-    let missing = real("no-such-file.npy");
+    // Any directory will do for a file that is not there.
+    let missing = std::env::temp_dir().join("enigma-no-such-file.npy");
     let err = FsLoader
         .probe(&missing, DataFormat::Npy)
         .expect_err("missing");
@@ -708,8 +714,9 @@ proptest! {
 #[cfg(not(feature = "nwb"))]
 #[test]
 fn nwb_needs_the_feature() {
+    let path = std::env::temp_dir().join("enigma-any.nwb");
     let err = FsLoader
-        .probe(&real("A8604-211122.nwb"), DataFormat::Nwb)
+        .probe(&path, DataFormat::Nwb)
         .expect_err("no libhdf5 in this build");
     assert_eq!(err.kind, ProbeErrorKind::Unsupported);
     assert!(err.message.contains("`nwb` feature"), "{err}");
@@ -721,13 +728,13 @@ mod nwb {
     use enigma::data::nwb::probe;
     use std::collections::BTreeMap;
 
-    fn listing() -> BTreeMap<String, ArrayHeader> {
-        probe(&real("A8604-211122.nwb")).expect("a readable NWB file")
+    fn listing() -> Option<BTreeMap<String, ArrayHeader>> {
+        Some(probe(&real("A8604-211122.nwb")?).expect("a readable NWB file"))
     }
 
     #[test]
     fn units_table() {
-        let datasets = listing();
+        let Some(datasets) = listing() else { return };
         assert_eq!(datasets["units/spike_times"], array("f64", &[21_354]));
         assert_eq!(datasets["units/spike_times_index"], array("u16", &[3]));
         assert_eq!(datasets["units/id"], array("i64", &[3]));
@@ -738,7 +745,7 @@ mod nwb {
 
     #[test]
     fn epochs_and_electrodes() {
-        let datasets = listing();
+        let Some(datasets) = listing() else { return };
         assert_eq!(datasets["intervals/epochs/start_time"], array("f64", &[1]));
         assert_eq!(datasets["intervals/epochs/stop_time"], array("f64", &[1]));
         assert_eq!(datasets["intervals/epochs/id"], array("i64", &[1]));
@@ -754,7 +761,7 @@ mod nwb {
     fn every_dataset_once_and_no_groups() {
         // `h5ls -r` lists 56 datasets; the soft link
         // `general/extracellular_ephys/group0_psb/device` is not followed.
-        let datasets = listing();
+        let Some(datasets) = listing() else { return };
         assert_eq!(datasets.len(), 56);
         assert!(datasets.keys().all(|k| !k.starts_with('/')));
         assert!(!datasets.contains_key("units"));
@@ -763,29 +770,33 @@ mod nwb {
 
     #[test]
     fn through_the_loader() {
-        let path = real("A8604-211122.nwb");
+        let Some(path) = real("A8604-211122.nwb") else {
+            return;
+        };
         match FsLoader.probe(&path, DataFormat::Nwb) {
-            Ok(DataHeader::Nwb(datasets)) => assert_eq!(datasets, listing()),
+            Ok(DataHeader::Nwb(datasets)) => assert_eq!(Some(datasets), listing()),
             other => panic!("expected an NWB listing, got {other:?}"),
         }
     }
 
     #[test]
     fn errors_name_the_file() {
-        let npy_file = real("F.npy");
+        let Some(npy_file) = real("F.npy") else {
+            return;
+        };
         let err = probe(&npy_file).expect_err("not HDF5");
         assert_eq!(err.kind, ProbeErrorKind::NotHdf5);
         assert_eq!(err.path.as_deref(), Some(npy_file.as_path()));
         assert!(err.to_string().contains("F.npy: not an HDF5 file"), "{err}");
 
-        let missing = real("missing.nwb");
+        let missing = npy_file.with_file_name("missing.nwb");
         let err = probe(&missing).expect_err("missing");
         assert_eq!(err.kind, ProbeErrorKind::Io);
         assert!(err
             .to_string()
             .contains("missing.nwb: cannot read the file"));
 
-        let dir = real("");
+        let dir = std::env::temp_dir();
         let err = probe(&dir).expect_err("a directory");
         assert_eq!(err.kind, ProbeErrorKind::Io);
         assert!(err.message.contains("directory"), "{err}");
@@ -793,7 +804,10 @@ mod nwb {
 
     #[test]
     fn a_file_cut_short_is_an_error() {
-        let full = std::fs::read(real("A8604-211122.nwb")).expect("readable");
+        let Some(path) = real("A8604-211122.nwb") else {
+            return;
+        };
+        let full = std::fs::read(path).expect("readable");
         let dir = std::env::temp_dir().join(format!("enigma-nwb-probe-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("cut.nwb");

@@ -5,6 +5,10 @@
 
 use std::path::Path;
 
+#[cfg(feature = "nwb")]
+#[path = "common/real.rs"]
+mod real_data;
+
 use enigma::check::size::Size;
 use enigma::ir::stats::Stats;
 use enigma::ir::Graph;
@@ -149,12 +153,25 @@ fn the_ir_is_yaml_other_tools_can_read() {
     assert_eq!(doc["params"].as_array().unwrap().len(), g.params.len());
 }
 
-/// The NWB file of `../shared/data/real/` has 3 units: they bind `N`.
+/// The NWB file of the real recordings has 3 units: they bind `N`. The
+/// example names the file relative to the repository; a copy of it points
+/// at wherever this machine keeps the recordings.
 #[cfg(feature = "nwb")]
 #[test]
 fn nwb_units_bind_the_unit_dim() {
-    let g = graph("nwb_spikes.enigma");
-    let stats = Stats::of(&g);
+    let Some(dir) = real_data::real_data() else {
+        return;
+    };
+    let text = std::fs::read_to_string("examples/nwb_spikes.enigma").unwrap();
+    let text = text.replace("../../shared/data/real/", &format!("{}/", dir.display()));
+    let tmp = std::env::temp_dir().join(format!("enigma-nwb-example-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let path = tmp.join("nwb_spikes.enigma");
+    std::fs::write(&path, text).unwrap();
+    let (program, g) = enigma::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(!program.has_errors());
+    let stats = Stats::of(&g.unwrap());
     // Unit embeddings (d = 32) and the per-unit readout (d + 1) per unit.
     assert_eq!(known(&stats.session_params), 3 * (32 + 33));
 }
