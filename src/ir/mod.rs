@@ -55,7 +55,7 @@ pub struct Input {
 /// A module instance (or the model, or a tokenizer).
 #[derive(Clone, Debug)]
 pub struct Scope {
-    /// Dotted path from the root: `backbone.blocks.layer.attn.c_attn`.
+    /// Dotted path from the root: `backbone.blocks.layer.attn.q_proj`.
     pub path: String,
     /// The module it instantiates (`Linear`), or `model` / `tokenizer`.
     pub module: String,

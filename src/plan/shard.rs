@@ -409,8 +409,8 @@ mod tests {
                 .unwrap();
             p.split.iter().map(|a| !a.is_empty()).collect::<Vec<bool>>()
         };
-        assert_eq!(split_of("attn.c_attn.w"), [true, false]);
-        assert_eq!(split_of("attn.c_attn.bias.b"), [true]);
+        assert_eq!(split_of("attn.q_proj.w"), [true, false]);
+        assert_eq!(split_of("attn.k_proj.bias.b"), [true]);
         assert_eq!(split_of("attn.c_proj.w"), [false, true]);
         assert_eq!(split_of("attn.c_proj.bias.b"), [false]);
         assert_eq!(split_of("c_fc.w"), [true, false]);
@@ -452,7 +452,7 @@ mod tests {
         };
         // 12 layers over 4 stages: 3 each, in order.
         assert_eq!(
-            stages_of("attn.c_attn.w"),
+            stages_of("attn.v_proj.w"),
             [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
         );
         // Embeddings before the stack go first; the final norm goes last.
