@@ -66,6 +66,10 @@ pub struct Scope {
     /// (`d_out: 2048`, `split: "column"`): what the planner reads to shard
     /// the instance, and what tools show.
     pub hyper: Vec<(String, String)>,
+    /// For a `repeat` body: the value its first copy takes and the value
+    /// each copy returns, which the next copy takes. A runtime that unrolls
+    /// the copies feeds copy `l + 1` the `carry.1` of copy `l`.
+    pub carry: Option<(ValueRef, ValueRef)>,
 }
 
 /// A learned tensor.

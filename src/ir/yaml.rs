@@ -103,6 +103,9 @@ struct ScopeDoc<'a> {
     repeat: i64,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     hyper: BTreeMap<&'a str, &'a str>,
+    /// `[first input, output]` of a `repeat` body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    carry: Option<[String; 2]>,
 }
 
 fn is_one(n: &i64) -> bool {
@@ -190,6 +193,7 @@ pub fn to_yaml(g: &Graph) -> Result<String, String> {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect(),
+                carry: s.carry.map(|(a, b)| [a.label(), b.label()]),
             })
             .collect(),
         params: g

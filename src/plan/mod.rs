@@ -12,6 +12,7 @@
 pub mod layout;
 pub mod memory;
 pub mod mesh;
+pub mod program;
 pub mod shard;
 
 pub use layout::{Layout, Schedule};

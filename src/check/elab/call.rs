@@ -285,6 +285,13 @@ impl Elab<'_, '_> {
                 }
                 let input = args.first().map(|a| (a.val.clone(), a.loc));
                 let out = self.apply(inner, args, at)?;
+                if let (Some((Val::Tensor(x), _)), Val::Tensor(y), Some(body)) =
+                    (&input, &out, self.instances[inner].scope)
+                {
+                    if let (Some(a), Some(b)) = (x.src, y.src) {
+                        self.graph.scopes[body].carry = Some((a, b));
+                    }
+                }
                 if let (Some((Val::Tensor(x), loc)), Val::Tensor(y)) = (&input, &out) {
                     let same = x.ty.dims.len() == y.ty.dims.len()
                         && x.ty

@@ -229,6 +229,7 @@ impl<'c, 'p> Elab<'c, 'p> {
             parent: None,
             repeat: 1,
             hyper: Vec::new(),
+            carry: None,
         });
         let root = consts.program.root;
         Elab {
@@ -361,6 +362,7 @@ impl<'c, 'p> Elab<'c, 'p> {
             parent: Some(parent),
             repeat,
             hyper: Vec::new(),
+            carry: None,
         });
         self.graph.scopes.len() - 1
     }
