@@ -213,12 +213,18 @@ pub enum Op {
         micro: usize,
         shape: Vec<i64>,
         dtype: DType,
-        /// Multiply-add FLOPs of this application on this rank.
+        /// FLOPs of this application on this rank (2 per multiply-add).
         flops: f64,
+        /// Whether the output stays in memory until the node's backward of
+        /// the same micro-batch: false inside a checkpointed block on its
+        /// first forward (only the block's input is kept, and the block is
+        /// run again before its backward).
+        saved: bool,
         recompute: bool,
     },
     /// A node's backward application: gradients of its inputs from the
-    /// gradient of its output.
+    /// gradient of its output. Its FLOPs are twice the forward's for matrix
+    /// products (gradients of both operands).
     Backward {
         node: usize,
         copy: usize,
