@@ -39,6 +39,9 @@ pub struct Layout {
     /// `zero_scope` names one).
     pub zero_axes: Vec<String>,
     pub microbatches: usize,
+    /// Gradient accumulation (`accumulate` of the `train` block): rounds of
+    /// `microbatches` per optimizer step.
+    pub accumulate: usize,
     pub schedule: Schedule,
     pub checkpoint_activations: bool,
     pub sequence_parallel: bool,
@@ -63,6 +66,7 @@ impl Layout {
             zero: 0,
             zero_axes: Vec::new(),
             microbatches: 1,
+            accumulate: 1,
             schedule: Schedule::OneFOneB,
             checkpoint_activations: false,
             sequence_parallel: false,
@@ -81,10 +85,31 @@ impl Layout {
             ItemKind::Parallel(b) => Some(b),
             _ => None,
         });
-        match block {
-            Some(b) => Layout::from_block(b, &mut |e| crate::check::constant(program, e)),
-            None => Ok(Layout::single()),
+        let mut layout = match block {
+            Some(b) => Layout::from_block(b, &mut |e| crate::check::constant(program, e))?,
+            None => Layout::single(),
+        };
+        let train = ast.items.iter().find_map(|i| match &i.kind {
+            ItemKind::Train(b) => Some(b),
+            _ => None,
+        });
+        for entry in train.iter().flat_map(|b| &b.entries) {
+            if let EntryKind::Setting { key, value } = &entry.kind {
+                if key.name == "accumulate" {
+                    let v = crate::check::constant(program, value);
+                    layout.accumulate = whole(&v)
+                        .and_then(|a| usize::try_from(a).ok())
+                        .unwrap_or(1)
+                        .max(1);
+                }
+            }
         }
+        Ok(layout)
+    }
+
+    /// Micro-batches per rank per optimizer step.
+    pub fn steps_per_update(&self) -> usize {
+        self.microbatches.saturating_mul(self.accumulate).max(1)
     }
 
     /// The layout a checked `parallel` block describes.
@@ -253,6 +278,7 @@ mod tests {
         assert_eq!(l.data_degree(), 8);
         assert_eq!(l.zero, 1);
         assert_eq!(l.zero_axes, ["gpu"]);
+        assert_eq!((l.accumulate, l.steps_per_update()), (4, 4));
         assert_eq!(Layout::single().mesh.size(), 1);
     }
 }

@@ -10,10 +10,13 @@
 //! subcommand uses them yet.
 
 pub mod layout;
+pub mod lower;
 pub mod memory;
 pub mod mesh;
 pub mod program;
 pub mod shard;
+pub mod tp;
+pub mod verify;
 
 pub use layout::{Layout, Schedule};
 pub use mesh::{Axis, Mesh, MeshError};

@@ -1,0 +1,712 @@
+//! Lowering: from the typed IR and a layout to every rank's program.
+//!
+//! The steps, each a pure function of the graph and the layout:
+//!
+//! 1. place parameters on stages and tensor shards (`shard.rs`) and find
+//!    which stages use each (a tied embedding is held by two);
+//! 2. propagate tensor-parallel states through the nodes (`tp.rs`);
+//! 3. unroll the model into node *copies* in program order (a `repeat`
+//!    body once per layer) and give each the stage of its layer;
+//! 4. order each stage's forward and backward passes over micro-batches by
+//!    the schedule (1F1B or GPipe), with batched sends and receives of the
+//!    values and gradients that cross stages;
+//! 5. emit ZeRO parameter gathers, gradient reductions in buckets (in the
+//!    order gradients become ready, so they overlap the backward pass),
+//!    tied-parameter reductions and the optimizer step.
+//!
+//! `verify.rs` then checks the result: collectives agree across each
+//! group, sends meet receives, and no rank waits forever.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use super::layout::{Layout, Schedule};
+use super::program::*;
+use super::shard::{place, shards, Placement, PlanError};
+use super::tp::{self, NodePlan};
+use crate::check::size::Size;
+use crate::check::tensor::DType;
+use crate::ir::{Graph, ValueRef};
+
+/// Why an experiment cannot be lowered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LowerError {
+    Place(PlanError),
+    /// A layout setting the lowering does not implement yet.
+    Unsupported(String),
+    /// The global batch does not split into the micro-batches.
+    Batch {
+        global: i64,
+        ranks: usize,
+        microbatches: usize,
+    },
+}
+
+impl fmt::Display for LowerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LowerError::Place(e) => e.fmt(f),
+            LowerError::Unsupported(what) => write!(f, "{what} is not supported by the planner yet"),
+            LowerError::Batch {
+                global,
+                ranks,
+                microbatches,
+            } => write!(
+                f,
+                "the global batch of {global} does not split into {ranks} data-parallel ranks x {microbatches} micro-batches"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LowerError {}
+
+impl From<PlanError> for LowerError {
+    fn from(e: PlanError) -> Self {
+        LowerError::Place(e)
+    }
+}
+
+/// One rank per pipeline stage, with data and tensor index 0: the ranks
+/// whose programs stand for all others (data and tensor peers run the same
+/// program on other shards).
+pub fn representatives(layout: &Layout) -> Vec<usize> {
+    let mesh = &layout.mesh;
+    let mut out: Vec<usize> = (0..layout.stages())
+        .map(|s| {
+            let coords = stage_coords(layout, &vec![0; mesh.axes().len()], s);
+            mesh.rank(&coords)
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
+/// `base` with its pipeline coordinates set to stage `s` (row-major over
+/// the pipeline axes).
+fn stage_coords(layout: &Layout, base: &[usize], mut s: usize) -> Vec<usize> {
+    let mut coords = base.to_vec();
+    for (i, a) in layout.mesh.axes().iter().enumerate().rev() {
+        if layout.pipeline.contains(&a.name) {
+            coords[i] = s % a.size;
+            s /= a.size;
+        }
+    }
+    coords
+}
+
+/// Lowers `g` under `layout`: the programs of `ranks`, or of every rank.
+pub fn lower(g: &Graph, layout: &Layout, ranks: Option<&[usize]>) -> Result<Plan, LowerError> {
+    if layout.schedule == Schedule::Interleaved {
+        return Err(LowerError::Unsupported(
+            "the interleaved pipeline schedule".to_string(),
+        ));
+    }
+    if layout.sequence_parallel {
+        return Err(LowerError::Unsupported("sequence parallelism".to_string()));
+    }
+    let nested = g
+        .scopes
+        .iter()
+        .enumerate()
+        .any(|(i, s)| s.repeat > 1 && s.parent.is_some_and(|p| g.multiplicity(p) > 1) && i > 0);
+    if nested {
+        return Err(LowerError::Unsupported(
+            "a `repeat` inside another `repeat`".to_string(),
+        ));
+    }
+    let placements = place(g, layout)?;
+    let dp = layout.data_degree().max(1);
+    let m = layout.steps_per_update();
+    let global = g.global_batch.unwrap_or((dp * m) as i64);
+    let per = (dp * m) as i64;
+    if global <= 0 || global % per != 0 {
+        return Err(LowerError::Batch {
+            global,
+            ranks: dp,
+            microbatches: m,
+        });
+    }
+    let lw = Lowerer::new(g, layout, placements, global / per);
+    let all: Vec<usize> = (0..layout.mesh.size()).collect();
+    let ranks = ranks.unwrap_or(&all);
+    let mut programs = Vec::with_capacity(ranks.len());
+    let mut groups = Groups::default();
+    for &r in ranks {
+        programs.push(lw.program(r, &mut groups));
+    }
+    Ok(Plan {
+        layout: layout.clone(),
+        micro_batch: lw.micro_batch,
+        microbatches: m,
+        float_bytes: g.float_bytes,
+        placements: lw.placements,
+        groups: groups.list,
+        ranks: programs,
+    })
+}
+
+/// Process groups, numbered as first met.
+#[derive(Default)]
+struct Groups {
+    list: Vec<Group>,
+    index: HashMap<(GroupKind, Vec<usize>), usize>,
+}
+
+impl Groups {
+    /// The id of a group, or `None` for a group of one (no communication).
+    fn id(&mut self, kind: GroupKind, axes: &[String], ranks: Vec<usize>) -> Option<usize> {
+        if ranks.len() <= 1 {
+            return None;
+        }
+        let key = (kind, ranks);
+        if let Some(&i) = self.index.get(&key) {
+            return Some(i);
+        }
+        let i = self.list.len();
+        self.list.push(Group {
+            kind,
+            axes: axes.to_vec(),
+            ranks: key.1.clone(),
+        });
+        self.index.insert(key, i);
+        Some(i)
+    }
+}
+
+/// A node applied once: the node and which copy of its `repeat` body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Inst {
+    node: usize,
+    copy: usize,
+}
+
+/// What lowering knows before looking at any one rank.
+struct Lowerer<'g> {
+    g: &'g Graph,
+    layout: &'g Layout,
+    placements: Vec<Placement>,
+    micro_batch: i64,
+    tp: Vec<NodePlan>,
+    /// Program order: every node copy.
+    order: Vec<Inst>,
+    /// Stage of each entry of `order`.
+    stage_of: Vec<usize>,
+    /// Position in `order` of each instance.
+    pos: HashMap<Inst, usize>,
+    /// The `repeat` body a node belongs to, if any.
+    body_of: Vec<Option<usize>>,
+    /// Per placement, the stages that use it (the placed stage first).
+    holders: Vec<Vec<usize>>,
+    /// Placement of each (param, layer).
+    placement_of: HashMap<(usize, Option<usize>), usize>,
+    /// Whether each node's output carries a gradient.
+    needs_grad: Vec<bool>,
+    /// The pipelined `repeat` body.
+    pipelined: Option<usize>,
+    /// Per node, the inputs whose gradient is all-reduced after its
+    /// backward (see `fuse_grad_reductions`).
+    reduce_grad: Vec<Vec<usize>>,
+    /// Per stage, the values it receives: (producer, producing stage).
+    incoming: Vec<Vec<(Inst, usize)>>,
+    /// Per stage, the values it sends: (producer, consuming stage).
+    outgoing: Vec<Vec<(Inst, usize)>>,
+}
+
+impl<'g> Lowerer<'g> {
+    fn new(g: &'g Graph, layout: &'g Layout, placements: Vec<Placement>, micro_batch: i64) -> Self {
+        let stages = layout.stages().max(1);
+        // Which body each node is in (only the outermost repeats exist).
+        let bodies: Vec<usize> = (0..g.scopes.len())
+            .filter(|&s| g.scopes[s].repeat > 1)
+            .collect();
+        let body_of: Vec<Option<usize>> = g
+            .nodes
+            .iter()
+            .map(|n| bodies.iter().copied().find(|&b| within(g, n.scope, b)))
+            .collect();
+        let pipelined = bodies.first().copied();
+        let first_pipelined = pipelined.and_then(|p| body_of.iter().position(|b| *b == Some(p)));
+        // Program order: a body's nodes once per copy, where it starts.
+        let mut order = Vec::new();
+        let mut done = vec![false; g.scopes.len()];
+        for (i, b) in body_of.iter().enumerate() {
+            match b {
+                None => order.push(Inst { node: i, copy: 0 }),
+                Some(b) if !done[*b] => {
+                    done[*b] = true;
+                    let members: Vec<usize> = (0..g.nodes.len())
+                        .filter(|&j| body_of[j] == Some(*b))
+                        .collect();
+                    for copy in 0..g.scopes[*b].repeat.max(1) as usize {
+                        order.extend(members.iter().map(|&node| Inst { node, copy }));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        let layers = pipelined
+            .map(|p| g.scopes[p].repeat.max(1) as usize)
+            .unwrap_or(1);
+        let stage_of: Vec<usize> = order
+            .iter()
+            .map(|inst| match (body_of[inst.node], pipelined) {
+                (Some(b), Some(p)) if b == p => inst.copy * stages / layers,
+                _ => match first_pipelined {
+                    Some(f) if inst.node > f => stages - 1,
+                    _ => 0,
+                },
+            })
+            .collect();
+        let pos: HashMap<Inst, usize> = order.iter().enumerate().map(|(i, x)| (*x, i)).collect();
+        let placement_of: HashMap<(usize, Option<usize>), usize> = placements
+            .iter()
+            .enumerate()
+            .map(|(k, p)| ((p.param, p.layer), k))
+            .collect();
+        let param_split: Vec<Option<usize>> = (0..g.params.len())
+            .map(|p| {
+                placements
+                    .iter()
+                    .find(|pl| pl.param == p)
+                    .and_then(|pl| pl.split.iter().position(|a| !a.is_empty()))
+            })
+            .collect();
+        let tp = tp::propagate(g, &param_split, layout.tensor_degree());
+        let reduce_grad = fuse_grad_reductions(g, &tp);
+        let mut needs_grad = vec![false; g.nodes.len()];
+        for (i, n) in g.nodes.iter().enumerate() {
+            let from_param = n.inputs.iter().any(|v| match *v {
+                ValueRef::Param(_) => true,
+                ValueRef::Node(j) => needs_grad.get(j).copied().unwrap_or(false),
+                ValueRef::Input(_) => false,
+            });
+            needs_grad[i] = from_param && n.out.dtype.is_float();
+        }
+        let mut lw = Lowerer {
+            g,
+            layout,
+            placements,
+            micro_batch,
+            tp,
+            order,
+            stage_of,
+            pos,
+            body_of,
+            holders: Vec::new(),
+            placement_of,
+            needs_grad,
+            pipelined,
+            reduce_grad,
+            incoming: vec![Vec::new(); stages],
+            outgoing: vec![Vec::new(); stages],
+        };
+        for (k, inst) in lw.order.iter().enumerate() {
+            let to = lw.stage_of[k];
+            for v in &g.nodes[inst.node].inputs {
+                let Some(p) = lw.producer(*inst, *v) else {
+                    continue;
+                };
+                let Some(&pk) = lw.pos.get(&p) else { continue };
+                let from = lw.stage_of[pk];
+                if from != to && !lw.incoming[to].contains(&(p, from)) {
+                    lw.incoming[to].push((p, from));
+                    lw.outgoing[from].push((p, to));
+                }
+            }
+        }
+        let mut holders: Vec<Vec<usize>> = lw.placements.iter().map(|p| vec![p.stage]).collect();
+        for (k, inst) in lw.order.iter().enumerate() {
+            for v in &g.nodes[inst.node].inputs {
+                if let ValueRef::Param(p) = *v {
+                    if let Some(pl) = lw.placement(p, *inst) {
+                        if !holders[pl].contains(&lw.stage_of[k]) {
+                            holders[pl].push(lw.stage_of[k]);
+                        }
+                    }
+                }
+            }
+        }
+        lw.holders = holders;
+        lw
+    }
+
+    /// The placement of parameter `p` as used by `inst`.
+    fn placement(&self, p: usize, inst: Inst) -> Option<usize> {
+        let layer = match (self.body_of[inst.node], self.pipelined) {
+            (Some(b), Some(q))
+                if b == q && self.placement_of.contains_key(&(p, Some(inst.copy))) =>
+            {
+                Some(inst.copy)
+            }
+            _ => None,
+        };
+        self.placement_of
+            .get(&(p, layer))
+            .or_else(|| self.placement_of.get(&(p, Some(0))))
+            .copied()
+    }
+
+    /// The instance that produced input `v` of `inst`, for a node input.
+    fn producer(&self, inst: Inst, v: ValueRef) -> Option<Inst> {
+        let ValueRef::Node(j) = v else { return None };
+        let b = self.body_of[inst.node];
+        if let Some(b) = b {
+            if let Some((carry_in, carry_out)) = self.g.scopes[b].carry {
+                if v == carry_in && inst.copy > 0 {
+                    if let ValueRef::Node(out) = carry_out {
+                        return Some(Inst {
+                            node: out,
+                            copy: inst.copy - 1,
+                        });
+                    }
+                }
+            }
+        }
+        let copy = match self.body_of[j] {
+            Some(bj) if Some(bj) == b => inst.copy,
+            Some(bj) => (self.g.scopes[bj].repeat.max(1) - 1) as usize,
+            None => 0,
+        };
+        Some(Inst { node: j, copy })
+    }
+
+    /// The local shape of a value of type `ty`: the batch dim is the
+    /// micro-batch, a split dim this rank's part.
+    fn local_shape(&self, ty: &crate::check::tensor::Tensor, split: Option<usize>) -> Vec<i64> {
+        let batch = Size::symbol("batch");
+        let tp = self.layout.tensor_degree().max(1) as i64;
+        ty.dims
+            .iter()
+            .enumerate()
+            .map(|(k, d)| {
+                let n = d.size_or_name().as_const().unwrap_or(1);
+                let n = if d.name == batch {
+                    n * self.micro_batch
+                } else {
+                    n
+                };
+                if split == Some(k) {
+                    n / tp
+                } else {
+                    n
+                }
+            })
+            .collect()
+    }
+
+    fn out_split(&self, node: usize) -> Option<usize> {
+        match self.tp[node].out {
+            Some(tp::State::Split(k)) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The whole (unsplit) local size of a node's output.
+    fn whole_elems(&self, node: usize) -> i64 {
+        self.local_shape(&self.g.nodes[node].out, None)
+            .iter()
+            .product()
+    }
+}
+
+/// Where the partial input gradients of column-parallel nodes are summed.
+/// A value whose every consumer leaves its gradient partial (the normed
+/// input of the query, key and value projections) is all-reduced once,
+/// after the backward of its first consumer, which runs last; otherwise
+/// each partial contribution is all-reduced on its own before it joins
+/// whole ones. Values carried between `repeat` copies are always reduced
+/// per consumer, since their consumers differ between copies.
+fn fuse_grad_reductions(g: &Graph, tp: &[NodePlan]) -> Vec<Vec<usize>> {
+    let carried: Vec<ValueRef> = g
+        .scopes
+        .iter()
+        .filter_map(|s| s.carry)
+        .flat_map(|(a, b)| [a, b])
+        .collect();
+    let mut consumers: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
+    for (n, node) in g.nodes.iter().enumerate() {
+        for (i, v) in node.inputs.iter().enumerate() {
+            if let ValueRef::Node(j) = *v {
+                consumers.entry(j).or_default().push((n, i));
+            }
+        }
+    }
+    let mut out: Vec<Vec<usize>> = vec![Vec::new(); g.nodes.len()];
+    for (n, plan) in tp.iter().enumerate() {
+        for &i in &plan.reduce_grad {
+            let v = g.nodes[n].inputs[i];
+            let fused = match v {
+                ValueRef::Node(j) if !carried.contains(&v) => consumers.get(&j).map(|cs| {
+                    let all = cs.iter().all(|&(c, ci)| tp[c].reduce_grad.contains(&ci));
+                    (all, cs.iter().map(|&(c, _)| c).min())
+                }),
+                _ => None,
+            };
+            match fused {
+                Some((true, first)) if first != Some(n) => {}
+                _ => out[n].push(i),
+            }
+        }
+    }
+    out
+}
+
+/// Whether scope `s` is `ancestor` or inside it.
+fn within(g: &Graph, mut s: usize, ancestor: usize) -> bool {
+    loop {
+        if s == ancestor {
+            return true;
+        }
+        match g.scopes[s].parent {
+            Some(p) => s = p,
+            None => return false,
+        }
+    }
+}
+
+/// One pass of a stage over one micro-batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    Forward(usize),
+    Backward(usize),
+}
+
+/// The order of forward and backward passes of stage `s` of `stages` over
+/// `m` micro-batches.
+fn schedule(kind: Schedule, s: usize, stages: usize, m: usize) -> Vec<Chunk> {
+    match kind {
+        Schedule::GPipe => (0..m)
+            .map(Chunk::Forward)
+            .chain((0..m).map(Chunk::Backward))
+            .collect(),
+        _ => {
+            // 1F1B (PipeDream-Flush): warm up with the forwards that fill
+            // the pipeline below this stage, then alternate, then drain.
+            let warmup = (stages - s - 1).min(m);
+            let mut out: Vec<Chunk> = (0..warmup).map(Chunk::Forward).collect();
+            for i in 0..m - warmup {
+                out.push(Chunk::Forward(warmup + i));
+                out.push(Chunk::Backward(i));
+            }
+            out.extend((m - warmup..m).map(Chunk::Backward));
+            out
+        }
+    }
+}
+
+/// The per-rank state of building one program.
+struct Builder<'a, 'g> {
+    lw: &'a Lowerer<'g>,
+    coords: Vec<usize>,
+    stage: usize,
+    ops: Vec<Op>,
+    /// Sends waiting to be posted with the next chunk's receives.
+    pending: Vec<Transfer>,
+    tensor: Option<usize>,
+    data: Option<usize>,
+    zero: Option<usize>,
+    replica: Option<usize>,
+}
+
+impl<'g> Lowerer<'g> {
+    fn program(&self, rank: usize, groups: &mut Groups) -> RankProgram {
+        let l = self.layout;
+        let mesh = &l.mesh;
+        let coords = mesh.coords(rank);
+        let stage = {
+            let mut idx = 0;
+            for (i, a) in mesh.axes().iter().enumerate() {
+                if l.pipeline.contains(&a.name) {
+                    idx = idx * a.size + coords[i];
+                }
+            }
+            idx
+        };
+        let group = |groups: &mut Groups, kind, axes: &[String]| {
+            let ranks = mesh.group(rank, axes).unwrap_or_else(|_| vec![rank]);
+            groups.id(kind, axes, ranks)
+        };
+        let replica_axes: Vec<String> = l
+            .data
+            .iter()
+            .filter(|a| !l.zero_axes.contains(a))
+            .cloned()
+            .collect();
+        let mut b = Builder {
+            lw: self,
+            coords: coords.clone(),
+            stage,
+            ops: Vec::new(),
+            pending: Vec::new(),
+            tensor: group(groups, GroupKind::Tensor, &l.tensor),
+            data: group(groups, GroupKind::Data, &l.data),
+            zero: if l.zero > 0 {
+                group(groups, GroupKind::Zero, &l.zero_axes)
+            } else {
+                None
+            },
+            replica: if l.zero > 0 {
+                group(groups, GroupKind::Replica, &replica_axes)
+            } else {
+                None
+            },
+        };
+        let params = self.local_params(rank, stage, &b);
+        let mine: Vec<usize> = (0..self.order.len())
+            .filter(|&k| self.stage_of[k] == stage)
+            .collect();
+        let m = l.steps_per_update();
+        let chunks = schedule(l.schedule, stage, l.stages().max(1), m);
+        let buckets = self.buckets(&mine, stage);
+        for chunk in &chunks {
+            let last_backward = matches!(chunk, Chunk::Backward(mb) if *mb == m - 1);
+            match *chunk {
+                Chunk::Forward(mb) => b.forward(&mine, mb),
+                Chunk::Backward(mb) => b.backward(&mine, mb, &buckets, last_backward),
+            }
+        }
+        b.flush(Vec::new());
+        b.finish(groups, &buckets);
+        RankProgram {
+            rank,
+            coords,
+            stage,
+            params,
+            ops: b.ops,
+        }
+    }
+
+    /// The shards `rank` holds, with its ZeRO slices.
+    fn local_params(&self, rank: usize, stage: usize, b: &Builder) -> Vec<LocalParam> {
+        let l = self.layout;
+        let zero_degree = if l.zero > 0 {
+            l.mesh.degree(&l.zero_axes).unwrap_or(1).max(1) as i64
+        } else {
+            1
+        };
+        let zero_index = {
+            let mut idx = 0;
+            for (i, a) in l.mesh.axes().iter().enumerate() {
+                if l.zero_axes.contains(&a.name) {
+                    idx = idx * a.size + b.coords[i];
+                }
+            }
+            idx as i64
+        };
+        // Shards of placements held here: placed here, or tied copies.
+        let mut out = Vec::new();
+        let base: Vec<_> = shards(l, &self.placements, rank);
+        let mut held: BTreeMap<usize, (Vec<(i64, i64)>, bool)> = base
+            .into_iter()
+            .map(|s| (s.placement, (s.ranges, s.owner)))
+            .collect();
+        for (k, hs) in self.holders.iter().enumerate() {
+            if hs[0] != stage && hs.contains(&stage) {
+                // A tied copy: the shard the placed stage's peer holds.
+                let peer = l.mesh.rank(&stage_coords(l, &b.coords, hs[0]));
+                if let Some(s) = shards(l, &self.placements, peer)
+                    .into_iter()
+                    .find(|s| s.placement == k)
+                {
+                    held.insert(k, (s.ranges, false));
+                }
+            }
+        }
+        for (placement, (ranges, owner)) in held {
+            let numel: i64 = ranges.iter().map(|(a, b)| b - a).product::<i64>()
+                * self.placements[placement].copies;
+            let zero_slice = (l.zero > 0 && zero_degree > 1).then(|| {
+                let part = (numel + zero_degree - 1) / zero_degree;
+                let start = (zero_index * part).min(numel);
+                (start, ((zero_index + 1) * part).min(numel))
+            });
+            out.push(LocalParam {
+                placement,
+                ranges,
+                owner,
+                zero_slice,
+            });
+        }
+        out
+    }
+
+    /// Gradient buckets of a stage: placements in the order their
+    /// gradients become final in the backward pass, grouped up to the
+    /// bucket size; under ZeRO-3 one bucket per layer (the unit gathered).
+    /// Each bucket is reduced after the backward of `ready` (an index into
+    /// `order`).
+    fn buckets(&self, mine: &[usize], stage: usize) -> Vec<Bucket> {
+        // The gradient of a placement is final after the backward of its
+        // first use in program order.
+        let mut first_use: BTreeMap<usize, usize> = BTreeMap::new();
+        for &k in mine {
+            let inst = self.order[k];
+            for v in &self.g.nodes[inst.node].inputs {
+                if let ValueRef::Param(p) = *v {
+                    if let Some(pl) = self.placement(p, inst) {
+                        first_use.entry(pl).or_insert(k);
+                    }
+                }
+            }
+        }
+        let mut ready: Vec<(usize, usize)> = first_use
+            .into_iter()
+            .filter(|(pl, _)| self.holders[*pl].contains(&stage))
+            .map(|(pl, k)| (k, pl))
+            .collect();
+        // Backward runs in reverse program order.
+        ready.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let fb = self.g.float_bytes.max(1) as f64;
+        let mut out: Vec<Bucket> = Vec::new();
+        for (k, pl) in ready {
+            let elems = self.shard_elems(pl);
+            let unit = self.placements[pl].layer;
+            let start_new = match out.last() {
+                None => true,
+                Some(last) if self.layout.zero >= 3 => last.unit != unit,
+                Some(last) => (last.elems + elems) as f64 * fb > self.layout.bucket,
+            };
+            if start_new {
+                out.push(Bucket {
+                    placements: Vec::new(),
+                    elems: 0,
+                    ready: k,
+                    unit,
+                });
+            }
+            if let Some(last) = out.last_mut() {
+                last.placements.push(pl);
+                last.elems += elems;
+                last.ready = k;
+            }
+        }
+        out
+    }
+
+    /// Elements of one rank's tensor shard of a placement, all copies.
+    fn shard_elems(&self, pl: usize) -> i64 {
+        let p = &self.placements[pl];
+        let tp = self.layout.tensor_degree().max(1) as i64;
+        let split = p.split.iter().any(|a| !a.is_empty());
+        let n: i64 = p.shape.iter().product::<i64>() * p.copies;
+        if split {
+            n / tp
+        } else {
+            n
+        }
+    }
+}
+
+/// Placements whose gradients are reduced together.
+#[derive(Clone, Debug)]
+struct Bucket {
+    placements: Vec<usize>,
+    elems: i64,
+    /// The position in program order after whose backward it is ready.
+    ready: usize,
+    /// The layer it belongs to (ZeRO-3 gathers and reduces by layer).
+    unit: Option<usize>,
+}
+
+mod passes;
