@@ -16,6 +16,7 @@ pub mod mesh;
 pub mod program;
 pub mod shard;
 pub mod tp;
+pub mod validate;
 pub mod verify;
 
 pub use layout::{Layout, Schedule};
