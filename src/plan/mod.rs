@@ -9,6 +9,7 @@
 //! execution graphs, collectives and the cost model build on these; no
 //! subcommand uses them yet.
 
+pub mod cost;
 pub mod layout;
 pub mod lower;
 pub mod memory;
