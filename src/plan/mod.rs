@@ -10,6 +10,7 @@
 //! subcommand uses them yet.
 
 pub mod cost;
+pub mod emit;
 pub mod layout;
 pub mod lower;
 pub mod memory;
