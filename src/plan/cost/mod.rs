@@ -16,6 +16,7 @@
 mod timeline;
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::memory::model_state;
 use super::program::*;
@@ -222,13 +223,53 @@ const VIEWS: &[&str] = &[
 ];
 
 /// Whether node `n`'s output takes memory of its own.
-fn materialised(g: &Graph, n: usize) -> bool {
+pub(crate) fn materialised(g: &Graph, n: usize) -> bool {
     let Some(node) = g.nodes.get(n) else {
         return true;
     };
     let identity = node.op == "dropout"
         && node.attrs.get("p").and_then(|p| p.parse::<f64>().ok()) == Some(0.0);
     !(identity || VIEWS.contains(&node.op.as_str()))
+}
+
+/// The micro-batch an op belongs to, if any.
+fn micro_of(op: &Op) -> Option<usize> {
+    match op {
+        Op::Load { micro, .. } | Op::Forward { micro, .. } | Op::Backward { micro, .. } => {
+            Some(*micro)
+        }
+        Op::P2p(ts) => ts.iter().map(|t| t.value.micro).max(),
+        _ => None,
+    }
+}
+
+/// A hash map with a fast, deterministic hasher for small integer keys
+/// (the standard SipHash dominated the memory scan).
+pub(super) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// The multiply-rotate hash of rustc's `FxHasher`: not resistant to
+/// chosen keys, which is fine for op indices of our own plans.
+#[derive(Default)]
+pub(super) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 fn elems_bytes(shape: &[i64], dtype: crate::check::tensor::DType, fb: u64) -> f64 {
@@ -262,22 +303,32 @@ pub fn memory(g: &Graph, plan: &Plan, program: &RankProgram) -> MemoryCost {
         1.0
     };
     let fb = plan.float_bytes;
-    let mut last_backward: HashMap<usize, usize> = HashMap::new();
+    let micros = program
+        .ops
+        .iter()
+        .filter_map(micro_of)
+        .max()
+        .map_or(0, |m| m + 1);
+    let mut last_backward = vec![usize::MAX; micros];
     for (i, op) in program.ops.iter().enumerate() {
         if let Op::Backward { micro, .. } = op {
-            last_backward.insert(*micro, i);
+            last_backward[*micro] = i;
         }
     }
+    // Saved bytes per micro-batch, and per (node, copy, micro) the output's
+    // bytes and what of it was recomputed.
+    let mut per_micro = vec![0.0f64; micros];
+    let mut outputs: FastMap<(usize, usize, usize), (f64, f64)> = FastMap::default();
     let (mut live, mut peak, mut prev, mut buckets, mut gathers) =
         (0.0f64, 0.0f64, 0.0, 0.0f64, 0.0f64);
-    let mut per_micro: HashMap<usize, f64> = HashMap::new();
-    let mut outputs: HashMap<(usize, usize, usize), f64> = HashMap::new();
-    let mut recomputed: HashMap<(usize, usize, usize), f64> = HashMap::new();
     for (i, op) in program.ops.iter().enumerate() {
-        let mut now = 0.0;
+        // Bytes live during this op only, and bytes freed after it.
+        let (mut now, mut release) = (0.0, 0.0);
         let mut keep = |m: usize, b: f64, live: &mut f64| {
             *live += b;
-            *per_micro.entry(m).or_insert(0.0) += b;
+            if let Some(x) = per_micro.get_mut(m) {
+                *x += b;
+            }
         };
         match op {
             Op::Load {
@@ -301,10 +352,11 @@ pub fn memory(g: &Graph, plan: &Plan, program: &RankProgram) -> MemoryCost {
                 } else {
                     0.0
                 };
-                outputs.insert((*node, *copy, *micro), b);
+                let entry = outputs.entry((*node, *copy, *micro)).or_insert((0.0, 0.0));
+                entry.0 = b;
                 if *recompute {
                     live += b;
-                    *recomputed.entry((*node, *copy, *micro)).or_insert(0.0) += b;
+                    entry.1 += b;
                 } else if *saved {
                     keep(*micro, b, &mut live);
                 } else {
@@ -314,7 +366,11 @@ pub fn memory(g: &Graph, plan: &Plan, program: &RankProgram) -> MemoryCost {
             Op::Backward {
                 node, copy, micro, ..
             } => {
-                now = 2.0 * outputs.get(&(*node, *copy, *micro)).copied().unwrap_or(0.0);
+                if let Some(o) = outputs.get_mut(&(*node, *copy, *micro)) {
+                    now = 2.0 * o.0;
+                    // A recomputed output is freed once its backward ran.
+                    release = std::mem::take(&mut o.1);
+                }
             }
             Op::P2p(ts) => {
                 for t in ts.iter().filter(|t| !t.send) {
@@ -337,18 +393,15 @@ pub fn memory(g: &Graph, plan: &Plan, program: &RankProgram) -> MemoryCost {
             Op::Step => {}
         }
         peak = peak.max(live + now + prev);
+        live -= release;
         prev = if matches!(op, Op::Forward { .. }) {
             now
         } else {
             0.0
         };
-        if let Op::Backward {
-            node, copy, micro, ..
-        } = op
-        {
-            live -= recomputed.remove(&(*node, *copy, *micro)).unwrap_or(0.0);
-            if last_backward.get(micro) == Some(&i) {
-                live -= per_micro.remove(micro).unwrap_or(0.0);
+        if let Op::Backward { micro, .. } = op {
+            if last_backward.get(*micro) == Some(&i) {
+                live -= std::mem::take(&mut per_micro[*micro]);
             }
         }
     }

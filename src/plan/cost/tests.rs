@@ -295,7 +295,9 @@ fn layout(dp: usize, pp: usize, tp: usize, zero: u8, microbatches: usize) -> Lay
 fn run(g: &Graph, l: &Layout) -> Estimate {
     let reps = crate::plan::lower::representatives(l);
     let plan = crate::plan::lower::lower(g, l, Some(&reps)).unwrap();
-    estimate(g, &plan, &Cluster::default())
+    let e = estimate(g, &plan, &Cluster::default());
+    assert!(e.notes.is_empty(), "{:?}", e.notes);
+    e
 }
 
 #[test]
@@ -364,4 +366,17 @@ fn tensor_parallel_collectives_are_exposed_on_nvlink() {
     let s = &e.stages[0];
     assert!(s.comm_bytes[&GroupKind::Tensor] > 0.0 && s.comm_exposed_s > 0.0);
     assert_eq!(tokens_per_sample(&g), 1024);
+}
+
+/// Enigma-1B's 20 layers on 4 stages are nearly balanced, so 1F1B idles
+/// each stage for the classic (p - 1) micro-batches' forward and backward.
+#[test]
+fn a_balanced_1f1b_pipeline_idles_p_minus_1_micro_batches() {
+    let (g, _) = example("enigma_1b.enigma");
+    let e = run(&g, &layout(16, 4, 1, 0, 32));
+    for s in &e.stages {
+        let per_micro_batch = s.compute_s / 32.0;
+        let ratio = s.bubble_s / (3.0 * per_micro_batch);
+        assert!((0.9..1.1).contains(&ratio), "stage {}: {ratio}", s.stage);
+    }
 }

@@ -11,7 +11,7 @@
 //! batched transfer completes once every peer has posted its side, so a
 //! stage waiting for its neighbour accrues pipeline bubble.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::*;
 use crate::ir::stats::Stats;
@@ -92,7 +92,7 @@ impl Track<'_> {
         &mut self,
         plan: &Plan,
         cluster: &Cluster,
-        posted: &mut HashMap<Side, f64>,
+        posted: &mut FastMap<Side, f64>,
         force: bool,
     ) -> bool {
         let me = self.program.rank;
@@ -151,21 +151,25 @@ impl Track<'_> {
                     }
                 }
                 Op::P2p(ts) => {
+                    // Post every side first: a peer may wait on any of them.
+                    let side = |tr: &Transfer| -> Side {
+                        if tr.send {
+                            (me, tr.peer, tr.value, tr.grad, true)
+                        } else {
+                            (tr.peer, me, tr.value, tr.grad, false)
+                        }
+                    };
+                    for tr in ts {
+                        posted.entry(side(tr)).or_insert(self.t);
+                    }
                     let mut peers = self.t;
                     let (mut sent, mut received) = (0.0, 0.0);
                     let mut ranks = vec![me];
                     for tr in ts {
-                        let own: Side = if tr.send {
-                            (me, tr.peer, tr.value, tr.grad, true)
-                        } else {
-                            (tr.peer, me, tr.value, tr.grad, false)
-                        };
-                        posted.entry(own).or_insert(self.t);
-                        let other = (own.0, own.1, own.2, own.3, !own.4);
-                        let planned = plan.rank(tr.peer).is_some();
-                        match posted.get(&other) {
+                        let own = side(tr);
+                        match posted.get(&(own.0, own.1, own.2, own.3, !own.4)) {
                             Some(&at) => peers = peers.max(at),
-                            None if planned && !force => return moved,
+                            None if !force && plan.rank(tr.peer).is_some() => return moved,
                             None => {}
                         }
                         let b = elems_bytes(&tr.shape, tr.dtype, fb);
@@ -250,7 +254,7 @@ pub fn estimate(g: &Graph, plan: &Plan, cluster: &Cluster) -> Estimate {
             }
         })
         .collect();
-    let mut posted: HashMap<Side, f64> = HashMap::new();
+    let mut posted: FastMap<Side, f64> = FastMap::default();
     let mut notes = Vec::new();
     loop {
         let mut moved = false;
