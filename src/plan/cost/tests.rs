@@ -380,3 +380,53 @@ fn a_balanced_1f1b_pipeline_idles_p_minus_1_micro_batches() {
         assert!((0.9..1.1).contains(&ratio), "stage {}: {ratio}", s.stage);
     }
 }
+
+/// A ZeRO-3 gather is prefetched during the previous layer's compute on a
+/// stream of its own, so it does not queue behind a gradient reduction.
+#[test]
+fn parameter_gathers_prefetch_past_gradient_reductions() {
+    let node = Group {
+        kind: GroupKind::Zero,
+        axes: vec!["gpu".into()],
+        ranks: (0..8).collect(),
+    };
+    let collective = |elems, purpose| {
+        Op::Collective(Collective {
+            kind: CollectiveKind::AllReduce,
+            group: 0,
+            dtype: DType::BF16,
+            elems,
+            purpose,
+        })
+    };
+    let gather = || {
+        Op::Collective(Collective {
+            kind: CollectiveKind::AllGather,
+            group: 0,
+            dtype: DType::BF16,
+            elems: 100_000_000,
+            purpose: Purpose::GatherParams(Vec::new()),
+        })
+    };
+    let ops = vec![
+        gather(),
+        fwd(0, 0.010, true, false),
+        collective(6_000_000_000, Purpose::Gradients(Vec::new())),
+        gather(),
+        fwd(0, 0.010, true, false),
+        Op::Step,
+    ];
+    let c = Cluster::default();
+    let g_s = collective_time(CollectiveKind::AllGather, 2e8, 8, c.nvlink);
+    let r_s = collective_time(CollectiveKind::AllReduce, 12e9, 8, c.nvlink);
+    let e = estimate(&tiny(), &plan(vec![node], vec![(0, 0, ops)]), &c);
+    // Only the first gather and the reduction's tail past the second
+    // layer are exposed.
+    let exposed = g_s + (r_s - 0.010);
+    assert!(
+        close(e.stages[0].comm_exposed_s, exposed),
+        "{:?}",
+        e.stages[0]
+    );
+    assert!(close(e.step_s, 0.020 + exposed));
+}

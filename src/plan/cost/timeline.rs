@@ -1,15 +1,17 @@
-//! The step replayed on a timeline: one compute stream and one
-//! communication stream per planned rank.
+//! The step replayed on a timeline: per planned rank, a compute stream
+//! and two communication streams, one for ZeRO-3 parameter gathers and one
+//! for gradient reductions (FSDP's all-gather and reduce-scatter streams).
 //!
 //! Compute ops take their FLOPs at the cluster's achievable rate.
 //! Tensor-parallel collectives block the compute stream. ZeRO-3 gathers
-//! run on the communication stream one layer ahead of their use (issued
-//! when the previous gather's first user starts, as FSDP prefetches) and
-//! stall the first op that uses their weights if late; gradient reductions
-//! run on it as they are issued and must finish before the optimizer step,
-//! and ZeRO-1/2's gathers of updated weights before the step ends. A
-//! batched transfer completes once every peer has posted its side, so a
-//! stage waiting for its neighbour accrues pipeline bubble.
+//! run one layer ahead of their use (issued when the previous gather's
+//! first user starts, as FSDP prefetches) and stall the first op that uses
+//! their weights if late; gradient reductions run as they are issued and
+//! must finish before the optimizer step, and ZeRO-1/2's gathers of
+//! updated weights (on the same stream) before the step ends. The streams
+//! do not slow each other down. A batched transfer completes once every
+//! peer has posted its side, so a stage waiting for its neighbour accrues
+//! pipeline bubble.
 
 use std::collections::BTreeMap;
 
@@ -26,8 +28,13 @@ struct Track<'p> {
     pc: usize,
     /// The compute stream's clock.
     t: f64,
-    /// When the communication stream is next free.
+    /// When the stream of gradient reductions (and ZeRO-1/2's gathers of
+    /// updated weights) is next free.
     comm: f64,
+    /// When the stream of ZeRO-3 parameter gathers is next free: a stream
+    /// of its own, as in FSDP, so that prefetching the next layer's weights
+    /// does not queue behind the last layer's gradients.
+    gathers: f64,
     /// When the gradient reductions issued so far complete.
     grads: f64,
     /// Per op: when the ZeRO-3 gathers it needs complete.
@@ -137,8 +144,8 @@ impl Track<'_> {
                                 Some(k) if k < i => self.start[k].min(self.t),
                                 _ => self.t,
                             };
-                            let done = self.comm.max(issue) + d;
-                            self.comm = done;
+                            let done = self.gathers.max(issue) + d;
+                            self.gathers = done;
                             if let Some(r) = self.ready.get_mut(self.consumer[i]) {
                                 *r = r.max(done);
                             }
@@ -229,6 +236,7 @@ pub fn estimate(g: &Graph, plan: &Plan, cluster: &Cluster) -> Estimate {
                 pc: 0,
                 t: 0.0,
                 comm: 0.0,
+                gathers: 0.0,
                 grads: 0.0,
                 ready: vec![0.0; p.ops.len()],
                 consumer: consumers(g, plan, &p.ops),
@@ -277,7 +285,7 @@ pub fn estimate(g: &Graph, plan: &Plan, cluster: &Cluster) -> Estimate {
     // A rank ends when its communication stream drains; the step ends
     // when the last rank does, and earlier ranks idle (a bubble) till then.
     for tr in tracks.iter_mut() {
-        let end = tr.comm.max(tr.t);
+        let end = tr.comm.max(tr.gathers).max(tr.t);
         tr.wait(end);
     }
     let step_s = tracks.iter().map(|t| t.t).fold(0.0, f64::max);
