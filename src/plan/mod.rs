@@ -16,6 +16,7 @@ pub mod lower;
 pub mod memory;
 pub mod mesh;
 pub mod program;
+pub mod search;
 pub mod shard;
 pub mod tp;
 pub mod validate;
