@@ -236,11 +236,11 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
                 })
             })
             .collect();
-        // A worker that panicked loses its results; the panic itself is a
-        // bug in the planner, which the tests would show.
+        // A panicking worker is a bug in the planner: raise it again rather
+        // than return a ranking with holes.
         workers
             .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
+            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     });
     done.sort_by_key(|(i, _)| *i);
