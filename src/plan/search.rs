@@ -381,7 +381,8 @@ fn memory_bound(g: &Graph, l: &Layout) -> Option<f64> {
             })
             .product();
         let split = matches!(states.get(i).and_then(|p| p.out), Some(tp::State::Split(_)));
-        n / if split { tp as f64 } else { 1.0 } * node.out.dtype.bytes(g.float_bytes) as f64
+        n / if split { tp as f64 } else { 1.0 }
+            * super::lower::compute_dtype(node.out.dtype).bytes(g.float_bytes) as f64
     };
     let inside: Vec<bool> = g.nodes.iter().map(|n| in_scope(g, n.scope, body)).collect();
     let first_inside = inside.iter().position(|&x| x).unwrap_or(g.nodes.len());

@@ -452,6 +452,18 @@ fn fuse_grad_reductions(g: &Graph, tp: &[NodePlan]) -> Vec<Vec<usize>> {
     out
 }
 
+/// The dtype a value is computed in: floating-point values in the model
+/// float (bf16 under mixed precision, where autocast runs matrix products
+/// and the activations they produce in bf16 whatever the data's dtype),
+/// others as they are. Loaded data keeps its own dtype.
+pub fn compute_dtype(d: DType) -> DType {
+    if d.is_float() {
+        DType::Float
+    } else {
+        d
+    }
+}
+
 /// Whether scope `s` is `ancestor` or inside it.
 fn within(g: &Graph, mut s: usize, ancestor: usize) -> bool {
     loop {

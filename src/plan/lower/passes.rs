@@ -64,7 +64,11 @@ impl Builder<'_, '_> {
             },
             grad,
             shape: lw.local_shape(&node.out, lw.out_split(p.node)),
-            dtype: if grad { DType::Float } else { node.out.dtype },
+            dtype: if grad {
+                DType::Float
+            } else {
+                compute_dtype(node.out.dtype)
+            },
         }
     }
 
@@ -142,7 +146,7 @@ impl Builder<'_, '_> {
             self.collective(
                 CollectiveKind::AllGather,
                 self.tensor,
-                lw.g.type_of(v).dtype,
+                compute_dtype(lw.g.type_of(v).dtype),
                 elems,
                 Purpose::Forward(value),
             );
@@ -161,7 +165,7 @@ impl Builder<'_, '_> {
             copy: inst.copy,
             micro: mb,
             shape: lw.local_shape(&node.out, lw.out_split(inst.node)),
-            dtype: node.out.dtype,
+            dtype: compute_dtype(node.out.dtype),
             flops,
             saved: recompute || !checkpointed || carry_out == Some(ValueRef::Node(inst.node)),
             recompute,
@@ -170,7 +174,7 @@ impl Builder<'_, '_> {
             self.collective(
                 CollectiveKind::AllReduce,
                 self.tensor,
-                node.out.dtype,
+                compute_dtype(node.out.dtype),
                 lw.whole_elems(inst.node),
                 Purpose::Forward(Value {
                     value: ValueRef::Node(inst.node),
