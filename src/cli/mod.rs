@@ -10,6 +10,7 @@ mod check;
 mod explain;
 mod fmt;
 mod output;
+mod plan;
 
 use std::path::PathBuf;
 
@@ -83,6 +84,31 @@ pub enum Command {
         #[arg(long, value_enum, value_name = "FORMAT")]
         emit: Option<Emit>,
     },
+    /// Lower FILE to every rank's program and print the plan: where each
+    /// parameter lives, memory and time per pipeline stage, and the
+    /// communication of every rank.
+    Plan {
+        /// The `.enigma` file to plan.
+        file: PathBuf,
+        /// The number of processes of the job; the mesh must have as many
+        /// ranks.
+        #[arg(long, value_name = "N")]
+        world: Option<usize>,
+        /// Print every rank's program (`yaml`, `json`) or the mesh and the
+        /// pipeline schedule (`dot`) instead of the summary.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        emit: Option<plan::PlanEmit>,
+        /// Also rank the layouts of the same number of ranks that fit in
+        /// memory, fastest first.
+        #[arg(long)]
+        search: bool,
+        /// Read the standard library from this directory instead of the
+        /// copy built into the binary.
+        #[arg(long, value_name = "DIR")]
+        stdlib: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: plan::ClusterArgs,
+    },
     /// Rewrite FILEs in the canonical layout, keeping every comment.
     Fmt {
         /// Do not write; exit with 1 if any file is not formatted.
@@ -141,6 +167,24 @@ where
             stats,
             emit,
         } => check::run(&out, &files, stdlib, check::Report { stats, emit }),
+        Command::Plan {
+            file,
+            world,
+            emit,
+            search,
+            stdlib,
+            cluster,
+        } => plan::run(
+            &out,
+            plan::Request {
+                file: &file,
+                stdlib,
+                world,
+                emit,
+                search,
+                cluster: &cluster,
+            },
+        ),
         Command::Fmt { check, files } => fmt::run(&out, &files, check),
         Command::Explain { code } => explain::run(code.as_deref()),
     }

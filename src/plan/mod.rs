@@ -1,13 +1,15 @@
 //! Plan: from the typed IR and the `parallel` block to what each rank
-//! runs (issue 4, in progress).
+//! runs, how much memory it needs and how long a step takes.
 //!
-//! So far: the device mesh with its rank order and process groups
-//! (`mesh.rs`), the layout the `parallel` block describes (`layout.rs`)
-//! and where every parameter lives: its pipeline stage, its tensor-parallel
-//! split and the shard each rank holds (`shard.rs`), and the model-state
-//! memory of each rank under ZeRO (`memory.rs`). Lowering to per-rank
-//! execution graphs, collectives and the cost model build on these; no
-//! subcommand uses them yet.
+//! In pipeline order: the device mesh with its rank order and process
+//! groups (`mesh.rs`), the layout the `parallel` block describes
+//! (`layout.rs`), where every parameter lives (`shard.rs`, `memory.rs`),
+//! the tensor-parallel state of every value (`tp.rs`), the lowering to one
+//! program per rank (`lower/`, into the types of `program.rs`), its static
+//! verification (`verify.rs`), the cost model (`cost/`), the layout search
+//! (`search.rs`), the planner's diagnostics (`validate.rs`), and what
+//! `enigma plan` runs and prints (`report.rs`, `emit/`). See
+//! `docs/planner.md` and `docs/cost-model.md`.
 
 pub mod cost;
 pub mod emit;
@@ -16,6 +18,7 @@ pub mod lower;
 pub mod memory;
 pub mod mesh;
 pub mod program;
+pub mod report;
 pub mod search;
 pub mod shard;
 pub mod tp;

@@ -1,0 +1,164 @@
+//! `enigma plan FILE`: check an experiment, lower it to every rank's
+//! program, and print the plan: a summary table for people, or the whole
+//! per-rank graphs as YAML or JSON, or Graphviz DOT of the mesh and the
+//! pipeline schedule. `--search` adds the fastest layouts that fit.
+
+use std::path::Path;
+
+use super::output::{count, Output};
+use super::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
+use crate::plan::cost::{Cluster, Link};
+use crate::plan::report::{plan_program, summary, Options as PlanOptions};
+use crate::resolve::{Options, Stdlib};
+use crate::source::FsLoader;
+
+/// What `enigma plan --emit` prints instead of the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanEmit {
+    /// Every rank's program, as YAML.
+    Yaml,
+    /// Every rank's program, as JSON.
+    Json,
+    /// The mesh and the pipeline schedule, as Graphviz DOT.
+    Dot,
+}
+
+/// The cluster the estimates assume, as the command line sets it.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClusterArgs {
+    /// GPUs per node: groups within a node use NVLink, others the network.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub gpus_per_node: usize,
+    /// Dense bf16 peak of one GPU, in TFLOP/s (H100 SXM: 989).
+    #[arg(long, value_name = "TFLOPS", default_value_t = 989.0)]
+    pub peak_tflops: f64,
+    /// The fraction of peak that compute runs at.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.5)]
+    pub efficiency: f64,
+    /// NVLink bandwidth per GPU and direction, in GB/s.
+    #[arg(long, value_name = "GB/S", default_value_t = 450.0)]
+    pub nvlink_bandwidth: f64,
+    /// NVLink latency per message, in microseconds.
+    #[arg(long, value_name = "US", default_value_t = 3.0)]
+    pub nvlink_latency: f64,
+    /// Network (InfiniBand) bandwidth per GPU and direction, in GB/s.
+    #[arg(long, value_name = "GB/S", default_value_t = 50.0)]
+    pub network_bandwidth: f64,
+    /// Network latency per message, in microseconds.
+    #[arg(long, value_name = "US", default_value_t = 10.0)]
+    pub network_latency: f64,
+}
+
+impl ClusterArgs {
+    fn cluster(&self) -> Result<Cluster, String> {
+        let positive = [
+            ("--gpus-per-node", self.gpus_per_node as f64),
+            ("--peak-tflops", self.peak_tflops),
+            ("--efficiency", self.efficiency),
+            ("--nvlink-bandwidth", self.nvlink_bandwidth),
+            ("--network-bandwidth", self.network_bandwidth),
+        ];
+        if let Some((name, v)) = positive.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+            return Err(format!("{name} must be a positive number, not {v}"));
+        }
+        if self.efficiency > 1.0 {
+            return Err(format!(
+                "--efficiency is a fraction of peak (at most 1), not {}",
+                self.efficiency
+            ));
+        }
+        let latencies = [self.nvlink_latency, self.network_latency];
+        if latencies.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+            return Err("latencies must be zero or more microseconds".to_string());
+        }
+        Ok(Cluster {
+            gpus_per_node: self.gpus_per_node,
+            peak_flops: self.peak_tflops * 1e12,
+            efficiency: self.efficiency,
+            nvlink: Link {
+                bandwidth: self.nvlink_bandwidth * 1e9,
+                latency: self.nvlink_latency * 1e-6,
+            },
+            network: Link {
+                bandwidth: self.network_bandwidth * 1e9,
+                latency: self.network_latency * 1e-6,
+            },
+            ..Cluster::default()
+        })
+    }
+}
+
+pub struct Request<'a> {
+    pub file: &'a Path,
+    pub stdlib: Option<std::path::PathBuf>,
+    pub world: Option<usize>,
+    pub emit: Option<PlanEmit>,
+    pub search: bool,
+    pub cluster: &'a ClusterArgs,
+}
+
+pub fn run(out: &Output, req: Request) -> i32 {
+    let cluster = match req.cluster.cluster() {
+        Ok(c) => c,
+        Err(e) => {
+            out.fatal(&e);
+            return EXIT_USAGE;
+        }
+    };
+    let options = Options {
+        stdlib: req.stdlib.map(Stdlib::Dir).unwrap_or_default(),
+    };
+    let (program, graph) = match crate::check::check_file_ir(&FsLoader, req.file, &options) {
+        Ok(p) => p,
+        Err(e) => {
+            out.fatal(&e.to_string());
+            return EXIT_USAGE;
+        }
+    };
+    out.diagnostics(&program.diagnostics, &program.sources);
+    let (errors, _) = count(&program.diagnostics);
+    let Some(g) = graph.filter(|_| errors == 0) else {
+        out.summary("not planned: the experiment has errors");
+        return EXIT_DIAGNOSTICS;
+    };
+    let opts = PlanOptions {
+        world: req.world,
+        cluster,
+        search: req.search,
+    };
+    let planned = match plan_program(&program, &g, &opts) {
+        Ok(p) => p,
+        Err(e) => {
+            out.fatal(&format!("{}: {e}", req.file.display()));
+            return EXIT_USAGE;
+        }
+    };
+    out.diagnostics(&planned.diagnostics, &program.sources);
+    let (errors, _) = count(&planned.diagnostics);
+    if errors > 0 {
+        out.summary("not planned: the layout has errors");
+        return EXIT_DIAGNOSTICS;
+    }
+    let Some(plan) = &planned.plan else {
+        return EXIT_DIAGNOSTICS;
+    };
+    let text = match req.emit {
+        None => Ok(summary(&planned)),
+        Some(PlanEmit::Yaml) => crate::plan::emit::to_yaml(&g, plan),
+        Some(PlanEmit::Json) => crate::plan::emit::to_json(&g, plan),
+        Some(PlanEmit::Dot) => Ok(crate::plan::emit::to_dot(&g, plan)),
+    };
+    match text {
+        Ok(text) => {
+            print!("{text}");
+            EXIT_OK
+        }
+        Err(e) => {
+            out.fatal(&format!(
+                "cannot write the plan of {}: {e}",
+                req.file.display()
+            ));
+            EXIT_USAGE
+        }
+    }
+}
