@@ -270,3 +270,66 @@ fn check_with_errors_prints_no_stats() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("E0211"));
 }
+
+#[test]
+fn plan_prints_a_summary_of_every_stage() {
+    let out = enigma(&["plan", "examples/enigma_1b.enigma", "--world", "64"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("mesh: node 8 x gpu 8 = 64 ranks"), "{stdout}");
+    assert!(stdout.contains("ZeRO-3 over gpu"), "{stdout}");
+    assert!(stdout.contains("1,062,615,040"), "{stdout}");
+    assert!(stdout.contains("fits") && stdout.contains("MFU"), "{stdout}");
+}
+
+#[test]
+fn plan_refuses_a_mesh_of_another_world_size() {
+    let out = enigma(&["plan", "examples/enigma_1b.enigma", "--world", "32"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("E0301") && stderr.contains("64 ranks but the world has 32"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn plan_of_an_experiment_with_errors_stops_at_check() {
+    let dir = scratch("plan-errors");
+    let f = write(&dir, "a.enigma", "dim d = 64 +\n");
+    let out = enigma(&["plan", &f]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not planned"));
+}
+
+#[test]
+fn plan_emits_json_yaml_and_dot_for_tools() {
+    let file = "tests/plan/gpt2_tensor_and_pipeline.enigma";
+    let json = enigma(&["plan", file, "--emit", "json"]);
+    assert_eq!(json.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["format"], 1);
+    assert_eq!(doc["ranks"].as_array().map(Vec::len), Some(8));
+    let yaml = enigma(&["plan", file, "--emit", "yaml"]);
+    assert!(String::from_utf8_lossy(&yaml.stdout).starts_with("format: 1"));
+    let dot = enigma(&["plan", file, "--emit", "dot"]);
+    let text = String::from_utf8_lossy(&dot.stdout);
+    assert!(text.starts_with("digraph"), "{text}");
+}
+
+#[test]
+fn plan_search_ranks_layouts_that_fit() {
+    let out = enigma(&["plan", "examples/gpt2_small.enigma", "--search"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("layouts of 8 ranks that fit, fastest first"), "{stdout}");
+    assert!(stdout.contains("why #1"), "{stdout}");
+}
+
+#[test]
+fn plan_rejects_impossible_cluster_settings() {
+    for args in [["--efficiency", "1.5"], ["--gpus-per-node", "0"], ["--nvlink-bandwidth", "-1"]] {
+        let mut all = vec!["plan", "examples/gpt2_small.enigma"];
+        all.extend(args);
+        let out = enigma(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
