@@ -91,6 +91,16 @@ fn gpt2_plans_verify_on_1_to_64_ranks() {
     // Enigma-1B's tokenizers and per-session heads around the backbone.
     let (g, _) = example("enigma_1b.enigma");
     plan_ok(&g, &layout(4, 4, 4, 3, 4));
+    // Both with sequence parallelism.
+    for (name, l) in [
+        ("llama_style.enigma", layout(2, 2, 4, 1, 4)),
+        ("enigma_1b.enigma", layout(2, 2, 4, 2, 4)),
+    ] {
+        let (g, _) = example(name);
+        let mut l = l;
+        l.sequence_parallel = true;
+        plan_ok(&g, &l);
+    }
 }
 
 #[test]
@@ -371,13 +381,65 @@ fn unsupported_settings_are_refused() {
         lower(&g, &l, None),
         Err(LowerError::Unsupported(_))
     ));
-    let mut l = layout(1, 1, 2, 0, 1);
-    l.sequence_parallel = true;
-    assert!(matches!(
-        lower(&g, &l, None),
-        Err(LowerError::Unsupported(_))
-    ));
     // 512 sequences do not split into 3 replicas.
     let l = layout(3, 1, 1, 0, 1);
     assert!(matches!(lower(&g, &l, None), Err(LowerError::Batch { .. })));
+}
+
+/// Sequence parallelism (Korthikanti et al. 2022): per layer and
+/// micro-batch, the two all-reduces become reduce-scatters along the
+/// sequence and the inputs of the column-parallel projections are
+/// all-gathered once each (attention's three share one); backward mirrors
+/// them. The norms run on sequence shards, so their gains' gradients are
+/// summed over the tensor group before the step.
+#[test]
+fn sequence_parallel_layers_scatter_and_gather_along_the_sequence() {
+    let (g, _) = example("gpt2_small.enigma");
+    let mut l = layout(2, 2, 4, 1, 4);
+    l.sequence_parallel = true;
+    let plan = plan_ok(&g, &l);
+    let p = &plan.ranks[0];
+    let tensor = |c: &Collective| plan.groups[c.group].kind == GroupKind::Tensor;
+    let count = |kind: CollectiveKind, forward: bool| {
+        collectives(p)
+            .filter(|c| tensor(c) && c.kind == kind)
+            .filter(|c| matches!(c.purpose, Purpose::Forward(_)) == forward)
+            .filter(|c| !matches!(c.purpose, Purpose::Gradients(_)))
+            .count()
+    };
+    // Stage 0 holds 6 layers; 4 micro-batches.
+    let runs = 6 * 4;
+    assert_eq!(count(CollectiveKind::AllReduce, true), 0);
+    assert_eq!(count(CollectiveKind::ReduceScatter, true), 2 * runs);
+    assert_eq!(count(CollectiveKind::AllGather, true), 2 * runs);
+    // Backward: the scattered outputs' gradients gathered, the gathered
+    // inputs' gradients scattered, and, per micro-batch, the gradients of
+    // the first layer's two narrowings of the whole embedding output (its
+    // first norm and its residual) gathered back to the whole.
+    assert_eq!(count(CollectiveKind::ReduceScatter, false), 2 * runs);
+    assert_eq!(count(CollectiveKind::AllGather, false), 2 * runs + 2 * 4);
+    // Activations between the blocks hold a quarter of the sequence.
+    let micro = plan.micro_batch;
+    let sends: Vec<&Transfer> = p
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::P2p(ts) => Some(ts),
+            _ => None,
+        })
+        .flatten()
+        .filter(|t| t.send && !t.grad)
+        .collect();
+    assert!(!sends.is_empty());
+    assert!(sends.iter().all(|t| t.shape == [micro, 256, 768]));
+    // The first layer narrows the whole embedding output.
+    assert!(p
+        .ops
+        .iter()
+        .any(|o| matches!(o, Op::Forward { copy: 0, narrow, .. } if !narrow.is_empty())));
+    // Norm gains and biases: gradients summed over the tensor group.
+    let norms = collectives(p)
+        .filter(|c| tensor(c) && matches!(c.purpose, Purpose::Gradients(_)))
+        .count();
+    assert!(norms >= 6 * 4, "{norms}");
 }

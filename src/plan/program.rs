@@ -221,6 +221,11 @@ pub enum Op {
         /// run again before its backward).
         saved: bool,
         recompute: bool,
+        /// Inputs `(position, dim)` that this rank holds whole but the node
+        /// takes in part: the runtime cuts this rank's part of the dim
+        /// (its index in the tensor group, as for every split) before the
+        /// node runs.
+        narrow: Vec<(usize, usize)>,
     },
     /// A node's backward application: gradients of its inputs from the
     /// gradient of its output. Its FLOPs are twice the forward's for matrix

@@ -65,8 +65,6 @@ pub fn plan_program(program: &Program, g: &Graph, options: &Options) -> Result<P
         Err(LowerError::Unsupported(what)) => {
             let setting = if what.contains("interleaved") {
                 "pipeline_schedule"
-            } else if what.contains("sequence") {
-                "sequence_parallel"
             } else {
                 ""
             };
@@ -183,6 +181,9 @@ pub fn describe_layout(l: &Layout) -> String {
         l.stages(),
         axes(&l.pipeline)
     );
+    if l.sequence_parallel && l.tensor_degree() > 1 {
+        s.push_str(", sequence parallel");
+    }
     if l.zero > 0 {
         let _ = write!(s, ", ZeRO-{} over {}", l.zero, l.zero_axes.join(", "));
     }

@@ -358,7 +358,7 @@ fn memory_bound(g: &Graph, l: &Layout) -> Option<f64> {
         }
     }
     let param_split: Vec<Option<usize>> = param_split.into_iter().map(Option::flatten).collect();
-    let states = tp::propagate(g, &param_split, tp);
+    let states = tp::propagate(g, &param_split, tp, l.sequence_parallel);
     let batch = crate::check::size::Size::symbol("batch");
     // The local bytes of a node's output for one micro-batch, as the
     // lowering shapes it; views count nothing, as in the cost model.

@@ -18,8 +18,24 @@
 //!   element boundary (`[.., heads * head_dim]` to `[.., heads, head_dim]`).
 //!
 //! Anything else that meets a split input gathers it whole first: always
-//! correct, and visible in the plan as an all-gather. The same state holds
-//! on every rank of a tensor group, so the analysis runs once per plan.
+//! correct, and visible in the plan as an all-gather. A whole input that
+//! meets split ones in an elementwise node is *narrowed* to this rank's
+//! part instead (free; its gradient is gathered back in the backward pass).
+//! A whole parameter used on split data (a norm's gain under sequence
+//! parallelism) gets a partial gradient on each rank, summed over the
+//! tensor group before the optimizer step.
+//!
+//! **Sequence parallelism** (Megatron-LM's, Korthikanti et al. 2022) keeps
+//! the activations between the tensor-parallel blocks split along the
+//! sequence: partial sums are reduce-scattered along the sequence dim
+//! instead of all-reduced, norms, dropout and residual additions run on
+//! sequence shards, and a column-parallel linear all-gathers its input
+//! first (reduce-scattering the input's gradient in the backward pass).
+//! The value a `repeat` body carries is then split too, so the first
+//! layer narrows its input from the whole value before it.
+//!
+//! The same state holds on every rank of a tensor group, so the analysis
+//! runs once per plan.
 
 use crate::ir::{Graph, Node, ValueRef};
 
@@ -43,24 +59,100 @@ pub struct NodePlan {
     pub gather: Vec<usize>,
     /// Whether the output is a partial sum, all-reduced after the forward.
     pub reduce_out: bool,
+    /// Sequence parallelism: the partial-sum output is reduce-scattered
+    /// along this dim instead.
+    pub scatter_out: Option<usize>,
+    /// Whole inputs (position, dim) cut to this rank's part of the dim.
+    pub narrow: Vec<(usize, usize)>,
     /// Inputs (by position) whose gradient this node leaves partial, so it
-    /// is all-reduced after the node's backward.
+    /// is all-reduced after the node's backward (reduce-scattered when
+    /// `scatter_grad`: the input was gathered from sequence shards).
     pub reduce_grad: Vec<usize>,
+    pub scatter_grad: bool,
+    /// Whole parameter inputs (by position) used on split data: their
+    /// gradients are partial on each rank.
+    pub partial_param_grads: Vec<usize>,
     /// How many times smaller this rank's share of the node's work is.
     pub work_div: f64,
 }
 
 /// The tensor-parallel plan of every node of `g`, given the split dim (if
 /// any) of each parameter and the tensor-parallel degree.
-pub fn propagate(g: &Graph, param_split: &[Option<usize>], degree: usize) -> Vec<NodePlan> {
+pub fn propagate(
+    g: &Graph,
+    param_split: &[Option<usize>],
+    degree: usize,
+    sequence_parallel: bool,
+) -> Vec<NodePlan> {
+    let mut carried: Vec<(ValueRef, State)> = Vec::new();
+    // A second pass when a body's carried value leaves in another state
+    // than it came in (sequence parallelism): inside the body the value
+    // taken is then in the state the body returns.
+    for _ in 0..2 {
+        let (plans, states) = pass(g, param_split, degree, sequence_parallel, &carried);
+        let mut changed = false;
+        for s in &g.scopes {
+            if let Some((ValueRef::Node(a), ValueRef::Node(b))) = s.carry {
+                let (sa, sb) = (states.get(a).copied(), states.get(b).copied());
+                let inside = carried
+                    .iter()
+                    .find(|(v, _)| *v == ValueRef::Node(a))
+                    .map(|x| x.1);
+                if let (Some(sa), Some(sb)) = (sa, sb) {
+                    if sa != sb && inside != Some(sb) {
+                        carried.push((ValueRef::Node(a), sb));
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            return plans;
+        }
+    }
+    pass(g, param_split, degree, sequence_parallel, &carried).0
+}
+
+/// The `repeat` body (a scope) that takes `v` as its carried input, if
+/// node `node` is inside it.
+pub fn carried_in(g: &Graph, node: usize, v: ValueRef) -> Option<usize> {
+    (0..g.scopes.len()).find(|&b| {
+        g.scopes[b].carry.is_some_and(|(a, _)| a == v) && within(g, g.nodes[node].scope, b)
+    })
+}
+
+fn within(g: &Graph, mut s: usize, ancestor: usize) -> bool {
+    loop {
+        if s == ancestor {
+            return true;
+        }
+        match g.scopes[s].parent {
+            Some(p) => s = p,
+            None => return false,
+        }
+    }
+}
+
+/// One propagation over the nodes in order; `carried` overrides the state
+/// of values a `repeat` body takes, as seen inside the body.
+fn pass(
+    g: &Graph,
+    param_split: &[Option<usize>],
+    degree: usize,
+    sequence_parallel: bool,
+    carried: &[(ValueRef, State)],
+) -> (Vec<NodePlan>, Vec<State>) {
     let mut states: Vec<State> = Vec::with_capacity(g.nodes.len());
     let mut plans = Vec::with_capacity(g.nodes.len());
-    for node in &g.nodes {
+    for (n, node) in g.nodes.iter().enumerate() {
         let input_states: Vec<State> = node
             .inputs
             .iter()
             .map(|v| match *v {
-                ValueRef::Node(j) => states.get(j).copied().unwrap_or(State::Whole),
+                ValueRef::Node(j) => match carried.iter().find(|(c, _)| c == v) {
+                    Some((_, s)) if carried_in(g, n, *v).is_some() => *s,
+                    _ => states.get(j).copied().unwrap_or(State::Whole),
+                },
                 ValueRef::Param(p) => match param_split.get(p).copied().flatten() {
                     Some(d) if degree > 1 => State::Split(d),
                     _ => State::Whole,
@@ -68,7 +160,7 @@ pub fn propagate(g: &Graph, param_split: &[Option<usize>], degree: usize) -> Vec
                 ValueRef::Input(_) => State::Whole,
             })
             .collect();
-        let mut plan = rule(g, node, &input_states, degree);
+        let mut plan = rule(g, node, &input_states, degree, sequence_parallel);
         if degree <= 1 {
             plan = NodePlan {
                 out: Some(State::Whole),
@@ -76,7 +168,19 @@ pub fn propagate(g: &Graph, param_split: &[Option<usize>], degree: usize) -> Vec
                 ..NodePlan::default()
             };
         }
+        let rank = node.out.dims.len();
+        let seq = rank.checked_sub(2).filter(|_| rank >= 3);
+        let seq_splits = seq.is_some_and(|k| {
+            node.out.dims[k]
+                .size_or_name()
+                .as_const()
+                .is_some_and(|n| n % degree as i64 == 0 && n >= degree as i64)
+        });
         let out = match plan.out {
+            Some(State::Partial) if sequence_parallel && seq_splits => {
+                plan.scatter_out = seq;
+                State::Split(seq.unwrap_or(0))
+            }
             Some(State::Partial) => {
                 plan.reduce_out = true;
                 State::Whole
@@ -85,15 +189,23 @@ pub fn propagate(g: &Graph, param_split: &[Option<usize>], degree: usize) -> Vec
             None => State::Whole,
         };
         plan.out = Some(out);
+        // A whole parameter applied to split data gets a partial gradient.
+        if degree > 1 && out != State::Whole {
+            for (i, v) in node.inputs.iter().enumerate() {
+                if matches!(v, ValueRef::Param(_)) && input_states[i] == State::Whole {
+                    plan.partial_param_grads.push(i);
+                }
+            }
+        }
         states.push(out);
         plans.push(plan);
     }
-    plans
+    (plans, states)
 }
 
 /// The rule for one node. `None` as the output state means the fallback:
 /// gather every split input and compute whole.
-fn rule(g: &Graph, node: &Node, ins: &[State], degree: usize) -> NodePlan {
+fn rule(g: &Graph, node: &Node, ins: &[State], degree: usize, sp: bool) -> NodePlan {
     let rank_of = |i: usize| g.type_of(node.inputs[i]).dims.len();
     let out_rank = node.out.dims.len();
     let split_inputs: Vec<usize> = (0..ins.len()).filter(|&i| ins[i] != State::Whole).collect();
@@ -101,9 +213,9 @@ fn rule(g: &Graph, node: &Node, ins: &[State], degree: usize) -> NodePlan {
     let keep = |s: State, gather: Vec<usize>, reduce_grad: Vec<usize>, div: f64| NodePlan {
         out: Some(s),
         gather,
-        reduce_out: false,
         reduce_grad,
         work_div: div,
+        ..NodePlan::default()
     };
     if split_inputs.is_empty() {
         return keep(State::Whole, Vec::new(), Vec::new(), 1.0);
@@ -120,6 +232,17 @@ fn rule(g: &Graph, node: &Node, ins: &[State], degree: usize) -> NodePlan {
                     vec![0],
                     d,
                 )),
+                // Sequence parallelism: gather the sequence shards first,
+                // and reduce-scatter the input's gradient back to them.
+                (State::Split(k), State::Split(0)) if sp && k < x_last => Some(NodePlan {
+                    scatter_grad: true,
+                    ..keep(
+                        State::Split(out_rank.saturating_sub(1)),
+                        vec![0],
+                        vec![0],
+                        d,
+                    )
+                }),
                 // Row-parallel: input split along the reduced dim.
                 (State::Split(k), State::Split(1)) if k == x_last => {
                     Some(keep(State::Partial, Vec::new(), Vec::new(), d))
@@ -167,9 +290,8 @@ fn rule(g: &Graph, node: &Node, ins: &[State], degree: usize) -> NodePlan {
             .into_iter()
             .filter(|&i| ins[i] != State::Partial)
             .collect(),
-        reduce_out: false,
-        reduce_grad: Vec::new(),
         work_div: 1.0,
+        ..NodePlan::default()
     })
 }
 
@@ -245,6 +367,7 @@ fn elementwise(g: &Graph, node: &Node, ins: &[State], degree: usize) -> Option<N
         }
     }
     let o = at?;
+    let mut narrow = Vec::new();
     for (i, s) in ins.iter().enumerate() {
         if *s == State::Whole {
             let ty = g.type_of(node.inputs[i]);
@@ -254,7 +377,11 @@ fn elementwise(g: &Graph, node: &Node, ins: &[State], degree: usize) -> Option<N
                     .dims
                     .get(o - offset)
                     .and_then(|d| d.size_or_name().as_const());
-                if size != Some(1) {
+                if size == out_size(o) && size != Some(1) {
+                    // A whole operand as large as the split dim: take this
+                    // rank's part of it.
+                    narrow.push((i, o - offset));
+                } else if size != Some(1) {
                     return None;
                 }
             }
@@ -262,10 +389,9 @@ fn elementwise(g: &Graph, node: &Node, ins: &[State], degree: usize) -> Option<N
     }
     Some(NodePlan {
         out: Some(State::Split(o)),
-        gather: Vec::new(),
-        reduce_out: false,
-        reduce_grad: Vec::new(),
+        narrow,
         work_div: degree as f64,
+        ..NodePlan::default()
     })
 }
 

@@ -149,9 +149,6 @@ pub fn unsupported(program: &Program, what: &str, setting: &str) -> Diagnostic {
     .primary(s.file, at, "cannot be lowered")
     .help(match setting {
         "pipeline_schedule" => "use `pipeline_schedule: 1f1b` (the default) or `gpipe`",
-        "sequence_parallel" => {
-            "remove `sequence_parallel`; tensor parallelism all-reduces whole activations instead"
-        }
         _ => "write the model without it",
     })
 }

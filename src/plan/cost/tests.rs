@@ -106,6 +106,7 @@ fn fwd(micro: usize, seconds: f64, saved: bool, recompute: bool) -> Op {
         flops: secs(seconds),
         saved,
         recompute,
+        narrow: Vec::new(),
     }
 }
 

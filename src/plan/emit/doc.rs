@@ -218,6 +218,9 @@ enum OpDoc<'a> {
         flops: f64,
         saved: bool,
         recompute: bool,
+        /// `[input position, dim]` pairs cut to this rank's part.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        narrow: Vec<[usize; 2]>,
     },
     Backward {
         node: usize,
@@ -354,6 +357,7 @@ fn op<'a>(g: &'a Graph, float: &'static str, op: &'a Op) -> OpDoc<'a> {
             flops,
             saved,
             recompute,
+            narrow,
         } => OpDoc::Forward {
             node: *node,
             prim: prim(*node),
@@ -364,6 +368,7 @@ fn op<'a>(g: &'a Graph, float: &'static str, op: &'a Op) -> OpDoc<'a> {
             flops: *flops,
             saved: *saved,
             recompute: *recompute,
+            narrow: narrow.iter().map(|&(i, d)| [i, d]).collect(),
         },
         Op::Backward {
             node,

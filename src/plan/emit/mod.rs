@@ -105,6 +105,7 @@ pub(crate) mod sample {
             flops: 64.0,
             saved: !recompute,
             recompute,
+            narrow: Vec::new(),
         };
         let backward = |node, micro| Op::Backward {
             node,

@@ -102,9 +102,6 @@ pub fn lower(g: &Graph, layout: &Layout, ranks: Option<&[usize]>) -> Result<Plan
             "the interleaved pipeline schedule".to_string(),
         ));
     }
-    if layout.sequence_parallel {
-        return Err(LowerError::Unsupported("sequence parallelism".to_string()));
-    }
     let nested = g
         .scopes
         .iter()
@@ -204,6 +201,11 @@ struct Lowerer<'g> {
     needs_grad: Vec<bool>,
     /// The pipelined `repeat` body.
     pipelined: Option<usize>,
+    /// Per body node, the inputs `(position, dim)` its first copy narrows
+    /// from the whole value the body takes (sequence parallelism).
+    entry_narrow: HashMap<usize, Vec<(usize, usize)>>,
+    /// Placements whose gradients are partial over the tensor group.
+    partial_grads: Vec<usize>,
     /// Per node, the inputs whose gradient is all-reduced after its
     /// backward (see `fuse_grad_reductions`).
     reduce_grad: Vec<Vec<usize>>,
@@ -272,7 +274,12 @@ impl<'g> Lowerer<'g> {
                     .and_then(|pl| pl.split.iter().position(|a| !a.is_empty()))
             })
             .collect();
-        let tp = tp::propagate(g, &param_split, layout.tensor_degree());
+        let tp = tp::propagate(
+            g,
+            &param_split,
+            layout.tensor_degree(),
+            layout.sequence_parallel,
+        );
         let reduce_grad = fuse_grad_reductions(g, &tp);
         let mut needs_grad = vec![false; g.nodes.len()];
         for (i, n) in g.nodes.iter().enumerate() {
@@ -297,6 +304,8 @@ impl<'g> Lowerer<'g> {
             placement_of,
             needs_grad,
             pipelined,
+            entry_narrow: HashMap::new(),
+            partial_grads: Vec::new(),
             reduce_grad,
             incoming: vec![Vec::new(); stages],
             outgoing: vec![Vec::new(); stages],
@@ -328,6 +337,40 @@ impl<'g> Lowerer<'g> {
             }
         }
         lw.holders = holders;
+        // The first copy of a body narrows the whole value it takes when
+        // the body carries it split (sequence parallelism).
+        for (n, node) in g.nodes.iter().enumerate() {
+            for (i, v) in node.inputs.iter().enumerate() {
+                let Some(b) = tp::carried_in(g, n, *v) else {
+                    continue;
+                };
+                let out_state = match g.scopes[b].carry {
+                    Some((_, ValueRef::Node(o))) => lw.tp[o].out,
+                    _ => None,
+                };
+                let in_state = match *v {
+                    ValueRef::Node(j) => lw.tp[j].out,
+                    _ => None,
+                };
+                if let (Some(tp::State::Split(d)), Some(tp::State::Whole)) = (out_state, in_state) {
+                    lw.entry_narrow.entry(n).or_default().push((i, d));
+                }
+            }
+        }
+        let mut partial = Vec::new();
+        for inst in &lw.order {
+            for &i in &lw.tp[inst.node].partial_param_grads {
+                if let ValueRef::Param(p) = g.nodes[inst.node].inputs[i] {
+                    if let Some(pl) = lw.placement(p, *inst) {
+                        if !partial.contains(&pl) {
+                            partial.push(pl);
+                        }
+                    }
+                }
+            }
+        }
+        partial.sort_unstable();
+        lw.partial_grads = partial;
         lw
     }
 
@@ -393,6 +436,18 @@ impl<'g> Lowerer<'g> {
                 }
             })
             .collect()
+    }
+
+    /// The inputs `inst` narrows: its node's, and on a body's first copy
+    /// the value the body takes when it carries it split.
+    fn narrowed(&self, inst: Inst) -> Vec<(usize, usize)> {
+        let mut out = self.tp[inst.node].narrow.clone();
+        if inst.copy == 0 {
+            if let Some(extra) = self.entry_narrow.get(&inst.node) {
+                out.extend(extra.iter().copied());
+            }
+        }
+        out
     }
 
     fn out_split(&self, node: usize) -> Option<usize> {
@@ -519,6 +574,8 @@ struct Builder<'a, 'g> {
     data: Option<usize>,
     zero: Option<usize>,
     replica: Option<usize>,
+    /// Values gathered over the tensor group in the current pass.
+    gathered: Vec<Value>,
 }
 
 impl<'g> Lowerer<'g> {
@@ -551,6 +608,7 @@ impl<'g> Lowerer<'g> {
             stage,
             ops: Vec::new(),
             pending: Vec::new(),
+            gathered: Vec::new(),
             tensor: group(groups, GroupKind::Tensor, &l.tensor),
             data: group(groups, GroupKind::Data, &l.data),
             zero: if l.zero > 0 {

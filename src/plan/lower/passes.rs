@@ -122,6 +122,19 @@ impl Builder<'_, '_> {
         let plan = &lw.tp[inst.node];
         for &i in &plan.gather {
             let v = node.inputs[i];
+            let key = Value {
+                value: v,
+                copy: lw.producer(inst, v).map_or(inst.copy, |p| p.copy),
+                micro: mb,
+            };
+            // One gather serves every consumer in this pass (the query,
+            // key and value projections of one normed input).
+            if matches!(v, ValueRef::Node(_)) {
+                if self.gathered.contains(&key) {
+                    continue;
+                }
+                self.gathered.push(key);
+            }
             let (value, elems) = match lw.producer(inst, v) {
                 Some(p) => (
                     Value {
@@ -169,10 +182,16 @@ impl Builder<'_, '_> {
             flops,
             saved: recompute || !checkpointed || carry_out == Some(ValueRef::Node(inst.node)),
             recompute,
+            narrow: lw.narrowed(inst),
         });
-        if plan.reduce_out {
+        if plan.reduce_out || plan.scatter_out.is_some() {
+            let kind = if plan.reduce_out {
+                CollectiveKind::AllReduce
+            } else {
+                CollectiveKind::ReduceScatter
+            };
             self.collective(
-                CollectiveKind::AllReduce,
+                kind,
                 self.tensor,
                 compute_dtype(node.out.dtype),
                 lw.whole_elems(inst.node),
@@ -193,6 +212,7 @@ impl Builder<'_, '_> {
             .map(|&(p, from)| self.transfer(p, mb, false, false, from))
             .collect();
         self.flush(recvs);
+        self.gathered.clear();
         let mut loaded: Vec<usize> = Vec::new();
         let mut unit = None;
         for &k in mine {
@@ -238,6 +258,7 @@ impl Builder<'_, '_> {
             if lw.layout.checkpoint_activations && in_body && recomputed != Some(inst.copy) {
                 // Run the block's forward again, from its saved input.
                 recomputed = Some(inst.copy);
+                self.gathered.clear();
                 for &j in mine {
                     let other = lw.order[j];
                     if other.copy == inst.copy && lw.body_of[other.node] == lw.pipelined {
@@ -250,12 +271,52 @@ impl Builder<'_, '_> {
             let node = &lw.g.nodes[inst.node];
             let forward_flops = node.flops.as_const().unwrap_or(0) as f64 * lw.micro_batch as f64
                 / lw.tp[inst.node].work_div.max(1.0);
+            let this = Value {
+                value: ValueRef::Node(inst.node),
+                copy: inst.copy,
+                micro: mb,
+            };
+            if lw.tp[inst.node].scatter_out.is_some() {
+                // The output was reduce-scattered to sequence shards; the
+                // backward needs its whole gradient.
+                self.collective(
+                    CollectiveKind::AllGather,
+                    self.tensor,
+                    DType::Float,
+                    lw.whole_elems(inst.node),
+                    Purpose::Backward(this),
+                );
+            }
             self.ops.push(Op::Backward {
                 node: inst.node,
                 copy: inst.copy,
                 micro: mb,
                 flops: 2.0 * forward_flops,
             });
+            // A narrowed input has a gradient for this rank's part only;
+            // gather the parts to the whole value's gradient.
+            for (i, _) in lw.narrowed(inst) {
+                let v = node.inputs[i];
+                let Some(p) = lw.producer(inst, v).filter(|p| lw.needs_grad[p.node]) else {
+                    continue;
+                };
+                self.collective(
+                    CollectiveKind::AllGather,
+                    self.tensor,
+                    DType::Float,
+                    lw.whole_elems(p.node),
+                    Purpose::Backward(Value {
+                        value: v,
+                        copy: p.copy,
+                        micro: mb,
+                    }),
+                );
+            }
+            let kind = if lw.tp[inst.node].scatter_grad {
+                CollectiveKind::ReduceScatter
+            } else {
+                CollectiveKind::AllReduce
+            };
             for &i in &lw.reduce_grad[inst.node] {
                 let v = node.inputs[i];
                 let Some(p) = lw.producer(inst, v) else {
@@ -265,7 +326,7 @@ impl Builder<'_, '_> {
                     continue;
                 }
                 self.collective(
-                    CollectiveKind::AllReduce,
+                    kind,
                     self.tensor,
                     DType::Float,
                     lw.whole_elems(p.node),
@@ -353,6 +414,27 @@ impl Builder<'_, '_> {
             self.collective(
                 CollectiveKind::AllReduce,
                 tied,
+                DType::Float,
+                elems,
+                Purpose::Gradients(vec![k]),
+            );
+        }
+        // Parameters applied to split data have partial gradients on each
+        // rank of the tensor group (a norm's gain under sequence
+        // parallelism): sum them.
+        for &k in &lw.partial_grads {
+            if !lw.holders[k].contains(&self.stage) {
+                continue;
+            }
+            let elems = lw.shard_elems(k);
+            let elems = if l.zero >= 2 && self.zero.is_some() {
+                (elems + zero_degree - 1) / zero_degree
+            } else {
+                elems
+            };
+            self.collective(
+                CollectiveKind::AllReduce,
+                self.tensor,
                 DType::Float,
                 elems,
                 Purpose::Gradients(vec![k]),
