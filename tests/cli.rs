@@ -275,11 +275,22 @@ fn check_with_errors_prints_no_stats() {
 fn plan_prints_a_summary_of_every_stage() {
     let out = enigma(&["plan", "examples/enigma_1b.enigma", "--world", "64"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("mesh: node 8 x gpu 8 = 64 ranks"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("mesh: node 8 x gpu 8 = 64 ranks"),
+        "{stdout}"
+    );
     assert!(stdout.contains("ZeRO-3 over gpu"), "{stdout}");
     assert!(stdout.contains("1,062,615,040"), "{stdout}");
-    assert!(stdout.contains("fits") && stdout.contains("MFU"), "{stdout}");
+    assert!(
+        stdout.contains("fits") && stdout.contains("MFU"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -287,7 +298,10 @@ fn plan_refuses_a_mesh_of_another_world_size() {
     let out = enigma(&["plan", "examples/enigma_1b.enigma", "--world", "32"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("E0301") && stderr.contains("64 ranks but the world has 32"), "{stderr}");
+    assert!(
+        stderr.contains("E0301") && stderr.contains("64 ranks but the world has 32"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 }
 
@@ -320,13 +334,20 @@ fn plan_search_ranks_layouts_that_fit() {
     let out = enigma(&["plan", "examples/gpt2_small.enigma", "--search"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout.contains("layouts of 8 ranks that fit, fastest first"), "{stdout}");
+    assert!(
+        stdout.contains("layouts of 8 ranks that fit, fastest first"),
+        "{stdout}"
+    );
     assert!(stdout.contains("why #1"), "{stdout}");
 }
 
 #[test]
 fn plan_rejects_impossible_cluster_settings() {
-    for args in [["--efficiency", "1.5"], ["--gpus-per-node", "0"], ["--nvlink-bandwidth", "-1"]] {
+    for args in [
+        ["--efficiency", "1.5"],
+        ["--gpus-per-node", "0"],
+        ["--nvlink-bandwidth", "-1"],
+    ] {
         let mut all = vec!["plan", "examples/gpt2_small.enigma"];
         all.extend(args);
         let out = enigma(&all);
