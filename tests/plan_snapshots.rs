@@ -17,6 +17,10 @@ use enigma::resolve;
 use enigma::source::FsLoader;
 use libtest_mimic::{Arguments, Failed, Trial};
 
+#[path = "common/diff.rs"]
+mod diff;
+use diff::line_diff;
+
 fn main() {
     let args = Arguments::from_args();
     let mut entries: Vec<PathBuf> = std::fs::read_dir("tests/plan")
@@ -99,32 +103,9 @@ fn run(program: &Path) -> Result<(), Failed> {
     if actual == expected {
         return Ok(());
     }
-    let diff: String = diff::lines(&expected, &actual);
+    let diff = line_diff(&expected, &actual);
     Err(Failed::from(format!(
         "the plan differs from {}\n(run with ENIGMA_BLESS=1 to accept)\n{diff}",
         expected_path.display()
     )))
-}
-
-mod diff {
-    /// A small line diff: enough to see what changed.
-    pub fn lines(expected: &str, actual: &str) -> String {
-        let e: Vec<&str> = expected.lines().collect();
-        let a: Vec<&str> = actual.lines().collect();
-        let mut out = String::new();
-        for i in 0..e.len().max(a.len()) {
-            match (e.get(i), a.get(i)) {
-                (Some(x), Some(y)) if x == y => out.push_str(&format!("  {x}\n")),
-                (x, y) => {
-                    if let Some(x) = x {
-                        out.push_str(&format!("- {x}\n"));
-                    }
-                    if let Some(y) = y {
-                        out.push_str(&format!("+ {y}\n"));
-                    }
-                }
-            }
-        }
-        out
-    }
 }

@@ -18,6 +18,10 @@ use enigma::resolve::Options;
 use enigma::source::FsLoader;
 use libtest_mimic::{Arguments, Failed, Trial};
 
+#[path = "common/diff.rs"]
+mod diff;
+use diff::line_diff;
+
 fn main() {
     let args = Arguments::from_args();
     let root = Path::new("tests/ui");
@@ -80,25 +84,4 @@ fn run(program: &Path, expected_path: &Path) -> Result<(), Failed> {
         expected_path.display(),
         line_diff(&expected, &actual)
     )))
-}
-
-/// A small line diff: enough to see what changed without a dependency.
-fn line_diff(expected: &str, actual: &str) -> String {
-    let e: Vec<&str> = expected.lines().collect();
-    let a: Vec<&str> = actual.lines().collect();
-    let mut out = String::new();
-    for i in 0..e.len().max(a.len()) {
-        match (e.get(i), a.get(i)) {
-            (Some(x), Some(y)) if x == y => out.push_str(&format!("  {x}\n")),
-            (x, y) => {
-                if let Some(x) = x {
-                    out.push_str(&format!("- {x}\n"));
-                }
-                if let Some(y) = y {
-                    out.push_str(&format!("+ {y}\n"));
-                }
-            }
-        }
-    }
-    out
 }

@@ -156,6 +156,19 @@ impl Graph {
         }
     }
 
+    /// Whether scope `s` is `ancestor` or inside it.
+    pub fn within(&self, mut s: usize, ancestor: usize) -> bool {
+        loop {
+            if s == ancestor {
+                return true;
+            }
+            match self.scopes.get(s).and_then(|x| x.parent) {
+                Some(p) => s = p,
+                None => return false,
+            }
+        }
+    }
+
     /// The type of a value.
     pub fn type_of(&self, v: ValueRef) -> &Tensor {
         match v {

@@ -17,6 +17,7 @@ use super::program::{GroupKind, Op, Plan};
 use super::search::{search, Candidate};
 use super::{validate, verify};
 use crate::diagnostics::Diagnostic;
+use crate::ir::stats::thousands;
 use crate::ir::Graph;
 use crate::resolve::Program;
 
@@ -121,23 +122,6 @@ pub fn plan_program(program: &Program, g: &Graph, options: &Options) -> Result<P
     out.plan = Some(plan);
     out.estimate = Some(est);
     Ok(out)
-}
-
-/// Groups digits in threes: 1,062,615,040.
-fn thousands(n: i64) -> String {
-    let s = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
 }
 
 fn plural(n: usize, word: &str) -> String {

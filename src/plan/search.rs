@@ -384,7 +384,7 @@ fn memory_bound(g: &Graph, l: &Layout) -> Option<f64> {
         n / if split { tp as f64 } else { 1.0 }
             * super::lower::compute_dtype(node.out.dtype).bytes(g.float_bytes) as f64
     };
-    let inside: Vec<bool> = g.nodes.iter().map(|n| in_scope(g, n.scope, body)).collect();
+    let inside: Vec<bool> = g.nodes.iter().map(|n| g.within(n.scope, body)).collect();
     let first_inside = inside.iter().position(|&x| x).unwrap_or(g.nodes.len());
     // The nodes outside the layers are on the first stage if they come
     // before them, or if there is one stage.
@@ -414,19 +414,6 @@ fn memory_bound(g: &Graph, l: &Layout) -> Option<f64> {
     let transient = within.max(2.0 * outside);
     let activations = in_flight * (before + layers / pp as f64 * per_layer) + transient;
     Some(state.max(first + activations))
-}
-
-/// Whether scope `s` is `ancestor` or inside it.
-fn in_scope(g: &Graph, mut s: usize, ancestor: usize) -> bool {
-    loop {
-        if s == ancestor {
-            return true;
-        }
-        match g.scopes.get(s).and_then(|x| x.parent) {
-            Some(p) => s = p,
-            None => return false,
-        }
-    }
 }
 
 /// Fastest first; among equal step times, less memory, then the simpler

@@ -103,7 +103,7 @@ pub fn place(g: &Graph, layout: &Layout) -> Result<Vec<Placement>, PlanError> {
     // The outermost `repeat` body is what pipeline stages split.
     let pipelined = g.scopes.iter().position(|s| s.repeat > 1);
     let first_pipelined_node =
-        pipelined.and_then(|p| g.nodes.iter().position(|n| within(g, n.scope, p)));
+        pipelined.and_then(|p| g.nodes.iter().position(|n| g.within(n.scope, p)));
     let mut out = Vec::new();
     for (i, p) in g.params.iter().enumerate() {
         let shape =
@@ -137,7 +137,7 @@ pub fn place(g: &Graph, layout: &Layout) -> Result<Vec<Placement>, PlanError> {
             1
         };
         let total = g.multiplicity(p.scope).saturating_mul(sessions);
-        match pipelined.filter(|&r| within(g, p.scope, r)) {
+        match pipelined.filter(|&r| g.within(p.scope, r)) {
             Some(r) => {
                 let layers = g.scopes[r].repeat.max(1);
                 let copies = (total / layers).max(1);
@@ -174,19 +174,6 @@ pub fn place(g: &Graph, layout: &Layout) -> Result<Vec<Placement>, PlanError> {
         }
     }
     Ok(out)
-}
-
-/// Whether scope `s` is `ancestor` or inside it.
-fn within(g: &Graph, mut s: usize, ancestor: usize) -> bool {
-    loop {
-        if s == ancestor {
-            return true;
-        }
-        match g.scopes[s].parent {
-            Some(p) => s = p,
-            None => return false,
-        }
-    }
 }
 
 /// The tensor axes each dim of parameter `i` is split over.

@@ -117,20 +117,8 @@ pub fn propagate(
 /// node `node` is inside it.
 pub fn carried_in(g: &Graph, node: usize, v: ValueRef) -> Option<usize> {
     (0..g.scopes.len()).find(|&b| {
-        g.scopes[b].carry.is_some_and(|(a, _)| a == v) && within(g, g.nodes[node].scope, b)
+        g.scopes[b].carry.is_some_and(|(a, _)| a == v) && g.within(g.nodes[node].scope, b)
     })
-}
-
-fn within(g: &Graph, mut s: usize, ancestor: usize) -> bool {
-    loop {
-        if s == ancestor {
-            return true;
-        }
-        match g.scopes[s].parent {
-            Some(p) => s = p,
-            None => return false,
-        }
-    }
 }
 
 /// One propagation over the nodes in order; `carried` overrides the state

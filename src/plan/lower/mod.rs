@@ -225,7 +225,7 @@ impl<'g> Lowerer<'g> {
         let body_of: Vec<Option<usize>> = g
             .nodes
             .iter()
-            .map(|n| bodies.iter().copied().find(|&b| within(g, n.scope, b)))
+            .map(|n| bodies.iter().copied().find(|&b| g.within(n.scope, b)))
             .collect();
         let pipelined = bodies.first().copied();
         let first_pipelined = pipelined.and_then(|p| body_of.iter().position(|b| *b == Some(p)));
@@ -516,19 +516,6 @@ pub fn compute_dtype(d: DType) -> DType {
         DType::Float
     } else {
         d
-    }
-}
-
-/// Whether scope `s` is `ancestor` or inside it.
-fn within(g: &Graph, mut s: usize, ancestor: usize) -> bool {
-    loop {
-        if s == ancestor {
-            return true;
-        }
-        match g.scopes[s].parent {
-            Some(p) => s = p,
-            None => return false,
-        }
     }
 }
 

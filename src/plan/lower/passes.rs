@@ -390,13 +390,25 @@ impl Builder<'_, '_> {
         }
     }
 
+    /// The elements of placement `k`'s gradient this rank holds at the end
+    /// of the backward pass: its tensor shard, or under ZeRO-2/3 its slice.
+    fn grad_elems(&self, k: usize) -> i64 {
+        let l = self.lw.layout;
+        let elems = self.lw.shard_elems(k);
+        if l.zero >= 2 && self.zero.is_some() {
+            let degree = l.mesh.degree(&l.zero_axes).unwrap_or(1).max(1) as i64;
+            (elems + degree - 1) / degree
+        } else {
+            elems
+        }
+    }
+
     /// After the last backward: tied parameters' gradients summed across
     /// the stages holding them, the optimizer step, and ZeRO-1/2's gathers
     /// of the updated weights.
     pub(super) fn finish(&mut self, groups: &mut Groups, buckets: &[Bucket]) {
         let lw = self.lw;
         let l = lw.layout;
-        let zero_degree = l.mesh.degree(&l.zero_axes).unwrap_or(1).max(1) as i64;
         for (k, hs) in lw.holders.iter().enumerate() {
             if hs.len() < 2 || !hs.contains(&self.stage) {
                 continue;
@@ -405,12 +417,7 @@ impl Builder<'_, '_> {
             ranks.sort_unstable();
             ranks.dedup();
             let tied = groups.id(GroupKind::Tied, &[], ranks);
-            let elems = lw.shard_elems(k);
-            let elems = if l.zero >= 2 && self.zero.is_some() {
-                (elems + zero_degree - 1) / zero_degree
-            } else {
-                elems
-            };
+            let elems = self.grad_elems(k);
             self.collective(
                 CollectiveKind::AllReduce,
                 tied,
@@ -426,12 +433,7 @@ impl Builder<'_, '_> {
             if !lw.holders[k].contains(&self.stage) {
                 continue;
             }
-            let elems = lw.shard_elems(k);
-            let elems = if l.zero >= 2 && self.zero.is_some() {
-                (elems + zero_degree - 1) / zero_degree
-            } else {
-                elems
-            };
+            let elems = self.grad_elems(k);
             self.collective(
                 CollectiveKind::AllReduce,
                 self.tensor,
