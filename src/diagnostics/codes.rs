@@ -89,6 +89,7 @@ codes! {
     W0101 => "unused import",
     W0201 => "data file not checked",
     W0301 => "pipeline stages are unbalanced",
+    W0302 => "tensor parallelism spans nodes",
 }
 
 impl Code {

@@ -116,6 +116,13 @@ pub fn plan_program(program: &Program, g: &Graph, options: &Options) -> Result<P
             ));
         }
     }
+    if let Ok(group) = layout.mesh.group(0, &layout.tensor) {
+        out.diagnostics.extend(validate::tensor_span(
+            program,
+            &group,
+            options.cluster.gpus_per_node,
+        ));
+    }
     let compute: Vec<f64> = est.stages.iter().map(|s| s.compute_s).collect();
     out.diagnostics.extend(validate::balance(program, &compute));
     out.layout = Some(layout);

@@ -1,7 +1,8 @@
 //! Planner diagnostics, each at the part of the `parallel` block it is
 //! about: the mesh against the world size (E0301), a rank's memory against
-//! its device (E0302), layout settings the planner does not lower (E0303)
-//! and pipeline stages of unequal work (W0301).
+//! its device (E0302), layout settings the planner does not lower (E0303),
+//! pipeline stages of unequal work (W0301) and tensor-parallel groups that
+//! span nodes (W0302).
 //!
 //! The planner's errors come after `enigma check`'s: a program reaching
 //! here has a well-formed block that divides the model (E0220), so what is
@@ -151,6 +152,43 @@ pub fn unsupported(program: &Program, what: &str, setting: &str) -> Diagnostic {
         "pipeline_schedule" => "use `pipeline_schedule: 1f1b` (the default) or `gpipe`",
         _ => "write the model without it",
     })
+}
+
+/// W0302: a tensor-parallel group whose ranks are on more than one node
+/// (ranks are numbered row-major, the last mesh axis fastest, and node `n`
+/// holds ranks `n * gpus_per_node ..`): its all-reduces, several per layer,
+/// then cross the network instead of NVLink.
+pub fn tensor_span(program: &Program, group: &[usize], gpus_per_node: usize) -> Option<Diagnostic> {
+    let gpn = gpus_per_node.max(1);
+    let first = group.first()? / gpn;
+    if group.iter().all(|r| r / gpn == first) {
+        return None;
+    }
+    let s = spans(program);
+    let at = ["heads", "kv_heads", "ffn", "vocab"]
+        .iter()
+        .find_map(|k| s.mapping(k))
+        .unwrap_or(s.block);
+    let nodes = {
+        let mut n: Vec<usize> = group.iter().map(|r| r / gpn).collect();
+        n.dedup();
+        n.len()
+    };
+    Some(
+        Diagnostic::new(
+            Code::W0302,
+            format!(
+                "the tensor-parallel group of rank 0 spans {nodes} nodes of {gpn} GPUs: ranks {}",
+                group
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .primary(s.file, at, "all-reduced every layer, across the network")
+        .help("put the tensor-parallel axis last in `mesh` (ranks count the last axis fastest), and make it at most the GPUs of one node"),
+    )
 }
 
 /// W0301: pipeline stages whose compute differs by more than a fifth: the
