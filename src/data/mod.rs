@@ -18,6 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub mod npy;
+pub mod transform;
 #[cfg(feature = "nwb")]
 pub mod nwb;
 
