@@ -108,12 +108,13 @@ fn svg(dot_text: &str) -> String {
 }
 
 /// A node of the rendered SVG: the lines of its label and where the first
-/// is drawn.
+/// is drawn, and every text with its place (the cells of a table).
 #[derive(Debug)]
 struct Drawn {
     texts: Vec<String>,
     x: f64,
     y: f64,
+    placed: Vec<(String, f64, f64)>,
 }
 
 fn unescape(s: &str) -> String {
@@ -135,7 +136,9 @@ fn attr(tag: &str, name: &str) -> Option<f64> {
 fn nodes(svg: &str) -> HashMap<String, Drawn> {
     let mut out = HashMap::new();
     for block in svg.split("class=\"node\">").skip(1) {
-        let block = block.split("</g>").next().unwrap();
+        // A node's drawing runs to the comment that opens the next one
+        // (table cells nest groups of their own).
+        let block = block.split("<!--").next().unwrap();
         let title = block
             .split("<title>")
             .nth(1)
@@ -158,9 +161,10 @@ fn nodes(svg: &str) -> HashMap<String, Drawn> {
         out.insert(
             unescape(title),
             Drawn {
-                texts: texts.into_iter().map(|t| t.0).collect(),
+                texts: texts.iter().map(|t| t.0.clone()).collect(),
                 x,
                 y,
+                placed: texts,
             },
         );
     }
@@ -215,34 +219,34 @@ fn the_pipeline_and_mesh_of_a_tensor_parallel_plan_render() {
         );
     }
 
-    // A row per stage, read from its tensor index 0 rank (2 s), with the
-    // runs of that rank's program in order.
+    // The schedule: a table row per stage, read from its tensor index 0
+    // rank (2 s), with the runs of that rank's program in order.
+    let table = &drawn["schedule"].placed;
     let mut row_y = Vec::new();
+    let row = |s: usize| expected_row(plan.rank(2 * s).unwrap());
+    let mut cells: Vec<Vec<(String, f64)>> = Vec::new();
     for s in 0..4 {
-        let head = &drawn[&format!("s{s}")];
-        assert_eq!(head.texts, [format!("stage {s} (rank {})", 2 * s)]);
-        let program = plan.rank(2 * s).unwrap();
-        let expected = expected_row(program);
+        let head = format!("stage {s} (rank {})", 2 * s);
+        let (_, _, y) = table
+            .iter()
+            .find(|(t, _, _)| *t == head)
+            .unwrap_or_else(|| panic!("{head} is drawn"));
+        let expected = row(s);
         // Every micro-batch's forward and backward run once, then the step.
         assert_eq!(expected.len(), 2 * 8 + 1, "stage {s}: {expected:?}");
-        let mut boxes: Vec<&Drawn> = (0..expected.len() - 1)
-            .map(|i| &drawn[&format!("s{s}_{i}")])
+        let mut mine: Vec<(String, f64)> = table
+            .iter()
+            .filter(|(t, _, ty)| (ty - y).abs() < 1.0 && *t != head)
+            .map(|(t, x, _)| (t.clone(), *x))
             .collect();
-        boxes.push(&drawn[&format!("s{s}_step")]);
-        let labels: Vec<&str> = boxes.iter().map(|b| b.texts[0].as_str()).collect();
+        mine.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let labels: Vec<&str> = mine.iter().map(|c| c.0.as_str()).collect();
         assert_eq!(labels, expected, "stage {s}");
-        // One line, left to right, starting after the row's header.
-        let mut x = head.x;
-        for b in &boxes {
-            assert!((b.y - head.y).abs() < 1.0, "stage {s}: {b:?} off its row");
-            assert!(b.x > x, "stage {s}: {b:?} out of order");
-            x = b.x;
-        }
-        row_y.push(head.y);
+        row_y.push(*y);
+        cells.push(mine);
     }
     // 1F1B: stage 0 runs 4 forwards before its first backward, the last
     // stage alternates from the start.
-    let row = |s: usize| expected_row(plan.rank(2 * s).unwrap());
     assert_eq!(&row(0)[..6], ["F0", "F1", "F2", "F3", "B0", "F4"]);
     assert_eq!(&row(3)[..4], ["F0", "B0", "F1", "B1"]);
     // Stage 0 on top (SVG y grows downwards).
@@ -250,8 +254,7 @@ fn the_pipeline_and_mesh_of_a_tensor_parallel_plan_render() {
     // A micro-batch's forward moves right stage by stage, and its backward
     // back left: the pipeline's fill and drain.
     let at = |s: usize, label: &str| -> f64 {
-        let i = row(s).iter().position(|l| l == label).unwrap();
-        drawn[&format!("s{s}_{i}")].x
+        cells[s].iter().find(|c| c.0 == label).map(|c| c.1).unwrap()
     };
     for s in 0..3 {
         assert!(at(s, "F0") < at(s + 1, "F0"), "F0 on stages {s}, {}", s + 1);
@@ -285,9 +288,11 @@ fn a_64_rank_mesh_draws_group_edges_only() {
         .count();
     assert_eq!((tensor, pipeline), (8 * 7, 16 * 3));
     assert_eq!(edges, tensor + pipeline);
-    // Four stage rows.
+    // Four stage rows in the schedule.
+    let table = &drawn["schedule"].texts;
     for s in 0..4 {
-        assert!(drawn.contains_key(&format!("s{s}")), "stage {s}");
+        let head = format!("stage {s} (rank {})", reps[s]);
+        assert!(table.contains(&head), "{head}");
     }
 }
 

@@ -15,12 +15,13 @@
 //! per run of forward (`F3`) or backward (`B3`) ops of one micro-batch, in
 //! execution order, then the optimizer step. Communication between them
 //! does not break a run, and recomputation of checkpointed activations
-//! counts as part of the backward it serves. Invisible edges keep each row
-//! in order and put every forward after the previous stage's forward of
-//! the same micro-batch (and every backward after the next stage's
-//! backward), so the columns show the pipeline's fill and drain.
+//! counts as part of the backward it serves. It is one HTML-like table
+//! with a column per time slot: a forward takes one slot and a backward
+//! two, each starting once its stage is free and the previous stage's
+//! forward (the next stage's backward) of the same micro-batch is done, so
+//! the picture shows the pipeline's fill, steady state and drain.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::ir::Graph;
 use crate::plan::layout::Layout;
@@ -322,108 +323,165 @@ fn representative(plan: &Plan, s: usize) -> Option<&RankProgram> {
         .or_else(|| of_stage().min_by_key(|r| r.rank))
 }
 
-fn schedule(d: &mut Dot, plan: &Plan) {
-    let stages = plan.layout.stages().max(1);
-    d.line("  subgraph cluster_schedule {");
-    d.line(format!(
-        "    label={};",
-        quote(&[
-            format!(
-                "schedule per step: micro-batches: {}, samples each: {}",
-                plan.microbatches, plan.micro_batch
-            ),
-            "blue F: forward, orange B: backward".to_string(),
-        ])
-    ));
-    d.line("    style=rounded;");
-    // Per stage, its runs and the ids of their boxes.
-    let mut rows: Vec<Vec<(Run, String)>> = Vec::with_capacity(stages);
-    for s in 0..stages {
-        let head = format!("\"s{s}\"");
-        let rep = representative(plan, s);
-        let label = match rep {
-            Some(r) => vec![format!("stage {s} (rank {})", r.rank)],
-            None => vec![format!("stage {s}"), "no rank planned".to_string()],
-        };
-        d.line(format!(
-            "    {head} [label={}, shape=plaintext, style=\"\"];",
-            quote(&label)
-        ));
-        let (rs, step) = rep.map(runs).unwrap_or_default();
-        let mut prev = head;
-        let mut row = Vec::with_capacity(rs.len());
-        for (i, r) in rs.into_iter().enumerate() {
-            let id = format!("\"s{s}_{i}\"");
-            let (letter, fill, pass) = match r.pass {
-                Pass::Forward => ("F", FORWARD_FILL, "forward"),
-                Pass::Backward => ("B", BACKWARD_FILL, "backward"),
-            };
-            let tooltip = format!(
-                "{pass} of micro-batch {}: {} ops, {:.3e} FLOPs",
-                r.micro, r.ops, r.flops
-            );
-            d.line(format!(
-                "    {id} [label={}, fillcolor=\"{fill}\", tooltip={}];",
-                quote(&[format!("{letter}{}", r.micro)]),
-                quote(&[tooltip])
-            ));
-            d.line(format!("    {prev} -> {id} [style=invis, weight=100];"));
-            prev = id.clone();
-            row.push((r, id));
-        }
-        if step {
-            let id = format!("\"s{s}_step\"");
-            d.line(format!(
-                "    {id} [label=\"step\", fillcolor=\"{STEP_FILL}\", tooltip=\"optimizer step\"];"
-            ));
-            d.line(format!("    {prev} -> {id} [style=invis, weight=100];"));
-        }
-        rows.push(row);
-    }
-    // The row headers form one column, stage 0 on top: with `rankdir=LR`
-    // the order along an edge within a column runs upwards, hence the
-    // edges from the last stage to the first.
-    let heads: Vec<String> = (0..stages).rev().map(|s| format!("\"s{s}\"")).collect();
-    d.line(format!("    {{ rank=same; {}; }}", heads.join("; ")));
-    for pair in heads.windows(2) {
-        d.line(format!("    {} -> {} [style=invis];", pair[0], pair[1]));
-    }
-    d.line("  }");
-    // A forward on stage s + 1 waits for the forward of the same
-    // micro-batch on stage s, and a backward on stage s for the backward on
-    // stage s + 1: from the last run of the sender to the first of the
-    // receiver.
-    let last = |row: &[(Run, String)], pass: Pass, micro: usize| {
-        row.iter()
-            .rev()
+/// Escapes text for an HTML-like label.
+fn html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// When each run starts, in time slots (a forward takes one, a backward
+/// two): as soon as the stage's previous run has ended and, for a forward,
+/// the previous stage's forward of the same micro-batch (for a backward,
+/// the next stage's backward). Runs whose dependency never runs start
+/// after their predecessor only.
+fn slots(rows: &[Vec<Run>]) -> Vec<Vec<usize>> {
+    let width = |r: &Run| if r.pass == Pass::Forward { 1 } else { 2 };
+    let mut start: Vec<Vec<Option<usize>>> = rows.iter().map(|r| vec![None; r.len()]).collect();
+    let end_of = |start: &[Vec<Option<usize>>], s: usize, pass: Pass, micro: usize| {
+        rows[s]
+            .iter()
+            .zip(&start[s])
             .find(|(r, _)| r.pass == pass && r.micro == micro)
-            .map(|(_, id)| id.clone())
+            .map(|(r, t)| t.map(|t| t + width(r)))
     };
-    let first = |row: &[(Run, String)], pass: Pass, micro: usize| {
-        row.iter()
-            .find(|(r, _)| r.pass == pass && r.micro == micro)
-            .map(|(_, id)| id.clone())
-    };
-    let mut seen = HashSet::new();
-    for s in 0..stages.saturating_sub(1) {
-        for (r, _) in &rows[s + 1] {
-            let (from, to) = match r.pass {
-                Pass::Forward => (
-                    last(&rows[s], Pass::Forward, r.micro),
-                    first(&rows[s + 1], Pass::Forward, r.micro),
-                ),
-                Pass::Backward => (
-                    last(&rows[s + 1], Pass::Backward, r.micro),
-                    first(&rows[s], Pass::Backward, r.micro),
-                ),
-            };
-            if let (Some(from), Some(to)) = (from, to) {
-                if seen.insert((from.clone(), to.clone())) {
-                    d.line(format!("  {from} -> {to} [style=invis];"));
+    // Each sweep places at least one more run unless all are placed or
+    // the dependencies are circular; bounded either way.
+    let total: usize = rows.iter().map(Vec::len).sum();
+    for _ in 0..=total {
+        let mut placed = false;
+        for s in 0..rows.len() {
+            for i in 0..rows[s].len() {
+                if start[s][i].is_some() {
+                    continue;
+                }
+                let prev = match i {
+                    0 => Some(0),
+                    _ => start[s][i - 1].map(|t| t + width(&rows[s][i - 1])),
+                };
+                let r = &rows[s][i];
+                let dep = match r.pass {
+                    Pass::Forward if s > 0 => end_of(&start, s - 1, Pass::Forward, r.micro),
+                    Pass::Backward if s + 1 < rows.len() => {
+                        end_of(&start, s + 1, Pass::Backward, r.micro)
+                    }
+                    _ => None,
+                };
+                let ready = match (prev, dep) {
+                    (Some(p), None) => Some(p),
+                    (Some(p), Some(Some(d))) => Some(p.max(d)),
+                    _ => None,
+                };
+                if ready.is_some() {
+                    start[s][i] = ready;
+                    placed = true;
                 }
             }
         }
+        if !placed {
+            break;
+        }
     }
+    // Anything left (a dependency that cannot be met) follows its row.
+    start
+        .into_iter()
+        .zip(rows)
+        .map(|(row, runs)| {
+            let mut out = Vec::with_capacity(row.len());
+            let mut t = 0;
+            for (x, r) in row.into_iter().zip(runs) {
+                let at = x.unwrap_or(t).max(t);
+                out.push(at);
+                t = at + width(r);
+            }
+            out
+        })
+        .collect()
+}
+
+/// Points of width per time slot in the schedule.
+const SLOT: usize = 22;
+
+/// Empty time slots.
+fn gap(slots: usize) -> String {
+    format!(
+        "<TD BORDER=\"0\" COLSPAN=\"{slots}\" WIDTH=\"{}\"></TD>",
+        SLOT * slots
+    )
+}
+
+/// The schedule: one HTML-like table, a row per stage and a column per
+/// time slot, so that rows cannot drift apart whatever the layout engine
+/// does with the mesh beside it.
+fn schedule(d: &mut Dot, plan: &Plan) {
+    let stages = plan.layout.stages().max(1);
+    let reps: Vec<Option<&RankProgram>> = (0..stages).map(|s| representative(plan, s)).collect();
+    let rows: Vec<(Vec<Run>, bool)> = reps
+        .iter()
+        .map(|r| r.map(runs).unwrap_or_default())
+        .collect();
+    let runs_only: Vec<Vec<Run>> = rows.iter().map(|(r, _)| r.clone()).collect();
+    let starts = slots(&runs_only);
+    let end = runs_only
+        .iter()
+        .zip(&starts)
+        .filter_map(|(r, s)| {
+            r.last()
+                .zip(s.last())
+                .map(|(r, s)| s + if r.pass == Pass::Forward { 1 } else { 2 })
+        })
+        .max()
+        .unwrap_or(0);
+    let mut t = String::new();
+    t.push_str("<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"2\" CELLPADDING=\"4\">");
+    t.push_str(&format!(
+        "<TR><TD BORDER=\"0\" COLSPAN=\"{}\">schedule per step: {} micro-batches of {} samples; blue F forward, orange B backward</TD></TR>",
+        end + 2,
+        plan.microbatches,
+        plan.micro_batch
+    ));
+    for s in 0..stages {
+        let head = match reps[s] {
+            Some(r) => format!("stage {s} (rank {})", r.rank),
+            None => format!("stage {s}: no rank planned"),
+        };
+        t.push_str(&format!(
+            "<TR><TD BORDER=\"0\" ALIGN=\"LEFT\">{}</TD>",
+            html(&head)
+        ));
+        let mut at = 0;
+        for (r, &start) in rows[s].0.iter().zip(&starts[s]) {
+            if start > at {
+                t.push_str(&gap(start - at));
+            }
+            let (letter, fill, span) = match r.pass {
+                Pass::Forward => ("F", FORWARD_FILL, 1),
+                Pass::Backward => ("B", BACKWARD_FILL, 2),
+            };
+            t.push_str(&format!(
+                "<TD COLSPAN=\"{span}\" WIDTH=\"{}\" BGCOLOR=\"{fill}\" TITLE=\"{} of micro-batch {}: {} ops, {:.3e} FLOPs\">{letter}{}</TD>",
+                SLOT * span,
+                if r.pass == Pass::Forward { "forward" } else { "backward" },
+                r.micro,
+                r.ops,
+                r.flops,
+                r.micro
+            ));
+            at = start + span;
+        }
+        if end > at {
+            t.push_str(&gap(end - at));
+        }
+        if rows[s].1 {
+            t.push_str(&format!("<TD BGCOLOR=\"{STEP_FILL}\">step</TD>"));
+        }
+        t.push_str("</TR>");
+    }
+    t.push_str("</TABLE>");
+    d.line(format!(
+        "  \"schedule\" [shape=plaintext, style=\"\", label=<{t}>];"
+    ));
 }
 
 #[cfg(test)]
@@ -509,42 +567,40 @@ mod tests {
     }
 
     #[test]
-    fn the_schedule_has_a_row_per_stage_aligned_by_dependencies() {
-        let dot = to_dot(&sample::graph(), &sample::plan());
-        assert!(dot.contains(r#""s0" [label="stage 0 (rank 0)""#));
-        assert!(dot.contains(r#""s1" [label="stage 1 (rank 2)""#));
-        let label = |id: &str| -> String {
-            let start = format!("    \"{id}\" [label=\"");
-            let line = dot.lines().find(|l| l.starts_with(&start)).unwrap();
-            line[start.len()..].split('"').next().unwrap().to_string()
+    fn the_schedule_places_runs_in_time_slots_by_their_dependencies() {
+        let plan = sample::plan();
+        let rows: Vec<Vec<Run>> = (0..2)
+            .map(|s| runs(representative(&plan, s).unwrap()).0)
+            .collect();
+        let labels = |s: usize| -> Vec<String> {
+            rows[s]
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}{}",
+                        if r.pass == Pass::Forward { "F" } else { "B" },
+                        r.micro
+                    )
+                })
+                .collect()
         };
-        let row =
-            |s: usize| -> Vec<String> { (0..4).map(|i| label(&format!("s{s}_{i}"))).collect() };
-        assert_eq!(row(0), ["F0", "F1", "B0", "B1"]);
-        assert_eq!(row(1), ["F0", "B0", "F1", "B1"]);
-        assert!(dot.contains(&format!(
-            "\"s0_0\" [label=\"F0\", fillcolor=\"{FORWARD_FILL}\""
-        )));
-        assert!(dot.contains(&format!(
-            "\"s0_2\" [label=\"B0\", fillcolor=\"{BACKWARD_FILL}\""
-        )));
-        // Rows in order, then the step.
-        for edge in [
-            "\"s0\" -> \"s0_0\" [style=invis, weight=100]",
-            "\"s0_0\" -> \"s0_1\" [style=invis, weight=100]",
-            "\"s0_3\" -> \"s0_step\" [style=invis, weight=100]",
-        ] {
-            assert!(dot.contains(edge), "{edge}");
-        }
-        // Forwards wait for the previous stage, backwards for the next.
-        for edge in [
-            "\"s0_0\" -> \"s1_0\"",
-            "\"s0_1\" -> \"s1_2\"",
-            "\"s1_1\" -> \"s0_2\"",
-            "\"s1_3\" -> \"s0_3\"",
-        ] {
-            assert!(dot.contains(&format!("  {edge} [style=invis];")), "{edge}");
-        }
+        assert_eq!(labels(0), ["F0", "F1", "B0", "B1"]);
+        assert_eq!(labels(1), ["F0", "B0", "F1", "B1"]);
+        // A forward takes one slot, a backward two. Stage 1's F0 waits for
+        // stage 0's; stage 0's B0 for stage 1's (which ends at 4), and its
+        // B1 for stage 1's B1 (ends at 7).
+        assert_eq!(slots(&rows), [vec![0, 1, 4, 7], vec![1, 2, 4, 5]]);
+        let dot = to_dot(&sample::graph(), &plan);
+        assert!(dot.contains("stage 0 (rank 0)</TD>"), "{dot}");
+        assert!(dot.contains("stage 1 (rank 2)</TD>"));
+        assert!(dot.contains(&format!("BGCOLOR=\"{FORWARD_FILL}\"")));
+        assert!(dot.contains(&format!("BGCOLOR=\"{BACKWARD_FILL}\"")));
+        // Stage 0 idles two slots between F1 and B0 (the bubble).
+        assert!(
+            dot.contains(">F1</TD><TD BORDER=\"0\" COLSPAN=\"2\""),
+            "{dot}"
+        );
+        assert_eq!(dot.matches(">step</TD>").count(), 2);
     }
 
     #[test]
@@ -552,10 +608,8 @@ mod tests {
         let mut plan = sample::plan();
         plan.ranks.truncate(1);
         let dot = to_dot(&sample::graph(), &plan);
-        assert!(
-            dot.contains(r#""s1" [label="stage 1\nno rank planned""#),
-            "{dot}"
-        );
-        assert!(!dot.contains("\"s1_0\""));
+        assert!(dot.contains("stage 1: no rank planned</TD>"), "{dot}");
+        // Its forward waits for nothing it can see: stage 0 still draws.
+        assert!(dot.contains(">F0</TD>"));
     }
 }
