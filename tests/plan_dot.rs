@@ -107,13 +107,11 @@ fn svg(dot_text: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A node of the rendered SVG: the lines of its label and where the first
-/// is drawn, and every text with its place (the cells of a table).
+/// A node of the rendered SVG: the lines of its label, and each with where
+/// it is drawn (the cells of a table).
 #[derive(Debug)]
 struct Drawn {
     texts: Vec<String>,
-    x: f64,
-    y: f64,
     placed: Vec<(String, f64, f64)>,
 }
 
@@ -157,13 +155,10 @@ fn nodes(svg: &str) -> HashMap<String, Drawn> {
                 )
             })
             .collect();
-        let (x, y) = texts.first().map_or((0.0, 0.0), |t| (t.1, t.2));
         out.insert(
             unescape(title),
             Drawn {
                 texts: texts.iter().map(|t| t.0.clone()).collect(),
-                x,
-                y,
                 placed: texts,
             },
         );
@@ -290,8 +285,8 @@ fn a_64_rank_mesh_draws_group_edges_only() {
     assert_eq!(edges, tensor + pipeline);
     // Four stage rows in the schedule.
     let table = &drawn["schedule"].texts;
-    for s in 0..4 {
-        let head = format!("stage {s} (rank {})", reps[s]);
+    for (s, rep) in reps.iter().enumerate() {
+        let head = format!("stage {s} (rank {rep})");
         assert!(table.contains(&head), "{head}");
     }
 }
