@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub mod npy;
 pub mod transform;
+pub mod windows;
 #[cfg(feature = "nwb")]
 pub mod nwb;
 
