@@ -18,10 +18,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub mod npy;
-pub mod transform;
-pub mod windows;
 #[cfg(feature = "nwb")]
 pub mod nwb;
+pub mod synthetic;
+pub mod transform;
+pub mod windows;
 
 /// The element type and shape of one array: a whole `.npy` file or one
 /// dataset of an NWB file.
