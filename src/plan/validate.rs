@@ -149,7 +149,7 @@ pub fn unsupported(program: &Program, what: &str, setting: &str) -> Diagnostic {
     )
     .primary(s.file, at, "cannot be lowered")
     .help(match setting {
-        "pipeline_schedule" => "use `pipeline_schedule: 1f1b` (the default) or `gpipe`",
+        "pipeline_schedule" => "use `pipeline_schedule: one_f_one_b` (the default) or `gpipe`",
         _ => "write the model without it",
     })
 }
