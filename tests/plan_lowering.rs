@@ -11,8 +11,9 @@ use enigma::check::check_file_ir;
 use enigma::ir::Graph;
 use enigma::plan::lower::{lower, representatives, LowerError};
 use enigma::plan::program::*;
+use enigma::plan::search::candidate_layout;
 use enigma::plan::verify::{verify, VerifyError};
-use enigma::plan::{Axis, Layout, Mesh, Schedule};
+use enigma::plan::{Layout, Schedule};
 use enigma::resolve::Options;
 use enigma::source::FsLoader;
 
@@ -27,28 +28,7 @@ fn example(name: &str) -> (Graph, Layout) {
 /// A layout over `dp x pp x tp` (tensor parallelism fastest) mapping
 /// batch, layers and the attention and feed-forward dims.
 fn layout(dp: usize, pp: usize, tp: usize, zero: u8, microbatches: usize) -> Layout {
-    let mut l = Layout::single();
-    let axes: Vec<Axis> = [("dp", dp), ("pp", pp), ("tp", tp)]
-        .iter()
-        .map(|(n, s)| Axis {
-            name: n.to_string(),
-            size: *s,
-        })
-        .collect();
-    l.mesh = Mesh::new(axes).unwrap();
-    let one = |a: &str| vec![a.to_string()];
-    l.data = one("dp");
-    l.tensor = one("tp");
-    l.pipeline = one("pp");
-    l.zero = zero;
-    l.zero_axes = one("dp");
-    l.microbatches = microbatches;
-    l.mapped.insert("batch".into(), one("dp"));
-    l.mapped.insert("layers".into(), one("pp"));
-    for d in ["heads", "kv_heads", "ffn"] {
-        l.mapped.insert(d.into(), one("tp"));
-    }
-    l
+    candidate_layout(&Layout::single(), dp, tp, pp, zero, microbatches, false).unwrap()
 }
 
 fn collectives(p: &RankProgram) -> impl Iterator<Item = &Collective> {

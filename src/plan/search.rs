@@ -351,13 +351,7 @@ fn memory_bound(g: &Graph, l: &Layout) -> Option<f64> {
     } as f64;
     // Which outputs tensor parallelism splits, as the lowering finds them
     // (the first placement of each parameter gives its split dim).
-    let mut param_split: Vec<Option<Option<usize>>> = vec![None; g.params.len()];
-    for pl in &placements {
-        if let Some(x @ None) = param_split.get_mut(pl.param) {
-            *x = Some(pl.split.iter().position(|a| !a.is_empty()));
-        }
-    }
-    let param_split: Vec<Option<usize>> = param_split.into_iter().map(Option::flatten).collect();
+    let param_split = super::shard::split_dims(g.params.len(), &placements);
     let states = tp::propagate(g, &param_split, tp, l.sequence_parallel);
     let batch = crate::check::size::Size::symbol("batch");
     // The local bytes of a node's output for one micro-batch, as the

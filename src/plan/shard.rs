@@ -219,6 +219,18 @@ fn splits(g: &Graph, layout: &Layout, i: usize) -> Vec<Vec<String>> {
     out
 }
 
+/// The dim of each parameter that tensor parallelism splits, if any (all
+/// copies of a parameter split alike, so its first placement says).
+pub fn split_dims(params: usize, placements: &[Placement]) -> Vec<Option<usize>> {
+    let mut out: Vec<Option<Option<usize>>> = vec![None; params];
+    for pl in placements {
+        if let Some(x @ None) = out.get_mut(pl.param) {
+            *x = Some(pl.split.iter().position(|a| !a.is_empty()));
+        }
+    }
+    out.into_iter().map(Option::flatten).collect()
+}
+
 /// The shards `rank` holds.
 pub fn shards(layout: &Layout, placements: &[Placement], rank: usize) -> Vec<Shard> {
     let mesh = &layout.mesh;

@@ -22,7 +22,7 @@ use std::fmt;
 
 use super::layout::{Layout, Schedule};
 use super::program::*;
-use super::shard::{place, shards, Placement, PlanError};
+use super::shard::{place, shards, split_dims, Placement, PlanError};
 use super::tp::{self, NodePlan};
 use crate::check::size::Size;
 use crate::check::tensor::DType;
@@ -195,6 +195,9 @@ struct Lowerer<'g> {
     body_of: Vec<Option<usize>>,
     /// Per placement, the stages that use it (the placed stage first).
     holders: Vec<Vec<usize>>,
+    /// The placements of each layer (`None`: outside the layers), in
+    /// order: a ZeRO-3 gather's members.
+    by_layer: HashMap<Option<usize>, Vec<usize>>,
     /// Placement of each (param, layer).
     placement_of: HashMap<(usize, Option<usize>), usize>,
     /// Whether each node's output carries a gradient.
@@ -266,14 +269,7 @@ impl<'g> Lowerer<'g> {
             .enumerate()
             .map(|(k, p)| ((p.param, p.layer), k))
             .collect();
-        let param_split: Vec<Option<usize>> = (0..g.params.len())
-            .map(|p| {
-                placements
-                    .iter()
-                    .find(|pl| pl.param == p)
-                    .and_then(|pl| pl.split.iter().position(|a| !a.is_empty()))
-            })
-            .collect();
+        let param_split = split_dims(g.params.len(), &placements);
         let tp = tp::propagate(
             g,
             &param_split,
@@ -304,6 +300,7 @@ impl<'g> Lowerer<'g> {
             placement_of,
             needs_grad,
             pipelined,
+            by_layer: HashMap::new(),
             entry_narrow: HashMap::new(),
             partial_grads: Vec::new(),
             reduce_grad,
@@ -337,6 +334,9 @@ impl<'g> Lowerer<'g> {
             }
         }
         lw.holders = holders;
+        for (k, p) in lw.placements.iter().enumerate() {
+            lw.by_layer.entry(p.layer).or_default().push(k);
+        }
         // The first copy of a body narrows the whole value it takes when
         // the body carries it split (sequence parallelism).
         for (n, node) in g.nodes.iter().enumerate() {

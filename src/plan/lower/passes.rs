@@ -101,9 +101,16 @@ impl Builder<'_, '_> {
             return;
         }
         *current = Some(unit);
-        let members: Vec<usize> = (0..lw.placements.len())
-            .filter(|&k| lw.placements[k].layer == unit && lw.holders[k].contains(&self.stage))
-            .collect();
+        let members: Vec<usize> = lw
+            .by_layer
+            .get(&unit)
+            .map(|ks| {
+                ks.iter()
+                    .copied()
+                    .filter(|&k| lw.holders[k].contains(&self.stage))
+                    .collect()
+            })
+            .unwrap_or_default();
         let elems = members.iter().map(|&k| lw.shard_elems(k)).sum();
         self.collective(
             CollectiveKind::AllGather,
@@ -296,21 +303,7 @@ impl Builder<'_, '_> {
             // A narrowed input has a gradient for this rank's part only;
             // gather the parts to the whole value's gradient.
             for (i, _) in lw.narrowed(inst) {
-                let v = node.inputs[i];
-                let Some(p) = lw.producer(inst, v).filter(|p| lw.needs_grad[p.node]) else {
-                    continue;
-                };
-                self.collective(
-                    CollectiveKind::AllGather,
-                    self.tensor,
-                    DType::Float,
-                    lw.whole_elems(p.node),
-                    Purpose::Backward(Value {
-                        value: v,
-                        copy: p.copy,
-                        micro: mb,
-                    }),
-                );
+                self.input_grad(CollectiveKind::AllGather, inst, i, mb);
             }
             let kind = if lw.tp[inst.node].scatter_grad {
                 CollectiveKind::ReduceScatter
@@ -318,24 +311,7 @@ impl Builder<'_, '_> {
                 CollectiveKind::AllReduce
             };
             for &i in &lw.reduce_grad[inst.node] {
-                let v = node.inputs[i];
-                let Some(p) = lw.producer(inst, v) else {
-                    continue;
-                };
-                if !lw.needs_grad[p.node] {
-                    continue;
-                }
-                self.collective(
-                    kind,
-                    self.tensor,
-                    DType::Float,
-                    lw.whole_elems(p.node),
-                    Purpose::Backward(Value {
-                        value: v,
-                        copy: p.copy,
-                        micro: mb,
-                    }),
-                );
+                self.input_grad(kind, inst, i, mb);
             }
             for b in buckets.iter().filter(|b| b.ready == k) {
                 self.reduce_bucket(b, last);
@@ -346,6 +322,27 @@ impl Builder<'_, '_> {
             .filter(|(p, _)| lw.needs_grad[p.node])
             .map(|&(p, from)| self.transfer(p, mb, true, true, from))
             .collect();
+    }
+
+    /// A tensor-group collective on the gradient of input `i` of `inst`,
+    /// when that input is a value with a gradient.
+    fn input_grad(&mut self, kind: CollectiveKind, inst: Inst, i: usize, mb: usize) {
+        let lw = self.lw;
+        let v = lw.g.nodes[inst.node].inputs[i];
+        let Some(p) = lw.producer(inst, v).filter(|p| lw.needs_grad[p.node]) else {
+            return;
+        };
+        self.collective(
+            kind,
+            self.tensor,
+            DType::Float,
+            lw.whole_elems(p.node),
+            Purpose::Backward(Value {
+                value: v,
+                copy: p.copy,
+                micro: mb,
+            }),
+        );
     }
 
     /// The data-parallel reduction of a bucket of gradients: ZeRO-2/3
