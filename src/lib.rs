@@ -16,5 +16,6 @@ pub mod fmt;
 pub mod ir;
 pub mod plan;
 pub mod resolve;
+pub mod run;
 pub mod source;
 pub mod syntax;

@@ -1,0 +1,8 @@
+//! The runtime: training an experiment from its plan.
+//!
+//! The pure parts live here and build without libtorch: host tensors
+//! ([`host`]) that the data loader fills and checkpoints store. The
+//! backend that executes a rank's program on libtorch is behind the
+//! `torch` feature.
+
+pub mod host;
