@@ -17,9 +17,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub mod loader;
 pub mod npy;
 #[cfg(feature = "nwb")]
 pub mod nwb;
+pub mod spec;
 pub mod synthetic;
 pub mod transform;
 pub mod windows;

@@ -6,3 +6,7 @@
 //! `torch` feature.
 
 pub mod host;
+pub mod checkpoint;
+pub mod metrics;
+pub mod plots;
+pub mod progress;

@@ -1,0 +1,1 @@
+//! Data spec (being written).
