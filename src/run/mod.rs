@@ -5,8 +5,8 @@
 //! backend that executes a rank's program on libtorch is behind the
 //! `torch` feature.
 
-pub mod host;
 pub mod checkpoint;
+pub mod host;
 pub mod metrics;
 pub mod plots;
 pub mod progress;

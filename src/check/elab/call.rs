@@ -62,6 +62,18 @@ impl Elab<'_, '_> {
         }
     }
 
+    /// Calls `callee` on arguments already evaluated (a `loss` item adds
+    /// the token mask to the ones written).
+    pub fn call_with(&mut self, callee: &Expr, args: Vec<ArgVal>, at: Span) -> Res<Val> {
+        match self.eval(callee)? {
+            Val::Callable(Callee::Prim(p)) => self.prim(p, None, args, at),
+            Val::Callable(Callee::Fn(m, i)) => self.call_fn(m, i, args, at),
+            Val::Callable(Callee::Module(m, i)) => self.instantiate(m, i, args, at),
+            Val::Instance(i) => self.apply(i, args, at),
+            _ => Ok(Val::Opaque),
+        }
+    }
+
     pub fn eval_args(&mut self, args: &[Arg]) -> Res<Vec<ArgVal>> {
         let mut out = Vec::with_capacity(args.len());
         for a in args {

@@ -518,6 +518,23 @@ impl Elab<'_, '_> {
         ty.dims[*i].size = Some(size.clone());
         let mut attrs = std::collections::BTreeMap::new();
         attrs.insert("tokenizer".to_string(), tok.to_string());
+        // Where the tokenizer's tokens start in `seq`: the sizes of the
+        // parts before it, in the order `concat` joined them.
+        let start = t.parts.as_ref().map(|ps| {
+            let before: Vec<String> = ps
+                .iter()
+                .take_while(|(n, _)| n != tok)
+                .map(|(_, s)| s.to_string())
+                .collect();
+            if before.is_empty() {
+                "0".to_string()
+            } else {
+                before.join(" + ")
+            }
+        });
+        if let Some(start) = start {
+            attrs.insert("start".to_string(), start);
+        }
         let out = self.node("select", &[&t], attrs, ty, Size::constant(0), at);
         Ok(Val::Tensor(TVal {
             parts: Some(Rc::new(vec![(tok.to_string(), size)])),

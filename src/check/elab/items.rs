@@ -439,9 +439,75 @@ impl Elab<'_, '_> {
         Ok(Val::Record(predicts))
     }
 
+    /// The mask of the model's masked tokenizer as a value of the graph:
+    /// a `token_mask` node over the batch and the dims `mask_tokens` drew
+    /// (`[batch, T, N]`, or `[batch, N]` for whole neurons), true where a
+    /// token was masked. `None` when no `mask_tokens` ran.
+    ///
+    /// The node names its `mask_tokens` in the attribute `of` rather than
+    /// taking its output as an input: the draw is a pure function of the
+    /// run's seed, the step, the micro-batch and the sample, so the stage
+    /// that computes the loss draws the same mask again instead of
+    /// receiving the tokens' activations from the first stage.
+    fn token_mask(&mut self) -> Option<TVal> {
+        let (i, node) = self
+            .graph
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.op == "mask_tokens")?;
+        let drawn: Vec<usize> = node
+            .attrs
+            .get("dims")?
+            .split(", ")
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        let batch = node.out.dims.first()?.clone();
+        let mut dims = vec![batch];
+        for d in drawn {
+            dims.push(node.out.dims.get(d)?.clone());
+        }
+        let scope = node.scope;
+        self.graph.nodes.push(crate::ir::Node {
+            op: "token_mask".to_string(),
+            scope,
+            inputs: Vec::new(),
+            attrs: [("of".to_string(), i.to_string())].into_iter().collect(),
+            out: Tensor::new(DType::Bool, dims.clone()),
+            flops: Size::constant(0),
+        });
+        Some(TVal {
+            ty: Tensor::new(DType::Bool, dims),
+            src: Some(ValueRef::Node(self.graph.nodes.len() - 1)),
+            parts: None,
+        })
+    }
+
     fn objective(&mut self, kind: &str, o: &ObjectiveItem) -> Res<()> {
         let root = self.consts.program.root;
-        let v = self.in_root_frame(root, |e| e.eval(&o.value))?;
+        let masked_only = o.config.as_ref().is_some_and(|c| {
+            c.entries.iter().any(|en| {
+                matches!(&en.kind, EntryKind::Setting { key, value } if key.name == "masked_only" && matches!(value.kind, ExprKind::Bool(true)))
+            })
+        });
+        // `masked_only: true` passes the recorded mask of the masked
+        // tokenizer as the function's `mask`, so the graph computes the
+        // objective on the masked positions and the runtime needs no rule
+        // of its own.
+        let mask = if masked_only { self.token_mask() } else { None };
+        let v = self.in_root_frame(root, |e| match (&o.value.kind, mask) {
+            (ExprKind::Call { callee, args }, Some(mask)) => {
+                let mut args = e.eval_args(args)?;
+                let loc = e.loc(o.value.span);
+                args.push(super::call::ArgVal {
+                    name: Some("mask".to_string()),
+                    val: Val::Tensor(mask),
+                    loc,
+                });
+                e.call_with(callee, args, o.value.span)
+            }
+            _ => e.eval(&o.value),
+        })?;
         let name = match (&o.label, &o.value.kind) {
             (Some(l), _) => l.name.clone(),
             (None, ExprKind::Call { callee, .. }) => self.text(callee.span),
@@ -489,11 +555,6 @@ impl Elab<'_, '_> {
             );
             return Err(());
         }
-        let masked_only = o.config.as_ref().is_some_and(|c| {
-            c.entries.iter().any(|en| {
-                matches!(&en.kind, EntryKind::Setting { key, value } if key.name == "masked_only" && matches!(value.kind, ExprKind::Bool(true)))
-            })
-        });
         if let Some(src) = t.src {
             self.graph.objectives.push(Objective {
                 kind: kind.to_string(),

@@ -623,11 +623,13 @@ impl Elab<'_, '_> {
                 inputs.push(t);
             }
         }
+        let mut attrs = BTreeMap::new();
         if let Some(a) = c.get(usize::MAX, "eps") {
             let eps = self.number_arg(c, &a, "eps")?;
             if eps <= 0.0 {
                 return self.wrong(c.prim, &a.loc, "`eps`", "a positive number", &a.val);
             }
+            attrs.insert("eps".to_string(), format!("{eps:?}"));
         }
         let out = x.ty.clone();
         let refs: Vec<&TVal> = inputs.iter().collect();
@@ -635,7 +637,7 @@ impl Elab<'_, '_> {
         Ok(Val::Tensor(self.node(
             c.prim,
             &refs,
-            BTreeMap::new(),
+            attrs,
             out,
             Size::constant(0),
             at,
@@ -762,9 +764,11 @@ impl Elab<'_, '_> {
         let xa = self.required(c, 0, "x")?;
         let x = self.as_tensor(c.prim, &xa, "x")?;
         self.need_rank("rotary", "x", &x, 3, xa.loc)?;
+        let mut attrs = BTreeMap::new();
         for name in ["base", "scale"] {
             if let Some(a) = c.get(usize::MAX, name) {
-                self.number_arg(c, &a, name)?;
+                let v = self.number_arg(c, &a, name)?;
+                attrs.insert(name.to_string(), format!("{v:?}"));
             }
         }
         let Some((s, span)) = params.first() else {
@@ -800,7 +804,7 @@ impl Elab<'_, '_> {
         Ok(Val::Tensor(self.node(
             "rotary",
             &[&x],
-            BTreeMap::new(),
+            attrs,
             out,
             Size::constant(0),
             at,
@@ -809,8 +813,9 @@ impl Elab<'_, '_> {
 
     pub(super) fn sinusoidal(&mut self, c: &mut PrimCall, dims: &[IndexItem]) -> Res<Val> {
         let params = self.dim_params(c, dims)?;
+        let mut base = None;
         if let Some(a) = c.get(usize::MAX, "base") {
-            self.number_arg(c, &a, "base")?;
+            base = Some(self.number_arg(c, &a, "base")?);
         }
         let (lead, t) = match params.first() {
             Some((d, _)) => (vec![d.clone()], None),
@@ -855,11 +860,15 @@ impl Elab<'_, '_> {
         dims.push(d);
         let out = Tensor::new(DType::Float, dims);
         let inputs: Vec<&TVal> = t.iter().collect();
+        let mut attrs = BTreeMap::new();
+        if let Some(b) = base {
+            attrs.insert("base".to_string(), format!("{b:?}"));
+        }
         let at = c.at;
         Ok(Val::Tensor(self.node(
             "sinusoidal",
             &inputs,
-            BTreeMap::new(),
+            attrs,
             out,
             Size::constant(0),
             at,
@@ -929,6 +938,13 @@ impl Elab<'_, '_> {
         let out = x.ty.clone();
         let mut attrs = BTreeMap::new();
         attrs.insert("ratio".to_string(), crate::check::quantity::short(r));
+        // The dims the draw spans, by their position in `x`: the runtime
+        // draws one mask over these and shares it along the others.
+        let mut at_dims = Vec::new();
+        for (d, span) in &params {
+            at_dims.push(self.find_dim("mask_tokens", &x, d, *span)?.to_string());
+        }
+        attrs.insert("dims".to_string(), at_dims.join(", "));
         let at = c.at;
         Ok(Val::Tensor(self.node(
             "mask_tokens",

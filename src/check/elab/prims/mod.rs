@@ -498,18 +498,32 @@ impl Elab<'_, '_> {
         let mut dtype: Option<DType> = None;
         let mut inputs: Vec<TVal> = Vec::new();
         let mut first_span = at;
+        // Each operand as the runtime reads it: `$k` for the k-th input of
+        // the node, or the literal value of a constant. Constants are not
+        // values of the graph, so without this list `max(s, 1.0)` and
+        // `where(true, a, b)` could not be executed.
+        let mut spelled: Vec<String> = Vec::new();
         for (v, span) in operands {
             let t = match v {
                 Val::Tensor(t) => t.clone(),
-                Val::Bool(_) => TVal {
-                    ty: Tensor::scalar(DType::Bool),
-                    src: None,
-                    parts: None,
-                },
+                Val::Bool(b) => {
+                    spelled.push(b.to_string());
+                    TVal {
+                        ty: Tensor::scalar(DType::Bool),
+                        src: None,
+                        parts: None,
+                    }
+                }
                 v if number(v).is_some() => {
+                    spelled.push(number(v).map(literal).unwrap_or_default());
                     continue;
                 }
-                Val::Dim(_) | Val::Size(_) => continue,
+                Val::Dim(_) | Val::Size(_) => {
+                    // A dim whose size is not a constant (bound per
+                    // session) has no single value to record.
+                    spelled.push("?".to_string());
+                    continue;
+                }
                 other => {
                     let loc = self.loc(*span);
                     self.report(
@@ -544,6 +558,12 @@ impl Elab<'_, '_> {
                     }
                 },
             });
+            if t.src.is_some() {
+                spelled.push(format!(
+                    "${}",
+                    inputs.iter().filter(|i| i.src.is_some()).count()
+                ));
+            }
             inputs.push(t);
         }
         let Some(dims) = dims else {
@@ -557,10 +577,20 @@ impl Elab<'_, '_> {
         };
         let out = Tensor::new(dtype, dims);
         let refs: Vec<&TVal> = inputs.iter().collect();
+        // The list is recorded only when it is not simply `$0, $1, ...`,
+        // which is what a node without it means.
+        let mut attrs = BTreeMap::new();
+        let plain = spelled
+            .iter()
+            .enumerate()
+            .all(|(i, o)| *o == format!("${i}"));
+        if !plain {
+            attrs.insert("operands".to_string(), spelled.join(", "));
+        }
         Ok(Val::Tensor(self.node(
             op,
             &refs,
-            BTreeMap::new(),
+            attrs,
             out,
             Size::constant(0),
             at,
@@ -642,7 +672,21 @@ impl Elab<'_, '_> {
             return Ok(Val::Float(f));
         }
         let at = c.at;
-        self.elementwise(c.prim, &[(x.val, x.loc.span)], at, c.prim == "isnan")
+        let out = self.elementwise(c.prim, &[(x.val, x.loc.span)], at, c.prim == "isnan")?;
+        // GELU's form is part of the computation: record it on the node.
+        if let (
+            Some(a),
+            Val::Tensor(TVal {
+                src: Some(crate::ir::ValueRef::Node(i)),
+                ..
+            }),
+        ) = (c.get(usize::MAX, "approximate"), &out)
+        {
+            if let (Val::Str(form), Some(node)) = (&a.val, self.graph.nodes.get_mut(*i)) {
+                node.attrs.insert("approximate".to_string(), form.clone());
+            }
+        }
+        Ok(out)
     }
 
     fn repeat(&mut self, c: &mut PrimCall) -> Res<Val> {
@@ -722,6 +766,12 @@ fn operator(op: &str) -> &str {
 }
 
 /// Folds an elementwise operation on constants (`max(1.0, 2.0)`).
+/// A constant as the `operands` attribute spells it: shortest round-trip
+/// decimal, so the runtime reads back the exact `f64`.
+fn literal(x: f64) -> String {
+    format!("{x:?}")
+}
+
 fn fold(op: &str, operands: &[(Val, Span)]) -> Val {
     let nums: Vec<f64> = operands.iter().filter_map(|(v, _)| number(v)).collect();
     match (op, nums.as_slice()) {
