@@ -5,8 +5,14 @@
 //! backend that executes a rank's program on libtorch is behind the
 //! `torch` feature.
 
+pub mod backend;
 pub mod checkpoint;
+pub mod config;
+pub mod error;
 pub mod host;
+pub mod init;
 pub mod metrics;
 pub mod plots;
 pub mod progress;
+#[cfg(feature = "torch")]
+pub mod torch;

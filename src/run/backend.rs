@@ -1,0 +1,109 @@
+//! The boundary between the training loop and the tensors: a [`Backend`]
+//! executes one rank's program from the plan.
+//!
+//! The loop (`train.rs`), the loader, checkpoints and metrics are pure
+//! Rust and see only this trait and host tensors, so they build and are
+//! tested without libtorch; the libtorch implementation lives in
+//! `run::torch`, behind the `torch` cargo feature.
+
+use std::collections::BTreeMap;
+
+use super::config::NonFinite;
+use super::error::RunError;
+use super::host::HostTensor;
+use crate::plan::program::RankProgram;
+
+/// One micro-batch's data: the model's inputs, in the IR's input order,
+/// each `[B, ...]`, and the session they come from (which picks the
+/// per-session parameters).
+#[derive(Clone, Copy, Debug)]
+pub struct MicroBatch<'a> {
+    pub session: usize,
+    pub inputs: &'a [HostTensor],
+}
+
+/// What the optimiser does at the end of a step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Update {
+    /// The learning rate for this step, after the schedule.
+    pub lr: f64,
+    /// Clip the global gradient norm to this value.
+    pub clip: Option<f64>,
+    pub on_nonfinite: NonFinite,
+}
+
+/// Randomness of one step, derived from the run's seed and the step
+/// number only, so a resumed run draws exactly what an uninterrupted one
+/// would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepKeys {
+    /// Keys the token masks (`mask_tokens`) of each sample.
+    pub mask: u64,
+    /// Seeds libtorch's generator for dropout.
+    pub dropout: u64,
+}
+
+/// What a training step did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepOutcome {
+    /// The loss, averaged over the step's micro-batches.
+    pub loss: f64,
+    /// The global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Whether the step was skipped (non-finite loss or gradients under
+    /// `on_nonfinite: skip`); `reason` says what was not finite.
+    pub skipped: Option<String>,
+}
+
+/// What an evaluation batch gives: the loss, and for each prediction that
+/// has a target, the prediction, the target and which entries count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalOutcome {
+    pub loss: f64,
+    pub predictions: Vec<Prediction>,
+}
+
+/// One prediction of one evaluation batch, as `[B, T, N]` host tensors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// The prediction's name (`response`).
+    pub name: String,
+    pub pred: HostTensor,
+    pub target: HostTensor,
+    /// True where the entry was masked from the model (a masked-modelling
+    /// loss is scored there), `[B, T, N]`; `None` when nothing was masked.
+    pub mask: Option<Vec<bool>>,
+}
+
+/// A device that runs rank programs.
+pub trait Backend {
+    /// The device, for people: `cpu`, `cuda:0`.
+    fn device(&self) -> String;
+
+    /// Runs one training step: the program's ops in order over the step's
+    /// micro-batches (forward, backward, and the optimiser at `step`).
+    fn train_step(
+        &mut self,
+        program: &RankProgram,
+        micro: &[MicroBatch<'_>],
+        keys: StepKeys,
+        update: Update,
+    ) -> Result<StepOutcome, RunError>;
+
+    /// Runs the forward ops of the program's first micro-batch on one batch
+    /// (of any size) without gradients, masks drawn from `mask_key`.
+    fn evaluate(
+        &mut self,
+        program: &RankProgram,
+        batch: MicroBatch<'_>,
+        mask_key: u64,
+    ) -> Result<EvalOutcome, RunError>;
+
+    /// The training state: every parameter copy and the optimiser's
+    /// moments (and its step count), by name.
+    fn export(&self) -> Result<BTreeMap<String, HostTensor>, RunError>;
+
+    /// Restores what [`Backend::export`] gave; every name and shape must
+    /// match.
+    fn import(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<(), RunError>;
+}

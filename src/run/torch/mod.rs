@@ -1,0 +1,756 @@
+//! The libtorch backend (`tch 0.24`): executes a rank's program from the
+//! plan, op by op, on the CPU or one CUDA device.
+//!
+//! - `load` uploads a micro-batch's modality; `forward` applies an IR node
+//!   (`ops.rs`) and keeps its output under `(node, copy, micro)`, so a
+//!   `repeat` body runs once per layer copy with the layer's own
+//!   parameters; `backward` of a micro-batch's first node runs autograd
+//!   from that micro-batch's loss (libtorch computes every node's backward
+//!   in reverse order, which is the order the plan lists) and frees the
+//!   micro-batch's values; `step` clips and applies the optimiser.
+//! - Collectives and point-to-point transfers belong to multi-rank plans,
+//!   which this one-process runtime refuses with an error rather than
+//!   skipping.
+//! - Parameters are f32 master weights; with `precision: bf16` on CUDA the
+//!   forward runs under autocast, so matrix products and attention run in
+//!   bf16 and norms, softmax and losses in f32.
+
+mod align;
+mod ops;
+mod optim;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use tch::{Device, Kind, Tensor};
+
+use super::backend::{Backend, EvalOutcome, MicroBatch, Prediction, StepKeys, StepOutcome, Update};
+use super::config::{NonFinite, Optimizer, Precision};
+use super::error::{RunError, RunErrorKind};
+use super::host::HostTensor;
+use crate::data::synthetic::rng::derive;
+use crate::ir::{Graph, ValueRef};
+use crate::plan::program::{Op, Plan, RankProgram};
+
+/// A failed tensor operation, before the backend adds which node it was.
+#[derive(Debug)]
+pub struct OpError {
+    pub message: String,
+}
+
+impl OpError {
+    pub fn new(message: String) -> OpError {
+        OpError { message }
+    }
+}
+
+impl From<tch::TchError> for OpError {
+    fn from(e: tch::TchError) -> OpError {
+        // libtorch's messages carry a C++ backtrace after the first line.
+        let text = e.to_string();
+        OpError::new(text.lines().next().unwrap_or("libtorch error").to_string())
+    }
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn op_err(e: impl Into<OpError>, what: impl fmt::Display) -> RunError {
+    RunError::new(RunErrorKind::Op, format!("{what}: {}", e.into()))
+}
+
+/// Which device to run on.
+pub fn device(cuda: bool) -> Result<Device, RunError> {
+    if !cuda {
+        return Ok(Device::Cpu);
+    }
+    if tch::Cuda::is_available() {
+        Ok(Device::Cuda(0))
+    } else {
+        Err(RunError::new(
+            RunErrorKind::Device,
+            format!(
+                "a CUDA device was asked for, but libtorch finds none (libtorch at {}); run with `--device cpu` or on a GPU machine",
+                env!("ENIGMA_LIBTORCH_LIB")
+            ),
+        ))
+    }
+}
+
+/// The libtorch backend of one rank.
+pub struct TorchBackend {
+    graph: Graph,
+    device: Device,
+    autocast: bool,
+    optimizer: Optimizer,
+    slots: Vec<optim::Slot>,
+    /// `(param, layer, copy)` to its slot.
+    index: HashMap<(usize, usize, usize), usize>,
+    /// Per parameter: whether it has a slot per layer, and per session.
+    per_layer: Vec<bool>,
+    per_session: Vec<bool>,
+    /// Optimiser steps taken (Adam's bias correction).
+    t: u64,
+    /// Per node: the `repeat` body it is in.
+    body_of: Vec<Option<usize>>,
+}
+
+/// The name of a parameter copy: `path`, `path#layer`, `path@session`.
+fn slot_name(path: &str, layer: Option<usize>, copy: Option<usize>) -> String {
+    let mut s = path.to_string();
+    if let Some(l) = layer {
+        s.push_str(&format!("#{l}"));
+    }
+    if let Some(c) = copy {
+        s.push_str(&format!("@{c}"));
+    }
+    s
+}
+
+impl TorchBackend {
+    /// Places and initialises every parameter copy of `plan` (a
+    /// one-rank plan) on `device`, from `seed`.
+    pub fn new(
+        graph: &Graph,
+        plan: &Plan,
+        device: Device,
+        precision: Precision,
+        optimizer: Optimizer,
+        seed: u64,
+    ) -> Result<TorchBackend, RunError> {
+        let mut slots = Vec::new();
+        let mut index = HashMap::new();
+        let mut per_layer = vec![false; graph.params.len()];
+        let mut per_session = vec![false; graph.params.len()];
+        for pl in &plan.placements {
+            let Some(param) = graph.params.get(pl.param) else {
+                return Err(RunError::new(
+                    RunErrorKind::Mismatch,
+                    format!("placement of unknown parameter {}", pl.param),
+                ));
+            };
+            per_layer[pl.param] = pl.layer.is_some();
+            per_session[pl.param] = param.per_session;
+            let shape: Vec<usize> = pl.shape.iter().map(|&d| d.max(0) as usize).collect();
+            for c in 0..pl.copies.max(1) as usize {
+                let copy = (pl.copies > 1).then_some(c);
+                let name = slot_name(&param.path, pl.layer, copy);
+                let host = super::init::init(&name, &param.init, &shape, seed)
+                    .map_err(|e| RunError::new(RunErrorKind::Unsupported, e.to_string()))?;
+                let value =
+                    upload(&host, device).map_err(|e| op_err(e, format!("placing `{name}`")))?;
+                let zeros = || {
+                    value
+                        .f_zeros_like()
+                        .map_err(|e| op_err(e, format!("optimiser state of `{name}`")))
+                };
+                index.insert((pl.param, pl.layer.unwrap_or(0), c), slots.len());
+                slots.push(optim::Slot {
+                    m: zeros()?,
+                    v: zeros()?,
+                    value: value.set_requires_grad(true),
+                    decay: shape.len() >= 2,
+                    name,
+                });
+            }
+        }
+        let bodies: Vec<usize> = (0..graph.scopes.len())
+            .filter(|&s| graph.scopes[s].repeat > 1)
+            .collect();
+        let body_of = graph
+            .nodes
+            .iter()
+            .map(|n| bodies.iter().copied().find(|&b| graph.within(n.scope, b)))
+            .collect();
+        Ok(TorchBackend {
+            graph: graph.clone(),
+            device,
+            autocast: precision != Precision::F32 && device != Device::Cpu,
+            optimizer,
+            slots,
+            index,
+            per_layer,
+            per_session,
+            t: 0,
+            body_of,
+        })
+    }
+
+    /// The number of parameter values held.
+    pub fn parameters(&self) -> i64 {
+        self.slots.iter().map(|s| s.value.numel() as i64).sum()
+    }
+
+    fn param(&self, p: usize, copy: usize, session: usize) -> Result<&Tensor, RunError> {
+        let layer = if self.per_layer.get(p).copied().unwrap_or(false) {
+            copy
+        } else {
+            0
+        };
+        let c = if self.per_session.get(p).copied().unwrap_or(false) {
+            session
+        } else {
+            0
+        };
+        self.index
+            .get(&(p, layer, c))
+            .and_then(|&i| self.slots.get(i))
+            .map(|s| &s.value)
+            .ok_or_else(|| {
+                let path = self.graph.params.get(p).map_or("?", |x| x.path.as_str());
+                RunError::new(
+                    RunErrorKind::Mismatch,
+                    format!("no copy of parameter `{path}` for layer {layer}, session {session} (the data has more sessions than the model was built for?)"),
+                )
+            })
+    }
+
+    /// The instance of node `j` that node `node`'s copy `copy` reads
+    /// (see `plan::lower`'s producer rule: a `repeat` body's carried input
+    /// comes from the previous copy).
+    fn producer(&self, node: usize, copy: usize, v: ValueRef) -> Option<(usize, usize)> {
+        let ValueRef::Node(j) = v else { return None };
+        let b = self.body_of.get(node).copied().flatten();
+        if let Some(b) = b {
+            if let Some((carry_in, ValueRef::Node(out))) = self.graph.scopes[b].carry {
+                if v == carry_in && copy > 0 {
+                    return Some((out, copy - 1));
+                }
+            }
+        }
+        let c = match self.body_of.get(j).copied().flatten() {
+            Some(bj) if Some(bj) == b => copy,
+            Some(bj) => (self.graph.scopes[bj].repeat.max(1) - 1) as usize,
+            None => 0,
+        };
+        Some((j, c))
+    }
+
+    /// Runs the forward ops of `program` (and, when `train`, the backward
+    /// and step ops); returns each micro-batch's loss and the values kept.
+    fn execute(
+        &mut self,
+        program: &RankProgram,
+        micro: &[MicroBatch<'_>],
+        keys: StepKeys,
+        train: bool,
+        update: Option<Update>,
+    ) -> Result<Executed, RunError> {
+        let mut ex = Executed::default();
+        let losses: Vec<usize> = self
+            .graph
+            .objectives
+            .iter()
+            .filter(|o| o.kind == "loss")
+            .filter_map(|o| match o.value {
+                ValueRef::Node(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let n_micro = micro.len().max(1) as f64;
+        let mut done_backward = vec![false; micro.len()];
+        for op in &program.ops {
+            match op {
+                Op::Load {
+                    input, micro: m, ..
+                } => {
+                    let mb = micro.get(*m).ok_or_else(|| {
+                        RunError::new(
+                            RunErrorKind::Data,
+                            format!(
+                                "the plan loads micro-batch {m}, but the step has {}",
+                                micro.len()
+                            ),
+                        )
+                    })?;
+                    let name = self
+                        .graph
+                        .inputs
+                        .get(*input)
+                        .map_or("?", |i| i.name.as_str())
+                        .to_string();
+                    let host = mb.inputs.get(*input).ok_or_else(|| {
+                        RunError::new(
+                            RunErrorKind::Data,
+                            format!("the batch has no data for input `{name}`"),
+                        )
+                    })?;
+                    if let Some(i) = host.first_non_finite() {
+                        return Err(RunError::new(RunErrorKind::NonFinite, format!("input `{name}` of micro-batch {m} holds a non-finite value at flat index {i} (shape {:?})", host.shape)));
+                    }
+                    let t = upload(host, self.device)
+                        .map_err(|e| op_err(e, format!("loading `{name}`")))?;
+                    ex.inputs.insert((*input, *m), t);
+                }
+                Op::Forward {
+                    node,
+                    copy,
+                    micro: m,
+                    narrow,
+                    ..
+                } => {
+                    if !narrow.is_empty() {
+                        return Err(unsupported("a tensor-parallel narrowing"));
+                    }
+                    let mb = micro.get(*m).ok_or_else(|| {
+                        RunError::new(RunErrorKind::Data, format!("no micro-batch {m}"))
+                    })?;
+                    self.forward(
+                        &mut ex,
+                        *node,
+                        *copy,
+                        *m,
+                        mb,
+                        derive(keys.mask, *m as u64),
+                        train,
+                    )?;
+                }
+                Op::Backward { micro: m, .. } => {
+                    if !train || done_backward.get(*m).copied().unwrap_or(true) {
+                        continue;
+                    }
+                    done_backward[*m] = true;
+                    let loss = self.loss(&ex, &losses, *m)?;
+                    let value = loss.double_value(&[]);
+                    ex.losses.push(value);
+                    if value.is_finite() {
+                        let scaled = loss
+                            .f_div_scalar(n_micro)
+                            .map_err(|e| op_err(e, "scaling the loss"))?;
+                        scaled
+                            .f_backward()
+                            .map_err(|e| op_err(e, format!("backward of micro-batch {m}")))?;
+                    }
+                    // The micro-batch's activations are no longer needed.
+                    ex.values.retain(|k, _| k.2 != *m);
+                    ex.masks.retain(|k, _| k.2 != *m);
+                }
+                Op::Collective(c) => {
+                    return Err(unsupported(&format!(
+                        "the collective {} (a multi-rank plan)",
+                        c.kind.as_str()
+                    )))
+                }
+                Op::P2p(_) => {
+                    return Err(unsupported("point-to-point transfers (a pipelined plan)"))
+                }
+                Op::Step => {
+                    if let Some(u) = update {
+                        ex.outcome = Some(self.step(&ex.losses, u)?);
+                    }
+                }
+            }
+        }
+        Ok(ex)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        ex: &mut Executed,
+        node: usize,
+        copy: usize,
+        m: usize,
+        mb: &MicroBatch<'_>,
+        mask_key: u64,
+        train: bool,
+    ) -> Result<(), RunError> {
+        let n = self.graph.nodes.get(node).ok_or_else(|| {
+            RunError::new(
+                RunErrorKind::Mismatch,
+                format!("the plan names node %{node}, which the model lacks"),
+            )
+        })?;
+        let what = || {
+            let scope = self
+                .graph
+                .scopes
+                .get(n.scope)
+                .map_or("", |s| s.path.as_str());
+            format!(
+                "`{}` (node %{node}, copy {copy}, in `{}`)",
+                n.op,
+                if scope.is_empty() { "<root>" } else { scope }
+            )
+        };
+        if n.op == "token_mask" {
+            let of: usize = n
+                .attrs
+                .get("of")
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| op_err(OpError::new("no `of`".into()), what()))?;
+            let mask = ex.masks.get(&(of, 0, m)).ok_or_else(|| {
+                op_err(
+                    OpError::new(format!("the mask of %{of} was not drawn")),
+                    what(),
+                )
+            })?;
+            ex.values.insert((node, copy, m), mask.shallow_clone());
+            return Ok(());
+        }
+        let mut ins = Vec::with_capacity(n.inputs.len());
+        let mut tys = Vec::with_capacity(n.inputs.len());
+        for v in &n.inputs {
+            let t = match *v {
+                ValueRef::Input(i) => ex.inputs.get(&(i, m)).map(Tensor::shallow_clone),
+                ValueRef::Param(p) => Some(self.param(p, copy, mb.session)?.shallow_clone()),
+                ValueRef::Node(_) => self
+                    .producer(node, copy, *v)
+                    .and_then(|k| ex.values.get(&(k.0, k.1, m)).map(Tensor::shallow_clone)),
+            };
+            let t = t.ok_or_else(|| {
+                op_err(
+                    OpError::new(format!(
+                        "its input {} was not computed before it",
+                        v.label()
+                    )),
+                    what(),
+                )
+            })?;
+            ins.push(t);
+            tys.push(self.graph.type_of(*v));
+        }
+        let batch = mb
+            .inputs
+            .first()
+            .and_then(|t| t.shape.first())
+            .copied()
+            .unwrap_or(1) as i64;
+        let ctx = ops::Ctx {
+            train,
+            batch,
+            mask_key,
+            device: self.device,
+        };
+        let applied =
+            tch::autocast(self.autocast, || ops::apply(&ctx, n, &ins, &tys)).map_err(|e| {
+                let shapes: Vec<String> = ins.iter().map(|t| format!("{:?}", t.size())).collect();
+                op_err(
+                    e,
+                    format!("{} on inputs of shape {}", what(), shapes.join(", ")),
+                )
+            })?;
+        if let Some(mask) = applied.mask {
+            ex.masks.insert((node, copy, m), mask);
+        }
+        ex.values.insert((node, copy, m), applied.out);
+        Ok(())
+    }
+
+    fn loss(&self, ex: &Executed, losses: &[usize], m: usize) -> Result<Tensor, RunError> {
+        let mut total: Option<Tensor> = None;
+        for &n in losses {
+            let v = ex.values.get(&(n, 0, m)).ok_or_else(|| {
+                RunError::new(
+                    RunErrorKind::Op,
+                    format!("the loss (node %{n}) of micro-batch {m} was not computed"),
+                )
+            })?;
+            let v = v
+                .f_to_kind(Kind::Float)
+                .map_err(|e| op_err(e, "the loss"))?;
+            total = Some(match total {
+                None => v,
+                Some(t) => t.f_add(&v).map_err(|e| op_err(e, "summing the losses"))?,
+            });
+        }
+        total.ok_or_else(|| {
+            RunError::new(
+                RunErrorKind::Unsupported,
+                "the experiment has no `loss`".to_string(),
+            )
+        })
+    }
+
+    /// Clips, checks and applies the optimiser after the backward passes.
+    fn step(&mut self, losses: &[f64], u: Update) -> Result<StepOutcome, RunError> {
+        let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+        let mut sq = 0.0f64;
+        let mut bad: Option<String> = None;
+        for s in &self.slots {
+            let g = s.value.grad();
+            if !g.defined() {
+                continue;
+            }
+            let n = g
+                .f_square()
+                .and_then(|x| x.f_sum(Kind::Double))
+                .map_err(|e| op_err(e, format!("the gradient of `{}`", s.name)))?
+                .double_value(&[]);
+            if !n.is_finite() && bad.is_none() {
+                bad = Some(format!("the gradient of `{}`", s.name));
+            }
+            sq += n;
+        }
+        let norm = sq.sqrt();
+        let reason = if let Some(i) = losses.iter().position(|l| !l.is_finite()) {
+            Some(format!("the loss of micro-batch {i} is {}", losses[i]))
+        } else {
+            bad
+        };
+        if let Some(reason) = reason {
+            self.zero_grad();
+            return match u.on_nonfinite {
+                NonFinite::Stop => Err(RunError::new(RunErrorKind::NonFinite, format!("{reason} is not finite (train.on_nonfinite: stop; the weights were not updated)"))),
+                NonFinite::Skip => Ok(StepOutcome { loss, grad_norm: norm, skipped: Some(reason) }),
+            };
+        }
+        if let Some(clip) = u.clip {
+            if norm > clip {
+                let scale = clip / (norm + 1e-6);
+                tch::no_grad(|| -> Result<(), RunError> {
+                    for s in &self.slots {
+                        let mut g = s.value.grad();
+                        if g.defined() {
+                            let _ = g.f_mul_scalar_(scale).map_err(|e| op_err(e, "clipping"))?;
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        self.t += 1;
+        optim::update(&self.optimizer, &mut self.slots, u.lr, self.t)
+            .map_err(|e| op_err(e, "the optimiser step"))?;
+        self.zero_grad();
+        Ok(StepOutcome {
+            loss,
+            grad_norm: norm,
+            skipped: None,
+        })
+    }
+
+    fn zero_grad(&mut self) {
+        for s in &mut self.slots {
+            let mut g = s.value.grad();
+            if g.defined() {
+                // A failure here leaves gradients to be overwritten anyway
+                // by the next backward's accumulation only if they are
+                // zero, so report nothing and detach them instead.
+                let _ = g.f_zero_();
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Executed {
+    inputs: HashMap<(usize, usize), Tensor>,
+    values: HashMap<(usize, usize, usize), Tensor>,
+    masks: HashMap<(usize, usize, usize), Tensor>,
+    losses: Vec<f64>,
+    outcome: Option<StepOutcome>,
+}
+
+fn unsupported(what: &str) -> RunError {
+    RunError::new(
+        RunErrorKind::Unsupported,
+        format!("this one-process runtime cannot run {what}; lay the experiment out on one rank (`mesh {{ dp: 1 }}`)"),
+    )
+}
+
+fn upload(h: &HostTensor, device: Device) -> Result<Tensor, OpError> {
+    let shape: Vec<i64> = h.shape.iter().map(|&d| d as i64).collect();
+    Ok(Tensor::f_from_slice(&h.data)?
+        .f_reshape(shape.as_slice())?
+        .f_to_device(device)?)
+}
+
+fn download(t: &Tensor) -> Result<HostTensor, OpError> {
+    let shape: Vec<usize> = t.size().iter().map(|&d| d.max(0) as usize).collect();
+    let flat = t
+        .f_to_kind(Kind::Float)?
+        .f_to_device(Device::Cpu)?
+        .f_contiguous()?
+        .f_reshape([-1i64].as_slice())?;
+    let data = Vec::<f32>::try_from(&flat)?;
+    HostTensor::new(shape, data).map_err(|e| OpError::new(e.to_string()))
+}
+
+impl Backend for TorchBackend {
+    fn device(&self) -> String {
+        match self.device {
+            Device::Cpu => "cpu".to_string(),
+            Device::Cuda(i) => format!("cuda:{i}"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn train_step(
+        &mut self,
+        program: &RankProgram,
+        micro: &[MicroBatch<'_>],
+        keys: StepKeys,
+        update: Update,
+    ) -> Result<StepOutcome, RunError> {
+        tch::manual_seed(keys.dropout as i64);
+        let ex = self.execute(program, micro, keys, true, Some(update))?;
+        ex.outcome.ok_or_else(|| {
+            RunError::new(
+                RunErrorKind::Mismatch,
+                "the plan has no optimiser step".to_string(),
+            )
+        })
+    }
+
+    fn evaluate(
+        &mut self,
+        program: &RankProgram,
+        batch: MicroBatch<'_>,
+        mask_key: u64,
+    ) -> Result<EvalOutcome, RunError> {
+        let program = eval_program(program);
+        let keys = StepKeys {
+            mask: mask_key,
+            dropout: 0,
+        };
+        let ex = tch::no_grad(|| self.execute(&program, &[batch], keys, false, None))?;
+        let losses: Vec<usize> = self
+            .graph
+            .objectives
+            .iter()
+            .filter(|o| o.kind == "loss")
+            .filter_map(|o| match o.value {
+                ValueRef::Node(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let loss = self.loss(&ex, &losses, 0)?.double_value(&[]);
+        let mask = self
+            .graph
+            .nodes
+            .iter()
+            .position(|n| n.op == "token_mask")
+            .and_then(|i| ex.values.get(&(i, 0, 0)));
+        let mut predictions = Vec::new();
+        for o in &self.graph.outputs {
+            let (ValueRef::Node(n), Some(target)) = (
+                o.value,
+                self.graph.inputs.iter().position(|i| i.name == o.name),
+            ) else {
+                continue;
+            };
+            let Some(pred) = ex.values.get(&(n, 0, 0)) else {
+                continue;
+            };
+            let Some(target) = batch.inputs.get(target) else {
+                continue;
+            };
+            let pred = download(pred)
+                .map_err(|e| op_err(e, format!("reading prediction `{}`", o.name)))?;
+            let mask = match mask {
+                Some(m) => {
+                    let full = m.f_to_kind(Kind::Float).and_then(|m| {
+                        m.f_expand(
+                            pred.shape
+                                .iter()
+                                .map(|&d| d as i64)
+                                .collect::<Vec<_>>()
+                                .as_slice(),
+                            false,
+                        )
+                    });
+                    let h = full
+                        .map_err(OpError::from)
+                        .and_then(|t| download(&t))
+                        .map_err(|e| op_err(e, "reading the token mask"))?;
+                    Some(h.data.iter().map(|&v| v > 0.5).collect())
+                }
+                None => None,
+            };
+            predictions.push(Prediction {
+                name: o.name.clone(),
+                pred,
+                target: target.clone(),
+                mask,
+            });
+        }
+        Ok(EvalOutcome { loss, predictions })
+    }
+
+    fn export(&self) -> Result<BTreeMap<String, HostTensor>, RunError> {
+        let mut out = BTreeMap::new();
+        for s in &self.slots {
+            let get = |t: &Tensor, what: &str| {
+                download(t).map_err(|e| op_err(e, format!("reading {what} of `{}`", s.name)))
+            };
+            out.insert(s.name.clone(), get(&s.value, "the weights")?);
+            out.insert(
+                format!("optim.m/{}", s.name),
+                get(&s.m, "the first moment")?,
+            );
+            out.insert(
+                format!("optim.v/{}", s.name),
+                get(&s.v, "the second moment")?,
+            );
+        }
+        // The step count as two f32 halves of 24 bits each, exact to 2^48.
+        let t = self.t;
+        out.insert(
+            "optim.t".to_string(),
+            HostTensor {
+                shape: vec![2],
+                data: vec![(t >> 24) as f32, (t & 0xFF_FFFF) as f32],
+            },
+        );
+        Ok(out)
+    }
+
+    fn import(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<(), RunError> {
+        let mismatch = |m: String| RunError::new(RunErrorKind::Mismatch, m);
+        tch::no_grad(|| -> Result<(), RunError> {
+            for s in &mut self.slots {
+                for (key, t) in [
+                    (s.name.clone(), &mut s.value),
+                    (format!("optim.m/{}", s.name), &mut s.m),
+                    (format!("optim.v/{}", s.name), &mut s.v),
+                ] {
+                    let h = state
+                        .get(&key)
+                        .ok_or_else(|| mismatch(format!("the checkpoint has no `{key}`")))?;
+                    let want: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+                    if h.shape != want {
+                        return Err(mismatch(format!(
+                            "`{key}` is {:?} in the checkpoint but {:?} in the model",
+                            h.shape, want
+                        )));
+                    }
+                    let src = upload(h, self.device)
+                        .map_err(|e| op_err(e, format!("restoring `{key}`")))?;
+                    t.f_copy_(&src)
+                        .map_err(|e| op_err(OpError::from(e), format!("restoring `{key}`")))?;
+                }
+            }
+            Ok(())
+        })?;
+        let t = state
+            .get("optim.t")
+            .ok_or_else(|| mismatch("the checkpoint has no `optim.t`".to_string()))?;
+        match t.data.as_slice() {
+            [hi, lo] => self.t = ((*hi as u64) << 24) | (*lo as u64),
+            _ => return Err(mismatch("`optim.t` is not two numbers".to_string())),
+        }
+        Ok(())
+    }
+}
+
+/// The loads and first forward ops of micro-batch 0, in plan order: what
+/// an evaluation runs.
+fn eval_program(p: &RankProgram) -> RankProgram {
+    let ops = p
+        .ops
+        .iter()
+        .filter(|op| match op {
+            Op::Load { micro, .. } => *micro == 0,
+            Op::Forward {
+                micro, recompute, ..
+            } => *micro == 0 && !*recompute,
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    RankProgram { ops, ..p.clone() }
+}

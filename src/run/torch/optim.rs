@@ -1,0 +1,100 @@
+//! The optimisers on libtorch tensors: AdamW with decoupled weight decay,
+//! Adam with L2 regularisation, and SGD with momentum, all updating f32
+//! master weights in place.
+//!
+//! The arithmetic follows `torch.optim.AdamW` (PyTorch 2.x, non-fused):
+//! `w *= 1 - lr * wd`, then `w -= lr / (1 - b1^t) * m / (sqrt(v) /
+//! sqrt(1 - b2^t) + eps)`. Weight decay applies to matrices and larger
+//! (rank 2 or more); biases, norm gains and other vectors are not decayed,
+//! which is GPT-2's and most transformer recipes' convention.
+
+use tch::Tensor;
+
+use super::OpError;
+use crate::run::config::Optimizer;
+
+/// One parameter copy with its optimiser state.
+pub struct Slot {
+    pub name: String,
+    pub value: Tensor,
+    /// First moment (Adam) or momentum buffer (SGD).
+    pub m: Tensor,
+    /// Second moment (Adam); unused by SGD.
+    pub v: Tensor,
+    pub decay: bool,
+}
+
+/// Applies one update with learning rate `lr` at optimiser step `t`
+/// (1-based) to every slot that has a gradient.
+pub fn update(opt: &Optimizer, slots: &mut [Slot], lr: f64, t: u64) -> Result<(), OpError> {
+    tch::no_grad(|| {
+        for s in slots.iter_mut() {
+            let g = s.value.grad();
+            if !g.defined() {
+                continue;
+            }
+            step_one(opt, s, &g, lr, t)?;
+        }
+        Ok(())
+    })
+}
+
+fn step_one(opt: &Optimizer, s: &mut Slot, g: &Tensor, lr: f64, t: u64) -> Result<(), OpError> {
+    let ti = i32::try_from(t).unwrap_or(i32::MAX);
+    match *opt {
+        Optimizer::AdamW {
+            betas: (b1, b2),
+            eps,
+            weight_decay,
+            ..
+        }
+        | Optimizer::Adam {
+            betas: (b1, b2),
+            eps,
+            weight_decay,
+            ..
+        } => {
+            let decoupled = matches!(opt, Optimizer::AdamW { .. });
+            let g = if !decoupled && weight_decay > 0.0 && s.decay {
+                g.f_add(&s.value.f_mul_scalar(weight_decay)?)?
+            } else {
+                g.shallow_clone()
+            };
+            let _ = s.m.f_mul_scalar_(b1)?;
+            let _ = s.m.f_add_(&g.f_mul_scalar(1.0 - b1)?)?;
+            let _ = s.v.f_mul_scalar_(b2)?;
+            let _ = s.v.f_add_(&g.f_square()?.f_mul_scalar(1.0 - b2)?)?;
+            if decoupled && weight_decay > 0.0 && s.decay {
+                let _ = s.value.f_mul_scalar_(1.0 - lr * weight_decay)?;
+            }
+            let bc1 = 1.0 - b1.powi(ti);
+            let bc2 = 1.0 - b2.powi(ti);
+            let denom = s.v.f_sqrt()?.f_div_scalar(bc2.sqrt())?.f_add_scalar(eps)?;
+            let step = s.m.f_div(&denom)?.f_mul_scalar(lr / bc1)?;
+            let _ = s.value.f_sub_(&step)?;
+        }
+        Optimizer::Sgd {
+            momentum,
+            weight_decay,
+            ..
+        } => {
+            if weight_decay > 0.0 && s.decay {
+                let _ = s.value.f_mul_scalar_(1.0 - lr * weight_decay)?;
+            }
+            let dir = if momentum > 0.0 {
+                // PyTorch's first step copies the gradient into the buffer.
+                if t == 1 {
+                    s.m.f_copy_(g)?;
+                } else {
+                    let _ = s.m.f_mul_scalar_(momentum)?;
+                    let _ = s.m.f_add_(g)?;
+                }
+                s.m.shallow_clone()
+            } else {
+                g.shallow_clone()
+            };
+            let _ = s.value.f_sub_(&dir.f_mul_scalar(lr)?)?;
+        }
+    }
+    Ok(())
+}
