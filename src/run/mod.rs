@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod corr;
 pub mod error;
 pub mod host;
 pub mod init;
