@@ -11,6 +11,8 @@ mod explain;
 mod fmt;
 mod output;
 mod plan;
+#[cfg(feature = "torch")]
+mod run;
 
 use std::path::PathBuf;
 
@@ -109,6 +111,36 @@ pub enum Command {
         #[command(flatten)]
         cluster: plan::ClusterArgs,
     },
+    /// Train an experiment on one process (CPU, or one GPU with
+    /// `--device cuda`), writing metrics, plots and checkpoints to a run
+    /// directory.
+    #[cfg(feature = "torch")]
+    Run {
+        /// The `.enigma` experiment to train.
+        file: PathBuf,
+        /// The run directory (default: `runs/<file stem>`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Continue the run in the run directory from its newest good
+        /// checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Where to train (default: the experiment's `device`, else the
+        /// CPU). Asking for a GPU that is not there is an error.
+        #[arg(long, value_enum)]
+        device: Option<run::DeviceArg>,
+        /// Stop after this many steps (the schedule still spans the
+        /// experiment's steps); checkpoints as at the end of a run.
+        #[arg(long, value_name = "N")]
+        steps: Option<u64>,
+        /// No progress bar and no summary lines.
+        #[arg(long)]
+        quiet: bool,
+        /// Read the standard library from this directory instead of the
+        /// copy built into the binary.
+        #[arg(long, value_name = "DIR")]
+        stdlib: Option<PathBuf>,
+    },
     /// Rewrite FILEs in the canonical layout, keeping every comment.
     Fmt {
         /// Do not write; exit with 1 if any file is not formatted.
@@ -183,6 +215,27 @@ where
                 emit,
                 search,
                 cluster: &cluster,
+            },
+        ),
+        #[cfg(feature = "torch")]
+        Command::Run {
+            file,
+            out: dir,
+            resume,
+            device,
+            steps,
+            quiet,
+            stdlib,
+        } => run::run(
+            &out,
+            run::Request {
+                file: &file,
+                stdlib,
+                out: dir,
+                resume,
+                device,
+                steps,
+                quiet,
             },
         ),
         Command::Fmt { check, files } => fmt::run(&out, &files, check),

@@ -17,3 +17,4 @@ pub mod plots;
 pub mod progress;
 #[cfg(feature = "torch")]
 pub mod torch;
+pub mod train;

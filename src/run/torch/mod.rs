@@ -153,6 +153,9 @@ impl TorchBackend {
                     v: zeros()?,
                     value: value.set_requires_grad(true),
                     decay: shape.len() >= 2,
+                    session: (param.per_session && pl.copies > 1)
+                        .then_some(c)
+                        .or(param.per_session.then_some(0)),
                     name,
                 });
             }
@@ -339,7 +342,8 @@ impl TorchBackend {
                 }
                 Op::Step => {
                     if let Some(u) = update {
-                        ex.outcome = Some(self.step(&ex.losses, u)?);
+                        let sessions: Vec<usize> = micro.iter().map(|m| m.session).collect();
+                        ex.outcome = Some(self.step(&ex.losses, u, &sessions)?);
                     }
                 }
             }
@@ -466,7 +470,12 @@ impl TorchBackend {
     }
 
     /// Clips, checks and applies the optimiser after the backward passes.
-    fn step(&mut self, losses: &[f64], u: Update) -> Result<StepOutcome, RunError> {
+    fn step(
+        &mut self,
+        losses: &[f64],
+        u: Update,
+        sessions: &[usize],
+    ) -> Result<StepOutcome, RunError> {
         let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
         let mut sq = 0.0f64;
         let mut bad: Option<String> = None;
@@ -513,7 +522,7 @@ impl TorchBackend {
             }
         }
         self.t += 1;
-        optim::update(&self.optimizer, &mut self.slots, u.lr, self.t)
+        optim::update(&self.optimizer, &mut self.slots, u.lr, self.t, sessions)
             .map_err(|e| op_err(e, "the optimiser step"))?;
         self.zero_grad();
         Ok(StepOutcome {

@@ -22,17 +22,38 @@ pub struct Slot {
     /// Second moment (Adam); unused by SGD.
     pub v: Tensor,
     pub decay: bool,
+    /// For a per-session parameter, its session: it is updated only in
+    /// steps that saw that session.
+    pub session: Option<usize>,
 }
 
 /// Applies one update with learning rate `lr` at optimiser step `t`
-/// (1-based) to every slot that has a gradient.
-pub fn update(opt: &Optimizer, slots: &mut [Slot], lr: f64, t: u64) -> Result<(), OpError> {
+/// (1-based) to every slot the step used: all shared parameters, and the
+/// per-session parameters of the `sessions` in the step's batches.
+///
+/// This is PyTorch's behaviour with `zero_grad(set_to_none=True)` (its
+/// default): a parameter without a gradient in a step is not touched, so
+/// its moments do not decay. Deciding it from the sessions rather than
+/// from whether libtorch has allocated a gradient keeps a resumed run
+/// identical to an uninterrupted one.
+pub fn update(
+    opt: &Optimizer,
+    slots: &mut [Slot],
+    lr: f64,
+    t: u64,
+    sessions: &[usize],
+) -> Result<(), OpError> {
     tch::no_grad(|| {
         for s in slots.iter_mut() {
-            let g = s.value.grad();
-            if !g.defined() {
+            if s.session.is_some_and(|x| !sessions.contains(&x)) {
                 continue;
             }
+            let g = s.value.grad();
+            let g = if g.defined() {
+                g
+            } else {
+                s.value.f_zeros_like()?
+            };
             step_one(opt, s, &g, lr, t)?;
         }
         Ok(())

@@ -1,0 +1,251 @@
+//! Fitting and applying a modality's transforms.
+//!
+//! `zscore` learns its statistics from the training windows only: the
+//! stretches of each session the training windows cover are cut out of the
+//! untransformed values, joined end to end, and given to
+//! [`Pipeline::fit`]. A modality with a dim declared `per session` (each
+//! session has its own neurons) is fitted per session; one whose channels
+//! mean the same thing in every session (behaviour columns, pixels) is
+//! fitted once on every session's training stretches. The fitted pipeline
+//! is then applied to each whole session, so stages that look across time
+//! (`dff`'s running baseline, `smooth`, `resample`) see real neighbours at
+//! window edges; only the synthetic video, never stored, is transformed
+//! per window as it is rendered.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::sources::{Chan, Stream};
+use super::{DataError, DataErrorKind};
+use crate::data::spec::{ModalitySpec, WindowSettings};
+use crate::data::synthetic::MouseV1;
+use crate::data::transform::stages::{Events, Series};
+use crate::data::transform::{Pipeline, Signal, Stage};
+use crate::data::windows::{Split, Splits};
+
+/// The stretches of session `s` its training windows cover, merged.
+fn training_ranges(splits: &Splits, s: usize, length: f64) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for w in splits.get(Split::Train).iter().filter(|w| w.session == s) {
+        let (a, b) = (w.start, w.start + length);
+        match out.last_mut() {
+            Some(last) if a <= last.1 + 1e-9 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// The part of a stream inside `ranges`, as a signal, the ranges joined
+/// end to end.
+fn portion(
+    stream: &Stream,
+    session: usize,
+    ranges: &[(f64, f64)],
+    synthetic: &BTreeMap<usize, Arc<MouseV1>>,
+) -> Result<Option<Signal>, DataError> {
+    let width = |chan: &[Chan]| chan.iter().map(|c| c.size).product::<usize>();
+    Ok(match stream {
+        Stream::Series { rate, chan, data } => {
+            let c = width(chan);
+            let mut out = Vec::new();
+            for &(a, b) in ranges {
+                let (i, j) = ((a * rate).round() as usize, (b * rate).round() as usize);
+                out.extend_from_slice(data.get(i * c..j * c).unwrap_or_default());
+            }
+            Some(Signal::Series(Series {
+                rate: *rate,
+                channels: c,
+                data: out,
+            }))
+        }
+        Stream::Video { source, rate, chan } => {
+            let c = width(chan);
+            let mut out = Vec::new();
+            for &(a, b) in ranges {
+                let (i, j) = ((a * rate).round() as usize, (b * rate).round() as usize);
+                let at = out.len();
+                out.resize(at + j.saturating_sub(i) * c, 0.0);
+                super::render(synthetic, *source, session, i, &mut out[at..])?;
+            }
+            Some(Signal::Series(Series {
+                rate: *rate,
+                channels: c,
+                data: out,
+            }))
+        }
+        Stream::Events { units, .. } => {
+            let mut out = vec![Vec::new(); units.len()];
+            let mut offset = 0.0;
+            for &(a, b) in ranges {
+                for (o, u) in out.iter_mut().zip(units) {
+                    o.extend(
+                        u.iter()
+                            .filter(|&&t| t >= a && t < b)
+                            .map(|t| t - a + offset),
+                    );
+                }
+                offset += b - a;
+            }
+            Some(Signal::Events(Events {
+                start: 0.0,
+                duration: offset,
+                units: out,
+            }))
+        }
+        Stream::Intervals { .. } => None,
+    })
+}
+
+/// Fits modality `m`'s transforms, per session or pooled over sessions,
+/// on the training windows only; one fitted pipeline per session.
+pub fn fit(
+    m: &ModalitySpec,
+    raw: &[Stream],
+    splits: &Splits,
+    settings: &WindowSettings,
+    synthetic: &BTreeMap<usize, Arc<MouseV1>>,
+) -> Result<Vec<Pipeline>, DataError> {
+    let sessions = raw.len();
+    let needs = m
+        .pipeline
+        .stages
+        .iter()
+        .any(|s| matches!(s, Stage::ZScore { .. }));
+    if !needs {
+        return Ok(vec![m.pipeline.clone(); sessions]);
+    }
+    let portions = raw
+        .iter()
+        .enumerate()
+        .map(|(s, stream)| {
+            let ranges = training_ranges(splits, s, settings.length);
+            portion(stream, s, &ranges, synthetic)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let fit_one = |signal: &Signal| {
+        let mut p = m.pipeline.clone();
+        p.fit(signal)
+            .map_err(|e| DataError::new(DataErrorKind::Transform, e.to_string()))?;
+        Ok::<Pipeline, DataError>(p)
+    };
+    if m.per_session() || sessions == 1 {
+        portions
+            .iter()
+            .enumerate()
+            .map(|(s, p)| match p {
+                Some(signal) if !is_empty(signal) => fit_one(signal).map_err(|e| e.session(s)),
+                _ => Err(DataError::new(
+                    DataErrorKind::Transform,
+                    "its statistics are fitted per session (a dim is `per session`), but this session has no training window; split by time, or use `standardize` with fixed values",
+                )
+                .session(s)),
+            })
+            .collect()
+    } else {
+        let joined = join(portions.into_iter().flatten().collect())?;
+        let p = fit_one(&joined)?;
+        Ok(vec![p; sessions])
+    }
+}
+
+fn is_empty(s: &Signal) -> bool {
+    match s {
+        Signal::Series(s) => s.data.is_empty(),
+        Signal::Events(e) => e.duration <= 0.0,
+    }
+}
+
+/// Training signals of several sessions, end to end.
+fn join(parts: Vec<Signal>) -> Result<Signal, DataError> {
+    let mut it = parts.into_iter();
+    let Some(mut first) = it.next() else {
+        return Err(DataError::new(
+            DataErrorKind::Transform,
+            "no training data to fit its statistics on",
+        ));
+    };
+    for part in it {
+        match (&mut first, part) {
+            (Signal::Series(a), Signal::Series(b)) if a.channels == b.channels => {
+                a.data.extend(b.data)
+            }
+            (Signal::Events(a), Signal::Events(b)) if a.units.len() == b.units.len() => {
+                for (u, v) in a.units.iter_mut().zip(b.units) {
+                    u.extend(v.into_iter().map(|t| t + a.duration));
+                }
+                a.duration += b.duration;
+            }
+            _ => {
+                return Err(DataError::new(
+                    DataErrorKind::Shape,
+                    "its sessions have different channels, so one set of statistics cannot fit them all; declare the dim `per session`",
+                ))
+            }
+        }
+    }
+    Ok(first)
+}
+
+/// Applies fitted transforms to a whole session's stream (not to video,
+/// which is transformed per window as it is rendered).
+pub fn transform(stream: Stream, pipeline: &Pipeline, duration: f64) -> Result<Stream, DataError> {
+    if pipeline.stages.is_empty() {
+        return Ok(stream);
+    }
+    let failed = |e: crate::data::transform::TransformError| {
+        DataError::new(DataErrorKind::Transform, e.to_string())
+    };
+    match stream {
+        Stream::Video { .. } => Ok(stream),
+        Stream::Intervals { .. } => Err(DataError::spec("intervals take no transforms")),
+        Stream::Series { rate, chan, data } => {
+            let channels = chan.iter().map(|c| c.size).product();
+            let out = pipeline
+                .apply(Signal::Series(Series {
+                    rate,
+                    channels,
+                    data,
+                }))
+                .map_err(failed)?;
+            back(out, chan)
+        }
+        Stream::Events { chan, units } => {
+            let out = pipeline
+                .apply(Signal::Events(Events {
+                    start: 0.0,
+                    duration,
+                    units,
+                }))
+                .map_err(failed)?;
+            back(out, chan)
+        }
+    }
+}
+
+fn back(signal: Signal, chan: Vec<Chan>) -> Result<Stream, DataError> {
+    Ok(match signal {
+        Signal::Series(s) => Stream::Series {
+            rate: s.rate,
+            chan,
+            data: s.data,
+        },
+        Signal::Events(e) => Stream::Events {
+            chan,
+            units: e.units,
+        },
+    })
+}
+
+/// The rate a pipeline's output has, given its input's (`None` for events):
+/// `resample(r)` makes `r`, `bin(w)` makes `1 / w`, the rest keep it.
+pub fn output_rate(input: Option<f64>, pipeline: &Pipeline) -> Option<f64> {
+    pipeline
+        .stages
+        .iter()
+        .fold(input, |rate, stage| match stage {
+            Stage::Resample { rate } => Some(*rate),
+            Stage::Bin { width } => Some(1.0 / width),
+            _ => rate,
+        })
+}

@@ -1,0 +1,348 @@
+//! The values of an NWB (HDF5) file: spike times, intervals tables and
+//! time series.
+//!
+//! NWB stores a ragged column as a flat data array plus an index of
+//! cumulative end positions: unit `i`'s spikes are
+//! `spike_times[index[i-1] .. index[i]]`. An intervals table is a group
+//! with `start_time` and `stop_time` columns. A time series is a group
+//! with a `data` dataset, time first, and either `starting_time` (with a
+//! `rate` attribute) or `timestamps`. [`crate::data::nwb`] lists these
+//! from the metadata at check time; here they are read. Every value is
+//! checked to be finite, and every inconsistency between the columns is a
+//! [`DataError`] naming the file and the dataset, never a panic.
+
+use std::path::Path;
+
+use hdf5_metno::File;
+
+use super::{DataError, DataErrorKind};
+
+/// An opened NWB file, with its path for messages.
+pub struct Nwb {
+    file: File,
+    path: std::path::PathBuf,
+}
+
+/// A regularly sampled series: `samples x channels`, time-major, with the
+/// shape of the channels as stored.
+pub struct TimeSeries {
+    pub rate: f64,
+    /// The time of the first sample, in seconds.
+    pub start: f64,
+    pub channels: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Nwb {
+    pub fn open(path: &Path) -> Result<Nwb, DataError> {
+        hdf5_metno::silence_errors(true);
+        // The standard library's message for a missing file is plainer than
+        // libhdf5's.
+        std::fs::metadata(path).map_err(|e| DataError::io(path, &e))?;
+        let file = File::open(path).map_err(|e| {
+            DataError::new(
+                DataErrorKind::Format,
+                format!("not a readable NWB (HDF5) file: {e}"),
+            )
+            .file(path)
+        })?;
+        Ok(Nwb {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn error(&self, kind: DataErrorKind, message: String) -> DataError {
+        DataError::new(kind, message).file(&self.path)
+    }
+
+    /// Whether the file holds dataset `dataset`.
+    pub fn has(&self, dataset: &str) -> bool {
+        self.file.link_exists(dataset) && self.file.dataset(dataset).is_ok()
+    }
+
+    /// A whole dataset as `f64`, with its shape.
+    fn read(&self, dataset: &str) -> Result<(Vec<usize>, Vec<f64>), DataError> {
+        let read = || -> hdf5_metno::Result<(Vec<usize>, Vec<f64>)> {
+            let d = self.file.dataset(dataset)?;
+            Ok((d.shape(), d.read_raw::<f64>()?))
+        };
+        read().map_err(|e| {
+            let kind = if self.file.link_exists(dataset) {
+                DataErrorKind::Format
+            } else {
+                DataErrorKind::Shape
+            };
+            self.error(kind, format!("cannot read `{dataset}`: {e}"))
+        })
+    }
+
+    /// Spike times per unit from a ragged column such as
+    /// `units/spike_times` (with `units/spike_times_index`); a column
+    /// without an index is one unit.
+    pub fn events(&self, dataset: &str) -> Result<Vec<Vec<f64>>, DataError> {
+        let (_, times) = self.read(dataset)?;
+        if let Some((i, &t)) = times.iter().enumerate().find(|(_, t)| !t.is_finite()) {
+            return Err(self.error(
+                DataErrorKind::NonFinite,
+                format!(
+                    "element {i} of `{dataset}` is {}",
+                    super::array::non_finite_name(t)
+                ),
+            ));
+        }
+        let index_name = format!("{dataset}_index");
+        if !self.has(&index_name) {
+            return Ok(vec![times]);
+        }
+        let (_, ends) = self.read(&index_name)?;
+        let mut units = Vec::with_capacity(ends.len());
+        let mut from = 0usize;
+        for (u, &end) in ends.iter().enumerate() {
+            let to = end as usize;
+            if end.fract() != 0.0 || end < 0.0 || to < from || to > times.len() {
+                return Err(self.error(
+                    DataErrorKind::Format,
+                    format!(
+                        "`{index_name}` is not a ragged index into `{dataset}` ({} values): entry {u} is {end} after {from}",
+                        times.len()
+                    ),
+                ));
+            }
+            let mut unit = times.get(from..to).unwrap_or_default().to_vec();
+            // Spike times are stored sorted; sorting again costs little and
+            // makes the windows' binary searches right for any writer.
+            unit.sort_by(f64::total_cmp);
+            units.push(unit);
+            from = to;
+        }
+        Ok(units)
+    }
+
+    /// The `(start, stop)` rows of an intervals table such as
+    /// `intervals/epochs`.
+    pub fn intervals(&self, group: &str) -> Result<Vec<(f64, f64)>, DataError> {
+        let (_, start) = self.read(&format!("{group}/start_time"))?;
+        let (_, stop) = self.read(&format!("{group}/stop_time"))?;
+        if start.len() != stop.len() {
+            return Err(self.error(
+                DataErrorKind::Format,
+                format!(
+                    "`{group}` has {} start times but {} stop times",
+                    start.len(),
+                    stop.len()
+                ),
+            ));
+        }
+        let mut rows = Vec::with_capacity(start.len());
+        for (k, (&a, &b)) in start.iter().zip(&stop).enumerate() {
+            if !a.is_finite() || !b.is_finite() {
+                let v = if a.is_finite() { b } else { a };
+                return Err(self.error(
+                    DataErrorKind::NonFinite,
+                    format!(
+                        "interval {k} of `{group}` has a time that is {}",
+                        super::array::non_finite_name(v)
+                    ),
+                ));
+            }
+            if b < a {
+                return Err(self.error(
+                    DataErrorKind::Format,
+                    format!("interval {k} of `{group}` stops ({b} s) before it starts ({a} s)"),
+                ));
+            }
+            rows.push((a, b));
+        }
+        Ok(rows)
+    }
+
+    /// A time series: `path` is its group (holding `data`) or its `data`
+    /// dataset. `rate` is used when the file records none.
+    pub fn series(&self, path: &str, rate: Option<f64>) -> Result<TimeSeries, DataError> {
+        let group = if self.has(&format!("{path}/data")) {
+            path.to_string()
+        } else {
+            path.rsplit_once('/')
+                .map(|(g, _)| g)
+                .unwrap_or("")
+                .to_string()
+        };
+        let data_name = if group == path {
+            format!("{path}/data")
+        } else {
+            path.to_string()
+        };
+        let (shape, values) = self.read(&data_name)?;
+        let Some((&samples, channels)) = shape.split_first() else {
+            return Err(self.error(
+                DataErrorKind::Shape,
+                format!("`{data_name}` is a scalar, not a series"),
+            ));
+        };
+        let width: usize = channels.iter().product();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            let (t, c) = (i / width.max(1), i % width.max(1));
+            return Err(self.error(
+                DataErrorKind::NonFinite,
+                format!(
+                    "sample {t}, channel {c} of `{data_name}` is {}",
+                    super::array::non_finite_name(values[i])
+                ),
+            ));
+        }
+        let prefix = if group.is_empty() {
+            String::new()
+        } else {
+            format!("{group}/")
+        };
+        let starting = format!("{prefix}starting_time");
+        let stamps = format!("{prefix}timestamps");
+        let (start, found) = if self.has(&starting) {
+            let (_, t0) = self.read(&starting)?;
+            let r = self
+                .file
+                .dataset(&starting)
+                .and_then(|d| d.attr("rate"))
+                .and_then(|a| a.read_scalar::<f64>())
+                .ok();
+            (t0.first().copied().unwrap_or(0.0), r)
+        } else if self.has(&stamps) {
+            let (_, t) = self.read(&stamps)?;
+            (t.first().copied().unwrap_or(0.0), regular_rate(&t))
+        } else {
+            (0.0, None)
+        };
+        let rate = found.or(rate).filter(|r| r.is_finite() && *r > 0.0).ok_or_else(|| {
+            self.error(
+                DataErrorKind::Spec,
+                format!(
+                    "`{data_name}` records no sampling rate (no `starting_time` with a `rate`, no regular `timestamps`); give one with `nwb(path, rate: ...)`"
+                ),
+            )
+        })?;
+        if samples.checked_mul(width) != Some(values.len()) {
+            return Err(self.error(
+                DataErrorKind::Format,
+                format!(
+                    "`{data_name}` holds {} values for shape {shape:?}",
+                    values.len()
+                ),
+            ));
+        }
+        Ok(TimeSeries {
+            rate,
+            start,
+            channels: channels.to_vec(),
+            data: values.iter().map(|&v| v as f32).collect(),
+        })
+    }
+}
+
+/// The rate of timestamps that are evenly spaced to a part in a thousand.
+fn regular_rate(t: &[f64]) -> Option<f64> {
+    let (first, last) = (*t.first()?, *t.last()?);
+    let n = t.len().checked_sub(1).filter(|&n| n > 0)?;
+    let step = (last - first) / n as f64;
+    let even = t
+        .windows(2)
+        .all(|w| ((w[1] - w[0]) - step).abs() <= 1e-3 * step.abs());
+    (step > 0.0 && even).then(|| 1.0 / step)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small NWB-like file written with libhdf5, in a fresh directory.
+    fn file(name: &str, build: impl FnOnce(&File) -> hdf5_metno::Result<()>) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("enigma-nwb-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.nwb");
+        let f = File::create(&path).unwrap();
+        build(&f).unwrap();
+        path
+    }
+
+    #[test]
+    fn ragged_units_intervals_and_series_read() {
+        let path = file("ok", |f| {
+            let units = f.create_group("units")?;
+            units
+                .new_dataset_builder()
+                .with_data(&[0.5f64, 0.1, 2.0, 3.0, 4.0])
+                .create("spike_times")?;
+            units
+                .new_dataset_builder()
+                .with_data(&[2u16, 2, 5])
+                .create("spike_times_index")?;
+            let ep = f.create_group("intervals")?.create_group("epochs")?;
+            ep.new_dataset_builder()
+                .with_data(&[0.0f64, 10.0])
+                .create("start_time")?;
+            ep.new_dataset_builder()
+                .with_data(&[5.0f64, 20.0])
+                .create("stop_time")?;
+            let ts = f.create_group("acquisition")?.create_group("speed")?;
+            ts.new_dataset_builder()
+                .with_data(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])
+                .create("data")?;
+            let st = ts
+                .new_dataset_builder()
+                .with_data(&[0.0f64])
+                .create("starting_time")?;
+            st.new_attr::<f64>().create("rate")?.write_scalar(&20.0)?;
+            Ok(())
+        });
+        let n = Nwb::open(&path).unwrap();
+        let units = n.events("units/spike_times").unwrap();
+        assert_eq!(units, vec![vec![0.1, 0.5], vec![], vec![2.0, 3.0, 4.0]]);
+        assert_eq!(
+            n.intervals("intervals/epochs").unwrap(),
+            [(0.0, 5.0), (10.0, 20.0)]
+        );
+        let s = n.series("acquisition/speed", None).unwrap();
+        assert_eq!(
+            (s.rate, s.start, s.channels.len(), s.data.len()),
+            (20.0, 0.0, 0, 6)
+        );
+        let e = n.intervals("intervals/trials").unwrap_err();
+        assert!(
+            e.to_string().contains("f.nwb") && e.to_string().contains("intervals/trials"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn broken_indices_and_nan_are_errors() {
+        let path = file("bad", |f| {
+            let units = f.create_group("units")?;
+            units
+                .new_dataset_builder()
+                .with_data(&[0.5f64, f64::NAN])
+                .create("spike_times")?;
+            units
+                .new_dataset_builder()
+                .with_data(&[1.0f64, 2.0])
+                .create("other")?;
+            units
+                .new_dataset_builder()
+                .with_data(&[3u8])
+                .create("other_index")?;
+            Ok(())
+        });
+        let n = Nwb::open(&path).unwrap();
+        let e = n.events("units/spike_times").unwrap_err();
+        assert_eq!(e.kind, DataErrorKind::NonFinite);
+        assert!(
+            e.to_string()
+                .contains("element 1 of `units/spike_times` is NaN"),
+            "{e}"
+        );
+        let e = n.events("units/other").unwrap_err();
+        assert!(e.to_string().contains("not a ragged index"), "{e}");
+        assert!(Nwb::open(Path::new("/no/such/file.nwb")).is_err());
+        assert_eq!(regular_rate(&[0.0, 0.5, 1.0]), Some(2.0));
+        assert_eq!(regular_rate(&[0.0, 0.5, 2.0]), None);
+    }
+}

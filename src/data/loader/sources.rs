@@ -1,0 +1,443 @@
+//! Sources into recordings: each modality's values over each whole
+//! session, as the source holds them, before its transforms.
+//!
+//! A [`Stream`] is one modality's values in one session: a time-major
+//! series, the synthetic video (rendered on demand), events per unit or
+//! intervals, each with its channel axes named for messages. The
+//! [`Reader`] builds each source once: the simulation here, files through
+//! `files.rs`. The `select` stages are applied to these raw values, since
+//! every other stage works per channel and so commutes with keeping some
+//! channels; [`select`] is also used on the values a derived modality
+//! takes from another.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use std::path::Path;
+
+use super::array::{self, Array};
+use super::files::{lane, npy_intervals, npy_raw, nwb_raw};
+use super::{DataError, DataErrorKind};
+use crate::data::spec::{
+    Cond, DataSpec, ModalityKind, ModalitySpec, Origin, SourceKind, SourceSpec,
+};
+use crate::data::synthetic::{MouseV1, MouseV1Config};
+
+/// One channel axis of a stream: its size and how messages name it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chan {
+    pub size: usize,
+    pub what: String,
+}
+
+/// A modality's values over one whole session.
+#[derive(Clone, Debug)]
+pub enum Stream {
+    /// Samples at `rate`, time-major: `samples x prod(chan)` values.
+    Series {
+        rate: f64,
+        chan: Vec<Chan>,
+        data: Vec<f32>,
+    },
+    /// Synthetic video, rendered per window from source `source`.
+    Video {
+        source: usize,
+        rate: f64,
+        chan: Vec<Chan>,
+    },
+    /// Event times per unit, in seconds from the session's start, sorted.
+    Events {
+        chan: Vec<Chan>,
+        units: Vec<Vec<f64>>,
+    },
+    /// `(start, stop)` rows, in seconds from the session's start.
+    Intervals {
+        chan: Vec<Chan>,
+        rows: Vec<(f64, f64)>,
+    },
+}
+
+impl Stream {
+    pub fn chan(&self) -> &[Chan] {
+        match self {
+            Stream::Series { chan, .. }
+            | Stream::Video { chan, .. }
+            | Stream::Events { chan, .. }
+            | Stream::Intervals { chan, .. } => chan,
+        }
+    }
+
+    fn chan_mut(&mut self) -> &mut Vec<Chan> {
+        match self {
+            Stream::Series { chan, .. }
+            | Stream::Video { chan, .. }
+            | Stream::Events { chan, .. }
+            | Stream::Intervals { chan, .. } => chan,
+        }
+    }
+
+    /// The time of its last event or interval's end, in seconds; zero for
+    /// sampled streams, whose length is their samples.
+    pub fn last_time(&self) -> f64 {
+        match self {
+            Stream::Events { units, .. } => units
+                .iter()
+                .filter_map(|u| u.last().copied())
+                .fold(0.0, f64::max),
+            Stream::Intervals { rows, .. } => rows.iter().map(|r| r.1).fold(0.0, f64::max),
+            Stream::Series { .. } | Stream::Video { .. } => 0.0,
+        }
+    }
+
+    /// How long a sampled stream runs: its samples over its rate.
+    pub fn sampled_length(&self) -> Option<f64> {
+        match self {
+            Stream::Series { rate, chan, data } => {
+                let width: usize = chan.iter().map(|c| c.size).product();
+                Some(data.len().checked_div(width).unwrap_or(0) as f64 / rate)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A modality's raw values in one session.
+#[derive(Clone, Debug)]
+pub struct Raw {
+    pub stream: Stream,
+    /// The recording's length in seconds, when the source knows it (a
+    /// simulated session, the samples of a series); an NWB file's spikes
+    /// and intervals know only their last time.
+    pub length: Option<f64>,
+}
+
+/// Reads sources, keeping each one read once.
+pub struct Reader<'a> {
+    spec: &'a DataSpec,
+    synthetic: BTreeMap<usize, Arc<MouseV1>>,
+    arrays: BTreeMap<usize, Arc<Array<f32>>>,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(spec: &'a DataSpec) -> Reader<'a> {
+        Reader {
+            spec,
+            synthetic: BTreeMap::new(),
+            arrays: BTreeMap::new(),
+        }
+    }
+
+    /// The simulated sources built so far, by source index.
+    pub fn synthetic(&self) -> &BTreeMap<usize, Arc<MouseV1>> {
+        &self.synthetic
+    }
+
+    pub fn into_synthetic(self) -> BTreeMap<usize, Arc<MouseV1>> {
+        self.synthetic
+    }
+
+    fn source(&self, i: usize) -> Result<&'a SourceSpec, DataError> {
+        self.spec
+            .sources
+            .get(i)
+            .ok_or_else(|| DataError::spec(format!("no data item {i}")))
+    }
+
+    fn mouse(&mut self, i: usize) -> Result<Arc<MouseV1>, DataError> {
+        if let Some(m) = self.synthetic.get(&i) {
+            return Ok(m.clone());
+        }
+        let src = self.source(i)?;
+        let SourceKind::Synthetic {
+            sessions,
+            neurons,
+            seed,
+        } = src.kind
+        else {
+            return Err(DataError::spec("not a synthetic source").data(&src.name));
+        };
+        let built = MouseV1Config::from_ints(sessions, neurons, seed)
+            .and_then(MouseV1::new)
+            .map_err(|e| DataError::spec(e.to_string()).data(&src.name))?;
+        let built = Arc::new(built);
+        self.synthetic.insert(i, built.clone());
+        Ok(built)
+    }
+
+    fn array(&mut self, i: usize, path: &Path) -> Result<Arc<Array<f32>>, DataError> {
+        if let Some(a) = self.arrays.get(&i) {
+            return Ok(a.clone());
+        }
+        let a = Arc::new(array::read_npy::<f32>(path)?);
+        self.arrays.insert(i, a.clone());
+        Ok(a)
+    }
+
+    /// The keep-masks of a modality's `select` stages, by dim name.
+    pub fn masks(&mut self, m: &ModalitySpec) -> Result<Vec<(String, Vec<bool>)>, DataError> {
+        m.select
+            .iter()
+            .map(|s| Ok((s.dim.clone(), self.cond(&s.cond)?)))
+            .collect()
+    }
+
+    fn cond(&mut self, c: &Cond) -> Result<Vec<bool>, DataError> {
+        let both = |a: Vec<bool>, b: Vec<bool>, f: fn(bool, bool) -> bool| {
+            if a.len() != b.len() {
+                return Err(DataError::new(
+                    DataErrorKind::Shape,
+                    format!(
+                        "the parts of a `where:` condition have {} and {} positions",
+                        a.len(),
+                        b.len()
+                    ),
+                ));
+            }
+            Ok(a.into_iter().zip(b).map(|(x, y)| f(x, y)).collect())
+        };
+        match c {
+            Cond::And(a, b) => both(self.cond(a)?, self.cond(b)?, |x, y| x && y),
+            Cond::Or(a, b) => both(self.cond(a)?, self.cond(b)?, |x, y| x || y),
+            Cond::Not(a) => Ok(self.cond(a)?.into_iter().map(|x| !x).collect()),
+            Cond::Compare {
+                source,
+                index,
+                op,
+                value,
+            } => {
+                let src = self.source(*source)?;
+                let SourceKind::Npy { path, .. } = &src.kind else {
+                    return Err(
+                        DataError::spec("a `where:` condition reads an `npy` item").data(&src.name)
+                    );
+                };
+                let a = array::read_npy::<f64>(path).map_err(|e| e.data(&src.name))?;
+                let lane = lane(&a, index).map_err(|e| e.file(path).data(&src.name))?;
+                Ok(lane.into_iter().map(|v| op.holds(v, *value)).collect())
+            }
+        }
+    }
+
+    /// The raw values of source-drawn modality `m` in every session.
+    pub fn read(
+        &mut self,
+        m: &ModalitySpec,
+        masks: &[(String, Vec<bool>)],
+    ) -> Result<Vec<Raw>, DataError> {
+        let Origin::Source { source, field } = &m.origin else {
+            return Err(DataError::spec("derived modalities are read from others"));
+        };
+        let src = self.source(*source)?;
+        let raws = match &src.kind {
+            SourceKind::Synthetic { .. } => self.synthetic_raws(*source, src, m, field, masks)?,
+            SourceKind::Npy { path, axes, rate } => {
+                if !field.is_empty() {
+                    return Err(DataError::spec(format!(
+                        "an `npy` item is one array; read it as `from {}`, without a field",
+                        src.name
+                    )));
+                }
+                let a = self.array(*source, path)?;
+                if m.kind == ModalityKind::Intervals {
+                    vec![npy_intervals(&a, path, m, masks)?]
+                } else {
+                    vec![npy_raw(&a, path, axes.as_deref(), *rate, m, masks)?]
+                }
+            }
+            SourceKind::Nwb { path, rate } => vec![nwb_raw(path, field, *rate, m, masks)?],
+        };
+        Ok(raws)
+    }
+
+    fn synthetic_raws(
+        &mut self,
+        index: usize,
+        src: &SourceSpec,
+        m: &ModalitySpec,
+        field: &[String],
+        masks: &[(String, Vec<bool>)],
+    ) -> Result<Vec<Raw>, DataError> {
+        let mouse = self.mouse(index)?;
+        let config = mouse.config();
+        let (fr, rr) = (
+            f64::from(config.frame_rate),
+            f64::from(config.response_rate),
+        );
+        let field = match field {
+            [f] => f.as_str(),
+            _ => "",
+        };
+        let mut out = Vec::new();
+        for s in 0..mouse.sessions() {
+            let Some(session) = mouse.session(s) else {
+                break;
+            };
+            let n = session.neurons();
+            let neurons = || vec![chan(n, format!("the neurons of `{}.{field}`", src.name))];
+            let stream = match field {
+                "video" => {
+                    let (h, w) = session.frame_size();
+                    Stream::Video {
+                        source: index,
+                        rate: fr,
+                        chan: vec![
+                            chan(1, "the channel of `video`".into()),
+                            chan(h, "the frame height".into()),
+                            chan(w, "the frame width".into()),
+                        ],
+                    }
+                }
+                "behavior" => Stream::Series {
+                    rate: fr,
+                    chan: vec![chan(4, "the behaviour columns".into())],
+                    data: session.behavior().to_vec(),
+                },
+                "response" => Stream::Series {
+                    rate: rr,
+                    chan: neurons(),
+                    data: session.response().to_vec(),
+                },
+                "spikes" => Stream::Events {
+                    chan: neurons(),
+                    units: (0..n)
+                        .map(|i| session.spikes(i).unwrap_or_default().to_vec())
+                        .collect(),
+                },
+                _ => {
+                    return Err(DataError::spec(format!(
+                        "`{}` has no field `{field}`; its fields are video, behavior, response and spikes",
+                        src.name
+                    )))
+                }
+            };
+            let mut raw = Raw {
+                stream,
+                length: Some(config.duration_s),
+            };
+            select(&mut raw.stream, m, masks)?;
+            check_finite(&raw.stream, m).map_err(|e| e.session(s))?;
+            out.push(raw);
+        }
+        Ok(out)
+    }
+}
+
+pub fn chan(size: usize, what: String) -> Chan {
+    Chan { size, what }
+}
+
+/// The index of the declared channel dim named `dim`.
+pub fn chan_index(m: &ModalitySpec, dim: &str) -> Option<usize> {
+    m.channel_dims().position(|d| d.name == dim)
+}
+
+/// Keeps the positions of each selected dim where its mask holds.
+pub fn select(
+    stream: &mut Stream,
+    m: &ModalitySpec,
+    masks: &[(String, Vec<bool>)],
+) -> Result<(), DataError> {
+    for (dim, mask) in masks {
+        let Some(j) = chan_index(m, dim) else {
+            return Err(DataError::spec(format!(
+                "`select({dim}, ...)`: no such dim"
+            )));
+        };
+        let chans = stream.chan().to_vec();
+        let Some(c) = chans.get(j) else {
+            return Err(shape_mismatch_count(m, &chans));
+        };
+        if c.size != mask.len() {
+            return Err(DataError::new(
+                DataErrorKind::Shape,
+                format!(
+                    "`select({dim}, ...)` has a condition over {} positions, but {} has {}",
+                    mask.len(),
+                    c.what,
+                    c.size
+                ),
+            ));
+        }
+        let kept = mask.iter().filter(|k| **k).count();
+        let inner: usize = chans[j + 1..].iter().map(|c| c.size).product();
+        let keep_rows = |data: &[f32]| -> Vec<f32> {
+            let block = c.size * inner;
+            data.chunks(block.max(1))
+                .flat_map(|row| {
+                    row.chunks(inner.max(1))
+                        .zip(mask)
+                        .filter(|(_, k)| **k)
+                        .flat_map(|(v, _)| v.iter().copied())
+                })
+                .collect()
+        };
+        match stream {
+            Stream::Series { data, .. } => *data = keep_rows(data),
+            Stream::Events { units, .. } => {
+                *units = std::mem::take(units)
+                    .into_iter()
+                    .zip(mask)
+                    .filter(|(_, k)| **k)
+                    .map(|(u, _)| u)
+                    .collect()
+            }
+            Stream::Intervals { rows, .. } => {
+                *rows = std::mem::take(rows)
+                    .into_iter()
+                    .zip(mask)
+                    .filter(|(_, k)| **k)
+                    .map(|(r, _)| r)
+                    .collect()
+            }
+            Stream::Video { .. } => {
+                return Err(DataError::spec(
+                    "`select` does not apply to a synthetic video",
+                ))
+            }
+        }
+        let what = format!("{} after `select({dim}, ...)`", c.what);
+        stream.chan_mut()[j] = Chan { size: kept, what };
+    }
+    Ok(())
+}
+
+/// The error for a stream whose channel axes are not as many as the
+/// declared dims besides time.
+pub fn shape_mismatch_count(m: &ModalitySpec, chans: &[Chan]) -> DataError {
+    let declared: Vec<&str> = m.channel_dims().map(|d| d.name.as_str()).collect();
+    DataError::new(
+        DataErrorKind::Shape,
+        format!(
+            "declares {} dims besides time ({}), but the data has {} ({})",
+            declared.len(),
+            declared.join(", "),
+            chans.len(),
+            chans
+                .iter()
+                .map(|c| format!("{} of size {}", c.what, c.size))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    )
+}
+
+/// Every value of a synthetic stream is finite (the simulation promises
+/// it; checking costs little and keeps the policy uniform).
+fn check_finite(stream: &Stream, m: &ModalitySpec) -> Result<(), DataError> {
+    if let Stream::Series { chan, data, .. } = stream {
+        let width: usize = chan.iter().map(|c| c.size).product::<usize>().max(1);
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::new(
+                DataErrorKind::NonFinite,
+                format!(
+                    "sample {}, channel {} is {}",
+                    i / width,
+                    i % width,
+                    array::non_finite_name(f64::from(data[i]))
+                ),
+            )
+            .modality(&m.name));
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,0 @@
-//! Data spec (being written).

@@ -1,0 +1,282 @@
+//! The modalities of a spec: kind, dims, origin, `select` conditions and
+//! compiled transforms.
+//!
+//! The dims come from the declared type, with the sizes the checker put in
+//! the IR (which include the data-bound dims it could bind from headers).
+//! `select(D, where: cond)` stages are taken out of the pipeline and kept
+//! as [`Cond`] trees over data items, since they read other data; the
+//! remaining stages compile into a [`Pipeline`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{
+    dotted, quantity, rate, whole, CompareOp, Cond, DimSpec, ModalityKind, ModalitySpec, Origin,
+    Select, SourceSpec,
+};
+use crate::check::quantity::Dimension;
+use crate::check::Value;
+use crate::data::loader::DataError;
+use crate::data::transform::Pipeline;
+use crate::ir::Graph;
+use crate::resolve::Program;
+use crate::syntax::ast::{
+    BinaryOp, Expr, ExprKind, IndexKind, ModalityItem, ShapeDimKind, TypeKind, UnaryOp,
+};
+
+/// What the modalities are read against.
+pub(super) struct Context<'a> {
+    pub program: &'a Program,
+    pub graph: &'a Graph,
+    pub sources: &'a [SourceSpec],
+    pub modalities: &'a BTreeMap<&'a str, usize>,
+    pub per_session: &'a BTreeSet<String>,
+    pub time_dims: &'a BTreeSet<String>,
+}
+
+impl Context<'_> {
+    pub fn modality(&self, m: &ModalityItem) -> Result<ModalitySpec, DataError> {
+        let TypeKind::Named { name, shape, .. } = &m.ty.kind else {
+            return Err(DataError::spec("a modality's type is `kind<dtype>[dims]`"));
+        };
+        let kind = match name.name.as_str() {
+            "video" => ModalityKind::Video,
+            "series" => ModalityKind::Series,
+            "events" => ModalityKind::Events,
+            "intervals" => ModalityKind::Intervals,
+            other => return Err(DataError::spec(format!("unknown modality kind `{other}`"))),
+        };
+        let input = self.graph.inputs.iter().position(|i| i.name == m.name.name);
+        let mut dims = Vec::new();
+        for (k, sd) in shape.iter().flat_map(|s| &s.dims).enumerate() {
+            let ShapeDimKind::Dim { size, rate: r } = &sd.kind else {
+                return Err(DataError::spec("a modality's shape cannot hold `...`"));
+            };
+            let name = match &size.kind {
+                ExprKind::Path(p) if p.len() == 1 => p[0].name.clone(),
+                ExprKind::Number(n) => n.text.clone(),
+                _ => format!("dim {k}"),
+            };
+            let rate = r.as_ref().and_then(|r| rate(self.program, r));
+            let time = rate.is_some() || self.time_dims.contains(&name);
+            // The IR has the checker's sizes, with the dims it could bind
+            // from the data's headers; its dims are these after `batch`.
+            let ir = input.and_then(|i| self.graph.inputs[i].ty.dims.get(k + 1));
+            let size = match ir {
+                Some(d) => d.size.as_ref().and_then(|s| s.as_const()),
+                None => match crate::check::constant(self.program, size) {
+                    Value::Size(s) => s.as_const(),
+                    Value::Quantity(q) => rate.map(|r| (q.value * r).round() as i64),
+                    _ => None,
+                },
+            }
+            .and_then(|s| usize::try_from(s).ok());
+            dims.push(DimSpec {
+                per_session: self.per_session.contains(&name),
+                name,
+                size,
+                rate,
+                time,
+            });
+        }
+        let rate = dims.iter().find_map(|d| d.rate);
+        if matches!(kind, ModalityKind::Video | ModalityKind::Series) && rate.is_none() {
+            return Err(DataError::spec(
+                "a video or series needs a sampled time dim such as `T @ 30Hz`",
+            ));
+        }
+        let origin = self.origin(&m.source)?;
+        let mut select = Vec::new();
+        let mut stages = Vec::new();
+        for t in &m.transforms {
+            match t {
+                Expr {
+                    kind: ExprKind::Call { callee, args },
+                    ..
+                } if dotted(callee).as_deref() == Some(&["select".to_string()]) => {
+                    select.push(self.select(args, &dims)?);
+                }
+                _ => stages.push(t.clone()),
+            }
+        }
+        let pipeline = Pipeline::compile(self.program, &stages)
+            .map_err(|e| DataError::spec(format!("cannot compile its transforms: {e}")))?;
+        Ok(ModalitySpec {
+            name: m.name.name.clone(),
+            kind,
+            input,
+            dims,
+            rate,
+            origin,
+            select,
+            pipeline,
+        })
+    }
+
+    fn origin(&self, e: &Expr) -> Result<Origin, DataError> {
+        let names = dotted(e).unwrap_or_default();
+        let Some((first, field)) = names.split_first() else {
+            return Err(DataError::spec(
+                "`from` names a data item's field (`v1.video`) or another modality",
+            ));
+        };
+        if let Some(source) = self.sources.iter().position(|s| &s.name == first) {
+            return Ok(Origin::Source {
+                source,
+                field: field.to_vec(),
+            });
+        }
+        match self.modalities.get(first.as_str()) {
+            Some(&m) if field.is_empty() => Ok(Origin::Modality(m)),
+            _ => Err(DataError::spec(format!(
+                "`from {}` names neither a data item nor a modality",
+                names.join(".")
+            ))),
+        }
+    }
+
+    /// `select(N, where: cond)`.
+    fn select(
+        &self,
+        args: &[crate::syntax::ast::Arg],
+        dims: &[DimSpec],
+    ) -> Result<Select, DataError> {
+        let usage = "`select` is written `select(N, where: item[.., 0] > 0.5)`";
+        let dim = match args
+            .iter()
+            .find(|a| a.name.is_none())
+            .map(|a| &a.value.kind)
+        {
+            Some(ExprKind::Path(p)) if p.len() == 1 => p[0].name.clone(),
+            _ => return Err(DataError::spec(usage)),
+        };
+        if !dims.iter().any(|d| d.name == dim && !d.time) {
+            return Err(DataError::spec(format!(
+                "`select({dim}, ...)` names a dim the modality does not have (or its time)"
+            )));
+        }
+        let cond = args
+            .iter()
+            .find(|a| a.name.as_ref().is_some_and(|n| n.name == "where"))
+            .ok_or_else(|| DataError::spec(usage))?;
+        Ok(Select {
+            dim,
+            cond: self.cond(&cond.value)?,
+        })
+    }
+
+    fn cond(&self, e: &Expr) -> Result<Cond, DataError> {
+        match &e.kind {
+            ExprKind::Paren(inner) => self.cond(inner),
+            ExprKind::Unary {
+                op: UnaryOp::Not,
+                operand,
+            } => Ok(Cond::Not(Box::new(self.cond(operand)?))),
+            ExprKind::Binary { op, lhs, rhs } => {
+                let cmp = |op| match op {
+                    BinaryOp::Lt => Some(CompareOp::Lt),
+                    BinaryOp::Le => Some(CompareOp::Le),
+                    BinaryOp::Gt => Some(CompareOp::Gt),
+                    BinaryOp::Ge => Some(CompareOp::Ge),
+                    BinaryOp::Eq => Some(CompareOp::Eq),
+                    BinaryOp::Ne => Some(CompareOp::Ne),
+                    _ => None,
+                };
+                match op {
+                    BinaryOp::And => Ok(Cond::And(
+                        Box::new(self.cond(lhs)?),
+                        Box::new(self.cond(rhs)?),
+                    )),
+                    BinaryOp::Or => Ok(Cond::Or(
+                        Box::new(self.cond(lhs)?),
+                        Box::new(self.cond(rhs)?),
+                    )),
+                    _ => {
+                        let op = cmp(*op).ok_or_else(|| self.cond_error())?;
+                        // The constant may be on either side.
+                        if let Ok((source, index)) = self.data_ref(lhs) {
+                            let value = self.number(rhs)?;
+                            Ok(Cond::Compare {
+                                source,
+                                index,
+                                op,
+                                value,
+                            })
+                        } else {
+                            let (source, index) = self.data_ref(rhs)?;
+                            let value = self.number(lhs)?;
+                            let op = match op {
+                                CompareOp::Lt => CompareOp::Gt,
+                                CompareOp::Le => CompareOp::Ge,
+                                CompareOp::Gt => CompareOp::Lt,
+                                CompareOp::Ge => CompareOp::Le,
+                                same => same,
+                            };
+                            Ok(Cond::Compare {
+                                source,
+                                index,
+                                op,
+                                value,
+                            })
+                        }
+                    }
+                }
+            }
+            // A data reference alone holds where it is not zero.
+            _ => {
+                let (source, index) = self.data_ref(e)?;
+                Ok(Cond::Compare {
+                    source,
+                    index,
+                    op: CompareOp::Ne,
+                    value: 0.0,
+                })
+            }
+        }
+    }
+
+    fn cond_error(&self) -> DataError {
+        DataError::spec(
+            "a `where:` condition compares a data item with numbers (`iscell[.., 0] > 0.5`), combined with `and`, `or` and `not`",
+        )
+    }
+
+    fn number(&self, e: &Expr) -> Result<f64, DataError> {
+        match quantity(self.program, e) {
+            Some((v, d)) if d == Dimension::COUNT => Ok(v),
+            _ => Err(self.cond_error()),
+        }
+    }
+
+    /// `iscell[.., 0]` or `mask`: a data item and its index.
+    fn data_ref(&self, e: &Expr) -> Result<(usize, Vec<Option<usize>>), DataError> {
+        let (base, items) = match &e.kind {
+            ExprKind::Index { base, items } => (base.as_ref(), items.as_slice()),
+            _ => (e, &[][..]),
+        };
+        let name = match dotted(base).as_deref() {
+            Some([n]) => n.clone(),
+            _ => return Err(self.cond_error()),
+        };
+        let source = self
+            .sources
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| self.cond_error())?;
+        let index = items
+            .iter()
+            .map(|i| match &i.kind {
+                IndexKind::Range {
+                    start: None,
+                    end: None,
+                } => Ok(None),
+                IndexKind::Expr(e) => whole(self.program, e).map(Some).ok_or_else(|| {
+                    DataError::spec("an index in a `where:` condition is `..` or a position")
+                }),
+                _ => Err(DataError::spec(
+                    "an index in a `where:` condition is `..` or a position",
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((source, index))
+    }
+}

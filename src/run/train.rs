@@ -1,0 +1,360 @@
+//! The training loop: steps of the plan's program over the loader's
+//! batches, evaluation, checkpoints and the run directory.
+//!
+//! It is generic over [`Backend`], so it holds no tensors: the state that
+//! must survive a crash is what [`Backend::export`] gives plus the loader
+//! [`Position`] and the step, all in one checkpoint. Randomness is derived
+//! from the seed and the step number (token masks, dropout) and the
+//! loader's order from the seed and the epoch, so a run resumed from a
+//! checkpoint replays exactly what the uninterrupted run would have done.
+//!
+//! The run directory:
+//!
+//! ```text
+//! <out>/experiment.enigma   the experiment as run
+//! <out>/plan.txt            `enigma plan`'s summary of the layout
+//! <out>/metrics.jsonl       one record per step, evaluation and event
+//! <out>/checkpoints/        step-XXXXXXXX.safetensors, the newest `keep`
+//! <out>/loss.svg, val_corr.svg
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::backend::{Backend, MicroBatch, StepKeys, Update};
+use super::checkpoint::{Checkpoint, CheckpointDir};
+use super::config::TrainConfig;
+use super::corr::{mean, WindowedCorr};
+use super::error::{RunError, RunErrorKind};
+use super::metrics::{MetricsLog, Record};
+use super::progress::Progress;
+use crate::data::loader::{Dataset, Loader, Position};
+use crate::data::synthetic::rng::derive;
+use crate::data::windows::Split;
+use crate::plan::program::RankProgram;
+
+/// Tags of the derived random streams.
+const MASK: u64 = 0x6d61_736b;
+const DROPOUT: u64 = 0x6472_6f70;
+const EVAL: u64 = 0x6576_616c;
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub out: PathBuf,
+    /// Continue from the newest good checkpoint in `out`.
+    pub resume: bool,
+    /// Stop after this many steps instead of the experiment's `steps`
+    /// (the schedule still spans the experiment's steps).
+    pub stop_after: Option<u64>,
+    /// Show the progress bar.
+    pub progress: bool,
+    /// Batches the loader keeps ready.
+    pub prefetch: usize,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// Optimiser steps completed (counting those before a resume).
+    pub steps: u64,
+    pub last_loss: Option<f64>,
+    /// The last evaluation's mean per-neuron correlation and its chance
+    /// level.
+    pub corr: Option<f64>,
+    pub corr_chance: Option<f64>,
+    /// Stopped by SIGINT or SIGTERM after checkpointing.
+    pub interrupted: bool,
+    pub skipped_steps: u64,
+    pub plots: Vec<PathBuf>,
+}
+
+/// The plan's shape of a step: windows per micro-batch and micro-batches
+/// per step.
+#[derive(Clone, Copy, Debug)]
+pub struct StepShape {
+    pub micro_batch: usize,
+    pub microbatches: usize,
+}
+
+fn io(path: &Path, what: &str, e: impl std::fmt::Display) -> RunError {
+    RunError::new(RunErrorKind::Io, format!("{}: {what}: {e}", path.display()))
+}
+
+/// Trains until the experiment's steps are done, `stop_after` is reached,
+/// or a signal asks to stop.
+pub fn train<B: Backend>(
+    backend: &mut B,
+    program: &RankProgram,
+    shape: StepShape,
+    dataset: Arc<Dataset>,
+    config: &TrainConfig,
+    opts: &RunOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<Summary, RunError> {
+    let ckpts = CheckpointDir::new(opts.out.join("checkpoints"), config.checkpoint_keep);
+    let metrics_path = opts.out.join("metrics.jsonl");
+    let mut start = 0u64;
+    let mut position = Position::default();
+    let mut log = if opts.resume {
+        match ckpts
+            .latest()
+            .map_err(|e| RunError::new(RunErrorKind::Checkpoint, e.to_string()))?
+        {
+            Some(latest) => {
+                for (path, why) in &latest.skipped {
+                    eprintln!(
+                        "warning: skipped damaged checkpoint {}: {why}",
+                        path.display()
+                    );
+                }
+                backend.import(&latest.checkpoint.tensors)?;
+                start = latest.checkpoint.step;
+                position = read_position(&latest.checkpoint.metadata, &latest.path)?;
+                MetricsLog::resume(&metrics_path, start)
+            }
+            None => MetricsLog::create(&metrics_path),
+        }
+    } else {
+        MetricsLog::create(&metrics_path)
+    }
+    .map_err(|e| RunError::new(RunErrorKind::Io, e.to_string()))?;
+    let end = opts
+        .stop_after
+        .map_or(config.steps, |s| s.min(config.steps));
+    let mut loader = Loader::start(
+        dataset.clone(),
+        shape.micro_batch,
+        config.seed,
+        position,
+        opts.prefetch.max(1),
+    );
+    let progress = Progress::new(end, start, opts.progress);
+    let mut summary = Summary {
+        steps: start,
+        last_loss: None,
+        corr: None,
+        corr_chance: None,
+        interrupted: false,
+        skipped_steps: 0,
+        plots: Vec::new(),
+    };
+    let write = |log: &mut MetricsLog, r: Record| {
+        log.write(&r)
+            .map_err(|e| RunError::new(RunErrorKind::Io, e.to_string()))
+    };
+    let mut last_eval = None;
+    let mut last_saved = start;
+    let clock = Instant::now();
+    for step in start..end {
+        let mut batches = Vec::with_capacity(shape.microbatches);
+        for _ in 0..shape.microbatches {
+            let (pos, batch) = loader
+                .next()
+                .map_err(|e| RunError::new(RunErrorKind::Data, e.to_string()).at_step(step))?;
+            position = pos;
+            batches.push(batch);
+        }
+        let micro: Vec<MicroBatch<'_>> = batches
+            .iter()
+            .map(|b| MicroBatch {
+                session: b.session,
+                inputs: &b.inputs,
+            })
+            .collect();
+        let lr = config.optimizer.lr() * config.schedule.factor(step, config.steps);
+        let keys = StepKeys {
+            mask: derive(derive(config.seed, MASK), step),
+            dropout: derive(derive(config.seed, DROPOUT), step),
+        };
+        let update = Update {
+            lr,
+            clip: config.clip,
+            on_nonfinite: config.on_nonfinite,
+        };
+        let out = backend
+            .train_step(program, &micro, keys, update)
+            .map_err(|e| e.at_step(step))?;
+        let done = step + 1;
+        summary.steps = done;
+        summary.last_loss = Some(out.loss);
+        let rate = (done - start) as f64 / clock.elapsed().as_secs_f64().max(1e-9);
+        let mut rec = Record::train(done)
+            .with("loss", out.loss)
+            .with("lr", lr)
+            .with("grad_norm", out.grad_norm)
+            .with("steps_per_s", rate);
+        if let Some(why) = &out.skipped {
+            summary.skipped_steps += 1;
+            rec = rec.with("skipped", 1.0);
+            write(
+                &mut log,
+                Record::event(done, &format!("step skipped: {why}")),
+            )?;
+            progress.println(&format!("step {done}: skipped ({why})"));
+        }
+        write(&mut log, rec)?;
+        progress.update(done, out.loss, lr);
+        let interrupted = stop.load(Ordering::SeqCst);
+        if config.eval_every.is_some_and(|e| done % e == 0)
+            || (done == end && config.eval_every.is_some())
+        {
+            let (loss, corr, chance) = evaluate(backend, program, &dataset, config, shape)?;
+            summary.corr = corr;
+            summary.corr_chance = chance;
+            let mut r = Record::eval(done, &config.eval_split).with("loss", loss);
+            if let (Some(c), Some(ch)) = (corr, chance) {
+                r = r.with("corr", c).with("corr_chance", ch);
+            }
+            write(&mut log, r)?;
+            last_eval = Some(done);
+        }
+        let due = config.checkpoint_every.is_some_and(|e| done % e == 0);
+        if due || done == end || interrupted {
+            save(backend, &ckpts, done, position, config)?;
+            last_saved = done;
+            write(&mut log, Record::event(done, "checkpoint saved"))?;
+        }
+        if interrupted {
+            summary.interrupted = true;
+            write(
+                &mut log,
+                Record::event(done, "stopped by a signal after checkpointing"),
+            )?;
+            progress.println(&format!("stopped at step {done}; resume with --resume"));
+            break;
+        }
+    }
+    let _ = (last_eval, last_saved);
+    progress.finish();
+    loader.stop();
+    let records = super::metrics::read_records(&metrics_path)
+        .map_err(|e| RunError::new(RunErrorKind::Io, e.to_string()))?;
+    summary.plots = super::plots::plot_run(&records, &opts.out)
+        .map_err(|e| RunError::new(RunErrorKind::Io, e.to_string()))?;
+    Ok(summary)
+}
+
+/// Evaluates on the first `eval.batches` batches of the evaluation split:
+/// the mean loss, and the mean per-neuron correlation on the masked
+/// entries with its chance level (each window's prediction against the
+/// target of a window half the evaluated set away).
+fn evaluate<B: Backend>(
+    backend: &mut B,
+    program: &RankProgram,
+    dataset: &Dataset,
+    config: &TrainConfig,
+    shape: StepShape,
+) -> Result<(f64, Option<f64>, Option<f64>), RunError> {
+    let split = if config.eval_split == "test" {
+        Split::Test
+    } else {
+        Split::Val
+    };
+    let batches = dataset.epoch_batches(split, shape.micro_batch, config.seed, 0);
+    let taken = &batches[..batches.len().min(config.eval_batches as usize)];
+    // Chance pairs each window with the one half the evaluated windows
+    // away: far enough in time that slow shared signals (running, the
+    // stimulus sequence) do not line up, as they would for neighbouring,
+    // overlapping windows.
+    let shift = (taken.iter().map(Vec::len).sum::<usize>() / 2).max(1);
+    let mut losses = Vec::new();
+    let mut corr: Option<WindowedCorr> = None;
+    for (i, ids) in taken.iter().enumerate() {
+        let batch = dataset
+            .batch(split, ids)
+            .map_err(|e| RunError::new(RunErrorKind::Data, e.to_string()))?;
+        let key = derive(derive(config.seed, EVAL), i as u64);
+        let out = backend.evaluate(
+            program,
+            MicroBatch {
+                session: batch.session,
+                inputs: &batch.inputs,
+            },
+            key,
+        )?;
+        losses.push(out.loss);
+        // The first prediction with a target is the one reported.
+        let Some(p) = out.predictions.first() else {
+            continue;
+        };
+        let (b, neurons) = match p.pred.shape.as_slice() {
+            [b, .., n] => (*b, *n),
+            _ => continue,
+        };
+        let per = p.pred.numel() / b.max(1);
+        let acc = match &mut corr {
+            Some(c) => c,
+            None => corr.insert(
+                WindowedCorr::new(neurons, shift)
+                    .map_err(|e| RunError::new(RunErrorKind::Op, e.to_string()))?,
+            ),
+        };
+        for w in 0..b {
+            let r = w * per..(w + 1) * per;
+            let mask = p.mask.as_ref().map(|m| &m[r.clone()]);
+            // Windows of another session may have another neuron count;
+            // they are left out of the pooled figure.
+            if neurons != acc.matched().neurons() {
+                continue;
+            }
+            acc.add_window(
+                &p.pred.data[r.clone()],
+                &p.target.data[r],
+                mask,
+                per / neurons.max(1),
+            )
+            .map_err(|e| RunError::new(RunErrorKind::Op, e.to_string()))?;
+        }
+    }
+    let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+    let (c, ch) = match &corr {
+        Some(c) => (mean(&c.finish()), mean(&c.finish_shifted())),
+        None => (None, None),
+    };
+    Ok((loss, c, ch))
+}
+
+fn save<B: Backend>(
+    backend: &B,
+    ckpts: &CheckpointDir,
+    step: u64,
+    position: Position,
+    config: &TrainConfig,
+) -> Result<(), RunError> {
+    let mut metadata = BTreeMap::new();
+    metadata.insert("loader.epoch".to_string(), position.epoch.to_string());
+    metadata.insert("loader.index".to_string(), position.index.to_string());
+    metadata.insert("seed".to_string(), config.seed.to_string());
+    metadata.insert(
+        "rng".to_string(),
+        "derived from the seed and the step (masks, dropout) and the epoch (order)".to_string(),
+    );
+    let ckpt = Checkpoint {
+        step,
+        tensors: backend.export()?,
+        metadata,
+    };
+    ckpts.save(&ckpt).map(|_| ()).map_err(|e| {
+        RunError::new(
+            RunErrorKind::Checkpoint,
+            format!("{e} (the previous checkpoint is intact)"),
+        )
+        .at_step(step)
+    })
+}
+
+fn read_position(meta: &BTreeMap<String, String>, path: &Path) -> Result<Position, RunError> {
+    let get = |k: &str| {
+        meta.get(k)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| io(path, "checkpoint metadata", format!("no `{k}`")))
+    };
+    Ok(Position {
+        epoch: get("loader.epoch")?,
+        index: get("loader.index")?,
+    })
+}
