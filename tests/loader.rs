@@ -16,6 +16,9 @@ use enigma::data::windows::Split;
 use enigma::resolve::Options;
 use enigma::source::FsLoader;
 
+#[path = "common/real.rs"]
+mod real_data;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -175,14 +178,12 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
 
 #[test]
 fn suite2p_calcium_loads_the_real_recording_with_its_cells_selected() {
-    // The examples name the recordings relative to themselves; a clone
-    // without `../shared` beside it has none, and says so.
-    if !root().join("../shared/data/real").is_dir() {
-        eprintln!("skipped: no ../shared/data/real beside this checkout");
+    let Some((path, real)) = real_data::real_example("suite2p_calcium", "loader-suite2p") else {
         return;
-    }
-    let real = root().join("../shared/data/real");
-    let ds = open_example("suite2p_calcium").unwrap_or_else(|e| panic!("{e}"));
+    };
+    let ds = Dataset::open(&spec_of(&path)).unwrap_or_else(|e| panic!("{e}"));
+    // The dataset holds the data in memory; the copied example can go.
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
     let (ishape, iscell) = read_npy(&real.join("iscell.npy"));
     let cells: Vec<usize> = (0..ishape[0])
         .filter(|&r| iscell[r * ishape[1]] > 0.5)
@@ -228,14 +229,13 @@ fn suite2p_calcium_loads_the_real_recording_with_its_cells_selected() {
 #[cfg(feature = "nwb")]
 #[test]
 fn nwb_spikes_counts_match_the_spikes_inside_each_window() {
-    // The examples name the recordings relative to themselves; a clone
-    // without `../shared` beside it has none, and says so.
-    if !root().join("../shared/data/real").is_dir() {
-        eprintln!("skipped: no ../shared/data/real beside this checkout");
+    let Some((path, real)) = real_data::real_example("nwb_spikes", "loader-nwb") else {
         return;
-    }
-    let ds = open_example("nwb_spikes").unwrap_or_else(|e| panic!("{e}"));
-    let file = hdf5_metno::File::open(root().join("../shared/data/real/A8604-211122.nwb")).unwrap();
+    };
+    let ds = Dataset::open(&spec_of(&path)).unwrap_or_else(|e| panic!("{e}"));
+    // The dataset holds the data in memory; the copied example can go.
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    let file = hdf5_metno::File::open(real.join("A8604-211122.nwb")).unwrap();
     let times: Vec<f64> = file
         .dataset("units/spike_times")
         .unwrap()

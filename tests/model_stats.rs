@@ -159,17 +159,11 @@ fn the_ir_is_yaml_other_tools_can_read() {
 #[cfg(feature = "nwb")]
 #[test]
 fn nwb_units_bind_the_unit_dim() {
-    let Some(dir) = real_data::real_data() else {
+    let Some((path, _)) = real_data::real_example("nwb_spikes", "nwb-example") else {
         return;
     };
-    let text = std::fs::read_to_string("examples/nwb_spikes.enigma").unwrap();
-    let text = text.replace("../../shared/data/real/", &format!("{}/", dir.display()));
-    let tmp = std::env::temp_dir().join(format!("enigma-nwb-example-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let path = tmp.join("nwb_spikes.enigma");
-    std::fs::write(&path, text).unwrap();
     let (program, g) = enigma::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
-    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
     assert!(!program.has_errors());
     let stats = Stats::of(&g.unwrap());
     // Unit embeddings (d = 32) and the per-unit readout (d + 1) per unit.

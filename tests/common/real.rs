@@ -23,3 +23,20 @@ pub fn real_data() -> Option<PathBuf> {
         None
     }
 }
+
+/// A copy of `examples/<name>.enigma` in a fresh directory under `tmp`
+/// whose data paths point at the real recordings of this machine (the
+/// example names them relative to the repository), with that directory;
+/// `None`, said on stderr, when the recordings are not here.
+#[allow(dead_code)]
+pub fn real_example(name: &str, tmp: &str) -> Option<(PathBuf, PathBuf)> {
+    let dir = real_data()?;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.enigma"));
+    let text = std::fs::read_to_string(&src).ok()?;
+    let text = text.replace("../../shared/data/real/", &format!("{}/", dir.display()));
+    let out = std::env::temp_dir().join(format!("enigma-{tmp}-{}", std::process::id()));
+    std::fs::create_dir_all(&out).ok()?;
+    let path = out.join(format!("{name}.enigma"));
+    std::fs::write(&path, text).ok()?;
+    Some((path, dir))
+}
