@@ -11,7 +11,7 @@ use enigma::plan::lower::lower;
 use enigma::plan::program::Plan;
 use enigma::plan::Layout;
 use enigma::resolve::Options;
-use enigma::run::backend::{Backend, MicroBatch, StepKeys, Update};
+use enigma::run::backend::{Backend, EvalOutcome, MicroBatch, StepKeys, Update};
 use enigma::run::config::{NonFinite, Precision, TrainConfig};
 use enigma::run::host::HostTensor;
 use enigma::run::torch::TorchBackend;
@@ -51,18 +51,39 @@ fn inputs(g: &Graph, b: usize, salt: u32) -> Vec<HostTensor> {
         .collect()
 }
 
-#[test]
-fn the_quickstart_program_fits_a_fixed_batch() {
-    let (g, plan, config) = quickstart();
-    let mut b = TorchBackend::new(
-        &g,
-        &plan,
+/// A CPU backend of the quickstart's plan, initialised from `seed`.
+fn backend(g: &Graph, plan: &Plan, config: &TrainConfig, seed: u64) -> TorchBackend {
+    TorchBackend::new(
+        g,
+        plan,
         tch::Device::Cpu,
         Precision::F32,
         config.optimizer.clone(),
-        7,
+        seed,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Evaluates `data` as a batch of `session` with mask key `key`.
+fn eval(
+    b: &mut TorchBackend,
+    plan: &Plan,
+    data: &[HostTensor],
+    session: usize,
+    key: u64,
+) -> EvalOutcome {
+    let micro = MicroBatch {
+        session,
+        inputs: data,
+    };
+    b.evaluate(&plan.ranks[0].forward_only(), micro, key)
+        .unwrap()
+}
+
+#[test]
+fn the_quickstart_program_fits_a_fixed_batch() {
+    let (g, plan, config) = quickstart();
+    let mut b = backend(&g, &plan, &config, 7);
     assert_eq!(b.parameters(), 159_040);
     let data = inputs(&g, plan.micro_batch as usize, 1);
     let micro = [MicroBatch {
@@ -98,26 +119,9 @@ fn the_quickstart_program_fits_a_fixed_batch() {
 #[test]
 fn evaluation_scores_masked_entries_and_state_round_trips() {
     let (g, plan, config) = quickstart();
-    let mut a = TorchBackend::new(
-        &g,
-        &plan,
-        tch::Device::Cpu,
-        Precision::F32,
-        config.optimizer.clone(),
-        7,
-    )
-    .unwrap();
+    let mut a = backend(&g, &plan, &config, 7);
     let data = inputs(&g, 5, 2);
-    let e = a
-        .evaluate(
-            &plan.ranks[0],
-            MicroBatch {
-                session: 1,
-                inputs: &data,
-            },
-            99,
-        )
-        .unwrap();
+    let e = eval(&mut a, &plan, &data, 1, 99);
     assert!(e.loss.is_finite());
     let p = &e.predictions[0];
     assert_eq!(p.name, "response");
@@ -126,16 +130,7 @@ fn evaluation_scores_masked_entries_and_state_round_trips() {
     // Half of each sample's 16 x 32 entries are masked.
     assert_eq!(mask.iter().filter(|m| **m).count(), 5 * 256);
     // The same key draws the same masks; the evaluation is deterministic.
-    let again = a
-        .evaluate(
-            &plan.ranks[0],
-            MicroBatch {
-                session: 1,
-                inputs: &data,
-            },
-            99,
-        )
-        .unwrap();
+    let again = eval(&mut a, &plan, &data, 1, 99);
     assert_eq!(e, again);
 
     // A step changes the state; importing the exported state of another
@@ -160,37 +155,11 @@ fn evaluation_scores_masked_entries_and_state_round_trips() {
     )
     .unwrap();
     let state = a.export().unwrap();
-    let mut b = TorchBackend::new(
-        &g,
-        &plan,
-        tch::Device::Cpu,
-        Precision::F32,
-        config.optimizer.clone(),
-        8,
-    )
-    .unwrap();
+    let mut b = backend(&g, &plan, &config, 8);
     assert_ne!(b.export().unwrap(), state);
     b.import(&state).unwrap();
     assert_eq!(b.export().unwrap(), state);
-    let ea = a
-        .evaluate(
-            &plan.ranks[0],
-            MicroBatch {
-                session: 0,
-                inputs: &data,
-            },
-            5,
-        )
-        .unwrap();
-    let eb = b
-        .evaluate(
-            &plan.ranks[0],
-            MicroBatch {
-                session: 0,
-                inputs: &data,
-            },
-            5,
-        )
-        .unwrap();
+    let ea = eval(&mut a, &plan, &data, 0, 5);
+    let eb = eval(&mut b, &plan, &data, 0, 5);
     assert_eq!(ea, eb);
 }

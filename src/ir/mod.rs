@@ -169,6 +169,59 @@ impl Graph {
         }
     }
 
+    /// Per node, the `repeat` body (a scope that runs more than once) it
+    /// is in, if any.
+    pub fn bodies(&self) -> Vec<Option<usize>> {
+        let bodies: Vec<usize> = (0..self.scopes.len())
+            .filter(|&s| self.scopes[s].repeat > 1)
+            .collect();
+        self.nodes
+            .iter()
+            .map(|n| bodies.iter().copied().find(|&b| self.within(n.scope, b)))
+            .collect()
+    }
+
+    /// Which copy of node `j` copy `copy` of `node` reads when it takes
+    /// value `v` (`j`'s output), given the nodes' bodies ([`Graph::bodies`]):
+    /// the same copy inside one body; the previous copy's carried output
+    /// for a body's carried input (copy `l + 1` takes `carry.1` of copy
+    /// `l`); the last copy of a body read from outside it; else copy 0.
+    /// `None` when `v` is not a node's output.
+    pub fn producer(
+        &self,
+        body_of: &[Option<usize>],
+        node: usize,
+        copy: usize,
+        v: ValueRef,
+    ) -> Option<(usize, usize)> {
+        let ValueRef::Node(j) = v else { return None };
+        let b = body_of.get(node).copied().flatten();
+        if let Some((carry_in, ValueRef::Node(out))) = b.and_then(|b| self.scopes.get(b)?.carry) {
+            if v == carry_in && copy > 0 {
+                return Some((out, copy - 1));
+            }
+        }
+        let c = match body_of.get(j).copied().flatten() {
+            Some(bj) if Some(bj) == b => copy,
+            Some(bj) => (self.scopes.get(bj)?.repeat.max(1) - 1) as usize,
+            None => 0,
+        };
+        Some((j, c))
+    }
+
+    /// The nodes whose outputs are the `loss` items, summed into the
+    /// training loss.
+    pub fn loss_nodes(&self) -> Vec<usize> {
+        self.objectives
+            .iter()
+            .filter(|o| o.kind == "loss")
+            .filter_map(|o| match o.value {
+                ValueRef::Node(n) => Some(n),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The type of a value.
     pub fn type_of(&self, v: ValueRef) -> &Tensor {
         match v {

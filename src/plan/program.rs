@@ -103,6 +103,30 @@ pub struct RankProgram {
     pub ops: Vec<Op>,
 }
 
+impl RankProgram {
+    /// The loads and first forward ops of micro-batch 0, in program order:
+    /// what an evaluation runs (no backward, collectives of gradients or
+    /// step; recomputations are the backward pass's).
+    pub fn forward_only(&self) -> RankProgram {
+        let ops = self
+            .ops
+            .iter()
+            .filter(|op| match op {
+                Op::Load { micro, .. } => *micro == 0,
+                Op::Forward {
+                    micro, recompute, ..
+                } => *micro == 0 && !*recompute,
+                _ => false,
+            })
+            .cloned()
+            .collect();
+        RankProgram {
+            ops,
+            ..self.clone()
+        }
+    }
+}
+
 /// A parameter shard held by a rank.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalParam {

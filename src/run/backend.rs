@@ -90,8 +90,8 @@ pub trait Backend {
         update: Update,
     ) -> Result<StepOutcome, RunError>;
 
-    /// Runs the forward ops of the program's first micro-batch on one batch
-    /// (of any size) without gradients, masks drawn from `mask_key`.
+    /// Runs a forward-only program ([`RankProgram::forward_only`]) on one
+    /// batch (of any size) without gradients, masks drawn from `mask_key`.
     fn evaluate(
         &mut self,
         program: &RankProgram,

@@ -37,12 +37,9 @@ impl std::error::Error for InitError {}
 /// A 64-bit FNV-1a hash of a name: stable across builds and platforms,
 /// unlike `std`'s hasher.
 pub fn name_key(name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    let mut h = super::fnv::Fnv1a::new();
+    h.bytes(name.as_bytes());
+    h.finish()
 }
 
 /// `normal(std: 0.02)` split into its name and named numeric arguments.

@@ -1,15 +1,18 @@
-//! The runtime: training an experiment from its plan.
+//! The runtime: training an experiment from its plan (`docs/running.md`).
 //!
-//! The pure parts live here and build without libtorch: host tensors
-//! ([`host`]) that the data loader fills and checkpoints store. The
-//! backend that executes a rank's program on libtorch is behind the
-//! `torch` feature.
+//! Everything here but [`torch`] is pure Rust and builds without libtorch:
+//! the `train` block ([`config`]), initialisation ([`init`]), the training
+//! loop ([`train`]) over the [`backend::Backend`] trait, checkpoints,
+//! metrics, correlations, plots and the progress bar, all exchanging
+//! [`host`] tensors. The libtorch backend that executes a rank's program
+//! is [`torch`], behind the `torch` feature.
 
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
 pub mod corr;
 pub mod error;
+pub mod fnv;
 pub mod host;
 pub mod init;
 pub mod metrics;

@@ -146,8 +146,8 @@ pub fn train<B: Backend>(
         log.write(&r)
             .map_err(|e| RunError::new(RunErrorKind::Io, e.to_string()))
     };
-    let mut last_eval = None;
-    let mut last_saved = start;
+    // What an evaluation runs, cut from the training program once.
+    let eval_program = program.forward_only();
     let clock = Instant::now();
     for step in start..end {
         let mut batches = Vec::with_capacity(shape.microbatches);
@@ -202,7 +202,7 @@ pub fn train<B: Backend>(
         if config.eval_every.is_some_and(|e| done % e == 0)
             || (done == end && config.eval_every.is_some())
         {
-            let (loss, corr, chance) = evaluate(backend, program, &dataset, config, shape)?;
+            let (loss, corr, chance) = evaluate(backend, &eval_program, &dataset, config, shape)?;
             summary.corr = corr;
             summary.corr_chance = chance;
             let mut r = Record::eval(done, &config.eval_split).with("loss", loss);
@@ -210,12 +210,10 @@ pub fn train<B: Backend>(
                 r = r.with("corr", c).with("corr_chance", ch);
             }
             write(&mut log, r)?;
-            last_eval = Some(done);
         }
         let due = config.checkpoint_every.is_some_and(|e| done % e == 0);
         if due || done == end || interrupted {
             save(backend, &ckpts, done, position, config)?;
-            last_saved = done;
             write(&mut log, Record::event(done, "checkpoint saved"))?;
         }
         if interrupted {
@@ -228,7 +226,6 @@ pub fn train<B: Backend>(
             break;
         }
     }
-    let _ = (last_eval, last_saved);
     progress.finish();
     loader.stop();
     let records = super::metrics::read_records(&metrics_path)
@@ -286,6 +283,16 @@ fn evaluate<B: Backend>(
             _ => continue,
         };
         let per = p.pred.numel() / b.max(1);
+        let mask = p.mask.as_deref();
+        if p.target.numel() != p.pred.numel() || mask.is_some_and(|m| m.len() != p.pred.numel()) {
+            return Err(RunError::new(
+                RunErrorKind::Mismatch,
+                format!(
+                    "prediction `{}` is {:?} but its target is {:?}",
+                    p.name, p.pred.shape, p.target.shape
+                ),
+            ));
+        }
         let acc = match &mut corr {
             Some(c) => c,
             None => corr.insert(
@@ -293,18 +300,17 @@ fn evaluate<B: Backend>(
                     .map_err(|e| RunError::new(RunErrorKind::Op, e.to_string()))?,
             ),
         };
+        // A session with another neuron count is left out of the pooled
+        // figure, which compares neuron k with neuron k.
+        if neurons != acc.matched().neurons() {
+            continue;
+        }
         for w in 0..b {
             let r = w * per..(w + 1) * per;
-            let mask = p.mask.as_ref().map(|m| &m[r.clone()]);
-            // Windows of another session may have another neuron count;
-            // they are left out of the pooled figure.
-            if neurons != acc.matched().neurons() {
-                continue;
-            }
             acc.add_window(
                 &p.pred.data[r.clone()],
-                &p.target.data[r],
-                mask,
+                &p.target.data[r.clone()],
+                mask.map(|m| &m[r]),
                 per / neurons.max(1),
             )
             .map_err(|e| RunError::new(RunErrorKind::Op, e.to_string()))?;

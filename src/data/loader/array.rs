@@ -306,27 +306,29 @@ pub fn first_non_finite<T: Element>(
     None
 }
 
+/// A version 1.0 `.npy` file of `descr`, `fortran` and `shape` holding
+/// `data`: the one writer of the loader's test files (`tests.rs` uses it
+/// too).
+#[cfg(test)]
+pub(super) fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+        if fortran { "True" } else { "False" }
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A version 1.0 `.npy` file of `descr`, `fortran` and `shape` holding
-    /// `data`.
-    fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
-        let mut header = format!(
-            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
-            if fortran { "True" } else { "False" }
-        );
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend((header.len() as u16).to_le_bytes());
-        out.extend(header.as_bytes());
-        out.extend(data);
-        out
-    }
 
     fn read(bytes: &[u8]) -> Result<Array<f64>, DataError> {
         let dir = std::env::temp_dir().join(format!(

@@ -455,21 +455,10 @@ fn check(
             _ => {}
         }
     }
-    if let Stream::Series { chan, data, .. } = stream {
-        let width: usize = chan.iter().map(|c| c.size).product::<usize>().max(1);
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(DataError::new(
-                DataErrorKind::NonFinite,
-                format!(
-                    "sample {}, channel {} is {} after its transforms (the source values are finite); check the transforms' domain, such as `log` of values at or below zero",
-                    i / width,
-                    i % width,
-                    super::array::non_finite_name(f64::from(data[i]))
-                ),
-            ));
-        }
-    }
-    Ok(())
+    super::sources::check_finite(
+        stream,
+        " after its transforms (the source values are finite); check the transforms' domain, such as `log` of values at or below zero",
+    )
 }
 
 /// The rate modality `m`'s transforms make from its source's rate, against

@@ -315,7 +315,7 @@ impl<'a> Reader<'a> {
                 length: Some(config.duration_s),
             };
             select(&mut raw.stream, m, masks)?;
-            check_finite(&raw.stream, m).map_err(|e| e.session(s))?;
+            check_finite(&raw.stream, "").map_err(|e| e.modality(&m.name).session(s))?;
             out.push(raw);
         }
         Ok(out)
@@ -421,22 +421,22 @@ pub fn shape_mismatch_count(m: &ModalitySpec, chans: &[Chan]) -> DataError {
     )
 }
 
-/// Every value of a synthetic stream is finite (the simulation promises
-/// it; checking costs little and keeps the policy uniform).
-fn check_finite(stream: &Stream, m: &ModalitySpec) -> Result<(), DataError> {
+/// Every value of a series stream is finite: a synthetic source (the
+/// simulation promises it; checking costs little and keeps the policy
+/// uniform) or a stream after its transforms. `context` ends the message.
+pub(super) fn check_finite(stream: &Stream, context: &str) -> Result<(), DataError> {
     if let Stream::Series { chan, data, .. } = stream {
         let width: usize = chan.iter().map(|c| c.size).product::<usize>().max(1);
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(DataError::new(
                 DataErrorKind::NonFinite,
                 format!(
-                    "sample {}, channel {} is {}",
+                    "sample {}, channel {} is {}{context}",
                     i / width,
                     i % width,
                     array::non_finite_name(f64::from(data[i]))
                 ),
-            )
-            .modality(&m.name));
+            ));
         }
     }
     Ok(())

@@ -26,21 +26,15 @@ fn npy(path: &Path, descr: &str, shape: &[usize], values: &[f64]) {
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
+    let mut data = Vec::new();
     for v in values {
         if descr == "<f4" {
-            out.extend((*v as f32).to_le_bytes());
+            data.extend((*v as f32).to_le_bytes());
         } else {
-            out.extend(v.to_le_bytes());
+            data.extend(v.to_le_bytes());
         }
     }
+    let out = super::array::npy_bytes(descr, false, &shape, &data);
     std::fs::write(path, out).unwrap();
 }
 

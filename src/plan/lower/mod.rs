@@ -222,15 +222,8 @@ impl<'g> Lowerer<'g> {
     fn new(g: &'g Graph, layout: &'g Layout, placements: Vec<Placement>, micro_batch: i64) -> Self {
         let stages = layout.stages().max(1);
         // Which body each node is in (only the outermost repeats exist).
-        let bodies: Vec<usize> = (0..g.scopes.len())
-            .filter(|&s| g.scopes[s].repeat > 1)
-            .collect();
-        let body_of: Vec<Option<usize>> = g
-            .nodes
-            .iter()
-            .map(|n| bodies.iter().copied().find(|&b| g.within(n.scope, b)))
-            .collect();
-        let pipelined = bodies.first().copied();
+        let body_of = g.bodies();
+        let pipelined = (0..g.scopes.len()).find(|&s| g.scopes[s].repeat > 1);
         let first_pipelined = pipelined.and_then(|p| body_of.iter().position(|b| *b == Some(p)));
         // Program order: a body's nodes once per copy, where it starts.
         let mut order = Vec::new();
@@ -392,26 +385,9 @@ impl<'g> Lowerer<'g> {
 
     /// The instance that produced input `v` of `inst`, for a node input.
     fn producer(&self, inst: Inst, v: ValueRef) -> Option<Inst> {
-        let ValueRef::Node(j) = v else { return None };
-        let b = self.body_of[inst.node];
-        if let Some(b) = b {
-            if let Some((carry_in, carry_out)) = self.g.scopes[b].carry {
-                if v == carry_in && inst.copy > 0 {
-                    if let ValueRef::Node(out) = carry_out {
-                        return Some(Inst {
-                            node: out,
-                            copy: inst.copy - 1,
-                        });
-                    }
-                }
-            }
-        }
-        let copy = match self.body_of[j] {
-            Some(bj) if Some(bj) == b => inst.copy,
-            Some(bj) => (self.g.scopes[bj].repeat.max(1) - 1) as usize,
-            None => 0,
-        };
-        Some(Inst { node: j, copy })
+        self.g
+            .producer(&self.body_of, inst.node, inst.copy, v)
+            .map(|(node, copy)| Inst { node, copy })
     }
 
     /// The local shape of a value of type `ty`: the batch dim is the

@@ -14,6 +14,7 @@ use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensorError, SafeTensors, View};
 
 use super::{Checkpoint, CheckpointError, CheckpointErrorKind as Kind};
+use crate::run::fnv::Fnv1a;
 use crate::run::host::HostTensor;
 
 /// The value of [`FORMAT_KEY`] this build writes and reads.
@@ -259,33 +260,6 @@ impl View for F32View<'_> {
     }
 }
 
-/// 64-bit FNV-1a.
-struct Fnv1a(u64);
-
-impl Fnv1a {
-    fn new() -> Fnv1a {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn u64(&mut self, v: u64) {
-        self.bytes(&v.to_le_bytes());
-    }
-
-    /// A string with its length first, so that `("ab", "c")` and
-    /// `("a", "bc")` hash differently.
-    fn str(&mut self, s: &str) {
-        self.u64(s.len() as u64);
-        self.bytes(s.as_bytes());
-    }
-}
-
 /// The content hash: FNV-1a over the metadata entries except the hash
 /// itself, in key order, then over every tensor's name, shape and
 /// little-endian bytes, in name order. Every variable-length field is
@@ -313,7 +287,7 @@ fn content_hash(
             h.bytes(&v.to_le_bytes());
         }
     }
-    h.0
+    h.finish()
 }
 
 /// Why safetensors could not read the header, in words that say what

@@ -160,14 +160,7 @@ impl TorchBackend {
                 });
             }
         }
-        let bodies: Vec<usize> = (0..graph.scopes.len())
-            .filter(|&s| graph.scopes[s].repeat > 1)
-            .collect();
-        let body_of = graph
-            .nodes
-            .iter()
-            .map(|n| bodies.iter().copied().find(|&b| graph.within(n.scope, b)))
-            .collect();
+        let body_of = graph.bodies();
         Ok(TorchBackend {
             graph: graph.clone(),
             device,
@@ -211,27 +204,6 @@ impl TorchBackend {
             })
     }
 
-    /// The instance of node `j` that node `node`'s copy `copy` reads
-    /// (see `plan::lower`'s producer rule: a `repeat` body's carried input
-    /// comes from the previous copy).
-    fn producer(&self, node: usize, copy: usize, v: ValueRef) -> Option<(usize, usize)> {
-        let ValueRef::Node(j) = v else { return None };
-        let b = self.body_of.get(node).copied().flatten();
-        if let Some(b) = b {
-            if let Some((carry_in, ValueRef::Node(out))) = self.graph.scopes[b].carry {
-                if v == carry_in && copy > 0 {
-                    return Some((out, copy - 1));
-                }
-            }
-        }
-        let c = match self.body_of.get(j).copied().flatten() {
-            Some(bj) if Some(bj) == b => copy,
-            Some(bj) => (self.graph.scopes[bj].repeat.max(1) - 1) as usize,
-            None => 0,
-        };
-        Some((j, c))
-    }
-
     /// Runs the forward ops of `program` (and, when `train`, the backward
     /// and step ops); returns each micro-batch's loss and the values kept.
     fn execute(
@@ -243,16 +215,7 @@ impl TorchBackend {
         update: Option<Update>,
     ) -> Result<Executed, RunError> {
         let mut ex = Executed::default();
-        let losses: Vec<usize> = self
-            .graph
-            .objectives
-            .iter()
-            .filter(|o| o.kind == "loss")
-            .filter_map(|o| match o.value {
-                ValueRef::Node(n) => Some(n),
-                _ => None,
-            })
-            .collect();
+        let losses = self.graph.loss_nodes();
         let n_micro = micro.len().max(1) as f64;
         let mut done_backward = vec![false; micro.len()];
         for op in &program.ops {
@@ -402,7 +365,8 @@ impl TorchBackend {
                 ValueRef::Input(i) => ex.inputs.get(&(i, m)).map(Tensor::shallow_clone),
                 ValueRef::Param(p) => Some(self.param(p, copy, mb.session)?.shallow_clone()),
                 ValueRef::Node(_) => self
-                    .producer(node, copy, *v)
+                    .graph
+                    .producer(&self.body_of, node, copy, *v)
                     .and_then(|k| ex.values.get(&(k.0, k.1, m)).map(Tensor::shallow_clone)),
             };
             let t = t.ok_or_else(|| {
@@ -611,22 +575,12 @@ impl Backend for TorchBackend {
         batch: MicroBatch<'_>,
         mask_key: u64,
     ) -> Result<EvalOutcome, RunError> {
-        let program = eval_program(program);
         let keys = StepKeys {
             mask: mask_key,
             dropout: 0,
         };
-        let ex = tch::no_grad(|| self.execute(&program, &[batch], keys, false, None))?;
-        let losses: Vec<usize> = self
-            .graph
-            .objectives
-            .iter()
-            .filter(|o| o.kind == "loss")
-            .filter_map(|o| match o.value {
-                ValueRef::Node(n) => Some(n),
-                _ => None,
-            })
-            .collect();
+        let ex = tch::no_grad(|| self.execute(program, &[batch], keys, false, None))?;
+        let losses = self.graph.loss_nodes();
         let loss = self.loss(&ex, &losses, 0)?.double_value(&[]);
         let mask = self
             .graph
@@ -744,22 +698,4 @@ impl Backend for TorchBackend {
         }
         Ok(())
     }
-}
-
-/// The loads and first forward ops of micro-batch 0, in plan order: what
-/// an evaluation runs.
-fn eval_program(p: &RankProgram) -> RankProgram {
-    let ops = p
-        .ops
-        .iter()
-        .filter(|op| match op {
-            Op::Load { micro, .. } => *micro == 0,
-            Op::Forward {
-                micro, recompute, ..
-            } => *micro == 0 && !*recompute,
-            _ => false,
-        })
-        .cloned()
-        .collect();
-    RankProgram { ops, ..p.clone() }
 }

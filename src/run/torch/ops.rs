@@ -129,6 +129,11 @@ pub fn apply(ctx: &Ctx, node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<Appl
         ins.first()
             .ok_or_else(|| OpError::new("the node has no input".to_string()))
     };
+    let ty = || {
+        tys.first()
+            .copied()
+            .ok_or_else(|| OpError::new("the node has no input".to_string()))
+    };
     let out = match node.op.as_str() {
         "exp" | "log" | "log1p" | "sqrt" | "rsqrt" | "abs" | "square" | "tanh" | "sigmoid"
         | "relu" | "silu" | "softplus" | "isnan" | "neg" | "not" | "gelu" => {
@@ -163,10 +168,10 @@ pub fn apply(ctx: &Ctx, node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<Appl
             }
         },
         "layer_norm" | "rms_norm" => norm(node, ins)?,
-        "mean" | "sum" | "var" | "std" | "amax" | "logsumexp" => reduce(node, x()?, tys)?,
+        "mean" | "sum" | "var" | "std" | "amax" | "logsumexp" => reduce(node, x()?, ty()?)?,
         "softmax" | "log_softmax" => {
             let dims = match attr(node, "dims") {
-                Some(d) => named(tys[0], d)?,
+                Some(d) => named(ty()?, d)?,
                 None => vec![-1],
             };
             softmax(&node.op, x()?, &dims)?
@@ -183,7 +188,7 @@ pub fn apply(ctx: &Ctx, node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<Appl
             Tensor::f_cat(ins, at)?
         }
         "select" => {
-            let seq = named(tys[0], "seq")?;
+            let seq = named(ty()?, "seq")?;
             let at = *seq
                 .first()
                 .ok_or_else(|| OpError::new("no `seq` dim".into()))?;
@@ -261,9 +266,9 @@ fn norm(node: &Node, ins: &[Tensor]) -> Result<Tensor, OpError> {
     }
 }
 
-fn reduce(node: &Node, x: &Tensor, tys: &[&Ty]) -> Result<Tensor, OpError> {
+fn reduce(node: &Node, x: &Tensor, ty: &Ty) -> Result<Tensor, OpError> {
     let dims: Vec<i64> = match attr(node, "dims") {
-        Some(d) => named(tys[0], d)?,
+        Some(d) => named(ty, d)?,
         None => (0..x.dim() as i64).collect(),
     };
     let d = dims.as_slice();
@@ -477,7 +482,9 @@ fn mask_tokens(ctx: &Ctx, node: &Node, ins: &[Tensor]) -> Result<Applied, OpErro
         .f_to_device(x.device())?;
     // Broadcast the mask over the dims not drawn: [B, D...] to x's rank.
     let mut view = vec![1i64; s.len()];
-    view[0] = b;
+    if let Some(first) = view.first_mut() {
+        *first = b;
+    }
     for (&d, &n) in drawn.iter().zip(&dims) {
         view[d] = n;
     }
