@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-#[cfg(feature = "nwb")]
 #[path = "common/real.rs"]
 mod real_data;
 
@@ -168,4 +167,24 @@ fn nwb_units_bind_the_unit_dim() {
     let stats = Stats::of(&g.unwrap());
     // Unit embeddings (d = 32) and the per-unit readout (d + 1) per unit.
     assert_eq!(known(&stats.session_params), 3 * (32 + 33));
+}
+
+/// suite2p's classifier marks 20 of the 219 ROIs as cells: only reading
+/// `iscell.npy` says so, and binding that count before planning gives the
+/// example's documented 26,900 parameters.
+#[test]
+fn suite2p_cells_are_counted_from_the_classifier() {
+    let Some((path, _)) = real_data::real_example("suite2p_calcium", "suite2p-example") else {
+        return;
+    };
+    let (program, g) = enigma::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
+    assert!(!program.has_errors());
+    let g = g.unwrap();
+    assert!(!enigma::data::bind::unsized_params(&g).is_empty());
+    let bound = enigma::data::bind::bind(&program, g, &FsLoader, path.parent().unwrap());
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    let bound = bound.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bound.sizes, [("N".to_string(), 20)]);
+    let stats = Stats::of(&bound.graph);
+    assert_eq!(known(&stats.total_params(bound.graph.sessions)), 26_900);
 }

@@ -19,7 +19,12 @@ use enigma::source::FsLoader;
 
 fn quickstart() -> (Graph, Plan, TrainConfig) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.enigma");
-    let (program, g) = check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
+    compile(&path)
+}
+
+/// Checks, lowers and configures the experiment at `path`.
+fn compile(path: &Path) -> (Graph, Plan, TrainConfig) {
+    let (program, g) = check_file_ir(&FsLoader, path, &Options::default()).unwrap();
     let g = g.expect("the quickstart checks");
     let layout = Layout::of(&program).unwrap();
     let plan = lower(&g, &layout, None).unwrap();
@@ -162,4 +167,42 @@ fn evaluation_scores_masked_entries_and_state_round_trips() {
     let ea = eval(&mut a, &plan, &data, 0, 5);
     let eb = eval(&mut b, &plan, &data, 0, 5);
     assert_eq!(ea, eb);
+}
+
+/// A tokenizer that hides whole neurons (`whole_units: true`) draws a
+/// `[batch, N]` mask; the evaluation lines it up with the `[batch, T, N]`
+/// prediction by dim name, so a hidden neuron is scored at every step.
+#[test]
+fn a_whole_unit_mask_covers_every_step_of_the_hidden_neurons() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.enigma");
+    let text = std::fs::read_to_string(&src).unwrap().replace(
+        "UnitValues(d: d, mask: 0.5)",
+        "UnitValues(d: d, mask: 0.25, whole_units: true)",
+    );
+    assert!(text.contains("whole_units: true"));
+    let dir = std::env::temp_dir().join(format!("enigma-whole-units-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("whole_units.enigma");
+    std::fs::write(&path, text).unwrap();
+    let (g, plan, config) = compile(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut a = backend(&g, &plan, &config, 7);
+    let e = eval(&mut a, &plan, &inputs(&g, 3, 4), 0, 21);
+    let p = &e.predictions[0];
+    assert_eq!(p.pred.shape, vec![3, 16, 32]);
+    let mask = p.mask.as_ref().unwrap();
+    for s in 0..3 {
+        let hidden: Vec<usize> = (0..32).filter(|&n| mask[s * 512 + n]).collect();
+        // A quarter of the 32 neurons, the same ones at all 16 steps.
+        assert_eq!(hidden.len(), 8, "sample {s}");
+        for t in 0..16 {
+            for n in 0..32 {
+                assert_eq!(
+                    mask[s * 512 + t * 32 + n],
+                    hidden.contains(&n),
+                    "sample {s}, step {t}, neuron {n}"
+                );
+            }
+        }
+    }
 }

@@ -38,10 +38,29 @@ pub fn check_program(
     program: &Program,
     loader: &dyn crate::source::SourceLoader,
 ) -> (Vec<Diagnostic>, Option<crate::ir::Graph>) {
+    check_program_bound(program, loader, &[])
+}
+
+/// [`check_program`] with sizes for data-bound dims that only reading the
+/// data can give (`N` behind a `select(N, where: ...)`): `enigma run`
+/// opens the dataset, then elaborates again with what it found, so that
+/// parameters sized by those dims get numbers the planner can place. A
+/// size the sources' headers already bind is kept; the two agree, since
+/// both come from the same files.
+pub fn check_program_bound(
+    program: &Program,
+    loader: &dyn crate::source::SourceLoader,
+    data: &[(String, i64)],
+) -> (Vec<Diagnostic>, Option<crate::ir::Graph>) {
     let mut consts = consts::Consts::new(program);
     dims::check_dims(&mut consts);
     settings::check_settings(&mut consts);
-    let bound = sources::check_sources(&mut consts, loader);
+    let mut bound = sources::check_sources(&mut consts, loader);
+    for (name, size) in data {
+        if !bound.iter().any(|(n, _)| n == name) {
+            bound.push((name.clone(), *size));
+        }
+    }
     // Shapes are elaborated only over values that are themselves sound.
     let graph = if consts.diags.iter().any(Diagnostic::is_error) {
         None

@@ -121,6 +121,23 @@ pub fn run(out: &Output, req: Request) -> i32 {
         out.summary("not planned: the experiment has errors");
         return EXIT_DIAGNOSTICS;
     };
+    // A parameter sized by what only the data gives (`N` behind a
+    // `select`) is placed once the data is read; `enigma run` does the same.
+    let base = req.file.parent().unwrap_or(std::path::Path::new("."));
+    let g = match crate::data::bind::bind(&program, g, &FsLoader, base) {
+        Ok(b) => {
+            if !b.sizes.is_empty() {
+                let sizes: Vec<String> =
+                    b.sizes.iter().map(|(n, v)| format!("{n} = {v}")).collect();
+                out.summary(&format!("sized from the data: {}", sizes.join(", ")));
+            }
+            b.graph
+        }
+        Err(e) => {
+            out.fatal(&format!("{}: {e}", req.file.display()));
+            return EXIT_USAGE;
+        }
+    };
     let opts = PlanOptions {
         world: req.world,
         cluster,

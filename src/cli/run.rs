@@ -63,6 +63,11 @@ fn go(out: &Output, req: &Request) -> Result<i32, String> {
         out.summary("not run: the experiment has errors");
         return Ok(EXIT_DIAGNOSTICS);
     };
+    // Sizes only the data gives (`N` behind a `select`) are bound before
+    // planning; the dataset opened for them is the one the run reads.
+    let base = req.file.parent().unwrap_or(Path::new("."));
+    let bound = crate::data::bind::bind(&program, g, &FsLoader, base)?;
+    let g = bound.graph;
     let planned = plan_program(
         &program,
         &g,
@@ -110,9 +115,13 @@ fn go(out: &Output, req: &Request) -> Result<i32, String> {
         std::fs::read_to_string(req.file).map_err(|e| format!("cannot read it again: {e}"))?;
     write(&dir.join("experiment.enigma"), &source)?;
     write(&dir.join("plan.txt"), &plan_summary(&planned))?;
-    let base = req.file.parent().unwrap_or(Path::new("."));
-    let spec = DataSpec::from_program(&program, &g, base).map_err(|e| e.to_string())?;
-    let dataset = Arc::new(Dataset::open(&spec).map_err(|e| e.to_string())?);
+    let dataset = match bound.dataset {
+        Some(d) => Arc::new(d),
+        None => {
+            let spec = DataSpec::from_program(&program, &g, base).map_err(|e| e.to_string())?;
+            Arc::new(Dataset::open(&spec).map_err(|e| e.to_string())?)
+        }
+    };
     let mut backend = TorchBackend::new(
         &g,
         plan,

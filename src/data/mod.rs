@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub mod bind;
 pub mod loader;
 pub mod npy;
 #[cfg(feature = "nwb")]

@@ -138,4 +138,4 @@ fn render(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -177,7 +177,23 @@ impl<'a> Reader<'a> {
     pub fn masks(&mut self, m: &ModalitySpec) -> Result<Vec<(String, Vec<bool>)>, DataError> {
         m.select
             .iter()
-            .map(|s| Ok((s.dim.clone(), self.cond(&s.cond)?)))
+            .map(|s| {
+                let keep = self.cond(&s.cond)?;
+                // A model over no cells has nothing to learn or predict;
+                // say so here rather than train on empty tensors.
+                if !keep.iter().any(|&k| k) {
+                    return Err(DataError::new(
+                        DataErrorKind::Shape,
+                        format!(
+                            "`select({}, where: ...)` keeps none of the {} positions of `{}`",
+                            s.dim,
+                            keep.len(),
+                            s.dim
+                        ),
+                    ));
+                }
+                Ok((s.dim.clone(), keep))
+            })
             .collect()
     }
 

@@ -11,7 +11,7 @@ use crate::resolve::Options;
 use crate::source::FsLoader;
 
 /// A fresh directory for one test.
-fn dir(name: &str) -> PathBuf {
+pub(crate) fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("enigma-loader-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -19,7 +19,7 @@ fn dir(name: &str) -> PathBuf {
 }
 
 /// Writes a C-order `.npy` file of `descr` (`<f4` or `<f8`).
-fn npy(path: &Path, descr: &str, shape: &[usize], values: &[f64]) {
+pub(crate) fn npy(path: &Path, descr: &str, shape: &[usize], values: &[f64]) {
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
     let shape = if dims.len() == 1 {
         format!("({},)", dims[0])

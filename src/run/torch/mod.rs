@@ -587,7 +587,7 @@ impl Backend for TorchBackend {
             .nodes
             .iter()
             .position(|n| n.op == "token_mask")
-            .and_then(|i| ex.values.get(&(i, 0, 0)));
+            .and_then(|i| Some((ex.values.get(&(i, 0, 0))?, &self.graph.nodes[i].out)));
         let mut predictions = Vec::new();
         for o in &self.graph.outputs {
             let (ValueRef::Node(n), Some(target)) = (
@@ -605,19 +605,23 @@ impl Backend for TorchBackend {
             let pred = download(pred)
                 .map_err(|e| op_err(e, format!("reading prediction `{}`", o.name)))?;
             let mask = match mask {
-                Some(m) => {
-                    let full = m.f_to_kind(Kind::Float).and_then(|m| {
-                        m.f_expand(
-                            pred.shape
-                                .iter()
-                                .map(|&d| d as i64)
-                                .collect::<Vec<_>>()
-                                .as_slice(),
-                            false,
-                        )
-                    });
+                Some((m, mask_ty)) => {
+                    // The mask is [batch, drawn dims]: aligned by dim name
+                    // with the prediction, then broadcast over the rest
+                    // (a whole-unit mask `[batch, N]` covers every step).
+                    let full = align::align(m, mask_ty, &self.graph.nodes[n].out)
+                        .and_then(|m| Ok(m.f_to_kind(Kind::Float)?))
+                        .and_then(|m| {
+                            Ok(m.f_expand(
+                                pred.shape
+                                    .iter()
+                                    .map(|&d| d as i64)
+                                    .collect::<Vec<_>>()
+                                    .as_slice(),
+                                false,
+                            )?)
+                        });
                     let h = full
-                        .map_err(OpError::from)
                         .and_then(|t| download(&t))
                         .map_err(|e| op_err(e, "reading the token mask"))?;
                     Some(h.data.iter().map(|&v| v > 0.5).collect())
