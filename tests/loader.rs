@@ -19,6 +19,9 @@ use enigma::source::FsLoader;
 #[path = "common/real.rs"]
 mod real_data;
 
+#[path = "common/npy.rs"]
+mod npy;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -305,24 +308,6 @@ fn experiment(name: &str, text: &str) -> PathBuf {
     d
 }
 
-/// A little-endian `f4` `.npy` file.
-fn write_npy(path: &Path, shape: &[usize], values: &[f32]) {
-    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-    let mut header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}",
-        dims.join(", ")
-    );
-    while (11 + header.len()) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    std::fs::write(path, out).unwrap();
-}
-
 const TRACES: &str = "dim T = 1s\ndim N per session\n\
     data traces = npy(\"traces.npy\", axes: [N, T], rate: 10Hz) {\n  window: T\n  split: by_time(train: 0.5, val: 0.5)\n}\n\
     modality x: series<f32>[T @ 10Hz, N] from traces\n";
@@ -332,7 +317,7 @@ const TRACES: &str = "dim T = 1s\ndim N per session\n\
 fn open_after_replacing(name: &str, replace: impl FnOnce(&Path)) -> DataError {
     let d = experiment(name, TRACES);
     let file = d.join("traces.npy");
-    write_npy(&file, &[3, 40], &vec![1.0; 120]);
+    npy::write_f32(&file, &[3, 40], &vec![1.0; 120]);
     let spec = spec_of(&d.join("main.enigma"));
     replace(&file);
     Dataset::open(&spec).unwrap_err()
@@ -375,7 +360,7 @@ fn a_corrupt_npy_is_an_error_naming_the_file_and_the_damage() {
 #[test]
 fn a_file_laid_out_other_than_declared_is_an_error_naming_axis_and_sizes() {
     // Frames by ROIs where `axes: [N, T]` promises ROIs by frames.
-    let e = open_after_replacing("swapped", |f| write_npy(f, &[40, 3], &vec![1.0; 120]));
+    let e = open_after_replacing("swapped", |f| npy::write_f32(f, &[40, 3], &vec![1.0; 120]));
     assert_eq!(e.kind, DataErrorKind::Shape);
     let text = e.to_string();
     assert!(
@@ -394,7 +379,7 @@ fn nan_in_a_data_file_is_an_error_naming_file_modality_and_position() {
     let e = open_after_replacing("nan", |f| {
         let mut v = vec![1.0f32; 120];
         v[2 * 40 + 5] = f32::NAN;
-        write_npy(f, &[3, 40], &v);
+        npy::write_f32(f, &[3, 40], &v);
     });
     assert_eq!(e.kind, DataErrorKind::NonFinite);
     let text = e.to_string();

@@ -2,7 +2,10 @@
 //! with SIGKILL and resumed ends bit-identical to an uninterrupted one; a
 //! SIGINT finishes the step, checkpoints and exits 130; an experiment with
 //! errors stops at compile time; a missing GPU is an error; an earlier
-//! run's checkpoints are not overwritten.
+//! run's checkpoints are not overwritten. On a tiny `.npy` experiment: a
+//! NaN loss is skipped or stops the run, naming the step and the op that
+//! made it; a disk that fills up while checkpointing loses no earlier
+//! checkpoint, and the run resumes once there is room.
 #![cfg(feature = "torch")]
 
 use std::path::{Path, PathBuf};
@@ -11,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use enigma::run::checkpoint::load;
 use enigma::run::metrics::{read_records, RecordKind};
+
+#[path = "common/npy.rs"]
+mod npy;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_enigma"))
@@ -225,5 +231,220 @@ fn errors_stop_at_compile_time_and_bad_requests_are_refused() {
         assert_eq!(o.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&o.stderr).contains("CUDA device was asked for"));
     }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Three traces over 40 s at 10 Hz, positive except for one second in the
+/// training split; the model takes their square root, so a batch holding
+/// that second has a NaN loss and every other batch trains.
+fn nan_experiment(dir: &Path, policy: &str) -> PathBuf {
+    let mut v = Vec::new();
+    for n in 0..3 {
+        for t in 0..400 {
+            let x = 1.5 + (t as f32 / 10.0 * (n + 1) as f32 * 0.7).sin();
+            v.push(if (100..110).contains(&t) { -1.0 } else { x });
+        }
+    }
+    npy::write_f32(&dir.join("f.npy"), &[3, 400], &v);
+    let text = format!(
+        "use std::tokenize::{{UnitValues}}\nuse std::readout::{{PerUnit}}\nuse std::losses::{{mse}}\n\
+         dim T = 1s\ndim N per session\ndim d = 8\n\
+         data f = npy(\"f.npy\", axes: [N, T], rate: 10Hz) {{\n  window: T\n  split: by_time(train: 0.8, val: 0.1, test: 0.1)\n}}\n\
+         modality x: series<f32>[T @ 10Hz, N] from f\n\
+         tokenizer xt = UnitValues(d: d, mask: 0.25)(x)\n\
+         model m {{\n  predict x = PerUnit(d: d)(xt, x) * sqrt(x)\n}}\n\
+         loss mse(m.x, x)\n\
+         train {{\n  optimizer: adamw(lr: 1e-3)\n  steps: 16\n  batch: 4\n  on_nonfinite: {policy}\n  checkpoint {{ every: 1, keep: 20 }}\n}}\n"
+    );
+    let path = dir.join(format!("{policy}.enigma"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn checkpoint_bits(dir: &Path, step: u64) -> Vec<(String, Vec<u32>)> {
+    let c = load(&dir.join(format!("checkpoints/step-{step:08}.safetensors"))).unwrap();
+    c.tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.data.iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+/// `on_nonfinite: skip` goes past a NaN loss, logging the step and the op
+/// that made the NaN, and leaves the weights and optimiser state as they
+/// were; `stop` ends the run at that step with the same diagnosis, and the
+/// checkpoint before it stays whole.
+#[test]
+fn a_nan_loss_is_skipped_or_stops_the_run_naming_step_and_op() {
+    let d = scratch("nan");
+    let skip = nan_experiment(&d, "skip");
+    let out = d.join("skip");
+    let o = bin()
+        .args(["run", "--quiet", "--out"])
+        .arg(&out)
+        .arg(&skip)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let records = read_records(&out.join("metrics.jsonl")).unwrap();
+    let skipped: Vec<u64> = records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Train && r.values.contains_key("skipped"))
+        .map(|r| r.step)
+        .collect();
+    let trained = records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Train && !r.values.contains_key("skipped"))
+        .count();
+    // The bad second lies in one window of the 32 in training: each epoch
+    // of 8 batches meets it once.
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(trained, 14);
+    let k = skipped[0];
+    let event = records
+        .iter()
+        .find(|r| r.step == k && r.kind == RecordKind::Event)
+        .and_then(|r| r.note.clone())
+        .unwrap();
+    assert!(
+        event.contains("NaN") && event.contains("`sqrt`") && event.contains("in `m`"),
+        "{event}"
+    );
+    if k > 1 {
+        assert_eq!(checkpoint_bits(&out, k), checkpoint_bits(&out, k - 1));
+    }
+
+    let stop = nan_experiment(&d, "stop");
+    let out = d.join("stop");
+    let o = bin()
+        .args(["run", "--quiet", "--out"])
+        .arg(&out)
+        .arg(&stop)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("step {k}:"))
+            && err.contains("`sqrt`")
+            && err.contains("on_nonfinite: stop"),
+        "{err}"
+    );
+    // Training stopped there: the newest checkpoint is the step before,
+    // and it loads.
+    if k > 1 {
+        let last = newest(&out).unwrap();
+        assert!(
+            last.ends_with(format!("step-{:08}.safetensors", k - 1)),
+            "{last:?}"
+        );
+        load(&last).unwrap();
+    } else {
+        assert!(newest(&out).is_none());
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A tmpfs of `size` mounted at `dir` while it lives; `None`, said on
+/// stderr, where this process may not mount (mounting needs root and
+/// CAP_SYS_ADMIN; the unit tests of `run::checkpoint` inject the same
+/// failure through its `Fs` trait and run everywhere).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!(
+                "skipped: cannot mount a tmpfs at {} here (needs root)",
+                dir.display()
+            );
+        }
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A disk that fills up mid-run: the checkpoint being written fails with
+/// an error naming it and the step, no temporary file is left, every
+/// checkpoint already there still loads, and once there is room again
+/// `--resume` finishes the run from the last of them.
+#[test]
+fn a_full_disk_while_checkpointing_loses_no_earlier_work() {
+    let d = scratch("full");
+    let exp = nan_experiment(&d, "skip");
+    let text = std::fs::read_to_string(&exp).unwrap();
+    std::fs::write(
+        &exp,
+        text.replace("steps: 16", "steps: 400")
+            .replace("keep: 20", "keep: 2"),
+    )
+    .unwrap();
+    // 40 KiB: the plan, the experiment, two checkpoints of about 3 KB and
+    // a growing metrics log fill it after about a hundred steps.
+    let Some(disk) = Tmpfs::mount(&d.join("disk"), "40k") else {
+        return;
+    };
+    let out = d.join("disk/run");
+    let o = bin()
+        .args(["run", "--quiet", "--out"])
+        .arg(&out)
+        .arg(&exp)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    let names: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    assert!(
+        !names.is_empty(),
+        "the disk filled before the first checkpoint"
+    );
+    for n in &names {
+        load(&out.join("checkpoints").join(n)).unwrap_or_else(|e| panic!("{n}: {e}"));
+    }
+    if err.contains("checkpoint") {
+        assert!(err.contains("the previous checkpoint is intact"), "{err}");
+    }
+
+    disk.resize("4m");
+    let o = bin()
+        .args(["run", "--quiet", "--resume", "--out"])
+        .arg(&out)
+        .arg(&exp)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let steps: Vec<u64> = read_records(&out.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .filter(|r| r.kind == RecordKind::Train)
+        .map(|r| r.step)
+        .collect();
+    assert_eq!(steps, (1..=400).collect::<Vec<_>>());
+    drop(disk);
     let _ = std::fs::remove_dir_all(&d);
 }

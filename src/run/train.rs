@@ -150,11 +150,14 @@ pub fn train<B: Backend>(
     let eval_program = program.forward_only();
     let clock = Instant::now();
     for step in start..end {
+        // Errors name the step being taken as the metrics log numbers it:
+        // the first step is step 1, and step `done` ends with `done` done.
+        let done = step + 1;
         let mut batches = Vec::with_capacity(shape.microbatches);
         for _ in 0..shape.microbatches {
             let (pos, batch) = loader
                 .next()
-                .map_err(|e| RunError::new(RunErrorKind::Data, e.to_string()).at_step(step))?;
+                .map_err(|e| RunError::new(RunErrorKind::Data, e.to_string()).at_step(done))?;
             position = pos;
             batches.push(batch);
         }
@@ -177,8 +180,7 @@ pub fn train<B: Backend>(
         };
         let out = backend
             .train_step(program, &micro, keys, update)
-            .map_err(|e| e.at_step(step))?;
-        let done = step + 1;
+            .map_err(|e| e.at_step(done))?;
         summary.steps = done;
         summary.last_loss = Some(out.loss);
         let rate = (done - start) as f64 / clock.elapsed().as_secs_f64().max(1e-9);

@@ -282,6 +282,14 @@ impl TorchBackend {
                     let loss = self.loss(&ex, &losses, *m)?;
                     let value = loss.double_value(&[]);
                     ex.losses.push(value);
+                    if !value.is_finite() {
+                        // Found only now, while the activations are still
+                        // here: checking every op's output on every step
+                        // would cost a pass over each tensor.
+                        if let Some(c) = self.first_non_finite(program, &ex, *m) {
+                            ex.culprits.push((*m, c));
+                        }
+                    }
                     if value.is_finite() {
                         let scaled = loss
                             .f_div_scalar(n_micro)
@@ -306,7 +314,7 @@ impl TorchBackend {
                 Op::Step => {
                     if let Some(u) = update {
                         let sessions: Vec<usize> = micro.iter().map(|m| m.session).collect();
-                        ex.outcome = Some(self.step(&ex.losses, u, &sessions)?);
+                        ex.outcome = Some(self.step(&ex.losses, &ex.culprits, u, &sessions)?);
                     }
                 }
             }
@@ -331,18 +339,7 @@ impl TorchBackend {
                 format!("the plan names node %{node}, which the model lacks"),
             )
         })?;
-        let what = || {
-            let scope = self
-                .graph
-                .scopes
-                .get(n.scope)
-                .map_or("", |s| s.path.as_str());
-            format!(
-                "`{}` (node %{node}, copy {copy}, in `{}`)",
-                n.op,
-                if scope.is_empty() { "<root>" } else { scope }
-            )
-        };
+        let what = || self.describe(node, copy);
         if n.op == "token_mask" {
             let of: usize = n
                 .attrs
@@ -408,6 +405,61 @@ impl TorchBackend {
         Ok(())
     }
 
+    /// How errors name node `node`'s application `copy`: its op, number
+    /// and scope.
+    fn describe(&self, node: usize, copy: usize) -> String {
+        let Some(n) = self.graph.nodes.get(node) else {
+            return format!("node %{node}");
+        };
+        let scope = self
+            .graph
+            .scopes
+            .get(n.scope)
+            .map_or("", |s| s.path.as_str());
+        format!(
+            "`{}` (node %{node}, copy {copy}, in `{}`)",
+            n.op,
+            if scope.is_empty() { "<root>" } else { scope }
+        )
+    }
+
+    /// The first forward value of micro-batch `m`, in execution order,
+    /// holding NaN (or, when none does, infinity): the op that made it, its
+    /// shape and how many entries are affected. NaN is looked for first
+    /// because an infinity can be meant (`-inf` where attention is masked).
+    fn first_non_finite(&self, program: &RankProgram, ex: &Executed, m: usize) -> Option<String> {
+        let count = |v: &Tensor, nan: bool| -> Option<i64> {
+            let b = if nan {
+                v.f_isnan().ok()?
+            } else {
+                v.f_isinf().ok()?
+            };
+            Some(b.f_sum(Kind::Int64).ok()?.int64_value(&[]))
+        };
+        [true, false].into_iter().find_map(|nan| {
+            program.ops.iter().find_map(|op| {
+                let Op::Forward {
+                    node, copy, micro, ..
+                } = op
+                else {
+                    return None;
+                };
+                let v = ex.values.get(&(*node, *copy, m)).filter(|_| *micro == m)?;
+                if !v.is_floating_point() {
+                    return None;
+                }
+                let bad = count(v, nan).filter(|&k| k > 0)?;
+                Some(format!(
+                    "the output of {} (shape {:?}: {bad} of {} entries {})",
+                    self.describe(*node, *copy),
+                    v.size(),
+                    v.numel(),
+                    if nan { "NaN" } else { "infinite" }
+                ))
+            })
+        })
+    }
+
     fn loss(&self, ex: &Executed, losses: &[usize], m: usize) -> Result<Tensor, RunError> {
         let mut total: Option<Tensor> = None;
         for &n in losses {
@@ -437,6 +489,7 @@ impl TorchBackend {
     fn step(
         &mut self,
         losses: &[f64],
+        culprits: &[(usize, String)],
         u: Update,
         sessions: &[usize],
     ) -> Result<StepOutcome, RunError> {
@@ -454,21 +507,37 @@ impl TorchBackend {
                 .map_err(|e| op_err(e, format!("the gradient of `{}`", s.name)))?
                 .double_value(&[]);
             if !n.is_finite() && bad.is_none() {
-                bad = Some(format!("the gradient of `{}`", s.name));
+                bad = Some(format!("the gradient of `{}` is not finite", s.name));
             }
             sq += n;
         }
         let norm = sq.sqrt();
         let reason = if let Some(i) = losses.iter().position(|l| !l.is_finite()) {
-            Some(format!("the loss of micro-batch {i} is {}", losses[i]))
+            let origin = culprits
+                .iter()
+                .find(|(m, _)| *m == i)
+                .map_or(String::new(), |(_, c)| {
+                    format!("; the first non-finite value is {c}")
+                });
+            Some(format!(
+                "the loss of micro-batch {i} is {}{origin}",
+                losses[i]
+            ))
         } else {
             bad
         };
         if let Some(reason) = reason {
             self.zero_grad();
             return match u.on_nonfinite {
-                NonFinite::Stop => Err(RunError::new(RunErrorKind::NonFinite, format!("{reason} is not finite (train.on_nonfinite: stop; the weights were not updated)"))),
-                NonFinite::Skip => Ok(StepOutcome { loss, grad_norm: norm, skipped: Some(reason) }),
+                NonFinite::Stop => Err(RunError::new(
+                    RunErrorKind::NonFinite,
+                    format!("{reason} (train.on_nonfinite: stop; the weights were not updated)"),
+                )),
+                NonFinite::Skip => Ok(StepOutcome {
+                    loss,
+                    grad_norm: norm,
+                    skipped: Some(reason),
+                }),
             };
         }
         if let Some(clip) = u.clip {
@@ -515,6 +584,9 @@ struct Executed {
     values: HashMap<(usize, usize, usize), Tensor>,
     masks: HashMap<(usize, usize, usize), Tensor>,
     losses: Vec<f64>,
+    /// For a micro-batch whose loss is not finite, the first value of its
+    /// forward pass that was not, described for the error.
+    culprits: Vec<(usize, String)>,
     outcome: Option<StepOutcome>,
 }
 
