@@ -181,6 +181,7 @@ def main():
     ap.add_argument("--enigma", default="target/release/enigma", help="enigma binary (relative to the repo root)")
     ap.add_argument("--steps", type=int, default=40, help="total steps per side (keep below 100: eval at step 100)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed warm-up steps")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of both sides, alternating")
     args = ap.parse_args()
     assert 0 < args.warmup < args.steps < 100, "need 0 < warmup < steps < 100"
 
@@ -193,19 +194,32 @@ def main():
           f"cpus {os.cpu_count()}, load avg {os.getloadavg()[0]:.2f}")
     print(f"steps {args.steps}, timed {args.steps - args.warmup} after {args.warmup} warm-up")
 
-    # enigma first, so that the children's peak RSS is enigma's alone.
-    e_step, e_rss, cmd = run_enigma(exe, args.steps, args.warmup)
+    # enigma first, so that the children's peak RSS is enigma's alone. The
+    # two sides then alternate, so that a change in the machine's load
+    # during the run affects both; each side's figure is the median of its
+    # rounds, and the ratio is of those medians.
+    e_steps, p_steps = [], []
+    e_rss = 0
+    for r in range(args.repeat):
+        e_step, rss, cmd = run_enigma(exe, args.steps, args.warmup)
+        # Only the first round's: later children are forked from a process
+        # that holds PyTorch's memory, which getrusage would count.
+        e_rss = e_rss or rss
+        n_params, p_mean, _ = run_pytorch(args.steps, args.warmup)
+        e_steps.append(e_step)
+        p_steps.append(p_mean)
+        print(f"round {r + 1}: enigma {e_step * 1e3:.1f} ms, PyTorch {p_mean * 1e3:.1f} ms, ratio {e_step / p_mean:.3f}")
     print(f"enigma: {shlex.join(cmd)}")
-    n_params, p_mean, p_median = run_pytorch(args.steps, args.warmup)
     p_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # this process: Python + torch + model
     print(f"PyTorch parameters: {n_params:,} (enigma quickstart: {EXPECTED_PARAMS:,})")
     assert abs(n_params - EXPECTED_PARAMS) <= 0.01 * EXPECTED_PARAMS, "PyTorch model differs from the quickstart"
+    e_med, p_med = statistics.median(e_steps), statistics.median(p_steps)
 
     print()
-    print(f"{'':10}{'step (mean)':>14}{'peak RSS':>12}")
-    print(f"{'enigma':10}{e_step * 1e3:>11.1f} ms{e_rss / 1024:>8.0f} MiB")
-    print(f"{'PyTorch':10}{p_mean * 1e3:>11.1f} ms{p_rss / 1024:>8.0f} MiB   (median {p_median * 1e3:.1f} ms)")
-    print(f"{'ratio':10}{e_step / p_mean:>14.3f}{e_rss / p_rss:>12.3f}   (enigma / PyTorch; target <= 1.0)")
+    print(f"{'':10}{'step (median of rounds)':>25}{'peak RSS':>12}")
+    print(f"{'enigma':10}{e_med * 1e3:>22.1f} ms{e_rss / 1024:>8.0f} MiB")
+    print(f"{'PyTorch':10}{p_med * 1e3:>22.1f} ms{p_rss / 1024:>8.0f} MiB")
+    print(f"{'ratio':10}{e_med / p_med:>25.3f}{e_rss / p_rss:>12.3f}   (enigma / PyTorch; target <= 1.0)")
 
 
 if __name__ == "__main__":
