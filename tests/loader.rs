@@ -49,6 +49,33 @@ fn quickstart() -> Arc<Dataset> {
         .clone()
 }
 
+/// The noise-free truth of the simulated response, through the same
+/// `log1p(max(x, 0))`, in the batch's layout; inputs without a truth have
+/// none.
+#[test]
+fn the_clean_response_is_the_truth_through_the_modality_transforms() {
+    let ds = quickstart();
+    let ids: Vec<usize> = (0..3).collect();
+    let b = ds.batch(Split::Val, &ids).unwrap();
+    let clean = ds.clean_batch(2, Split::Val, &ids).unwrap().expect("a truth");
+    assert_eq!(clean.shape, b.inputs[2].shape);
+    let truth = &ds.simulation(0).unwrap().session(b.session).unwrap().truth().calcium;
+    for (k, &id) in ids.iter().enumerate() {
+        let w = ds.window(Split::Val, id).unwrap();
+        let r0 = (w.start * 8.0).round() as usize;
+        let got = &clean.data[k * 512..(k + 1) * 512];
+        let want = &truth[r0 * 32..(r0 + 16) * 32];
+        assert!(got
+            .iter()
+            .zip(want)
+            .all(|(&g, &x)| (g - x.max(0.0).ln_1p()).abs() < 1e-6));
+    }
+    // The recorded response is the truth plus noise: close, not equal.
+    assert_ne!(clean.data, b.inputs[2].data);
+    assert!(ds.clean_batch(0, Split::Val, &ids).unwrap().is_none());
+    assert!(ds.clean_batch(1, Split::Val, &ids).unwrap().is_none());
+}
+
 #[test]
 fn quickstart_loads_two_sessions_with_the_declared_shapes_and_values() {
     let ds = quickstart();

@@ -11,7 +11,7 @@ use enigma::plan::lower::lower;
 use enigma::plan::program::Plan;
 use enigma::plan::Layout;
 use enigma::resolve::Options;
-use enigma::run::backend::{Backend, EvalOutcome, MicroBatch, StepKeys, Update};
+use enigma::run::backend::{Backend, EvalOutcome, HoldOut, MicroBatch, StepKeys, Update};
 use enigma::run::config::{NonFinite, Precision, TrainConfig};
 use enigma::run::host::HostTensor;
 use enigma::run::torch::TorchBackend;
@@ -81,7 +81,7 @@ fn eval(
         session,
         inputs: data,
     };
-    b.evaluate(&plan.ranks[0].forward_only(), micro, key)
+    b.evaluate(&plan.ranks[0].forward_only(), micro, key, None)
         .unwrap()
 }
 
@@ -205,4 +205,44 @@ fn a_whole_unit_mask_covers_every_step_of_the_hidden_neurons() {
             }
         }
     }
+}
+
+/// Holding a neuron out masks all of its entries on top of the drawn ones,
+/// and leaves the draw of the others as it was.
+#[test]
+fn a_held_out_neuron_is_masked_at_every_step() {
+    let (g, plan, config) = quickstart();
+    let mut a = backend(&g, &plan, &config, 7);
+    let data = inputs(&g, 2, 5);
+    let program = plan.ranks[0].forward_only();
+    let micro = || MicroBatch {
+        session: 0,
+        inputs: &data,
+    };
+    let drawn = a.evaluate(&program, micro(), 13, None).unwrap();
+    let hold = HoldOut {
+        dim: "N".to_string(),
+        index: 5,
+    };
+    let held = a.evaluate(&program, micro(), 13, Some(&hold)).unwrap();
+    let (m0, m1) = (
+        drawn.predictions[0].mask.as_ref().unwrap(),
+        held.predictions[0].mask.as_ref().unwrap(),
+    );
+    for (k, (&x, &y)) in m0.iter().zip(m1).enumerate() {
+        if k % 32 == 5 {
+            assert!(y, "entry {k} of the held-out neuron is visible");
+        } else {
+            assert_eq!(x, y, "entry {k} of another neuron changed");
+        }
+    }
+    // Neuron 5 was partly visible before, so the predictions differ.
+    assert!(m0.iter().skip(5).step_by(32).any(|&v| !v));
+    assert_ne!(drawn.predictions[0].pred, held.predictions[0].pred);
+    let bad = HoldOut {
+        dim: "N".to_string(),
+        index: 32,
+    };
+    let e = a.evaluate(&program, micro(), 13, Some(&bad)).unwrap_err();
+    assert!(e.to_string().contains("hold out position 32"), "{e}");
 }

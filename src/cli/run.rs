@@ -163,12 +163,24 @@ fn go(out: &Output, req: &Request) -> Result<i32, String> {
         &mut backend,
         program_ops,
         shape,
-        dataset,
+        dataset.clone(),
         &config,
         &opts,
         stop,
     )
     .map_err(|e| e.to_string())?;
+    if !s.interrupted {
+        recovery(
+            &mut backend,
+            &g,
+            program_ops,
+            &dataset,
+            &config,
+            shape,
+            &dir,
+            req.quiet,
+        )?;
+    }
     if !req.quiet {
         let corr = match (s.corr, s.corr_chance) {
             (Some(c), Some(ch)) => format!(", validation correlation {c:.3} (chance {ch:.3})"),
@@ -187,6 +199,54 @@ fn go(out: &Output, req: &Request) -> Result<i32, String> {
     } else {
         EXIT_OK
     })
+}
+
+/// On synthetic data, holds out each neuron of the evaluation split in
+/// turn and compares the model's predictions with the noise-free truth
+/// (`run::recovery`); writes `recovery.json` and says the figures.
+#[allow(clippy::too_many_arguments)]
+fn recovery(
+    backend: &mut TorchBackend,
+    g: &crate::ir::Graph,
+    program: &crate::plan::program::RankProgram,
+    dataset: &Dataset,
+    config: &TrainConfig,
+    shape: StepShape,
+    dir: &Path,
+    quiet: bool,
+) -> Result<(), String> {
+    use crate::run::recovery::{measure, Settings};
+    let settings = Settings {
+        split: if config.eval_split == "test" {
+            crate::data::windows::Split::Test
+        } else {
+            crate::data::windows::Split::Val
+        },
+        batch: shape.micro_batch,
+        batches_per_session: 2,
+        seed: config.seed,
+    };
+    let Some(r) = measure(backend, g, &program.forward_only(), dataset, settings)
+        .map_err(|e| format!("measuring recovery of the simulation's structure: {e}"))?
+    else {
+        return Ok(());
+    };
+    let text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+    write(&dir.join("recovery.json"), &format!("{text}\n"))?;
+    if !quiet {
+        eprintln!(
+            "held-out neurons ({} over {} sessions): correlation with the noise-free truth {:.3} (with the data {:.3}, noise ceiling {:.3}); {:.0}% identified among their session's neurons (chance {:.0}%); in {}",
+            r.neurons,
+            r.sessions,
+            r.corr_truth,
+            r.corr_data,
+            r.ceiling,
+            100.0 * r.identified,
+            100.0 * r.chance,
+            dir.join("recovery.json").display()
+        );
+    }
+    Ok(())
 }
 
 /// A fresh run needs a directory without checkpoints, so that no earlier

@@ -63,6 +63,14 @@ pub struct EvalOutcome {
     pub predictions: Vec<Prediction>,
 }
 
+/// A position of a dim that an evaluation hides wherever a token mask is
+/// drawn over the dim: `N` = 5 holds neuron 5 out at every step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldOut {
+    pub dim: String,
+    pub index: usize,
+}
+
 /// One prediction of one evaluation batch, as `[B, T, N]` host tensors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prediction {
@@ -91,12 +99,16 @@ pub trait Backend {
     ) -> Result<StepOutcome, RunError>;
 
     /// Runs a forward-only program ([`RankProgram::forward_only`]) on one
-    /// batch (of any size) without gradients, masks drawn from `mask_key`.
+    /// batch (of any size) without gradients, masks drawn from `mask_key`;
+    /// with `hold_out`, every mask that draws over that dim also hides that
+    /// position of it entirely (one neuron held out, the rest drawn as in
+    /// training).
     fn evaluate(
         &mut self,
         program: &RankProgram,
         batch: MicroBatch<'_>,
         mask_key: u64,
+        hold_out: Option<&HoldOut>,
     ) -> Result<EvalOutcome, RunError>;
 
     /// The training state: every parameter copy and the optimiser's

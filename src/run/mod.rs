@@ -18,6 +18,7 @@ pub mod init;
 pub mod metrics;
 pub mod plots;
 pub mod progress;
+pub mod recovery;
 #[cfg(feature = "torch")]
 pub mod torch;
 pub mod train;

@@ -274,6 +274,7 @@ fn evaluate<B: Backend>(
                 inputs: &batch.inputs,
             },
             key,
+            None,
         )?;
         losses.push(out.loss);
         // The first prediction with a target is the one reported.

@@ -29,6 +29,10 @@ pub struct Batch {
     pub inputs: Vec<HostTensor>,
 }
 
+/// A batch tensor before its permutation: the storage shape, the
+/// permutation to the declared order, and the values.
+pub(super) type Layout = ((Vec<usize>, Vec<usize>), Vec<f32>);
+
 /// The padding unit of an events tensor: no unit has this index.
 pub const NO_UNIT: f32 = -1.0;
 
@@ -109,24 +113,8 @@ impl Dataset {
         let b = windows.len();
         let length = self.settings.length;
         let samples = |rate: f64| (length * rate).round() as usize;
-        let out_of_range = || {
-            DataError::new(
-                DataErrorKind::Window,
-                "a window runs past the end of the recording",
-            )
-        };
         let (shape, data) = match stream {
-            Stream::Series { rate, chan, data } => {
-                let t = samples(*rate);
-                let c: usize = chan.iter().map(|c| c.size).product();
-                let mut out = Vec::with_capacity(b * t * c);
-                for w in windows {
-                    let i = (w.start * rate).round() as usize;
-                    out.extend_from_slice(data.get(i * c..(i + t) * c).ok_or_else(out_of_range)?);
-                }
-                let chan: Vec<usize> = chan.iter().map(|c| c.size).collect();
-                (self.layout(spec, b, t, &chan), out)
-            }
+            Stream::Series { rate, chan, data } => self.series(spec, *rate, chan, data, windows)?,
             Stream::Video { source, rate, chan } => {
                 let c: usize = chan.iter().map(|c| c.size).product();
                 let (t_in, t) = (samples(*rate), samples(spec.rate.unwrap_or(*rate)));
@@ -204,6 +192,33 @@ impl Dataset {
         })
     }
 
+    /// `windows` of a time-major series (`samples x prod(chan)` values at
+    /// `rate`): the storage layout and the values, before the permutation
+    /// to the declared order.
+    pub(super) fn series(
+        &self,
+        spec: &crate::data::spec::ModalitySpec,
+        rate: f64,
+        chan: &[super::sources::Chan],
+        data: &[f32],
+        windows: &[Window],
+    ) -> Result<Layout, DataError> {
+        let t = (self.settings.length * rate).round() as usize;
+        let c: usize = chan.iter().map(|c| c.size).product();
+        let mut out = Vec::with_capacity(windows.len() * t * c);
+        for w in windows {
+            let i = (w.start * rate).round() as usize;
+            out.extend_from_slice(data.get(i * c..(i + t) * c).ok_or_else(|| {
+                DataError::new(
+                    DataErrorKind::Window,
+                    "a window runs past the end of the recording",
+                )
+            })?);
+        }
+        let chan: Vec<usize> = chan.iter().map(|c| c.size).collect();
+        Ok((self.layout(spec, windows.len(), t, &chan), out))
+    }
+
     /// The storage shape `[B, T, channels...]` and the permutation to the
     /// declared order, for a modality whose time dim is not first.
     fn layout(
@@ -272,7 +287,7 @@ impl Dataset {
 
 /// Puts stored values (`shape`, in storage order) in the declared order:
 /// output axis `j` is stored axis `perm[j]`.
-fn permuted(
+pub(super) fn permuted(
     (shape, perm): (Vec<usize>, Vec<usize>),
     data: Vec<f32>,
 ) -> Result<(Vec<usize>, Vec<f32>), DataError> {

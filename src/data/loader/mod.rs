@@ -28,6 +28,7 @@ mod nwb;
 mod open;
 mod prefetch;
 mod sources;
+mod truth;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

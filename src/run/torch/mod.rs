@@ -24,7 +24,9 @@ use std::fmt;
 
 use tch::{Device, Kind, Tensor};
 
-use super::backend::{Backend, EvalOutcome, MicroBatch, Prediction, StepKeys, StepOutcome, Update};
+use super::backend::{
+    Backend, EvalOutcome, HoldOut, MicroBatch, Prediction, StepKeys, StepOutcome, Update,
+};
 use super::config::{NonFinite, Optimizer, Precision};
 use super::error::{RunError, RunErrorKind};
 use super::host::HostTensor;
@@ -96,6 +98,8 @@ pub struct TorchBackend {
     t: u64,
     /// Per node: the `repeat` body it is in.
     body_of: Vec<Option<usize>>,
+    /// The position held out by the evaluation under way, if any.
+    hold_out: Option<HoldOut>,
 }
 
 /// The name of a parameter copy: `path`, `path#layer`, `path@session`.
@@ -172,6 +176,7 @@ impl TorchBackend {
             per_session,
             t: 0,
             body_of,
+            hold_out: None,
         })
     }
 
@@ -389,6 +394,7 @@ impl TorchBackend {
             batch,
             mask_key,
             device: self.device,
+            hold_out: self.hold_out.clone(),
         };
         let applied =
             tch::autocast(self.autocast, || ops::apply(&ctx, n, &ins, &tys)).map_err(|e| {
@@ -646,12 +652,16 @@ impl Backend for TorchBackend {
         program: &RankProgram,
         batch: MicroBatch<'_>,
         mask_key: u64,
+        hold_out: Option<&HoldOut>,
     ) -> Result<EvalOutcome, RunError> {
         let keys = StepKeys {
             mask: mask_key,
             dropout: 0,
         };
-        let ex = tch::no_grad(|| self.execute(program, &[batch], keys, false, None))?;
+        self.hold_out = hold_out.cloned();
+        let ex = tch::no_grad(|| self.execute(program, &[batch], keys, false, None));
+        self.hold_out = None;
+        let ex = ex?;
         let losses = self.graph.loss_nodes();
         let loss = self.loss(&ex, &losses, 0)?.double_value(&[]);
         let mask = self

@@ -13,6 +13,7 @@ use super::OpError;
 use crate::check::tensor::Tensor as Ty;
 use crate::data::synthetic::rng::{derive, SplitMix64};
 use crate::ir::Node;
+use crate::run::backend::HoldOut;
 
 /// What a node may need besides its inputs.
 pub struct Ctx {
@@ -25,6 +26,8 @@ pub struct Ctx {
     pub mask_key: u64,
     /// Where nodes without inputs (`sinusoidal`) put their output.
     pub device: tch::Device,
+    /// A dim position every token mask over that dim also hides.
+    pub hold_out: Option<HoldOut>,
 }
 
 /// The output of a node, and for `mask_tokens` the mask it drew.
@@ -211,7 +214,7 @@ pub fn apply(ctx: &Ctx, node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<Appl
         "attention" => attention(node, ins)?,
         "patchify" => patchify(node, x()?)?,
         "sinusoidal" => sinusoidal(node, ctx.device)?,
-        "mask_tokens" => return mask_tokens(ctx, node, ins),
+        "mask_tokens" => return mask_tokens(ctx, node, ins, tys.first().copied()),
         "cast" => {
             let kind = match attr(node, "dtype") {
                 Some("f32") | Some("float") => Kind::Float,
@@ -443,7 +446,12 @@ fn sinusoidal(node: &Node, device: tch::Device) -> Result<Tensor, OpError> {
 /// Fisher-Yates shuffle keyed by the sample), and their vectors replaced by
 /// `token`. The mask (`[B, D...]`, true where masked) is returned for the
 /// `token_mask` node and the evaluation.
-fn mask_tokens(ctx: &Ctx, node: &Node, ins: &[Tensor]) -> Result<Applied, OpError> {
+fn mask_tokens(
+    ctx: &Ctx,
+    node: &Node,
+    ins: &[Tensor],
+    x_ty: Option<&Ty>,
+) -> Result<Applied, OpError> {
     let [x, token] = ins else {
         return Err(OpError::new("`mask_tokens` takes `x` and `token`".into()));
     };
@@ -473,6 +481,31 @@ fn mask_tokens(ctx: &Ctx, node: &Node, ins: &[Tensor]) -> Result<Applied, OpErro
             let r = j + rng.below((p - j) as u64) as i64;
             idx.swap(j as usize, r as usize);
             mask[(i * p + idx[j as usize]) as usize] = true;
+        }
+    }
+    // A held-out position hides every token at that index of its dim, on
+    // top of the tokens drawn.
+    let held = ctx.hold_out.as_ref().and_then(|h| {
+        let ty = x_ty?;
+        let j = drawn
+            .iter()
+            .position(|&d| ty.dims.get(d).is_some_and(|x| x.name.to_string() == h.dim))?;
+        let stride: i64 = dims[j + 1..].iter().product();
+        Some((j, stride, h.index as i64))
+    });
+    if let Some((j, stride, index)) = held {
+        if index >= dims[j] {
+            return Err(OpError::new(format!(
+                "cannot hold out position {index} of a dim of size {}",
+                dims[j]
+            )));
+        }
+        for i in 0..b {
+            for q in 0..p {
+                if (q / stride) % dims[j] == index {
+                    mask[(i * p + q) as usize] = true;
+                }
+            }
         }
     }
     let mut mshape = vec![b];

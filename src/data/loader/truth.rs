@@ -1,0 +1,93 @@
+//! The ground truth behind synthetic inputs, laid out as the model sees
+//! its data.
+//!
+//! A modality drawn straight from a simulated `response` has a noise-free
+//! counterpart: the calcium before measurement noise
+//! (`Truth::calcium`). [`Dataset::clean_batch`] passes it through the
+//! modality's fitted transforms (fitted on the noisy training data, as the
+//! model's input was) and cuts the same windows, so a model's predictions
+//! can be compared with what the data would be without noise. Any other
+//! input has no truth, and gets `None`.
+
+use super::batch::permuted;
+use super::sources::Stream;
+use super::{DataError, DataErrorKind, Dataset};
+use crate::data::spec::Origin;
+use crate::data::windows::Split;
+use crate::run::host::HostTensor;
+
+impl Dataset {
+    /// For input `input` of the IR and windows `ids` of `split` (of one
+    /// session), the noise-free values in the batch's layout; `None` when
+    /// the input is not drawn straight from a simulation's `response`.
+    pub fn clean_batch(
+        &self,
+        input: usize,
+        split: Split,
+        ids: &[usize],
+    ) -> Result<Option<HostTensor>, DataError> {
+        let Some(&m) = self.spec.inputs.get(input) else {
+            return Ok(None);
+        };
+        let Some(spec) = self.spec.modalities.get(m) else {
+            return Ok(None);
+        };
+        let Origin::Source { source, field } = &spec.origin else {
+            return Ok(None);
+        };
+        // A `select` would need the truth cut the same way; the simulated
+        // response is never selected in the examples, so it is not done.
+        if field.as_slice() != ["response"] || !spec.select.is_empty() {
+            return Ok(None);
+        }
+        let Some(sim) = self.simulation(*source) else {
+            return Ok(None);
+        };
+        let windows: Vec<_> = ids
+            .iter()
+            .map(|&id| {
+                self.window(split, id).ok_or_else(|| {
+                    DataError::new(DataErrorKind::Window, "no such window").window(split, id)
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let Some(s) = windows.first().map(|w| w.session) else {
+            return Ok(None);
+        };
+        if windows.iter().any(|w| w.session != s) {
+            return Err(DataError::new(
+                DataErrorKind::Window,
+                "a batch holds windows of one session",
+            ));
+        }
+        let (
+            Some(session),
+            Some(Some(Stream::Series { rate, chan, .. })),
+            Some(pipeline),
+            Some(info),
+        ) = (
+            sim.session(s),
+            self.streams.get(m).and_then(|v| v.get(s)),
+            self.pipelines.get(m).and_then(|p| p.get(s)),
+            self.sessions.get(s),
+        )
+        else {
+            return Ok(None);
+        };
+        let raw = Stream::Series {
+            rate: f64::from(sim.config().response_rate),
+            chan: chan.clone(),
+            data: session.truth().calcium.clone(),
+        };
+        let clean = super::fit::transform(raw, pipeline, info.duration)
+            .map_err(|e| e.modality(&spec.name).session(s))?;
+        let Stream::Series { data, .. } = &clean else {
+            return Ok(None);
+        };
+        let layout = self.series(spec, *rate, chan, data, &windows)?;
+        let (shape, values) = permuted(layout.0, layout.1)?;
+        HostTensor::new(shape, values)
+            .map(Some)
+            .map_err(|e| DataError::new(DataErrorKind::Shape, e.to_string()))
+    }
+}

@@ -1,0 +1,275 @@
+//! How much of the simulation's known structure a trained model recovers.
+//!
+//! On synthetic data the noise-free response of every neuron is known
+//! (`docs/synthetic.md`). After training, each neuron of the evaluated
+//! windows is **held out**: all of its tokens are masked (the other
+//! neurons' masks drawn as in training), so the model must predict it from
+//! the stimulus, the behaviour, the other neurons and what it learned about
+//! that neuron, not from the neuron's own neighbouring values. The
+//! held-out predictions are then compared with:
+//!
+//! - the recorded data (`corr_data`) and the noise-free truth
+//!   (`corr_truth`), per neuron, against the noise ceiling (`ceiling`:
+//!   the correlation of the recorded data with the truth, what a model that
+//!   predicted the truth exactly would reach against the data);
+//! - every neuron's truth in the same session: a neuron is **identified**
+//!   when its prediction correlates best with its own truth. Chance is one
+//!   in the session's neuron count. The stimulus and the behaviour are
+//!   shared by all neurons, so identification measures whether the model
+//!   learned each neuron's own receptive field and behavioural gain.
+//!
+//! The truth goes through the modality's fitted transforms, so both sides
+//! are in the space the model predicts. Inputs without a truth (real
+//! recordings) get no report.
+
+use serde::Serialize;
+
+use super::backend::{Backend, HoldOut, MicroBatch};
+use super::error::{RunError, RunErrorKind};
+use crate::data::loader::Dataset;
+use crate::data::windows::Split;
+use crate::ir::Graph;
+use crate::plan::program::RankProgram;
+
+/// The report, written to `recovery.json`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Recovery {
+    /// The prediction held out (`response`) and the dim its units are.
+    pub prediction: String,
+    pub unit_dim: String,
+    pub sessions: usize,
+    /// Neurons scored, over all sessions.
+    pub neurons: usize,
+    /// Time points per neuron, summed over the evaluated windows.
+    pub samples: usize,
+    /// Means over neurons.
+    pub corr_truth: f64,
+    pub corr_data: f64,
+    pub ceiling: f64,
+    /// The fraction of neurons identified, and chance.
+    pub identified: f64,
+    pub chance: f64,
+}
+
+/// What to evaluate: `batches_per_session` batches of `batch` windows of
+/// `split` in each session, masks keyed by `seed`.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub split: Split,
+    pub batch: usize,
+    pub batches_per_session: usize,
+    pub seed: u64,
+}
+
+/// One neuron's series: held-out prediction, recorded data, truth.
+#[derive(Default, Clone)]
+struct Series {
+    pred: Vec<f64>,
+    data: Vec<f64>,
+    truth: Vec<f64>,
+}
+
+/// Holds out every neuron of the evaluated windows in turn; `None` when
+/// no prediction has a noise-free truth.
+pub fn measure(
+    backend: &mut dyn Backend,
+    graph: &Graph,
+    program: &RankProgram,
+    dataset: &Dataset,
+    settings: Settings,
+) -> Result<Option<Recovery>, RunError> {
+    let data_err =
+        |e: crate::data::loader::DataError| RunError::new(RunErrorKind::Data, e.to_string());
+    let mut batches = dataset.epoch_batches(settings.split, settings.batch, settings.seed, 0);
+    // Evaluation batches are in order per session: keep the first few of
+    // each session, so that every session is scored.
+    let mut taken: Vec<Vec<usize>> = Vec::new();
+    let mut per_session = std::collections::BTreeMap::new();
+    for ids in batches.drain(..) {
+        let Some(w) = ids.first().and_then(|&i| dataset.window(settings.split, i)) else {
+            continue;
+        };
+        let k = per_session.entry(w.session).or_insert(0usize);
+        if *k < settings.batches_per_session {
+            *k += 1;
+            taken.push(ids);
+        }
+    }
+    let Some((output, input)) = graph.outputs.iter().find_map(|o| {
+        let i = graph.inputs.iter().position(|i| i.name == o.name)?;
+        Some((o, i))
+    }) else {
+        return Ok(None);
+    };
+    let Some(unit_dim) = output.ty.dims.last().map(|d| d.name.to_string()) else {
+        return Ok(None);
+    };
+    // session -> neuron -> series
+    let mut series: std::collections::BTreeMap<usize, Vec<Series>> = Default::default();
+    for (b, ids) in taken.iter().enumerate() {
+        let Some(clean) = dataset
+            .clean_batch(input, settings.split, ids)
+            .map_err(data_err)?
+        else {
+            return Ok(None);
+        };
+        let batch = dataset.batch(settings.split, ids).map_err(data_err)?;
+        let n = *clean.shape.last().unwrap_or(&0);
+        let neurons = series.entry(batch.session).or_default();
+        neurons.resize(n, Series::default());
+        let key = crate::data::synthetic::rng::derive(settings.seed, b as u64);
+        for (j, s) in neurons.iter_mut().enumerate() {
+            let hold = HoldOut {
+                dim: unit_dim.clone(),
+                index: j,
+            };
+            let out = backend.evaluate(
+                program,
+                MicroBatch {
+                    session: batch.session,
+                    inputs: &batch.inputs,
+                },
+                key,
+                Some(&hold),
+            )?;
+            let Some(p) = out.predictions.iter().find(|p| p.name == output.name) else {
+                return Ok(None);
+            };
+            if p.pred.shape != clean.shape || p.target.shape != clean.shape {
+                return Err(RunError::new(
+                    RunErrorKind::Mismatch,
+                    format!(
+                        "prediction `{}` is {:?}, its target {:?} and the truth {:?}",
+                        p.name, p.pred.shape, p.target.shape, clean.shape
+                    ),
+                ));
+            }
+            let column = |v: &[f32]| -> Vec<f64> {
+                v.iter()
+                    .skip(j)
+                    .step_by(n.max(1))
+                    .map(|&x| f64::from(x))
+                    .collect()
+            };
+            s.pred.extend(column(&p.pred.data));
+            s.data.extend(column(&p.target.data));
+            s.truth.extend(column(&clean.data));
+        }
+    }
+    Ok(summarise(&output.name, &unit_dim, &series))
+}
+
+/// The report from every session's neurons.
+fn summarise(
+    prediction: &str,
+    unit_dim: &str,
+    series: &std::collections::BTreeMap<usize, Vec<Series>>,
+) -> Option<Recovery> {
+    let (mut truth, mut data, mut ceiling) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut identified, mut chance, mut neurons, mut samples) = (0usize, 0.0, 0usize, 0usize);
+    for neurons_of in series.values() {
+        let n = neurons_of.len();
+        for (j, s) in neurons_of.iter().enumerate() {
+            neurons += 1;
+            samples = samples.max(s.pred.len());
+            chance += 1.0 / n as f64;
+            truth.extend(pearson(&s.pred, &s.truth));
+            data.extend(pearson(&s.pred, &s.data));
+            ceiling.extend(pearson(&s.data, &s.truth));
+            if best_match(&s.pred, neurons_of) == Some(j) {
+                identified += 1;
+            }
+        }
+    }
+    if neurons == 0 {
+        return None;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    Some(Recovery {
+        prediction: prediction.to_string(),
+        unit_dim: unit_dim.to_string(),
+        sessions: series.len(),
+        neurons,
+        samples,
+        corr_truth: mean(&truth),
+        corr_data: mean(&data),
+        ceiling: mean(&ceiling),
+        identified: identified as f64 / neurons as f64,
+        chance: chance / neurons as f64,
+    })
+}
+
+/// The neuron whose truth `pred` correlates with best.
+fn best_match(pred: &[f64], neurons: &[Series]) -> Option<usize> {
+    neurons
+        .iter()
+        .enumerate()
+        .filter_map(|(k, s)| pearson(pred, &s.truth).map(|r| (k, r)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(k, _)| k)
+}
+
+/// Pearson's correlation; `None` for fewer than 2 points, a constant
+/// series or non-finite values.
+fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return None;
+    }
+    let (ma, mb) = (
+        a[..n].iter().sum::<f64>() / n as f64,
+        b[..n].iter().sum::<f64>() / n as f64,
+    );
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a[..n].iter().zip(&b[..n]) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    let r = sab / (saa * sbb).sqrt();
+    r.is_finite().then_some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn neuron(pred: Vec<f64>, truth: Vec<f64>) -> Series {
+        Series {
+            data: truth.iter().map(|t| t + 0.5).collect(),
+            pred,
+            truth,
+        }
+    }
+
+    #[test]
+    fn pearson_of_known_series() {
+        assert_eq!(pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]), Some(1.0));
+        assert_eq!(pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));
+        assert_eq!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+        assert_eq!(pearson(&[1.0], &[1.0]), None);
+    }
+
+    #[test]
+    fn a_prediction_is_identified_by_its_own_truth() {
+        let a = vec![0.0, 1.0, 0.0, 2.0, 0.0, 1.0];
+        let b = vec![1.0, 0.0, 2.0, 0.0, 1.0, 0.0];
+        let c = vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0];
+        // Neurons 0 and 1 predicted well; neuron 2's prediction is neuron
+        // 0's truth, so it is not identified.
+        let session = vec![
+            neuron(a.clone(), a.clone()),
+            neuron(b.iter().map(|x| 2.0 * x + 1.0).collect(), b.clone()),
+            neuron(a.clone(), c),
+        ];
+        let mut all = std::collections::BTreeMap::new();
+        all.insert(0, session);
+        let r = summarise("response", "N", &all).unwrap();
+        assert_eq!(r.neurons, 3);
+        assert!((r.identified - 2.0 / 3.0).abs() < 1e-12);
+        assert!((r.chance - 1.0 / 3.0).abs() < 1e-12);
+        // The recorded data is the truth shifted: a ceiling of 1.
+        assert!((r.ceiling - 1.0).abs() < 1e-12);
+        assert!(r.corr_truth < 1.0 && r.corr_truth > 0.0);
+    }
+}
