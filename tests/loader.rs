@@ -57,9 +57,18 @@ fn the_clean_response_is_the_truth_through_the_modality_transforms() {
     let ds = quickstart();
     let ids: Vec<usize> = (0..3).collect();
     let b = ds.batch(Split::Val, &ids).unwrap();
-    let clean = ds.clean_batch(2, Split::Val, &ids).unwrap().expect("a truth");
+    let clean = ds
+        .clean_batch(2, Split::Val, &ids)
+        .unwrap()
+        .expect("a truth");
     assert_eq!(clean.shape, b.inputs[2].shape);
-    let truth = &ds.simulation(0).unwrap().session(b.session).unwrap().truth().calcium;
+    let truth = &ds
+        .simulation(0)
+        .unwrap()
+        .session(b.session)
+        .unwrap()
+        .truth()
+        .calcium;
     for (k, &id) in ids.iter().enumerate() {
         let w = ds.window(Split::Val, id).unwrap();
         let r0 = (w.start * 8.0).round() as usize;

@@ -1,5 +1,6 @@
 //! `enigma run` end to end on a small copy of the quickstart: a run killed
-//! with SIGKILL and resumed ends bit-identical to an uninterrupted one; a
+//! with SIGKILL and resumed ends bit-identical to an uninterrupted one, and
+//! a finished run reports its held-out neurons in `recovery.json`; a
 //! SIGINT finishes the step, checkpoints and exits 130; an experiment with
 //! errors stops at compile time; a missing GPU is an error; an earlier
 //! run's checkpoints are not overwritten. On a tiny `.npy` experiment: a
@@ -129,6 +130,19 @@ fn a_run_killed_and_resumed_ends_bit_identical() {
         .collect();
     assert_eq!(steps, (1..=12).collect::<Vec<_>>());
     assert!(b.join("loss.svg").exists() && b.join("plan.txt").exists());
+    // A finished run on the simulation reports its held-out neurons: each
+    // of the 32 neurons of both sessions, with the figures in range.
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("recovery.json")).unwrap()).unwrap();
+    assert_eq!(rec["neurons"], 64);
+    assert_eq!(rec["sessions"], 2);
+    assert!((rec["chance"].as_f64().unwrap() - 1.0 / 32.0).abs() < 1e-12);
+    for key in ["corr_truth", "corr_data", "ceiling", "corr_specific"] {
+        let v = rec[key].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    // The data is the truth plus measurement noise: highly correlated.
+    assert!(rec["ceiling"].as_f64().unwrap() > 0.5);
     let _ = std::fs::remove_dir_all(&d);
 }
 

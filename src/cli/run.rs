@@ -223,7 +223,7 @@ fn recovery(
             crate::data::windows::Split::Val
         },
         batch: shape.micro_batch,
-        batches_per_session: 2,
+        batches_per_session: config.eval_batches as usize,
         seed: config.seed,
     };
     let Some(r) = measure(backend, g, &program.forward_only(), dataset, settings)
@@ -235,12 +235,13 @@ fn recovery(
     write(&dir.join("recovery.json"), &format!("{text}\n"))?;
     if !quiet {
         eprintln!(
-            "held-out neurons ({} over {} sessions): correlation with the noise-free truth {:.3} (with the data {:.3}, noise ceiling {:.3}); {:.0}% identified among their session's neurons (chance {:.0}%); in {}",
+            "held-out neurons ({} over {} sessions): correlation with the noise-free truth {:.3} (with the data {:.3}, noise ceiling {:.3}; beyond the population's shared activity {:.3}); {:.0}% identified among their session's neurons (chance {:.0}%); in {}",
             r.neurons,
             r.sessions,
             r.corr_truth,
             r.corr_data,
             r.ceiling,
+            r.corr_specific,
             100.0 * r.identified,
             100.0 * r.chance,
             dir.join("recovery.json").display()

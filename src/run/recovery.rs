@@ -12,11 +12,13 @@
 //!   (`corr_truth`), per neuron, against the noise ceiling (`ceiling`:
 //!   the correlation of the recorded data with the truth, what a model that
 //!   predicted the truth exactly would reach against the data);
-//! - every neuron's truth in the same session: a neuron is **identified**
-//!   when its prediction correlates best with its own truth. Chance is one
-//!   in the session's neuron count. The stimulus and the behaviour are
-//!   shared by all neurons, so identification measures whether the model
-//!   learned each neuron's own receptive field and behavioural gain.
+//! - the same with the session's mean over neurons taken out of both sides
+//!   at every time point (`corr_specific`): shared drive (running, the
+//!   stimulus's overall contrast) cancels, leaving what is particular to
+//!   each neuron, its own receptive field and gain;
+//! - every neuron's truth in the same session, on those particular parts:
+//!   a neuron is **identified** when its prediction correlates best with
+//!   its own truth. Chance is one in the session's neuron count.
 //!
 //! The truth goes through the modality's fitted transforms, so both sides
 //! are in the space the model predicts. Inputs without a truth (real
@@ -46,7 +48,11 @@ pub struct Recovery {
     pub corr_truth: f64,
     pub corr_data: f64,
     pub ceiling: f64,
-    /// The fraction of neurons identified, and chance.
+    /// The same with the session's mean over neurons taken out of both
+    /// sides at every time point: what is particular to each neuron.
+    pub corr_specific: f64,
+    /// The fraction of neurons identified (on those particular parts), and
+    /// chance.
     pub identified: f64,
     pub chance: f64,
 }
@@ -165,10 +171,12 @@ fn summarise(
     unit_dim: &str,
     series: &std::collections::BTreeMap<usize, Vec<Series>>,
 ) -> Option<Recovery> {
-    let (mut truth, mut data, mut ceiling) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut truth, mut data, mut ceiling, mut specific) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut identified, mut chance, mut neurons, mut samples) = (0usize, 0.0, 0usize, 0usize);
     for neurons_of in series.values() {
         let n = neurons_of.len();
+        let own = deviations(neurons_of);
         for (j, s) in neurons_of.iter().enumerate() {
             neurons += 1;
             samples = samples.max(s.pred.len());
@@ -176,7 +184,8 @@ fn summarise(
             truth.extend(pearson(&s.pred, &s.truth));
             data.extend(pearson(&s.pred, &s.data));
             ceiling.extend(pearson(&s.data, &s.truth));
-            if best_match(&s.pred, neurons_of) == Some(j) {
+            specific.extend(pearson(&own[j].pred, &own[j].truth));
+            if best_match(&own[j].pred, &own) == Some(j) {
                 identified += 1;
             }
         }
@@ -194,9 +203,36 @@ fn summarise(
         corr_truth: mean(&truth),
         corr_data: mean(&data),
         ceiling: mean(&ceiling),
+        corr_specific: mean(&specific),
         identified: identified as f64 / neurons as f64,
         chance: chance / neurons as f64,
     })
+}
+
+/// Each neuron's prediction and truth less the session's mean over
+/// neurons at the same time point: shared drive (running, the stimulus's
+/// overall contrast) cancels, and what remains is particular to the neuron.
+fn deviations(neurons: &[Series]) -> Vec<Series> {
+    let len = neurons
+        .iter()
+        .map(|s| s.pred.len().min(s.truth.len()))
+        .min()
+        .unwrap_or(0);
+    let n = neurons.len().max(1) as f64;
+    let mean_of = |f: &dyn Fn(&Series) -> &Vec<f64>| -> Vec<f64> {
+        (0..len)
+            .map(|t| neurons.iter().map(|s| f(s)[t]).sum::<f64>() / n)
+            .collect()
+    };
+    let (mp, mt) = (mean_of(&|s| &s.pred), mean_of(&|s| &s.truth));
+    neurons
+        .iter()
+        .map(|s| Series {
+            pred: (0..len).map(|t| s.pred[t] - mp[t]).collect(),
+            truth: (0..len).map(|t| s.truth[t] - mt[t]).collect(),
+            data: Vec::new(),
+        })
+        .collect()
 }
 
 /// The neuron whose truth `pred` correlates with best.
@@ -233,6 +269,7 @@ fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn neuron(pred: Vec<f64>, truth: Vec<f64>) -> Series {
         Series {
@@ -250,26 +287,47 @@ mod tests {
         assert_eq!(pearson(&[1.0], &[1.0]), None);
     }
 
-    #[test]
-    fn a_prediction_is_identified_by_its_own_truth() {
-        let a = vec![0.0, 1.0, 0.0, 2.0, 0.0, 1.0];
-        let b = vec![1.0, 0.0, 2.0, 0.0, 1.0, 0.0];
-        let c = vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0];
-        // Neurons 0 and 1 predicted well; neuron 2's prediction is neuron
-        // 0's truth, so it is not identified.
-        let session = vec![
-            neuron(a.clone(), a.clone()),
-            neuron(b.iter().map(|x| 2.0 * x + 1.0).collect(), b.clone()),
-            neuron(a.clone(), c),
+    /// Three neurons: a strong shared signal plus a pattern of their own.
+    fn session(pred: impl Fn(usize, &[f64], &[f64]) -> Vec<f64>) -> BTreeMap<usize, Vec<Series>> {
+        let shared = [0.0, 3.0, 1.0, 4.0, 0.0, 3.0, 1.0, 4.0];
+        let own = [
+            [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+            [0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0],
         ];
-        let mut all = std::collections::BTreeMap::new();
-        all.insert(0, session);
-        let r = summarise("response", "N", &all).unwrap();
-        assert_eq!(r.neurons, 3);
-        assert!((r.identified - 2.0 / 3.0).abs() < 1e-12);
+        let neurons = (0..3)
+            .map(|k| {
+                let truth: Vec<f64> = shared.iter().zip(&own[k]).map(|(s, o)| s + o).collect();
+                neuron(pred(k, &shared, &own[k]), truth)
+            })
+            .collect();
+        BTreeMap::from([(0, neurons)])
+    }
+
+    #[test]
+    fn predicting_the_truth_identifies_every_neuron() {
+        let r = summarise(
+            "response",
+            "N",
+            &session(|_, s, o| s.iter().zip(o).map(|(a, b)| 2.0 * (a + b) + 1.0).collect()),
+        )
+        .unwrap();
+        assert_eq!((r.neurons, r.sessions, r.samples), (3, 1, 8));
+        assert!((r.corr_truth - 1.0).abs() < 1e-12);
+        assert!((r.corr_specific - 1.0).abs() < 1e-12);
+        assert!((r.identified - 1.0).abs() < 1e-12);
         assert!((r.chance - 1.0 / 3.0).abs() < 1e-12);
         // The recorded data is the truth shifted: a ceiling of 1.
         assert!((r.ceiling - 1.0).abs() < 1e-12);
-        assert!(r.corr_truth < 1.0 && r.corr_truth > 0.0);
+    }
+
+    #[test]
+    fn predicting_only_the_shared_signal_identifies_nobody() {
+        let r = summarise("response", "N", &session(|_, s, _| s.to_vec())).unwrap();
+        // The shared signal explains most of each truth...
+        assert!(r.corr_truth > 0.8, "{r:?}");
+        // ...but nothing particular to any neuron.
+        assert_eq!(r.identified, 0.0);
+        assert_eq!(r.corr_specific, 0.0);
     }
 }
