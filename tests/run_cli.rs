@@ -23,6 +23,18 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_enigma"))
 }
 
+/// `enigma run --quiet [extra] --out OUT EXP`, waited for.
+fn run(out: &Path, exp: &Path, extra: &[&str]) -> std::process::Output {
+    bin()
+        .args(["run", "--quiet"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .arg(exp)
+        .output()
+        .unwrap()
+}
+
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("enigma-run-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -73,12 +85,7 @@ fn a_run_killed_and_resumed_ends_bit_identical() {
     let d = scratch("kill");
     let exp = experiment(&d, 12);
     let (a, b) = (d.join("a"), d.join("b"));
-    let st = bin()
-        .args(["run", "--quiet", "--out"])
-        .arg(&a)
-        .arg(&exp)
-        .status()
-        .unwrap();
+    let st = run(&a, &exp, &[]).status;
     assert!(st.success());
 
     let mut child = bin()
@@ -103,12 +110,7 @@ fn a_run_killed_and_resumed_ends_bit_identical() {
     let killed_at = newest(&b).unwrap();
     assert!(!killed_at.ends_with("step-00000012.safetensors"));
 
-    let st = bin()
-        .args(["run", "--quiet", "--resume", "--out"])
-        .arg(&b)
-        .arg(&exp)
-        .status()
-        .unwrap();
+    let st = run(&b, &exp, &["--resume"]).status;
     assert!(st.success());
     let fa = load(&a.join("checkpoints/step-00000012.safetensors")).unwrap();
     let fb = load(&b.join("checkpoints/step-00000012.safetensors")).unwrap();
@@ -217,31 +219,15 @@ fn errors_stop_at_compile_time_and_bad_requests_are_refused() {
 
     // A run directory with checkpoints is not overwritten.
     let out = d.join("r");
-    assert!(bin()
-        .args(["run", "--quiet", "--out"])
-        .arg(&out)
-        .arg(&exp)
-        .status()
-        .unwrap()
-        .success());
+    assert!(run(&out, &exp, &[]).status.success());
     let before = std::fs::read(newest(&out).unwrap()).unwrap();
-    let o = bin()
-        .args(["run", "--quiet", "--out"])
-        .arg(&out)
-        .arg(&exp)
-        .output()
-        .unwrap();
+    let o = run(&out, &exp, &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"));
     assert_eq!(std::fs::read(newest(&out).unwrap()).unwrap(), before);
 
     if !tch::Cuda::is_available() {
-        let o = bin()
-            .args(["run", "--quiet", "--device", "cuda", "--out"])
-            .arg(d.join("g"))
-            .arg(&exp)
-            .output()
-            .unwrap();
+        let o = run(&d.join("g"), &exp, &["--device", "cuda"]);
         assert_eq!(o.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&o.stderr).contains("CUDA device was asked for"));
     }
@@ -292,12 +278,7 @@ fn a_nan_loss_is_skipped_or_stops_the_run_naming_step_and_op() {
     let d = scratch("nan");
     let skip = nan_experiment(&d, "skip");
     let out = d.join("skip");
-    let o = bin()
-        .args(["run", "--quiet", "--out"])
-        .arg(&out)
-        .arg(&skip)
-        .output()
-        .unwrap();
+    let o = run(&out, &skip, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let records = read_records(&out.join("metrics.jsonl")).unwrap();
     let skipped: Vec<u64> = records
@@ -329,12 +310,7 @@ fn a_nan_loss_is_skipped_or_stops_the_run_naming_step_and_op() {
 
     let stop = nan_experiment(&d, "stop");
     let out = d.join("stop");
-    let o = bin()
-        .args(["run", "--quiet", "--out"])
-        .arg(&out)
-        .arg(&stop)
-        .output()
-        .unwrap();
+    let o = run(&out, &stop, &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -419,12 +395,7 @@ fn a_full_disk_while_checkpointing_loses_no_earlier_work() {
         return;
     };
     let out = d.join("disk/run");
-    let o = bin()
-        .args(["run", "--quiet", "--out"])
-        .arg(&out)
-        .arg(&exp)
-        .output()
-        .unwrap();
+    let o = run(&out, &exp, &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("No space left on device"), "{err}");
@@ -445,12 +416,7 @@ fn a_full_disk_while_checkpointing_loses_no_earlier_work() {
     }
 
     disk.resize("4m");
-    let o = bin()
-        .args(["run", "--quiet", "--resume", "--out"])
-        .arg(&out)
-        .arg(&exp)
-        .output()
-        .unwrap();
+    let o = run(&out, &exp, &["--resume"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let steps: Vec<u64> = read_records(&out.join("metrics.jsonl"))
         .unwrap()
