@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "common/npy.rs"]
+mod npy;
+
 fn enigma(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_enigma"))
         .args(args)
@@ -353,4 +356,50 @@ fn plan_rejects_impossible_cluster_settings() {
         let out = enigma(&all);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
+}
+
+/// A per-cell embedding sized by the cells a `select` keeps cannot be
+/// placed from the headers alone: `enigma plan` reads the classifier
+/// column, says what it bound, and places the parameters; a classifier
+/// that keeps no cell is an error, not an empty model.
+#[test]
+fn plan_sizes_what_only_the_data_gives() {
+    let d = scratch("plan-data");
+    let f: Vec<f32> = (0..6 * 40).map(|i| (i % 7) as f32).collect();
+    npy::write_f32(&d.join("f.npy"), &[6, 40], &f);
+    let text = "use std::tokenize::{UnitValues}\nuse std::readout::{PerUnit}\nuse std::losses::{mse}\n\
+        dim T = 1s\ndim N per session\ndim d = 8\n\
+        data f = npy(\"f.npy\", axes: [N, T], rate: 10Hz) {\n  window: T\n  split: by_time(train: 0.5, val: 0.25, test: 0.25)\n}\n\
+        data cells = npy(\"cells.npy\", axes: [N, 2])\n\
+        modality x: series<f32>[T @ 10Hz, N] from f | select(N, where: cells[.., 0] > 0.5)\n\
+        tokenizer xt = UnitValues(d: d, mask: 0.25)(x)\n\
+        model m {\n  predict x = PerUnit(d: d)(xt, x)\n}\n\
+        loss mse(m.x, x)\n";
+    let file = write(&d, "cells.enigma", text);
+    // Three of the six ROIs are cells: embeddings [3, 8] and readouts [3, 9].
+    let table = [1.0, 0.9, 0.0, 0.1, 1.0, 0.8, 0.0, 0.3, 0.0, 0.2, 1.0, 0.7];
+    npy::write_f32(&d.join("cells.npy"), &[6, 2], &table);
+    let out = enigma(&["plan", &file]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("sized from the data: N = 3"), "{err}");
+    // `check --stats` counts 17*N + 32 parameters; the plan places them
+    // with N = 3: 83 on its one rank.
+    let table = String::from_utf8_lossy(&out.stdout);
+    let stage: Vec<&str> = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("0 "))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(stage.get(2), Some(&"83"), "{table}");
+
+    npy::write_f32(&d.join("cells.npy"), &[6, 2], &[0.0; 12]);
+    let out = enigma(&["plan", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("keeps none of the 6 positions of `N`"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
 }
