@@ -81,6 +81,24 @@ fn the_clean_response_is_the_truth_through_the_modality_transforms() {
     }
     // The recorded response is the truth plus noise: close, not equal.
     assert_ne!(clean.data, b.inputs[2].data);
+    // The running speed on the response's grid: sample j of a window is the
+    // mean of the frames that start inside it; the gains are the truth's.
+    let run = ds.running(2, Split::Val, &ids).expect("a simulated speed");
+    assert_eq!(run.speed.len(), 3 * 16);
+    let session = ds.simulation(0).unwrap().session(b.session).unwrap();
+    let w = ds.window(Split::Val, ids[1]).unwrap();
+    let (a, z) = (
+        ((w.start + 5.0 / 8.0) * 30.0).ceil() as usize,
+        ((w.start + 6.0 / 8.0) * 30.0).ceil() as usize,
+    );
+    let want = (a..z)
+        .map(|f| f64::from(session.behavior()[f * 4]))
+        .sum::<f64>()
+        / (z - a) as f64;
+    assert!((run.speed[16 + 5] - want).abs() < 1e-9);
+    let gains: Vec<f64> = session.truth().neurons.iter().map(|n| n.run_gain).collect();
+    assert_eq!(run.gains, gains);
+    assert!(ds.running(0, Split::Val, &ids).is_none());
     assert!(ds.clean_batch(0, Split::Val, &ids).unwrap().is_none());
     assert!(ds.clean_batch(1, Split::Val, &ids).unwrap().is_none());
 }

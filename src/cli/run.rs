@@ -235,7 +235,7 @@ fn recovery(
     write(&dir.join("recovery.json"), &format!("{text}\n"))?;
     if !quiet {
         eprintln!(
-            "held-out neurons ({} over {} sessions): correlation with the noise-free truth {:.3} (with the data {:.3}, noise ceiling {:.3}; beyond the population's shared activity {:.3}); {:.0}% identified among their session's neurons (chance {:.0}%); in {}",
+            "held-out neurons ({} over {} sessions): correlation with the noise-free truth {:.3} (with the data {:.3}, noise ceiling {:.3}; beyond the population's shared activity {:.3}); {:.0}% identified among their session's neurons (chance {:.0}%){}; in {}",
             r.neurons,
             r.sessions,
             r.corr_truth,
@@ -244,6 +244,12 @@ fn recovery(
             r.corr_specific,
             100.0 * r.identified,
             100.0 * r.chance,
+            match (r.running_gain, r.running_gain_truth) {
+                (Some(g), Some(t)) => format!(
+                    "; running gains recovered at {g:.3} (the noise-free truth: {t:.3})"
+                ),
+                _ => String::new(),
+            },
             dir.join("recovery.json").display()
         );
     }

@@ -18,7 +18,11 @@
 //!   each neuron, its own receptive field and gain;
 //! - every neuron's truth in the same session, on those particular parts:
 //!   a neuron is **identified** when its prediction correlates best with
-//!   its own truth. Chance is one in the session's neuron count.
+//!   its own truth. Chance is one in the session's neuron count;
+//! - the simulation's behavioural gains: across neurons, how each held-out
+//!   prediction follows the running speed against the neuron's true
+//!   running gain (`running_gain`), beside the same for the noise-free
+//!   truth (`running_gain_truth`, the most these windows can show).
 //!
 //! The truth goes through the modality's fitted transforms, so both sides
 //! are in the space the model predicts. Inputs without a truth (real
@@ -55,6 +59,12 @@ pub struct Recovery {
     /// chance.
     pub identified: f64,
     pub chance: f64,
+    /// Across neurons: the correlation between how each held-out
+    /// prediction follows the running speed and the neuron's true running
+    /// gain; and the same for the noise-free truth, the best the window's
+    /// data allows. `None` without a simulated running speed.
+    pub running_gain: Option<f64>,
+    pub running_gain_truth: Option<f64>,
 }
 
 /// What to evaluate: `batches_per_session` batches of `batch` windows of
@@ -73,6 +83,10 @@ struct Series {
     pred: Vec<f64>,
     data: Vec<f64>,
     truth: Vec<f64>,
+    /// The running speed at the same time points, and the neuron's true
+    /// running gain, when the simulation gives them.
+    speed: Vec<f64>,
+    gain: Option<f64>,
 }
 
 /// Holds out every neuron of the evaluated windows in turn; `None` when
@@ -120,6 +134,7 @@ pub fn measure(
             return Ok(None);
         };
         let batch = dataset.batch(settings.split, ids).map_err(data_err)?;
+        let running = dataset.running(input, settings.split, ids);
         let n = *clean.shape.last().unwrap_or(&0);
         let neurons = series.entry(batch.session).or_default();
         neurons.resize(n, Series::default());
@@ -160,6 +175,10 @@ pub fn measure(
             s.pred.extend(column(&p.pred.data));
             s.data.extend(column(&p.target.data));
             s.truth.extend(column(&clean.data));
+            if let Some(r) = &running {
+                s.speed.extend(&r.speed);
+                s.gain = r.gains.get(j).copied();
+            }
         }
     }
     Ok(summarise(&output.name, &unit_dim, &series))
@@ -193,6 +212,21 @@ fn summarise(
     if neurons == 0 {
         return None;
     }
+    // Behavioural gain: how each neuron's prediction (and its truth)
+    // follows the running speed, against its true running gain.
+    let (mut by_pred, mut by_truth, mut gains) = (Vec::new(), Vec::new(), Vec::new());
+    for s in series.values().flatten() {
+        let (Some(g), Some(p), Some(t)) = (
+            s.gain,
+            pearson(&s.pred, &s.speed),
+            pearson(&s.truth, &s.speed),
+        ) else {
+            continue;
+        };
+        gains.push(g);
+        by_pred.push(p);
+        by_truth.push(t);
+    }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     Some(Recovery {
         prediction: prediction.to_string(),
@@ -206,6 +240,8 @@ fn summarise(
         corr_specific: mean(&specific),
         identified: identified as f64 / neurons as f64,
         chance: chance / neurons as f64,
+        running_gain: pearson(&by_pred, &gains),
+        running_gain_truth: pearson(&by_truth, &gains),
     })
 }
 
@@ -231,6 +267,8 @@ fn deviations(neurons: &[Series]) -> Vec<Series> {
             pred: (0..len).map(|t| s.pred[t] - mp[t]).collect(),
             truth: (0..len).map(|t| s.truth[t] - mt[t]).collect(),
             data: Vec::new(),
+            speed: Vec::new(),
+            gain: None,
         })
         .collect()
 }
@@ -276,6 +314,8 @@ mod tests {
             data: truth.iter().map(|t| t + 0.5).collect(),
             pred,
             truth,
+            speed: Vec::new(),
+            gain: None,
         }
     }
 
@@ -329,5 +369,40 @@ mod tests {
         // ...but nothing particular to any neuron.
         assert_eq!(r.identified, 0.0);
         assert_eq!(r.corr_specific, 0.0);
+    }
+
+    #[test]
+    fn running_gain_compares_speed_following_with_the_true_gains() {
+        let speed: Vec<f64> = (0..8).map(f64::from).collect();
+        let own = [1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0];
+        let gains = [-0.5, 0.0, 0.5, 1.0];
+        let build = |sign: f64| {
+            let neurons = gains
+                .iter()
+                .map(|&g| {
+                    let truth: Vec<f64> = speed.iter().zip(&own).map(|(v, o)| g * v + o).collect();
+                    let pred = speed
+                        .iter()
+                        .zip(&own)
+                        .map(|(v, o)| sign * g * v + o)
+                        .collect();
+                    Series {
+                        speed: speed.clone(),
+                        gain: Some(g),
+                        ..neuron(pred, truth)
+                    }
+                })
+                .collect();
+            BTreeMap::from([(0, neurons)])
+        };
+        let r = summarise("response", "N", &build(1.0)).unwrap();
+        assert!(r.running_gain.unwrap() > 0.9, "{r:?}");
+        assert!(r.running_gain_truth.unwrap() > 0.9, "{r:?}");
+        // A model with every gain's sign flipped follows speed the wrong way.
+        let r = summarise("response", "N", &build(-1.0)).unwrap();
+        assert!(r.running_gain.unwrap() < -0.9, "{r:?}");
+        // Without a simulated speed there is no figure.
+        let r = summarise("response", "N", &session(|_, s, _| s.to_vec())).unwrap();
+        assert_eq!(r.running_gain, None);
     }
 }

@@ -37,6 +37,7 @@ pub use array::{read_npy, Array, Element};
 pub use batch::{Batch, NO_UNIT};
 pub use error::{DataError, DataErrorKind};
 pub use prefetch::{Loader, Position};
+pub use truth::Running;
 
 use crate::data::spec::{DataSpec, WindowSettings};
 use crate::data::synthetic::MouseV1;

@@ -16,7 +16,65 @@ use crate::data::spec::Origin;
 use crate::data::windows::Split;
 use crate::run::host::HostTensor;
 
+/// What the simulation knows about each neuron's behavioural gain, and
+/// the running speed it was driven by, on the response's time grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Running {
+    /// Mean running speed (cm/s) over each response sample of each
+    /// window, `[B, T]` row-major.
+    pub speed: Vec<f64>,
+    /// Each neuron's true running gain (`beta_run`).
+    pub gains: Vec<f64>,
+}
+
 impl Dataset {
+    /// For input `input` drawn straight from a simulation's `response`,
+    /// windows `ids` of `split` (of one session): the running speed
+    /// averaged over each response sample, and the neurons' true running
+    /// gains; `None` for any other input.
+    pub fn running(&self, input: usize, split: Split, ids: &[usize]) -> Option<Running> {
+        let &m = self.spec.inputs.get(input)?;
+        let spec = self.spec.modalities.get(m)?;
+        let Origin::Source { source, field } = &spec.origin else {
+            return None;
+        };
+        if field.as_slice() != ["response"] || !spec.select.is_empty() {
+            return None;
+        }
+        let sim = self.simulation(*source)?;
+        let windows: Vec<_> = ids
+            .iter()
+            .map(|&id| self.window(split, id))
+            .collect::<Option<_>>()?;
+        let s = windows.first()?.session;
+        let session = sim.session(s)?;
+        let (fr, rr) = (
+            f64::from(sim.config().frame_rate),
+            f64::from(sim.config().response_rate),
+        );
+        let behavior = session.behavior();
+        let frames = behavior.len() / 4;
+        if frames == 0 {
+            return None;
+        }
+        let t = (self.settings.length * rr).round() as usize;
+        let mut speed = Vec::with_capacity(windows.len() * t);
+        for w in &windows {
+            for j in 0..t {
+                // The frames whose start lies in the sample's interval.
+                let a = ((w.start + j as f64 / rr) * fr).ceil() as usize;
+                let b =
+                    (((w.start + (j + 1) as f64 / rr) * fr).ceil() as usize).clamp(a + 1, frames);
+                let vals: Vec<f64> = (a.min(frames - 1)..b)
+                    .map(|f| f64::from(behavior[f * 4]))
+                    .collect();
+                speed.push(vals.iter().sum::<f64>() / vals.len().max(1) as f64);
+            }
+        }
+        let gains = session.truth().neurons.iter().map(|n| n.run_gain).collect();
+        Some(Running { speed, gains })
+    }
+
     /// For input `input` of the IR and windows `ids` of `split` (of one
     /// session), the noise-free values in the batch's layout; `None` when
     /// the input is not drawn straight from a simulation's `response`.
