@@ -217,11 +217,7 @@ fn recovery(
 ) -> Result<(), String> {
     use crate::run::recovery::{measure, Settings};
     let settings = Settings {
-        split: if config.eval_split == "test" {
-            crate::data::windows::Split::Test
-        } else {
-            crate::data::windows::Split::Val
-        },
+        split: config.eval_split(),
         batch: shape.micro_batch,
         batches_per_session: config.eval_batches as usize,
         seed: config.seed,

@@ -258,6 +258,16 @@ impl<'a> Call<'a> {
 }
 
 impl TrainConfig {
+    /// The split `eval { split: }` names: `test`, else validation (the
+    /// checker allows only `val` and `test`).
+    pub fn eval_split(&self) -> crate::data::windows::Split {
+        if self.eval_split == "test" {
+            crate::data::windows::Split::Test
+        } else {
+            crate::data::windows::Split::Val
+        }
+    }
+
     /// The root file's `train` block. An experiment without one cannot be
     /// run.
     pub fn of(program: &Program) -> Result<TrainConfig, ConfigError> {

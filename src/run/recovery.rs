@@ -100,12 +100,12 @@ pub fn measure(
 ) -> Result<Option<Recovery>, RunError> {
     let data_err =
         |e: crate::data::loader::DataError| RunError::new(RunErrorKind::Data, e.to_string());
-    let mut batches = dataset.epoch_batches(settings.split, settings.batch, settings.seed, 0);
+    let batches = dataset.epoch_batches(settings.split, settings.batch, settings.seed, 0);
     // Evaluation batches are in order per session: keep the first few of
     // each session, so that every session is scored.
     let mut taken: Vec<Vec<usize>> = Vec::new();
     let mut per_session = std::collections::BTreeMap::new();
-    for ids in batches.drain(..) {
+    for ids in batches {
         let Some(w) = ids.first().and_then(|&i| dataset.window(settings.split, i)) else {
             continue;
         };

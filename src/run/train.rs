@@ -33,7 +33,6 @@ use super::metrics::{MetricsLog, Record};
 use super::progress::Progress;
 use crate::data::loader::{Dataset, Loader, Position};
 use crate::data::synthetic::rng::derive;
-use crate::data::windows::Split;
 use crate::plan::program::RankProgram;
 
 /// Tags of the derived random streams.
@@ -248,11 +247,7 @@ fn evaluate<B: Backend>(
     config: &TrainConfig,
     shape: StepShape,
 ) -> Result<(f64, Option<f64>, Option<f64>), RunError> {
-    let split = if config.eval_split == "test" {
-        Split::Test
-    } else {
-        Split::Val
-    };
+    let split = config.eval_split();
     let batches = dataset.epoch_batches(split, shape.micro_batch, config.seed, 0);
     let taken = &batches[..batches.len().min(config.eval_batches as usize)];
     // Chance pairs each window with the one half the evaluated windows

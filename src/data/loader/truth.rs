@@ -12,7 +12,8 @@
 use super::batch::permuted;
 use super::sources::Stream;
 use super::{DataError, DataErrorKind, Dataset};
-use crate::data::spec::Origin;
+use crate::data::spec::{ModalitySpec, Origin};
+use crate::data::synthetic::MouseV1;
 use crate::data::windows::Split;
 use crate::run::host::HostTensor;
 
@@ -28,11 +29,11 @@ pub struct Running {
 }
 
 impl Dataset {
-    /// For input `input` drawn straight from a simulation's `response`,
-    /// windows `ids` of `split` (of one session): the running speed
-    /// averaged over each response sample, and the neurons' true running
-    /// gains; `None` for any other input.
-    pub fn running(&self, input: usize, split: Split, ids: &[usize]) -> Option<Running> {
+    /// The modality of input `input` and its simulation, when the input is
+    /// drawn straight from a simulation's `response`. A `select` would need
+    /// the truth cut the same way; the simulated response is never
+    /// selected in the examples, so such an input has no truth here.
+    fn simulated_response(&self, input: usize) -> Option<(usize, &ModalitySpec, &MouseV1)> {
         let &m = self.spec.inputs.get(input)?;
         let spec = self.spec.modalities.get(m)?;
         let Origin::Source { source, field } = &spec.origin else {
@@ -41,7 +42,15 @@ impl Dataset {
         if field.as_slice() != ["response"] || !spec.select.is_empty() {
             return None;
         }
-        let sim = self.simulation(*source)?;
+        Some((m, spec, self.simulation(*source)?))
+    }
+
+    /// For input `input` drawn straight from a simulation's `response`,
+    /// windows `ids` of `split` (of one session): the running speed
+    /// averaged over each response sample, and the neurons' true running
+    /// gains; `None` for any other input.
+    pub fn running(&self, input: usize, split: Split, ids: &[usize]) -> Option<Running> {
+        let (_, _, sim) = self.simulated_response(input)?;
         let windows: Vec<_> = ids
             .iter()
             .map(|&id| self.window(split, id))
@@ -84,21 +93,7 @@ impl Dataset {
         split: Split,
         ids: &[usize],
     ) -> Result<Option<HostTensor>, DataError> {
-        let Some(&m) = self.spec.inputs.get(input) else {
-            return Ok(None);
-        };
-        let Some(spec) = self.spec.modalities.get(m) else {
-            return Ok(None);
-        };
-        let Origin::Source { source, field } = &spec.origin else {
-            return Ok(None);
-        };
-        // A `select` would need the truth cut the same way; the simulated
-        // response is never selected in the examples, so it is not done.
-        if field.as_slice() != ["response"] || !spec.select.is_empty() {
-            return Ok(None);
-        }
-        let Some(sim) = self.simulation(*source) else {
+        let Some((m, spec, sim)) = self.simulated_response(input) else {
             return Ok(None);
         };
         let windows: Vec<_> = ids

@@ -394,7 +394,7 @@ impl TorchBackend {
             batch,
             mask_key,
             device: self.device,
-            hold_out: self.hold_out.clone(),
+            hold_out: self.hold_out.as_ref(),
         };
         let applied =
             tch::autocast(self.autocast, || ops::apply(&ctx, n, &ins, &tys)).map_err(|e| {

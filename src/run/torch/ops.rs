@@ -16,7 +16,7 @@ use crate::ir::Node;
 use crate::run::backend::HoldOut;
 
 /// What a node may need besides its inputs.
-pub struct Ctx {
+pub struct Ctx<'a> {
     /// Training (dropout on, masks drawn per step) or evaluation.
     pub train: bool,
     /// The run-time batch of this micro-batch.
@@ -27,7 +27,7 @@ pub struct Ctx {
     /// Where nodes without inputs (`sinusoidal`) put their output.
     pub device: tch::Device,
     /// A dim position every token mask over that dim also hides.
-    pub hold_out: Option<HoldOut>,
+    pub hold_out: Option<&'a HoldOut>,
 }
 
 /// The output of a node, and for `mask_tokens` the mask it drew.
@@ -127,7 +127,7 @@ fn binary(op: &str, a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
 }
 
 /// Applies `node` to its inputs `ins` (whose IR types are `tys`).
-pub fn apply(ctx: &Ctx, node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<Applied, OpError> {
+pub fn apply(ctx: &Ctx<'_>, node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<Applied, OpError> {
     let x = || {
         ins.first()
             .ok_or_else(|| OpError::new("the node has no input".to_string()))
@@ -447,7 +447,7 @@ fn sinusoidal(node: &Node, device: tch::Device) -> Result<Tensor, OpError> {
 /// `token`. The mask (`[B, D...]`, true where masked) is returned for the
 /// `token_mask` node and the evaluation.
 fn mask_tokens(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     node: &Node,
     ins: &[Tensor],
     x_ty: Option<&Ty>,
@@ -485,7 +485,7 @@ fn mask_tokens(
     }
     // A held-out position hides every token at that index of its dim, on
     // top of the tokens drawn.
-    let held = ctx.hold_out.as_ref().and_then(|h| {
+    let held = ctx.hold_out.and_then(|h| {
         let ty = x_ty?;
         let j = drawn
             .iter()
