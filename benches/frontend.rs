@@ -10,8 +10,9 @@
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use enigma::base::FileId;
 use enigma::resolve::{self, Options};
-use enigma::source::{FileId, MemoryLoader};
+use enigma::source::MemoryLoader;
 
 /// A valid experiment of about `lines` lines: dims and modules repeated
 /// with fresh names so that resolution does real work, and a model that

@@ -8,6 +8,7 @@
 //! interface in [`cli`] is a thin layer over these. See
 //! `docs/ARCHITECTURE.md` for the map.
 
+pub mod base;
 pub mod check;
 pub mod cli;
 pub mod data;

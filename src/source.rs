@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::base::{FileId, Span};
 use crate::data::{npy, DataFormat, DataHeader, ProbeError, ProbeErrorKind};
-use crate::syntax::Span;
 
 /// The one door between the compiler core and the outside world.
 pub trait SourceLoader {
@@ -172,10 +172,6 @@ impl SourceLoader for MemoryLoader {
         self.files.contains_key(path)
     }
 }
-
-/// Identifies a file in a [`SourceMap`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileId(pub u32);
 
 /// One loaded file: its display name and its text.
 #[derive(Clone, Debug)]

@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use enigma::base::host::HostTensor;
 use enigma::run::checkpoint::{load, Checkpoint, CheckpointDir, CheckpointErrorKind};
-use enigma::run::host::HostTensor;
 
 /// A fresh directory under the system temp directory, removed on drop.
 struct TempDir(PathBuf);

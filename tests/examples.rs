@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 mod common;
 
 use common::comments;
+use enigma::base::FileId;
 use enigma::fmt::format;
 use enigma::resolve::{self, Options, Stdlib};
-use enigma::source::{FileId, FsLoader};
+use enigma::source::FsLoader;
 use enigma::syntax::parse;
 
 fn files_in(dir: &str) -> Vec<PathBuf> {

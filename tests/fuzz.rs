@@ -14,9 +14,10 @@
 mod common;
 
 use common::{comments, shape};
+use enigma::base::FileId;
 use enigma::fmt::format;
 use enigma::resolve::Options;
-use enigma::source::{FileId, MemoryLoader};
+use enigma::source::MemoryLoader;
 use enigma::syntax::{decode, parse};
 use proptest::prelude::*;
 

@@ -117,7 +117,7 @@ fn a_run_killed_and_resumed_ends_bit_identical() {
     assert_eq!(fa.tensors.len(), fb.tensors.len());
     for (name, ta) in &fa.tensors {
         let tb = &fb.tensors[name];
-        let bits = |t: &enigma::run::host::HostTensor| {
+        let bits = |t: &enigma::base::host::HostTensor| {
             t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         };
         assert_eq!(bits(ta), bits(tb), "{name} differs after the resume");

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use enigma::base::host::HostTensor;
 use enigma::check::check_file_ir;
 use enigma::ir::Graph;
 use enigma::plan::lower::lower;
@@ -13,7 +14,6 @@ use enigma::plan::Layout;
 use enigma::resolve::Options;
 use enigma::run::backend::{Backend, EvalOutcome, HoldOut, MicroBatch, StepKeys, Update};
 use enigma::run::config::{NonFinite, Precision, TrainConfig};
-use enigma::run::host::HostTensor;
 use enigma::run::torch::TorchBackend;
 use enigma::source::FsLoader;
 

@@ -13,11 +13,11 @@ use std::collections::HashMap;
 
 use super::quantity::{Dimension, Quantity};
 use super::size::{Size, SizeError};
+use crate::base::FileId;
+use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::resolve::{builtins, Binding, ModuleId, Program};
-use crate::source::FileId;
 use crate::syntax::ast::*;
-use crate::syntax::Span;
 
 /// A compile-time value.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,11 +9,11 @@
 
 use super::consts::{Consts, Value};
 use super::quantity::{short, Dimension};
+use crate::base::FileId;
+use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::resolve::{builtins, closest};
-use crate::source::FileId;
 use crate::syntax::ast::*;
-use crate::syntax::Span;
 
 /// What a setting's value must be.
 #[derive(Clone, Copy)]

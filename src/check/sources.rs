@@ -26,11 +26,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::consts::{Consts, Value};
+use crate::base::FileId;
+use crate::base::Span;
 use crate::data::{ArrayHeader, DataFormat, DataHeader, ProbeErrorKind};
 use crate::diagnostics::{Code, Diagnostic};
-use crate::source::{FileId, SourceLoader};
+use crate::source::SourceLoader;
 use crate::syntax::ast::*;
-use crate::syntax::Span;
 
 /// What an axis of a file is called in the experiment.
 #[derive(Clone, Debug, PartialEq)]

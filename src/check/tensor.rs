@@ -19,15 +19,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::size::{Size, SizeError};
-use crate::source::FileId;
-use crate::syntax::Span;
-
-/// Where something was written, for secondary labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Loc {
-    pub file: FileId,
-    pub span: Span,
-}
+use crate::base::Loc;
 
 /// Element types. `Float` is the model's floating-point type, decided by
 /// the `train` block's `precision` (bf16 or f32); a tensor is `Float` until

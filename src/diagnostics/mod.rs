@@ -11,8 +11,8 @@ pub mod render;
 
 pub use codes::Code;
 
-use crate::source::FileId;
-use crate::syntax::Span;
+use crate::base::FileId;
+use crate::base::Span;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

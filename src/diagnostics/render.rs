@@ -12,7 +12,8 @@ use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, S
 use serde::Serialize;
 
 use super::{Diagnostic, Label, Severity};
-use crate::source::{FileId, SourceMap};
+use crate::base::FileId;
+use crate::source::SourceMap;
 
 /// How the terminal rendering should look.
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,7 @@
 //! back between the nodes it prints. Doc comments (`///`, `//!`) are part of
 //! the AST and are not collected.
 
-use crate::syntax::Span;
+use crate::base::Span;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Comment {

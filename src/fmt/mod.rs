@@ -15,8 +15,8 @@ mod comments;
 mod flat;
 mod printer;
 
+use crate::base::FileId;
 use crate::diagnostics::Diagnostic;
-use crate::source::FileId;
 use crate::syntax;
 
 pub use comments::{collect as collect_comments, Comment};

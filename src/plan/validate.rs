@@ -8,11 +8,11 @@
 //! here has a well-formed block that divides the model (E0220), so what is
 //! left is what only a plan knows.
 
+use crate::base::FileId;
+use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::resolve::Program;
-use crate::source::FileId;
 use crate::syntax::ast::*;
-use crate::syntax::Span;
 
 /// Where the parts of the root file's `parallel` block are.
 struct Spans {

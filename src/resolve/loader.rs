@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 use super::stdlib::{self, Stdlib};
 use super::{Module, ModuleId, ModuleKey, Options, Program, ResolvedUse, RootError};
+use crate::base::{FileId, Span};
 use crate::diagnostics::{Code, Diagnostic};
-use crate::source::{FileId, SourceFile, SourceLoader, SourceMap};
-use crate::syntax::{self, ast, Span};
+use crate::source::{SourceFile, SourceLoader, SourceMap};
+use crate::syntax::{self, ast};
 
 pub(super) struct Loader<'a> {
     fs: &'a dyn SourceLoader,

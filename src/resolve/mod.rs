@@ -22,9 +22,10 @@ use std::path::{Path, PathBuf};
 pub use stdlib::Stdlib;
 pub use suggest::closest;
 
+use crate::base::{FileId, Span};
 use crate::diagnostics::Diagnostic;
-use crate::source::{FileId, SourceLoader, SourceMap};
-use crate::syntax::{ast, Span};
+use crate::source::{SourceLoader, SourceMap};
+use crate::syntax::ast;
 
 /// Identifies a loaded module within a [`Program`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

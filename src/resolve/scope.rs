@@ -9,9 +9,10 @@
 use std::collections::BTreeMap;
 
 use super::{suggest, Binding, ModuleId, Program};
+use crate::base::FileId;
+use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
-use crate::source::FileId;
-use crate::syntax::{ast, Span};
+use crate::syntax::ast;
 
 pub(super) fn build_scopes(program: &mut Program) {
     for i in 0..program.modules.len() {

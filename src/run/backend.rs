@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::config::NonFinite;
 use super::error::RunError;
-use super::host::HostTensor;
+use crate::base::host::HostTensor;
 use crate::plan::program::RankProgram;
 
 /// One micro-batch's data: the model's inputs, in the IR's input order,

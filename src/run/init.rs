@@ -16,8 +16,8 @@
 
 use std::fmt;
 
-use super::host::HostTensor;
-use crate::data::synthetic::rng::{derive, SplitMix64};
+use crate::base::host::HostTensor;
+use crate::base::rng::{derive, SplitMix64};
 
 /// An initialiser the runtime does not know, or a malformed one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl std::error::Error for InitError {}
 /// A 64-bit FNV-1a hash of a name: stable across builds and platforms,
 /// unlike `std`'s hasher.
 pub fn name_key(name: &str) -> u64 {
-    let mut h = super::fnv::Fnv1a::new();
+    let mut h = crate::base::fnv::Fnv1a::new();
     h.bytes(name.as_bytes());
     h.finish()
 }

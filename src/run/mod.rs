@@ -12,8 +12,6 @@ pub mod checkpoint;
 pub mod config;
 pub mod corr;
 pub mod error;
-pub mod fnv;
-pub mod host;
 pub mod init;
 pub mod metrics;
 pub mod plots;

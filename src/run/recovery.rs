@@ -138,7 +138,7 @@ pub fn measure(
         let n = *clean.shape.last().unwrap_or(&0);
         let neurons = series.entry(batch.session).or_default();
         neurons.resize(n, Series::default());
-        let key = crate::data::synthetic::rng::derive(settings.seed, b as u64);
+        let key = crate::base::rng::derive(settings.seed, b as u64);
         for (j, s) in neurons.iter_mut().enumerate() {
             let hold = HoldOut {
                 dim: unit_dim.clone(),

@@ -31,8 +31,8 @@ use super::corr::{mean, WindowedCorr};
 use super::error::{RunError, RunErrorKind};
 use super::metrics::{MetricsLog, Record};
 use super::progress::Progress;
+use crate::base::rng::derive;
 use crate::data::loader::{Dataset, Loader, Position};
-use crate::data::synthetic::rng::derive;
 use crate::plan::program::RankProgram;
 
 /// Tags of the derived random streams.

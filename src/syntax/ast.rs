@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::span::Span;
+use crate::base::Span;
 
 /// A name as written, with where it was written.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]

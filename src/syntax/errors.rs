@@ -8,9 +8,9 @@
 use pest::error::{ErrorVariant, InputLocation};
 
 use super::parser::Rule;
+use crate::base::FileId;
+use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
-use crate::source::FileId;
-use crate::syntax::Span;
 
 /// What a user would call the thing a rule matches.
 pub fn phrase(rule: Rule) -> &'static str {

@@ -10,16 +10,14 @@ pub mod ast;
 mod errors;
 mod parser;
 mod prescan;
-mod span;
 pub mod trivia;
 
 pub use errors::phrase as rule_phrase;
 pub use parser::MAX_EXPR_DEPTH;
 pub use prescan::{MAX_NESTING, MAX_SOURCE_BYTES};
-pub use span::Span;
 
+use crate::base::FileId;
 use crate::diagnostics::Diagnostic;
-use crate::source::FileId;
 
 /// Checks that `bytes` are acceptable source text and returns them as `str`.
 pub fn decode(bytes: &[u8], file: FileId) -> Result<&str, Diagnostic> {

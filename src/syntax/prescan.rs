@@ -6,9 +6,9 @@
 //! unterminated strings or block comments (for which a grammar error would
 //! point at the end of the file rather than at the opening quote).
 
+use crate::base::FileId;
+use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
-use crate::source::FileId;
-use crate::syntax::Span;
 
 /// The largest source file accepted. Experiments are a few kilobytes; the
 /// cap keeps a stray multi-megabyte file from costing seconds and memory in

@@ -11,13 +11,14 @@
 
 use super::expr::as_dim;
 use super::{Callee, Elab, Frame, InstKind, Instance, Res, TVal, Val};
+use crate::base::Loc;
+use crate::base::Span;
 use crate::check::quantity::{Dimension, Quantity};
 use crate::check::size::Size;
-use crate::check::tensor::{DType, Dim, Loc, Mismatch, Tensor};
+use crate::check::tensor::{DType, Dim, Mismatch, Tensor};
 use crate::diagnostics::Code;
 use crate::resolve::{builtins, ModuleId, Program};
 use crate::syntax::ast::*;
-use crate::syntax::Span;
 
 /// An evaluated argument.
 #[derive(Clone, Debug)]

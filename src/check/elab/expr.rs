@@ -9,13 +9,13 @@
 use std::rc::Rc;
 
 use super::{Callee, Elab, Res, TVal, Val};
+use crate::base::Span;
 use crate::check::consts::{self, Value};
 use crate::check::size::{Size, SizeError};
 use crate::check::tensor::{name_div, Dim};
 use crate::diagnostics::Code;
 use crate::resolve::{builtins, Binding, ModuleId};
 use crate::syntax::ast::*;
-use crate::syntax::Span;
 
 impl Elab<'_, '_> {
     pub fn eval(&mut self, e: &Expr) -> Res<Val> {

@@ -185,8 +185,8 @@ impl Elab<'_, '_> {
         v
     }
 
-    fn dim_item(&mut self, module: ModuleId, d: &DimItem, file: crate::source::FileId) -> Res<Val> {
-        let origin = Some(crate::check::tensor::Loc {
+    fn dim_item(&mut self, module: ModuleId, d: &DimItem, file: crate::base::FileId) -> Res<Val> {
+        let origin = Some(crate::base::Loc {
             file,
             span: d.value.as_ref().map(|v| v.span).unwrap_or(d.name.span),
         });

@@ -29,12 +29,13 @@ use std::rc::Rc;
 use super::consts::Consts;
 use super::quantity::Quantity;
 use super::size::Size;
-use super::tensor::{Dim, Loc, Tensor};
+use super::tensor::{Dim, Tensor};
+use crate::base::FileId;
+use crate::base::Loc;
+use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::ir::{Graph, Scope, ValueRef};
 use crate::resolve::{ModuleId, ModuleKey};
-use crate::source::FileId;
-use crate::syntax::Span;
 
 pub(super) use items::elaborate;
 

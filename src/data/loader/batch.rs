@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use super::array::{self, Array};
 use super::sources::Stream;
 use super::{DataError, DataErrorKind, Dataset};
+use crate::base::host::HostTensor;
 use crate::data::transform::stages::Series;
 use crate::data::transform::Signal;
 use crate::data::windows::{epoch_order, Split, Window};
-use crate::run::host::HostTensor;
 
 /// The inputs of one step: windows of one session.
 #[derive(Clone, Debug, PartialEq)]

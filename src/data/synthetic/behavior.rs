@@ -10,7 +10,7 @@
 //! the statistics do not depend on the frame rate. Equations and constants
 //! are in `docs/synthetic.md`.
 
-use super::rng::{exp, SplitMix64};
+use crate::base::rng::{exp, SplitMix64};
 
 /// The columns of the behaviour array, in order.
 pub const COLUMNS: [&str; 4] = ["running_speed", "pupil_size", "pupil_x", "pupil_y"];

@@ -28,7 +28,6 @@
 
 pub mod behavior;
 pub mod neurons;
-pub mod rng;
 pub mod stimulus;
 #[cfg(test)]
 mod tests;
@@ -39,7 +38,7 @@ pub use behavior::COLUMNS as BEHAVIOR_COLUMNS;
 pub use neurons::{CellKind, Gabor, NeuronTruth};
 pub use stimulus::{Segment, SegmentKind};
 
-use rng::derive;
+use crate::base::rng::{self, derive};
 use stimulus::Stimulus;
 
 /// The fields of a session, as the language names them (`v1.video`, ...).

@@ -13,9 +13,9 @@
 //! kept in [`Truth`] and [`NeuronTruth`].
 
 use super::behavior::{pupil_level, run_level};
-use super::rng::{cos_turns, derive, exp, sin_turns, softplus, SplitMix64};
 use super::stimulus::Stimulus;
 use super::{Geometry, Truth};
+use crate::base::rng::{cos_turns, derive, exp, sin_turns, softplus, SplitMix64};
 
 /// The highest firing rate the simulator allows, Hz. The rate model stays
 /// far below it; the cap only bounds the spike count of a degenerate draw.

@@ -13,7 +13,7 @@
 //! pixels, with `y` growing downwards. Every value lies in `[0, 1]`, and
 //! every segment kind has mean luminance 0.5 in expectation.
 
-use super::rng::{cos_turns, derive, floor, mix64, sin_turns, SplitMix64};
+use crate::base::rng::{cos_turns, derive, floor, mix64, sin_turns, SplitMix64};
 
 /// The sparse-noise square side and the pink-noise lattice spacings are
 /// given for a 36-pixel-high frame and scale with the frame's height.

@@ -4,9 +4,9 @@
 
 use super::behavior;
 use super::neurons::{bin_calcium, spike_train};
-use super::rng::{cos_turns, derive, exp, floor, ln, mix64, sin_turns, softplus, SplitMix64};
 use super::stimulus::{SegmentKind, Stimulus};
 use super::*;
+use crate::base::rng::{cos_turns, derive, exp, floor, ln, mix64, sin_turns, softplus, SplitMix64};
 
 #[test]
 fn splitmix64_matches_the_reference_sequence() {

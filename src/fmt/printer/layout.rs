@@ -4,8 +4,8 @@
 
 use super::super::{flat, WIDTH};
 use super::Printer;
+use crate::base::Span;
 use crate::syntax::ast::*;
-use crate::syntax::Span;
 
 impl Printer<'_> {
     pub(super) fn item(&mut self, item: &Item) {

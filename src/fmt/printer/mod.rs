@@ -14,8 +14,8 @@ mod layout;
 
 use super::comments::{collect, Comment};
 use super::WIDTH;
+use crate::base::Span;
 use crate::syntax::ast::*;
-use crate::syntax::Span;
 
 pub fn print(file: &File, src: &str) -> String {
     let mut p = Printer {

@@ -16,10 +16,10 @@ use super::builtins;
 use super::scope::duplicate;
 use super::suggest;
 use super::{Binding, ModuleId, Program};
+use crate::base::FileId;
+use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
-use crate::source::FileId;
 use crate::syntax::ast::*;
-use crate::syntax::Span;
 
 pub(super) fn resolve_names(program: &mut Program) {
     let mut used: HashSet<(ModuleId, String)> = HashSet::new();

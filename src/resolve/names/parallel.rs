@@ -5,10 +5,10 @@
 use super::super::builtins;
 use super::super::suggest;
 use super::Walker;
+use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::resolve::Binding;
 use crate::syntax::ast::*;
-use crate::syntax::Span;
 
 impl Walker<'_> {
     /// The parallel block: `mesh { axis: size }` defines mesh axes;

@@ -14,8 +14,8 @@ use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensorError, SafeTensors, View};
 
 use super::{Checkpoint, CheckpointError, CheckpointErrorKind as Kind};
-use crate::run::fnv::Fnv1a;
-use crate::run::host::HostTensor;
+use crate::base::fnv::Fnv1a;
+use crate::base::host::HostTensor;
 
 /// The value of [`FORMAT_KEY`] this build writes and reads.
 pub const FORMAT: &str = "checkpoint-1";

@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 
 pub use format::{FORMAT, FORMAT_KEY, HASH_KEY, RESERVED_PREFIX, STEP_KEY};
 
-use crate::run::host::HostTensor;
+use crate::base::host::HostTensor;
 
 /// The state of a run at one step: named f32 tensors and string metadata.
 #[derive(Clone, Debug, Default, PartialEq)]

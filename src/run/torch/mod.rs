@@ -29,8 +29,8 @@ use super::backend::{
 };
 use super::config::{NonFinite, Optimizer, Precision};
 use super::error::{RunError, RunErrorKind};
-use super::host::HostTensor;
-use crate::data::synthetic::rng::derive;
+use crate::base::host::HostTensor;
+use crate::base::rng::derive;
 use crate::ir::{Graph, ValueRef};
 use crate::plan::program::{Op, Plan, RankProgram};
 

@@ -10,8 +10,8 @@ use tch::{Kind, Tensor};
 
 use super::align::{align, named, shape, sum_of};
 use super::OpError;
+use crate::base::rng::{derive, SplitMix64};
 use crate::check::tensor::Tensor as Ty;
-use crate::data::synthetic::rng::{derive, SplitMix64};
 use crate::ir::Node;
 use crate::run::backend::HoldOut;
 

@@ -6,9 +6,9 @@ use pest::iterators::Pair;
 
 use super::pairs::{children, ident, missing_expr, span, unescape};
 use super::{Lower, Rule, MAX_EXPR_DEPTH};
+use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::*;
-use crate::syntax::Span;
 
 impl Lower {
     pub(super) fn expr_opt(&mut self, pair: Option<Pair<Rule>>) -> Expr {

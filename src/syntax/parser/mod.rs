@@ -15,9 +15,9 @@ use pest::iterators::Pair;
 use pest::Parser as _;
 
 use super::ast::*;
-use super::span::Span;
+use crate::base::FileId;
+use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
-use crate::source::FileId;
 use pairs::{children, ident, missing_expr, missing_ident, missing_type, span};
 
 #[derive(pest_derive::Parser)]

@@ -5,8 +5,8 @@
 use pest::iterators::Pair;
 
 use super::Rule;
+use crate::base::Span;
 use crate::syntax::ast::*;
-use crate::syntax::span::Span;
 
 /// The exact span of a pair. Pest consumes whitespace and comments between
 /// the elements of a rule, and when a rule ends with an optional element

@@ -23,7 +23,7 @@ impl Elab<'_, '_> {
         what: &str,
         a: &Dim,
         b: &Dim,
-        at: crate::check::tensor::Loc,
+        at: crate::base::Loc,
     ) -> Res<Dim> {
         match a.matches(b) {
             Ok(()) => Ok(a.merge(b)),
@@ -59,7 +59,7 @@ impl Elab<'_, '_> {
         name: &str,
         t: &TVal,
         min: usize,
-        loc: crate::check::tensor::Loc,
+        loc: crate::base::Loc,
     ) -> Res<()> {
         if t.ty.dims.len() < min {
             self.report(
@@ -489,13 +489,7 @@ impl Elab<'_, '_> {
     }
 
     /// `d / p` as a dim, checked to be whole; a rate is divided too.
-    fn divide_dim(
-        &mut self,
-        prim: &str,
-        d: &Dim,
-        p: i64,
-        loc: crate::check::tensor::Loc,
-    ) -> Res<Dim> {
+    fn divide_dim(&mut self, prim: &str, d: &Dim, p: i64, loc: crate::base::Loc) -> Res<Dim> {
         let pz = Size::constant(p);
         let size = match &d.size {
             Some(s) => match s.div(&pz) {

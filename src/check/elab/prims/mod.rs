@@ -20,12 +20,13 @@ use std::collections::BTreeMap;
 use super::call::ArgVal;
 use super::expr::{as_dim, number};
 use super::{Elab, InstKind, Res, TVal, Val};
+use crate::base::Loc;
+use crate::base::Span;
 use crate::check::size::Size;
-use crate::check::tensor::{DType, Dim, Loc, Mismatch, Tensor};
+use crate::check::tensor::{DType, Dim, Mismatch, Tensor};
 use crate::diagnostics::Code;
 use crate::ir::Node;
 use crate::syntax::ast::IndexItem;
-use crate::syntax::Span;
 
 /// A primitive call being checked: its name, arguments and place.
 pub(in crate::check) struct PrimCall {

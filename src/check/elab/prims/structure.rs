@@ -12,12 +12,12 @@ use std::rc::Rc;
 
 use super::super::{Elab, Res, TVal, Val};
 use super::PrimCall;
+use crate::base::Span;
 use crate::check::elab::call::ArgVal;
 use crate::check::size::Size;
 use crate::check::tensor::{DType, Dim, Tensor};
 use crate::diagnostics::Code;
 use crate::syntax::ast::{Expr, ExprKind, Ident, IndexItem, IndexKind};
-use crate::syntax::Span;
 
 impl Elab<'_, '_> {
     pub(super) fn softmax(&mut self, c: &mut PrimCall, dims: &[IndexItem]) -> Res<Val> {

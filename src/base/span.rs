@@ -1,9 +1,11 @@
-//! Byte spans into source text.
+//! Places in source text: byte spans, file ids, and the two together.
 //!
 //! A [`Span`] is a half-open byte range `start..end` within one file. Which
-//! file it belongs to is carried beside it (in diagnostics, by a
-//! [`crate::source::FileId`]), so AST nodes stay small and files can be
-//! parsed independently.
+//! file it belongs to is carried beside it (a [`FileId`], numbering the
+//! files of a [`crate::source::SourceMap`]), so AST nodes stay small and
+//! files can be parsed independently. A [`Loc`] is the pair, for values
+//! that outlive the AST (a dim's origin, a setting in the experiment) and
+//! must still point at what the user wrote.
 
 use serde::Serialize;
 
@@ -48,4 +50,15 @@ impl Span {
     pub fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
     }
+}
+
+/// Identifies a file in a [`crate::source::SourceMap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId(pub u32);
+
+/// A span in a known file: where something was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Loc {
+    pub file: FileId,
+    pub span: Span,
 }
