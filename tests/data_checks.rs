@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use enigma::check::size::Size;
 use enigma::diagnostics::Code;
 use enigma::ir::stats::Stats;
+use enigma::ir::types::size::Size;
 use enigma::resolve::Options;
 use enigma::source::MemoryLoader;
 

@@ -8,8 +8,8 @@ use std::path::Path;
 #[path = "common/real.rs"]
 mod real_data;
 
-use enigma::check::size::Size;
 use enigma::ir::stats::Stats;
+use enigma::ir::types::size::Size;
 use enigma::ir::Graph;
 use enigma::resolve::Options;
 use enigma::source::FsLoader;

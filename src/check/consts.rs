@@ -11,60 +11,12 @@
 
 use std::collections::HashMap;
 
-use super::quantity::{Dimension, Quantity};
-use super::size::{Size, SizeError};
 use crate::base::FileId;
 use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
+use crate::ir::types::{Dimension, Quantity, Size, SizeError, Value};
 use crate::resolve::{builtins, Binding, ModuleId, Program};
 use crate::syntax::ast::*;
-
-/// A compile-time value.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value {
-    /// A whole number or a dimension size, possibly depending on dims bound
-    /// by data.
-    Size(Size),
-    /// A number with a fraction and no unit.
-    Float(f64),
-    /// A number with a unit other than a plain count: a duration, a rate,
-    /// a size in bytes.
-    Quantity(Quantity),
-    Bool(bool),
-    Str(String),
-    /// A builtin symbol or dtype (`val`, `bf16`).
-    Symbol(String),
-    /// Not known at compile time.
-    Opaque,
-}
-
-impl Value {
-    /// How the value reads in a message: `60`, `2 s`, `a string`.
-    pub fn describe(&self) -> String {
-        match self {
-            Value::Size(s) if s.as_const().is_none() => {
-                format!("a size bound by the data (`{s}`)")
-            }
-            Value::Size(s) => format!("`{s}`"),
-            Value::Float(f) => format!("`{}`", super::quantity::short(*f)),
-            Value::Quantity(q) => format!("`{q}` ({})", q.dim.describe()),
-            Value::Bool(_) => "a boolean".to_string(),
-            Value::Str(_) => "a string".to_string(),
-            Value::Symbol(s) => format!("the symbol `{s}`"),
-            Value::Opaque => "a value known only at run time".to_string(),
-        }
-    }
-
-    /// As a quantity, when it is a number.
-    fn quantity(&self) -> Option<Quantity> {
-        match self {
-            Value::Size(s) => s.as_const().map(|c| Quantity::count(c as f64)),
-            Value::Float(f) => Some(Quantity::count(*f)),
-            Value::Quantity(q) => Some(*q),
-            _ => None,
-        }
-    }
-}
 
 /// Turns a dimensionless quantity back into a size or a float.
 fn from_quantity(q: Quantity) -> Value {
@@ -407,5 +359,5 @@ pub fn number(n: &Number) -> Value {
 }
 
 fn from_quantity_unit(value: f64, unit: Unit) -> Value {
-    Value::Quantity(Quantity::from_unit(value, unit))
+    Value::Quantity(super::units::quantity(value, unit))
 }

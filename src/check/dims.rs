@@ -6,9 +6,10 @@
 //! needs a sampling rate and becomes a number of samples (`T @ 30Hz`),
 //! which must come out whole; a plain size takes no rate.
 
-use super::consts::{Consts, Value};
-use super::quantity::{short, Dimension, Quantity};
+use super::consts::Consts;
 use crate::diagnostics::{Code, Diagnostic};
+use crate::ir::types::quantity::short;
+use crate::ir::types::{Dimension, Quantity, Value};
 use crate::resolve::ModuleId;
 use crate::syntax::ast::*;
 

@@ -81,7 +81,7 @@ fn sizes_of(g: &Graph, dim: &str) -> Vec<(i64, String)> {
             }
         }
         _ => {
-            let name = crate::check::size::Size::symbol(dim);
+            let name = crate::ir::types::size::Size::symbol(dim);
             for p in &g.params {
                 for d in p.ty.dims.iter().filter(|d| d.name == name) {
                     if let Some(v) = d.size.as_ref().and_then(|s| s.as_const()) {

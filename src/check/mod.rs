@@ -14,13 +14,9 @@ mod consts;
 mod dims;
 mod elab;
 mod layout;
-pub mod quantity;
 mod settings;
-pub mod size;
 mod sources;
-pub mod tensor;
-
-pub use consts::Value;
+mod units;
 
 use crate::diagnostics::Diagnostic;
 use crate::resolve::Program;
@@ -77,10 +73,10 @@ pub fn check_program_bound(
 
 /// The compile-time value of an expression of the root file (a setting's
 /// value, say), or `Value::Opaque` when it is not a constant.
-pub fn constant(program: &Program, e: &crate::syntax::ast::Expr) -> Value {
+pub fn constant(program: &Program, e: &crate::syntax::ast::Expr) -> crate::ir::types::Value {
     consts::Consts::new(program)
         .eval(e)
-        .unwrap_or(Value::Opaque)
+        .unwrap_or(crate::ir::types::Value::Opaque)
 }
 
 /// The whole of `enigma check` for one root file: resolve, then, when

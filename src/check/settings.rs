@@ -7,11 +7,12 @@
 //! batch divides evenly over the data-parallel ranks, micro-batches and
 //! accumulation steps, and a schedule's warm-up is shorter than training.
 
-use super::consts::{Consts, Value};
-use super::quantity::{short, Dimension};
+use super::consts::Consts;
 use crate::base::FileId;
 use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
+use crate::ir::types::quantity::short;
+use crate::ir::types::{Dimension, Value};
 use crate::resolve::{builtins, closest};
 use crate::syntax::ast::*;
 

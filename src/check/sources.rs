@@ -25,11 +25,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::consts::{Consts, Value};
+use super::consts::Consts;
 use crate::base::FileId;
 use crate::base::Span;
 use crate::data::{ArrayHeader, DataFormat, DataHeader, ProbeErrorKind};
 use crate::diagnostics::{Code, Diagnostic};
+use crate::ir::types::Value;
 use crate::source::SourceLoader;
 use crate::syntax::ast::*;
 
@@ -194,7 +195,7 @@ fn declared(c: &mut Consts, m: &ModalityItem) -> Vec<(DimRef, Span)> {
             match c.eval(size) {
                 Ok(Value::Size(v)) => match (v.as_const(), v.symbols().as_slice()) {
                     (Some(k), _) => DimRef::Const(k),
-                    (None, [one]) if v == super::size::Size::symbol(one) => {
+                    (None, [one]) if v == crate::ir::types::Size::symbol(one) => {
                         DimRef::Symbol(one.to_string())
                     }
                     _ => DimRef::Other,
@@ -471,7 +472,7 @@ fn modality_vs_array(
     // The element kind: integer ids cannot come from a float file.
     let declared = match &m.ty.kind {
         TypeKind::Named { args, .. } => args.first().and_then(|a| match &a.kind {
-            TypeKind::Named { name, .. } => super::tensor::DType::parse(&name.name),
+            TypeKind::Named { name, .. } => crate::ir::types::DType::parse(&name.name),
             _ => None,
         }),
         _ => None,

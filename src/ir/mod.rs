@@ -14,12 +14,12 @@
 //! graph says otherwise in `batch`.
 
 pub mod stats;
+pub mod types;
 pub mod yaml;
 
 use std::collections::BTreeMap;
 
-use crate::check::size::Size;
-use crate::check::tensor::Tensor;
+use types::{Size, Tensor};
 
 /// Identifies a node's or parameter's or input's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

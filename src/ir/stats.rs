@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use super::Graph;
-use crate::check::size::Size;
+use crate::ir::types::size::Size;
 
 /// The statistics of one graph. Sizes may depend on data-bound dims.
 #[derive(Clone, Debug)]
@@ -174,7 +174,7 @@ fn add(a: &Size, b: &Size) -> Size {
     a.add(b).unwrap_or_else(|_| a.clone())
 }
 
-fn scaled(n: Result<Size, crate::check::size::SizeError>, m: i64) -> Size {
+fn scaled(n: Result<Size, crate::ir::types::size::SizeError>, m: i64) -> Size {
     n.and_then(|n| n.mul(&Size::constant(m)))
         .unwrap_or_else(|_| Size::constant(0))
 }

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::stats::Stats;
 use super::Graph;
-use crate::check::size::Size;
-use crate::check::tensor::Tensor;
+use crate::ir::types::size::Size;
+use crate::ir::types::tensor::Tensor;
 
 /// Version of the document layout; bump on incompatible changes.
 pub const FORMAT: u32 = 1;

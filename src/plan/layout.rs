@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::mesh::{Axis, Mesh, MeshError};
-use crate::check::Value;
+use crate::ir::types::Value;
 use crate::resolve::Program;
 use crate::syntax::ast::*;
 
@@ -226,7 +226,9 @@ fn whole(v: &Value) -> Option<i64> {
 
 fn bytes(v: &Value) -> Option<f64> {
     match v {
-        Value::Quantity(q) if q.dim == crate::check::quantity::Dimension::BYTES => Some(q.value),
+        Value::Quantity(q) if q.dim == crate::ir::types::quantity::Dimension::BYTES => {
+            Some(q.value)
+        }
         _ => None,
     }
 }

@@ -24,7 +24,7 @@ use std::fmt;
 
 use super::layout::Layout;
 use super::shard::Placement;
-use crate::check::tensor::DType;
+use crate::ir::types::tensor::DType;
 use crate::ir::ValueRef;
 
 /// The plan for every rank of an experiment.

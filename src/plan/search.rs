@@ -303,7 +303,7 @@ fn tensor_sizes(g: &Graph) -> Vec<i64> {
             }
         }
     }
-    let ffn = crate::check::size::Size::symbol("ffn");
+    let ffn = crate::ir::types::size::Size::symbol("ffn");
     for p in &g.params {
         for d in p.ty.dims.iter().filter(|d| d.name == ffn) {
             out.extend(d.size.as_ref().and_then(|s| s.as_const()));
@@ -353,7 +353,7 @@ fn memory_bound(g: &Graph, l: &Layout) -> Option<f64> {
     // (the first placement of each parameter gives its split dim).
     let param_split = super::shard::split_dims(g.params.len(), &placements);
     let states = tp::propagate(g, &param_split, tp, l.sequence_parallel);
-    let batch = crate::check::size::Size::symbol("batch");
+    let batch = crate::ir::types::size::Size::symbol("batch");
     // The local bytes of a node's output for one micro-batch, as the
     // lowering shapes it; views count nothing, as in the cost model.
     let bytes = |i: usize| -> f64 {

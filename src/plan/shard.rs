@@ -21,7 +21,7 @@
 use std::fmt;
 
 use super::layout::Layout;
-use crate::check::size::Size;
+use crate::ir::types::size::Size;
 use crate::ir::Graph;
 
 /// One copy of a parameter and how it is laid out.

@@ -387,7 +387,7 @@ fn elementwise(g: &Graph, node: &Node, ins: &[State], degree: usize) -> Option<N
 /// whose block of elements starts where dim `k`'s does (the product of the
 /// dims after it is equal on both sides), if that dim divides evenly.
 fn reshape_split(g: &Graph, node: &Node, k: usize, degree: usize) -> Option<usize> {
-    let sizes = |dims: &[crate::check::tensor::Dim]| -> Option<Vec<i64>> {
+    let sizes = |dims: &[crate::ir::types::tensor::Dim]| -> Option<Vec<i64>> {
         dims.iter().map(|d| d.size_or_name().as_const()).collect()
     };
     let input = sizes(&g.type_of(*node.inputs.first()?).dims)?;

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::check::Value;
+use crate::ir::types::Value;
 use crate::resolve::Program;
 use crate::syntax::ast::{EntryKind, Expr, ExprKind, ItemKind};
 

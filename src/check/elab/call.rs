@@ -13,10 +13,10 @@ use super::expr::as_dim;
 use super::{Callee, Elab, Frame, InstKind, Instance, Res, TVal, Val};
 use crate::base::Loc;
 use crate::base::Span;
-use crate::check::quantity::{Dimension, Quantity};
-use crate::check::size::Size;
-use crate::check::tensor::{DType, Dim, Mismatch, Tensor};
 use crate::diagnostics::Code;
+use crate::ir::types::quantity::{Dimension, Quantity};
+use crate::ir::types::size::Size;
+use crate::ir::types::tensor::{DType, Dim, Mismatch, Tensor};
 use crate::resolve::{builtins, ModuleId, Program};
 use crate::syntax::ast::*;
 
@@ -668,8 +668,8 @@ impl Elab<'_, '_> {
                         loc,
                         format!(
                             "{}s at {}Hz is not a whole number of samples",
-                            crate::check::quantity::short(seconds),
-                            crate::check::quantity::short(hz)
+                            crate::ir::types::quantity::short(seconds),
+                            crate::ir::types::quantity::short(hz)
                         ),
                         "not a whole number of samples",
                         "choose a window that is a multiple of the sampling period",
@@ -982,9 +982,9 @@ impl Elab<'_, '_> {
                 Code::E0212,
                 format!(
                     "{what} needs `{declared}` at {}Hz, but this tensor's {} is sampled at {}Hz",
-                    expected.rate.map(crate::check::quantity::short).unwrap_or_default(),
+                    expected.rate.map(crate::ir::types::quantity::short).unwrap_or_default(),
                     actual.describe(),
-                    actual.rate.map(crate::check::quantity::short).unwrap_or_default()
+                    actual.rate.map(crate::ir::types::quantity::short).unwrap_or_default()
                 ),
                 "resample explicitly (`| resample(rate)` on the modality) so both sides have the same rate",
             ),

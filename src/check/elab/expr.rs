@@ -10,10 +10,11 @@ use std::rc::Rc;
 
 use super::{Callee, Elab, Res, TVal, Val};
 use crate::base::Span;
-use crate::check::consts::{self, Value};
-use crate::check::size::{Size, SizeError};
-use crate::check::tensor::{name_div, Dim};
+use crate::check::consts;
 use crate::diagnostics::Code;
+use crate::ir::types::size::{Size, SizeError};
+use crate::ir::types::tensor::{name_div, Dim};
+use crate::ir::types::Value;
 use crate::resolve::{builtins, Binding, ModuleId};
 use crate::syntax::ast::*;
 

@@ -11,11 +11,12 @@ use std::rc::Rc;
 
 use super::expr::from_value;
 use super::{Callee, Elab, Res, TVal, Val};
-use crate::check::consts::{Consts, Value};
-use crate::check::quantity::Dimension;
-use crate::check::size::Size;
-use crate::check::tensor::{DType, Dim, Tensor};
+use crate::check::consts::Consts;
 use crate::diagnostics::Code;
+use crate::ir::types::quantity::Dimension;
+use crate::ir::types::size::Size;
+use crate::ir::types::tensor::{DType, Dim, Tensor};
+use crate::ir::types::Value;
 use crate::ir::{Graph, Input, Objective, Output, ValueRef};
 use crate::resolve::{Binding, ModuleId};
 use crate::syntax::ast::*;
@@ -326,7 +327,7 @@ impl Elab<'_, '_> {
             if (made - rate).abs() > 1e-9 * rate.max(made) {
                 let loc = self.loc(t.span);
                 let decl = self.loc(m.ty.span);
-                let short = crate::check::quantity::short;
+                let short = crate::ir::types::quantity::short;
                 self.report_with(
                     Code::E0212,
                     loc,

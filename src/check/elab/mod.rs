@@ -27,13 +27,11 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use super::consts::Consts;
-use super::quantity::Quantity;
-use super::size::Size;
-use super::tensor::{Dim, Tensor};
 use crate::base::FileId;
 use crate::base::Loc;
 use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
+use crate::ir::types::{Dim, Quantity, Size, Tensor};
 use crate::ir::{Graph, Scope, ValueRef};
 use crate::resolve::{ModuleId, ModuleKey};
 
@@ -91,7 +89,7 @@ impl Val {
     pub fn describe(&self) -> String {
         match self {
             Val::Size(s) => format!("the integer `{s}`"),
-            Val::Float(f) => format!("the number `{}`", super::quantity::short(*f)),
+            Val::Float(f) => format!("the number `{}`", crate::ir::types::quantity::short(*f)),
             Val::Quantity(q) => format!("`{q}`"),
             Val::Bool(b) => format!("`{b}`"),
             Val::Str(s) => format!("the string \"{s}\""),

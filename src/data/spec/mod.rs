@@ -17,11 +17,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::check::quantity::Dimension;
-use crate::check::Value;
 use crate::data::loader::DataError;
 use crate::data::transform::Pipeline;
 use crate::data::windows::SplitRule;
+use crate::ir::types::quantity::Dimension;
+use crate::ir::types::Value;
 use crate::ir::Graph;
 use crate::resolve::Program;
 use crate::syntax::ast::{

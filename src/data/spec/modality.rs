@@ -13,10 +13,10 @@ use super::{
     dotted, quantity, rate, whole, CompareOp, Cond, DimSpec, ModalityKind, ModalitySpec, Origin,
     Select, SourceSpec,
 };
-use crate::check::quantity::Dimension;
-use crate::check::Value;
 use crate::data::loader::DataError;
 use crate::data::transform::Pipeline;
+use crate::ir::types::quantity::Dimension;
+use crate::ir::types::Value;
 use crate::ir::Graph;
 use crate::resolve::Program;
 use crate::syntax::ast::{

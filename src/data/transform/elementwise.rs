@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use crate::check::Value;
+use crate::ir::types::Value;
 use crate::resolve::Program;
 use crate::syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
 

@@ -14,7 +14,7 @@ use std::fmt;
 
 use super::elementwise::{CompileError, Elementwise};
 use super::TransformError;
-use crate::check::Value;
+use crate::ir::types::Value;
 use crate::resolve::Program;
 use crate::syntax::ast::{Expr, ExprKind};
 

@@ -272,7 +272,7 @@ impl Hasher for FxHasher {
     }
 }
 
-fn elems_bytes(shape: &[i64], dtype: crate::check::tensor::DType, fb: u64) -> f64 {
+fn elems_bytes(shape: &[i64], dtype: crate::ir::types::tensor::DType, fb: u64) -> f64 {
     shape.iter().map(|&d| d.max(0) as f64).product::<f64>() * dtype.bytes(fb) as f64
 }
 

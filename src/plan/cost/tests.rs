@@ -2,8 +2,8 @@
 //! programs whose timelines and memory are known, and lowered examples.
 
 use super::*;
-use crate::check::size::Size;
-use crate::check::tensor::{DType, Dim, Tensor};
+use crate::ir::types::size::Size;
+use crate::ir::types::tensor::{DType, Dim, Tensor};
 use crate::ir::{Node, Param, Scope};
 use crate::plan::Layout;
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_saphyr::{FlowMap, FlowSeq};
 
-use crate::check::tensor::DType;
+use crate::ir::types::tensor::DType;
 use crate::ir::Graph;
 use crate::plan::layout::{Layout, Schedule};
 use crate::plan::program::{

@@ -26,8 +26,8 @@ pub(crate) mod sample {
 
     use std::collections::BTreeMap;
 
-    use crate::check::size::Size;
-    use crate::check::tensor::{DType, Tensor};
+    use crate::ir::types::size::Size;
+    use crate::ir::types::tensor::{DType, Tensor};
     use crate::ir::{Graph, Input, Node, Param, Scope, ValueRef};
     use crate::plan::mesh::{Axis, Mesh};
     use crate::plan::program::*;

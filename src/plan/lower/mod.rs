@@ -24,8 +24,8 @@ use super::layout::{Layout, Schedule};
 use super::program::*;
 use super::shard::{place, shards, split_dims, Placement, PlanError};
 use super::tp::{self, NodePlan};
-use crate::check::size::Size;
-use crate::check::tensor::DType;
+use crate::ir::types::size::Size;
+use crate::ir::types::tensor::DType;
 use crate::ir::{Graph, ValueRef};
 
 /// Why an experiment cannot be lowered.
@@ -392,7 +392,7 @@ impl<'g> Lowerer<'g> {
 
     /// The local shape of a value of type `ty`: the batch dim is the
     /// micro-batch, a split dim this rank's part.
-    fn local_shape(&self, ty: &crate::check::tensor::Tensor, split: Option<usize>) -> Vec<i64> {
+    fn local_shape(&self, ty: &crate::ir::types::tensor::Tensor, split: Option<usize>) -> Vec<i64> {
         let batch = Size::symbol("batch");
         let tp = self.layout.tensor_degree().max(1) as i64;
         ty.dims

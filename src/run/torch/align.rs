@@ -10,8 +10,8 @@
 use tch::Tensor;
 
 use super::OpError;
-use crate::check::size::Size;
-use crate::check::tensor::{Dim, Tensor as Ty};
+use crate::ir::types::size::Size;
+use crate::ir::types::tensor::{Dim, Tensor as Ty};
 
 /// How dims are told apart: by name, and an anonymous dim (`36`) by its
 /// size.

@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 use super::align::{align, named, shape, sum_of};
 use super::OpError;
 use crate::base::rng::{derive, SplitMix64};
-use crate::check::tensor::Tensor as Ty;
+use crate::ir::types::tensor::Tensor as Ty;
 use crate::ir::Node;
 use crate::run::backend::HoldOut;
 
@@ -303,7 +303,7 @@ fn softmax(op: &str, x: &Tensor, dims: &[i64]) -> Result<Tensor, OpError> {
 /// and the output; the summed dims are the ones the output lacks.
 fn einsum(node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<Tensor, OpError> {
     let mut names: Vec<String> = Vec::new();
-    let mut letter = |d: &crate::check::tensor::Dim| -> Result<char, OpError> {
+    let mut letter = |d: &crate::ir::types::tensor::Dim| -> Result<char, OpError> {
         let key = d.name.to_string();
         let i = match names.iter().position(|n| *n == key) {
             Some(i) => i,
@@ -419,10 +419,10 @@ fn sinusoidal(node: &Node, device: tch::Device) -> Result<Tensor, OpError> {
             ))
         }
     };
-    let size = |x: &crate::check::tensor::Dim| {
+    let size = |x: &crate::ir::types::tensor::Dim| {
         x.size
             .as_ref()
-            .and_then(crate::check::size::Size::as_const)
+            .and_then(crate::ir::types::size::Size::as_const)
             .ok_or_else(|| OpError::new("`sinusoidal` needs known sizes".into()))
     };
     let (n, w) = (size(lead)?, size(d)?);

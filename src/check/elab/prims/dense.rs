@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 
 use super::super::{Elab, Res, TVal, Val};
 use super::PrimCall;
-use crate::check::size::Size;
-use crate::check::tensor::{name_div, DType, Dim, Mismatch, Tensor};
 use crate::diagnostics::Code;
+use crate::ir::types::size::Size;
+use crate::ir::types::tensor::{name_div, DType, Dim, Mismatch, Tensor};
 use crate::syntax::ast::IndexItem;
 
 impl Elab<'_, '_> {
@@ -878,7 +878,7 @@ impl Elab<'_, '_> {
         }
         let out = x.ty.clone();
         let mut attrs = BTreeMap::new();
-        attrs.insert("p".to_string(), crate::check::quantity::short(p));
+        attrs.insert("p".to_string(), crate::ir::types::quantity::short(p));
         let at = c.at;
         Ok(Val::Tensor(self.node(
             "dropout",
@@ -931,7 +931,7 @@ impl Elab<'_, '_> {
         }
         let out = x.ty.clone();
         let mut attrs = BTreeMap::new();
-        attrs.insert("ratio".to_string(), crate::check::quantity::short(r));
+        attrs.insert("ratio".to_string(), crate::ir::types::quantity::short(r));
         // The dims the draw spans, by their position in `x`: the runtime
         // draws one mask over these and shares it along the others.
         let mut at_dims = Vec::new();

@@ -22,9 +22,9 @@ use super::expr::{as_dim, number};
 use super::{Elab, InstKind, Res, TVal, Val};
 use crate::base::Loc;
 use crate::base::Span;
-use crate::check::size::Size;
-use crate::check::tensor::{DType, Dim, Mismatch, Tensor};
 use crate::diagnostics::Code;
+use crate::ir::types::size::Size;
+use crate::ir::types::tensor::{DType, Dim, Mismatch, Tensor};
 use crate::ir::Node;
 use crate::syntax::ast::IndexItem;
 

@@ -14,9 +14,9 @@ use super::super::{Elab, Res, TVal, Val};
 use super::PrimCall;
 use crate::base::Span;
 use crate::check::elab::call::ArgVal;
-use crate::check::size::Size;
-use crate::check::tensor::{DType, Dim, Tensor};
 use crate::diagnostics::Code;
+use crate::ir::types::size::Size;
+use crate::ir::types::tensor::{DType, Dim, Tensor};
 use crate::syntax::ast::{Expr, ExprKind, Ident, IndexItem, IndexKind};
 
 impl Elab<'_, '_> {
