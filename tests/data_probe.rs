@@ -9,8 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use enigma::data::npy::{self, NpyHeader};
-use enigma::data::{ArrayHeader, DataFormat, DataHeader, ProbeError, ProbeErrorKind};
+use enigma::source::probe::npy::{self, NpyHeader};
+use enigma::source::probe::{ArrayHeader, DataFormat, DataHeader, ProbeError, ProbeErrorKind};
 use enigma::source::{FsLoader, MemoryLoader, SourceLoader};
 use proptest::prelude::*;
 
@@ -725,7 +725,7 @@ fn nwb_needs_the_feature() {
 #[cfg(feature = "nwb")]
 mod nwb {
     use super::*;
-    use enigma::data::nwb::probe;
+    use enigma::source::probe::nwb::probe;
     use std::collections::BTreeMap;
 
     fn listing() -> Option<BTreeMap<String, ArrayHeader>> {

@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use super::consts::Consts;
 use crate::base::FileId;
 use crate::base::Span;
-use crate::data::{ArrayHeader, DataFormat, DataHeader, ProbeErrorKind};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::ir::types::Value;
+use crate::source::probe::{ArrayHeader, DataFormat, DataHeader, ProbeErrorKind};
 use crate::source::SourceLoader;
 use crate::syntax::ast::*;
 
@@ -337,7 +337,7 @@ fn check_axes(
                     "`axes:` names {} axes, but `{name}`'s file has {} (shape {})",
                     axes.len(),
                     h.shape.len(),
-                    crate::data::npy::shape_text(&h.shape)
+                    crate::source::probe::npy::shape_text(&h.shape)
                 ),
             )
             .primary(file, span, "wrong number of axes")
@@ -358,7 +358,7 @@ fn check_axes(
             Axis::Name(n) => {
                 let what = format!(
                     "axis {i} of `{name}` (shape {})",
-                    crate::data::npy::shape_text(&h.shape)
+                    crate::source::probe::npy::shape_text(&h.shape)
                 );
                 if let Ok(Value::Size(v)) = c.item_value(c.program.root, n) {
                     if let Some(k) = v.as_const() {
@@ -399,13 +399,13 @@ fn transposed_hint(axes: &[Axis], h: &ArrayHeader) -> String {
             .collect();
         format!(
             "the file's shape is {}; if its axes are the other way round, write `axes: [{}]`",
-            crate::data::npy::shape_text(&h.shape),
+            crate::source::probe::npy::shape_text(&h.shape),
             names.join(", ")
         )
     } else {
         format!(
             "the file's shape is {}; list its axes in the file's order",
-            crate::data::npy::shape_text(&h.shape)
+            crate::source::probe::npy::shape_text(&h.shape)
         )
     }
 }
@@ -468,7 +468,7 @@ fn modality_vs_array(
     bound: &mut BTreeMap<String, Binding>,
 ) {
     let data = &src.item.name.name;
-    let shape = crate::data::npy::shape_text(&h.shape);
+    let shape = crate::source::probe::npy::shape_text(&h.shape);
     // The element kind: integer ids cannot come from a float file.
     let declared = match &m.ty.kind {
         TypeKind::Named { args, .. } => args.first().and_then(|a| match &a.kind {

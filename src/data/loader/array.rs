@@ -1,6 +1,6 @@
 //! The values of a `.npy` file, read whole into memory.
 //!
-//! [`crate::data::npy`] parses the header; this module reads the data that
+//! [`crate::source::probe::npy`] parses the header; this module reads the data that
 //! follows it, in any element type the header parser accepts (`bool`,
 //! `f16`, `f32`, `f64`, `i8` to `i64`, `u8` to `u64`), either byte order
 //! and either memory order, and returns a row-major [`Array`] of `f32` or
@@ -17,7 +17,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::{DataError, DataErrorKind};
-use crate::data::npy;
+use crate::source::probe::npy;
 
 /// A dense, row-major array.
 #[derive(Clone, Debug, PartialEq)]

@@ -131,9 +131,9 @@ impl fmt::Display for DataError {
 
 impl std::error::Error for DataError {}
 
-impl From<crate::data::ProbeError> for DataError {
-    fn from(e: crate::data::ProbeError) -> DataError {
-        use crate::data::ProbeErrorKind as K;
+impl From<crate::source::probe::ProbeError> for DataError {
+    fn from(e: crate::source::probe::ProbeError) -> DataError {
+        use crate::source::probe::ProbeErrorKind as K;
         let kind = match e.kind {
             K::Io => DataErrorKind::Io,
             K::Unsupported => DataErrorKind::Unsupported,

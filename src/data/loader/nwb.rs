@@ -6,7 +6,7 @@
 //! `spike_times[index[i-1] .. index[i]]`. An intervals table is a group
 //! with `start_time` and `stop_time` columns. A time series is a group
 //! with a `data` dataset, time first, and either `starting_time` (with a
-//! `rate` attribute) or `timestamps`. [`crate::data::nwb`] lists these
+//! `rate` attribute) or `timestamps`. [`crate::source::probe::nwb`] lists these
 //! from the metadata at check time; here they are read. Every value is
 //! checked to be finite, and every inconsistency between the columns is a
 //! [`DataError`] naming the file and the dataset, never a panic.

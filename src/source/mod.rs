@@ -10,8 +10,11 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub mod probe;
+
+use probe::{npy, DataFormat, DataHeader, ProbeError, ProbeErrorKind};
+
 use crate::base::{FileId, Span};
-use crate::data::{npy, DataFormat, DataHeader, ProbeError, ProbeErrorKind};
 
 /// The one door between the compiler core and the outside world.
 pub trait SourceLoader {
@@ -64,7 +67,7 @@ pub trait SourceLoader {
 fn probe_npy<L: SourceLoader + ?Sized>(
     loader: &L,
     path: &Path,
-) -> Result<crate::data::ArrayHeader, ProbeError> {
+) -> Result<crate::source::probe::ArrayHeader, ProbeError> {
     // Headers numpy writes are a few hundred bytes (it refuses to read
     // more than 10,000 by default), so a small first read almost always
     // holds the whole header; only a longer one costs a second read, of up
@@ -137,7 +140,7 @@ impl SourceLoader for FsLoader {
         match format {
             DataFormat::Npy => probe_npy(self, path).map(DataHeader::Array),
             #[cfg(feature = "nwb")]
-            DataFormat::Nwb => crate::data::nwb::probe(path).map(DataHeader::Nwb),
+            DataFormat::Nwb => probe::nwb::probe(path).map(DataHeader::Nwb),
             #[cfg(not(feature = "nwb"))]
             DataFormat::Nwb => Err(nwb_unsupported(path)),
         }
