@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use enigma::data::synthetic::{MouseV1, MouseV1Config};
+use enigma::dataset::synthetic::{MouseV1, MouseV1Config};
 
 fn synthetic(c: &mut Criterion) {
     let mut group = c.benchmark_group("synthetic");

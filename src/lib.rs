@@ -11,7 +11,7 @@
 pub mod base;
 pub mod check;
 pub mod cli;
-pub mod data;
+pub mod dataset;
 pub mod diagnostics;
 pub mod fmt;
 pub mod ir;

@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use enigma::data::loader::{DataError, DataErrorKind, Dataset, Loader, Position};
-use enigma::data::spec::DataSpec;
-use enigma::data::windows::Split;
+use enigma::dataset::loader::{DataError, DataErrorKind, Dataset, Loader, Position};
+use enigma::dataset::spec::DataSpec;
+use enigma::dataset::windows::Split;
 use enigma::resolve::Options;
 use enigma::source::FsLoader;
 

@@ -180,8 +180,8 @@ fn suite2p_cells_are_counted_from_the_classifier() {
     let (program, g) = enigma::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
     assert!(!program.has_errors());
     let g = g.unwrap();
-    assert!(!enigma::data::bind::unsized_params(&g).is_empty());
-    let bound = enigma::data::bind::bind(&program, g, &FsLoader, path.parent().unwrap());
+    assert!(!enigma::dataset::bind::unsized_params(&g).is_empty());
+    let bound = enigma::dataset::bind::bind(&program, g, &FsLoader, path.parent().unwrap());
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
     let bound = bound.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(bound.sizes, [("N".to_string(), 20)]);

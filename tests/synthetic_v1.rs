@@ -10,7 +10,7 @@
 
 use std::sync::OnceLock;
 
-use enigma::data::synthetic::{
+use enigma::dataset::synthetic::{
     CellKind, MouseV1, MouseV1Config, Session, SyntheticError, SyntheticErrorKind,
 };
 

@@ -124,7 +124,7 @@ pub fn run(out: &Output, req: Request) -> i32 {
     // A parameter sized by what only the data gives (`N` behind a
     // `select`) is placed once the data is read; `enigma run` does the same.
     let base = req.file.parent().unwrap_or(std::path::Path::new("."));
-    let g = match crate::data::bind::bind(&program, g, &FsLoader, base) {
+    let g = match crate::dataset::bind::bind(&program, g, &FsLoader, base) {
         Ok(b) => {
             if !b.sizes.is_empty() {
                 let sizes: Vec<String> =

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::output::{count, Output};
 use super::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
-use crate::data::loader::Dataset;
-use crate::data::spec::DataSpec;
+use crate::dataset::loader::Dataset;
+use crate::dataset::spec::DataSpec;
 use crate::plan::report::{plan_program, summary as plan_summary, Options as PlanOptions};
 use crate::resolve::{Options, Stdlib};
 use crate::run::config::TrainConfig;
@@ -66,7 +66,7 @@ fn go(out: &Output, req: &Request) -> Result<i32, String> {
     // Sizes only the data gives (`N` behind a `select`) are bound before
     // planning; the dataset opened for them is the one the run reads.
     let base = req.file.parent().unwrap_or(Path::new("."));
-    let bound = crate::data::bind::bind(&program, g, &FsLoader, base)?;
+    let bound = crate::dataset::bind::bind(&program, g, &FsLoader, base)?;
     let g = bound.graph;
     let planned = plan_program(
         &program,

@@ -260,11 +260,11 @@ impl<'a> Call<'a> {
 impl TrainConfig {
     /// The split `eval { split: }` names: `test`, else validation (the
     /// checker allows only `val` and `test`).
-    pub fn eval_split(&self) -> crate::data::windows::Split {
+    pub fn eval_split(&self) -> crate::dataset::windows::Split {
         if self.eval_split == "test" {
-            crate::data::windows::Split::Test
+            crate::dataset::windows::Split::Test
         } else {
-            crate::data::windows::Split::Val
+            crate::dataset::windows::Split::Val
         }
     }
 

@@ -32,8 +32,8 @@ use serde::Serialize;
 
 use super::backend::{Backend, HoldOut, MicroBatch};
 use super::error::{RunError, RunErrorKind};
-use crate::data::loader::Dataset;
-use crate::data::windows::Split;
+use crate::dataset::loader::Dataset;
+use crate::dataset::windows::Split;
 use crate::ir::Graph;
 use crate::plan::program::RankProgram;
 
@@ -99,7 +99,7 @@ pub fn measure(
     settings: Settings,
 ) -> Result<Option<Recovery>, RunError> {
     let data_err =
-        |e: crate::data::loader::DataError| RunError::new(RunErrorKind::Data, e.to_string());
+        |e: crate::dataset::loader::DataError| RunError::new(RunErrorKind::Data, e.to_string());
     let batches = dataset.epoch_batches(settings.split, settings.batch, settings.seed, 0);
     // Evaluation batches are in order per session: keep the first few of
     // each session, so that every session is scored.

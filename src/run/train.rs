@@ -32,7 +32,7 @@ use super::error::{RunError, RunErrorKind};
 use super::metrics::{MetricsLog, Record};
 use super::progress::Progress;
 use crate::base::rng::derive;
-use crate::data::loader::{Dataset, Loader, Position};
+use crate::dataset::loader::{Dataset, Loader, Position};
 use crate::plan::program::RankProgram;
 
 /// Tags of the derived random streams.

@@ -39,10 +39,10 @@ pub use error::{DataError, DataErrorKind};
 pub use prefetch::{Loader, Position};
 pub use truth::Running;
 
-use crate::data::spec::{DataSpec, WindowSettings};
-use crate::data::synthetic::MouseV1;
-use crate::data::transform::Pipeline;
-use crate::data::windows::{Split, Splits, Window};
+use crate::dataset::spec::{DataSpec, WindowSettings};
+use crate::dataset::synthetic::MouseV1;
+use crate::dataset::transform::Pipeline;
+use crate::dataset::windows::{Split, Splits, Window};
 use sources::Stream;
 
 /// What the data says about one session.

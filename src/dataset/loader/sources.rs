@@ -18,10 +18,10 @@ use std::path::Path;
 use super::array::{self, Array};
 use super::files::{lane, npy_intervals, npy_raw, nwb_raw};
 use super::{DataError, DataErrorKind};
-use crate::data::spec::{
+use crate::dataset::spec::{
     Cond, DataSpec, ModalityKind, ModalitySpec, Origin, SourceKind, SourceSpec,
 };
-use crate::data::synthetic::{MouseV1, MouseV1Config};
+use crate::dataset::synthetic::{MouseV1, MouseV1Config};
 
 /// One channel axis of a stream: its size and how messages name it.
 #[derive(Clone, Debug, PartialEq)]

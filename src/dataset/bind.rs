@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::data::loader::Dataset;
-use crate::data::spec::DataSpec;
+use crate::dataset::loader::Dataset;
+use crate::dataset::spec::DataSpec;
 use crate::ir::Graph;
 use crate::resolve::Program;
 use crate::source::SourceLoader;
@@ -146,7 +146,7 @@ fn mentions(size: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{bind, mentions, unsized_params};
-    use crate::data::loader::tests::{dir, npy};
+    use crate::dataset::loader::tests::{dir, npy};
     use crate::resolve::Options;
     use crate::source::FsLoader;
 

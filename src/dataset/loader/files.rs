@@ -16,9 +16,9 @@ use super::array::{self, Array};
 use super::sources::{chan, chan_index, select, Chan, Raw, Stream};
 use super::{DataError, DataErrorKind};
 #[cfg(feature = "nwb")]
-use crate::data::spec::ModalityKind;
-use crate::data::spec::{Axis, ModalitySpec};
-use crate::data::transform::Stage;
+use crate::dataset::spec::ModalityKind;
+use crate::dataset::spec::{Axis, ModalitySpec};
+use crate::dataset::transform::Stage;
 
 /// The 1-D lane of `a` that `index` picks (one free axis).
 pub fn lane(a: &Array<f64>, index: &[Option<usize>]) -> Result<Vec<f64>, DataError> {
@@ -138,7 +138,7 @@ pub fn npy_raw(
         )));
     };
     // Declared dims by name first, then the rest in order.
-    let channel: Vec<&crate::data::spec::DimSpec> = m.channel_dims().collect();
+    let channel: Vec<&crate::dataset::spec::DimSpec> = m.channel_dims().collect();
     let mut taken = vec![false; names.len()];
     taken[time] = true;
     let mut order: Vec<Option<usize>> = channel

@@ -17,9 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::data::loader::DataError;
-use crate::data::transform::Pipeline;
-use crate::data::windows::SplitRule;
+use crate::dataset::loader::DataError;
+use crate::dataset::transform::Pipeline;
+use crate::dataset::windows::SplitRule;
 use crate::ir::types::quantity::Dimension;
 use crate::ir::types::Value;
 use crate::ir::Graph;

@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use super::sources::{Chan, Stream};
 use super::{DataError, DataErrorKind};
-use crate::data::spec::{ModalitySpec, WindowSettings};
-use crate::data::synthetic::MouseV1;
-use crate::data::transform::stages::{Events, Series};
-use crate::data::transform::{Pipeline, Signal, Stage};
-use crate::data::windows::{Split, Splits};
+use crate::dataset::spec::{ModalitySpec, WindowSettings};
+use crate::dataset::synthetic::MouseV1;
+use crate::dataset::transform::stages::{Events, Series};
+use crate::dataset::transform::{Pipeline, Signal, Stage};
+use crate::dataset::windows::{Split, Splits};
 
 /// The stretches of session `s` its training windows cover, merged.
 fn training_ranges(splits: &Splits, s: usize, length: f64) -> Vec<(f64, f64)> {
@@ -193,7 +193,7 @@ pub fn transform(stream: Stream, pipeline: &Pipeline, duration: f64) -> Result<S
     if pipeline.stages.is_empty() {
         return Ok(stream);
     }
-    let failed = |e: crate::data::transform::TransformError| {
+    let failed = |e: crate::dataset::transform::TransformError| {
         DataError::new(DataErrorKind::Transform, e.to_string())
     };
     match stream {

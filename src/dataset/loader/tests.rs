@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::*;
-use crate::data::spec::DataSpec;
+use crate::dataset::spec::DataSpec;
 use crate::resolve::Options;
 use crate::source::FsLoader;
 
@@ -257,7 +257,7 @@ fn fake(train: &[usize], val: &[usize]) -> Dataset {
         settings: WindowSettings {
             length: 1.0,
             stride: 1.0,
-            rule: crate::data::windows::SplitRule::ByTime([1.0, 0.0, 0.0]),
+            rule: crate::dataset::windows::SplitRule::ByTime([1.0, 0.0, 0.0]),
             within: None,
         },
         splits: Splits {

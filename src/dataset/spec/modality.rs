@@ -13,8 +13,8 @@ use super::{
     dotted, quantity, rate, whole, CompareOp, Cond, DimSpec, ModalityKind, ModalitySpec, Origin,
     Select, SourceSpec,
 };
-use crate::data::loader::DataError;
-use crate::data::transform::Pipeline;
+use crate::dataset::loader::DataError;
+use crate::dataset::transform::Pipeline;
 use crate::ir::types::quantity::Dimension;
 use crate::ir::types::Value;
 use crate::ir::Graph;

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use super::fit::{fit, transform};
 use super::sources::{self, Raw, Reader, Stream};
 use super::{DataError, DataErrorKind, Dataset, SessionInfo};
-use crate::data::spec::{DataSpec, ModalityKind, ModalitySpec, Origin, WindowSettings};
-use crate::data::transform::Pipeline;
-use crate::data::windows::{self, Splits, Window, WindowSpec};
+use crate::dataset::spec::{DataSpec, ModalityKind, ModalitySpec, Origin, WindowSettings};
+use crate::dataset::transform::Pipeline;
+use crate::dataset::windows::{self, Splits, Window, WindowSpec};
 
 impl Dataset {
     /// Reads every source of `spec` and prepares its windows; see the
@@ -203,7 +203,7 @@ fn root_source(spec: &DataSpec, mut i: usize) -> Option<usize> {
 }
 
 fn file_of(spec: &DataSpec, i: usize) -> Option<std::path::PathBuf> {
-    use crate::data::spec::SourceKind;
+    use crate::dataset::spec::SourceKind;
     match &spec.sources.get(root_source(spec, i)?)?.kind {
         SourceKind::Npy { path, .. } | SourceKind::Nwb { path, .. } => Some(path.clone()),
         SourceKind::Synthetic { .. } => None,

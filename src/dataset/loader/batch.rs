@@ -14,9 +14,9 @@ use super::array::{self, Array};
 use super::sources::Stream;
 use super::{DataError, DataErrorKind, Dataset};
 use crate::base::host::HostTensor;
-use crate::data::transform::stages::Series;
-use crate::data::transform::Signal;
-use crate::data::windows::{epoch_order, Split, Window};
+use crate::dataset::transform::stages::Series;
+use crate::dataset::transform::Signal;
+use crate::dataset::windows::{epoch_order, Split, Window};
 
 /// The inputs of one step: windows of one session.
 #[derive(Clone, Debug, PartialEq)]
@@ -197,7 +197,7 @@ impl Dataset {
     /// to the declared order.
     pub(super) fn series(
         &self,
-        spec: &crate::data::spec::ModalitySpec,
+        spec: &crate::dataset::spec::ModalitySpec,
         rate: f64,
         chan: &[super::sources::Chan],
         data: &[f32],
@@ -223,7 +223,7 @@ impl Dataset {
     /// declared order, for a modality whose time dim is not first.
     fn layout(
         &self,
-        spec: &crate::data::spec::ModalitySpec,
+        spec: &crate::dataset::spec::ModalitySpec,
         b: usize,
         t: usize,
         chan: &[usize],
