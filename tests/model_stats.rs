@@ -123,7 +123,11 @@ fn shapes_flow_through_the_standard_library() {
     assert_eq!(out.ty.dims[1].rate, Some(8.0));
     // The joined sequence: 15 x 3 x 4 video tubelets, 60 behaviour steps
     // and 16 x 32 response tokens.
-    let concat = g.nodes.iter().find(|n| n.op == "concat").unwrap();
+    let concat = g
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, enigma::ir::Op::Concat { .. }))
+        .unwrap();
     let seq = concat
         .out
         .dims
@@ -135,7 +139,7 @@ fn shapes_flow_through_the_standard_library() {
     assert!(g
         .objectives
         .iter()
-        .filter(|o| o.kind == "loss")
+        .filter(|o| o.kind == enigma::ir::ObjectiveKind::Loss)
         .all(|o| o.ty.dims.is_empty()));
 }
 

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use enigma::ir::Graph;
 use enigma::plan::emit::{to_dot, to_json, to_yaml};
 use enigma::plan::lower::{lower, representatives};
-use enigma::plan::program::{Op, Plan, RankProgram};
+use enigma::plan::program::{Instr, Plan, RankProgram};
 use enigma::plan::{Axis, Layout, Mesh};
 use enigma::resolve::Options;
 use enigma::source::FsLoader;
@@ -174,17 +174,17 @@ fn expected_row(p: &RankProgram) -> Vec<String> {
     let mut row: Vec<String> = Vec::new();
     for op in &p.ops {
         let label = match op {
-            Op::Forward {
+            Instr::Forward {
                 micro, recompute, ..
             } => format!("{}{micro}", if *recompute { "B" } else { "F" }),
-            Op::Backward { micro, .. } => format!("B{micro}"),
+            Instr::Backward { micro, .. } => format!("B{micro}"),
             _ => continue,
         };
         if row.last() != Some(&label) {
             row.push(label);
         }
     }
-    if p.ops.iter().any(|o| matches!(o, Op::Step)) {
+    if p.ops.iter().any(|o| matches!(o, Instr::Step)) {
         row.push("step".to_string());
     }
     row
@@ -315,15 +315,15 @@ fn the_documents_parse_and_agree_with_the_plan() {
         assert_eq!(d["params"].as_array().unwrap().len(), p.params.len());
         let ops = d["ops"].as_array().unwrap();
         assert_eq!(ops.len(), p.ops.len(), "rank {}", p.rank);
-        // Op by op, the same kind.
+        // Instr by op, the same kind.
         for (o, op) in ops.iter().zip(&p.ops) {
             let kind = match op {
-                Op::Load { .. } => "load",
-                Op::Forward { .. } => "forward",
-                Op::Backward { .. } => "backward",
-                Op::Collective(c) => c.kind.as_str(),
-                Op::P2p(_) => "p2p",
-                Op::Step => "step",
+                Instr::Load { .. } => "load",
+                Instr::Forward { .. } => "forward",
+                Instr::Backward { .. } => "backward",
+                Instr::Collective(c) => c.kind.as_str(),
+                Instr::P2p(_) => "p2p",
+                Instr::Step => "step",
             };
             assert_eq!(o["op"], kind);
         }

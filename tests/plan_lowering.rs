@@ -33,7 +33,7 @@ fn layout(dp: usize, pp: usize, tp: usize, zero: u8, microbatches: usize) -> Lay
 
 fn collectives(p: &RankProgram) -> impl Iterator<Item = &Collective> {
     p.ops.iter().filter_map(|op| match op {
-        Op::Collective(c) => Some(c),
+        Instr::Collective(c) => Some(c),
         _ => None,
     })
 }
@@ -110,7 +110,7 @@ fn gpipe_and_1f1b_both_verify_and_differ_in_order() {
     let first_backward = |p: &RankProgram| {
         p.ops
             .iter()
-            .position(|o| matches!(o, Op::Backward { .. }))
+            .position(|o| matches!(o, Instr::Backward { .. }))
             .unwrap()
     };
     let last_forward = |p: &RankProgram| {
@@ -119,7 +119,7 @@ fn gpipe_and_1f1b_both_verify_and_differ_in_order() {
             .rposition(|o| {
                 matches!(
                     o,
-                    Op::Forward {
+                    Instr::Forward {
                         recompute: false,
                         ..
                     }
@@ -160,7 +160,9 @@ fn tensor_parallel_layers_all_reduce_twice_each_way() {
         .ops
         .iter()
         .find_map(|o| match o {
-            Op::Forward { node, shape, .. } if g.nodes[*node].op == "attention" => {
+            Instr::Forward { node, shape, .. }
+                if matches!(g.nodes[*node].op, enigma::ir::Op::Attention { .. }) =>
+            {
                 Some(shape.clone())
             }
             _ => None,
@@ -202,12 +204,14 @@ fn data_parallel_gradients_are_bucketed_in_reverse_layer_order() {
     let first_bucket = p
         .ops
         .iter()
-        .position(|o| matches!(o, Op::Collective(c) if matches!(c.purpose, Purpose::Gradients(_))))
+        .position(
+            |o| matches!(o, Instr::Collective(c) if matches!(c.purpose, Purpose::Gradients(_))),
+        )
         .unwrap();
     let last_backward = p
         .ops
         .iter()
-        .rposition(|o| matches!(o, Op::Backward { .. }))
+        .rposition(|o| matches!(o, Instr::Backward { .. }))
         .unwrap();
     assert!(first_bucket < last_backward);
 }
@@ -247,7 +251,7 @@ fn pipeline_stages_exchange_activations_and_gradients() {
         p.ops
             .iter()
             .filter_map(|o| match o {
-                Op::P2p(ts) => Some(ts.clone()),
+                Instr::P2p(ts) => Some(ts.clone()),
                 _ => None,
             })
             .flatten()
@@ -285,7 +289,7 @@ fn checkpointing_recomputes_each_layer_once_per_micro_batch() {
         p.ranks[0]
             .ops
             .iter()
-            .filter(|o| matches!(o, Op::Forward { recompute: r, .. } if *r == recompute))
+            .filter(|o| matches!(o, Instr::Forward { recompute: r, .. } if *r == recompute))
             .count()
     };
     assert_eq!(forwards(&plain, true), 0);
@@ -299,7 +303,7 @@ fn checkpointing_recomputes_each_layer_once_per_micro_batch() {
         .filter(|o| {
             matches!(
                 o,
-                Op::Forward {
+                Instr::Forward {
                     recompute: false,
                     saved: false,
                     ..
@@ -317,7 +321,7 @@ fn broken_plans_are_caught() {
     // A collective with a different size on one rank.
     let mut plan = lower(&g, &l, None).unwrap();
     let op = plan.ranks[3].ops.iter_mut().find_map(|o| match o {
-        Op::Collective(c) => Some(c),
+        Instr::Collective(c) => Some(c),
         _ => None,
     });
     op.unwrap().elems += 1;
@@ -328,7 +332,7 @@ fn broken_plans_are_caught() {
         .ops
         .iter()
         .enumerate()
-        .filter(|(_, o)| matches!(o, Op::P2p(_)))
+        .filter(|(_, o)| matches!(o, Instr::P2p(_)))
         .map(|(i, _)| i)
         .collect();
     plan.ranks[1].ops.swap(p2p[0], p2p[p2p.len() - 1]);
@@ -340,7 +344,7 @@ fn broken_plans_are_caught() {
     // A receive whose shape disagrees with the send.
     let mut plan = lower(&g, &l, None).unwrap();
     for o in plan.ranks[1].ops.iter_mut() {
-        if let Op::P2p(ts) = o {
+        if let Instr::P2p(ts) = o {
             for t in ts.iter_mut().filter(|t| !t.send) {
                 t.shape[0] += 1;
             }
@@ -404,7 +408,7 @@ fn sequence_parallel_layers_scatter_and_gather_along_the_sequence() {
         .ops
         .iter()
         .filter_map(|o| match o {
-            Op::P2p(ts) => Some(ts),
+            Instr::P2p(ts) => Some(ts),
             _ => None,
         })
         .flatten()
@@ -416,7 +420,7 @@ fn sequence_parallel_layers_scatter_and_gather_along_the_sequence() {
     assert!(p
         .ops
         .iter()
-        .any(|o| matches!(o, Op::Forward { copy: 0, narrow, .. } if !narrow.is_empty())));
+        .any(|o| matches!(o, Instr::Forward { copy: 0, narrow, .. } if !narrow.is_empty())));
     // Norm gains and biases: gradients summed over the tensor group.
     let norms = collectives(p)
         .filter(|c| tensor(c) && matches!(c.purpose, Purpose::Gradients(_)))

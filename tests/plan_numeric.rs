@@ -130,21 +130,26 @@ fn sizes(g: &Graph) -> Sizes {
         .iter()
         .find(|s| s.module == "Attention")
         .expect("an Attention scope");
-    let hyper = |k: &str| -> &str {
+    let num = |k: &str| -> usize {
         scope
             .hyper
             .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_else(|| panic!("Attention has `{k}`"))
+            .find_map(|(n, v)| match v {
+                enigma::ir::types::Value::Size(s) if n == k => s.as_const(),
+                _ => None,
+            })
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or_else(|| panic!("Attention has a whole `{k}`"))
     };
-    let num = |k: &str| hyper(k).parse::<usize>().unwrap();
     Sizes {
         d: num("d"),
         heads: num("heads"),
         kv_heads: num("kv_heads"),
         head_dim: num("head_dim"),
-        rotary: hyper("rotary") == "true",
+        rotary: scope
+            .hyper
+            .iter()
+            .any(|(n, v)| n == "rotary" && *v == enigma::ir::types::Value::Bool(true)),
     }
 }
 

@@ -65,13 +65,15 @@ fn dim_item(c: &mut Consts, d: &DimItem) {
             Code::E0205,
             format!("dim `{name}` is {}, not a whole number", short(*f)),
         )),
-        Value::Quantity(_) | Value::Bool(_) | Value::Str(_) | Value::Symbol(_) => Some((
-            Code::E0204,
-            format!(
-                "dim `{name}` is {}; a dim is a whole number, a duration or bound by data",
-                value.describe()
-            ),
-        )),
+        Value::Quantity(_) | Value::Bool(_) | Value::Str(_) | Value::Symbol(_) | Value::List(_) => {
+            Some((
+                Code::E0204,
+                format!(
+                    "dim `{name}` is {}; a dim is a whole number, a duration or bound by data",
+                    value.describe()
+                ),
+            ))
+        }
         Value::Opaque => None,
     };
     if let Some((code, message)) = problem {

@@ -10,7 +10,7 @@
 
 use super::consts::Consts;
 use crate::diagnostics::{Code, Diagnostic};
-use crate::ir::Graph;
+use crate::ir::{Graph, Op};
 use crate::syntax::ast::*;
 
 pub(super) fn check_layout(c: &mut Consts, g: &Graph) {
@@ -69,8 +69,15 @@ fn sizes_of(g: &Graph, dim: &str) -> Vec<(i64, String)> {
     let mut out = Vec::new();
     match dim {
         "heads" | "kv_heads" => {
-            for n in g.nodes.iter().filter(|n| n.op == "attention") {
-                if let Some(v) = n.attrs.get(dim).and_then(|v| v.parse::<i64>().ok()) {
+            for n in &g.nodes {
+                let Op::Attention {
+                    heads, kv_heads, ..
+                } = &n.op
+                else {
+                    continue;
+                };
+                let size = if dim == "heads" { heads } else { kv_heads };
+                if let Some(v) = size.as_const() {
                     out.push((v, g.scopes[n.scope].path.clone()));
                 }
             }

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::op::{Elementwise, Op, Operand};
 use super::stats::Stats;
-use super::Graph;
+use super::{Graph, Node};
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::Tensor;
 
@@ -102,7 +103,7 @@ struct ScopeDoc<'a> {
     #[serde(skip_serializing_if = "is_one")]
     repeat: i64,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    hyper: BTreeMap<&'a str, &'a str>,
+    hyper: BTreeMap<&'a str, String>,
     /// `[first input, output]` of a `repeat` body.
     #[serde(skip_serializing_if = "Option::is_none")]
     carry: Option<[String; 2]>,
@@ -118,7 +119,7 @@ struct ParamDoc<'a> {
     path: &'a str,
     #[serde(rename = "type")]
     ty: TypeDoc,
-    init: &'a str,
+    init: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     per_session: bool,
 }
@@ -130,7 +131,7 @@ struct NodeDoc<'a> {
     scope: &'a str,
     inputs: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    attrs: &'a BTreeMap<String, String>,
+    attrs: BTreeMap<&'static str, String>,
     #[serde(rename = "type")]
     ty: TypeDoc,
     #[serde(skip_serializing_if = "is_zero")]
@@ -176,7 +177,7 @@ pub fn to_yaml(g: &Graph) -> Result<String, String> {
             .iter()
             .map(|i| InputDoc {
                 name: &i.name,
-                kind: &i.kind,
+                kind: i.kind.name(),
                 ty: ty(&i.ty),
             })
             .collect(),
@@ -191,7 +192,7 @@ pub fn to_yaml(g: &Graph) -> Result<String, String> {
                 hyper: s
                     .hyper
                     .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .map(|(k, v)| (k.as_str(), v.to_string()))
                     .collect(),
                 carry: s.carry.map(|(a, b)| [a.label(), b.label()]),
             })
@@ -204,7 +205,7 @@ pub fn to_yaml(g: &Graph) -> Result<String, String> {
                 id,
                 path: &p.path,
                 ty: ty(&p.ty),
-                init: &p.init,
+                init: p.init.to_string(),
                 per_session: p.per_session,
             })
             .collect(),
@@ -214,10 +215,10 @@ pub fn to_yaml(g: &Graph) -> Result<String, String> {
             .enumerate()
             .map(|(id, n)| NodeDoc {
                 id,
-                op: &n.op,
+                op: n.op.name(),
                 scope: scope_path(n.scope),
                 inputs: n.inputs.iter().map(|v| v.label()).collect(),
-                attrs: &n.attrs,
+                attrs: attrs(g, n),
                 ty: ty(&n.out),
                 flops: size(&n.flops),
             })
@@ -235,7 +236,7 @@ pub fn to_yaml(g: &Graph) -> Result<String, String> {
             .objectives
             .iter()
             .map(|o| ObjectiveDoc {
-                kind: &o.kind,
+                kind: o.kind.name(),
                 name: &o.name,
                 value: o.value.label(),
                 masked_only: o.masked_only,
@@ -243,4 +244,162 @@ pub fn to_yaml(g: &Graph) -> Result<String, String> {
             .collect(),
     };
     serde_saphyr::to_string(&doc).map_err(|e| e.to_string())
+}
+
+/// A node's attributes as text, for people and tools; nothing reads them
+/// back. Axes are shown by their dims' names.
+fn attrs(g: &Graph, n: &Node) -> BTreeMap<&'static str, String> {
+    let mut out = BTreeMap::new();
+    let input = n.inputs.first().map(|&v| g.type_of(v));
+    let name_in = |t: Option<&Tensor>, k: usize| -> String {
+        t.and_then(|t| t.dims.get(k))
+            .map_or_else(|| format!("#{k}"), |d| d.name.to_string())
+    };
+    let names = |axes: &[usize]| -> String {
+        axes.iter()
+            .map(|&k| name_in(input, k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let last_of_out = || {
+        n.out
+            .dims
+            .last()
+            .map_or(String::new(), |d| d.name.to_string())
+    };
+    let list = |v: &[i64]| format!("{v:?}");
+    match &n.op {
+        Op::Elementwise { f, operands } => {
+            let plain = operands
+                .iter()
+                .enumerate()
+                .all(|(i, o)| *o == Operand::Input(i));
+            if !plain {
+                let spelled: Vec<String> = operands.iter().map(Operand::to_string).collect();
+                out.insert("operands", spelled.join(", "));
+            }
+            match f {
+                Elementwise::Gelu { tanh } => {
+                    out.insert("approximate", if *tanh { "tanh" } else { "none" }.into());
+                }
+                Elementwise::Clamp { min, max } => {
+                    if let Some(v) = min {
+                        out.insert("min", format!("{v:?}"));
+                    }
+                    if let Some(v) = max {
+                        out.insert("max", format!("{v:?}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Op::Einsum { summed } => {
+            let s: Vec<String> = summed.iter().map(Size::to_string).collect();
+            out.insert("sum", s.join(", "));
+        }
+        Op::Conv {
+            stride,
+            padding,
+            dilation,
+            groups,
+            ..
+        } => {
+            out.insert("stride", list(stride));
+            out.insert("padding", list(padding));
+            out.insert("dilation", list(dilation));
+            out.insert("groups", groups.to_string());
+        }
+        Op::Patchify { size } | Op::Unpatchify { size } => {
+            out.insert("size", list(size));
+        }
+        Op::Norm { eps, .. } => {
+            out.insert("eps", format!("{eps:?}"));
+        }
+        Op::Attention {
+            causal,
+            heads,
+            kv_heads,
+            dropout,
+            scale,
+            masked,
+        } => {
+            out.insert("causal", causal.to_string());
+            out.insert("heads", heads.to_string());
+            out.insert("kv_heads", kv_heads.to_string());
+            if *dropout > 0.0 {
+                out.insert("dropout", format!("{dropout:?}"));
+            }
+            if let Some(s) = scale {
+                out.insert("scale", format!("{s:?}"));
+            }
+            if *masked {
+                out.insert("mask", "true".into());
+            }
+        }
+        Op::Rotary { axis, base, scale } => {
+            out.insert("dims", names(&[*axis]));
+            out.insert("base", format!("{base:?}"));
+            out.insert("scale", format!("{scale:?}"));
+        }
+        Op::Sinusoidal { base, .. } => {
+            out.insert("base", format!("{base:?}"));
+        }
+        Op::Dropout { p } => {
+            out.insert("p", super::types::quantity::short(*p));
+        }
+        Op::MaskTokens { ratio, axes } => {
+            out.insert("ratio", super::types::quantity::short(*ratio));
+            let at: Vec<String> = axes.iter().map(usize::to_string).collect();
+            out.insert("dims", at.join(", "));
+        }
+        Op::TokenMask { of } => {
+            out.insert("of", of.to_string());
+        }
+        Op::Softmax { axes, .. } | Op::Reduce { axes, .. } => {
+            if !axes.is_empty() {
+                out.insert("dims", names(axes));
+            }
+        }
+        Op::Permute { order } => {
+            out.insert("dims", names(order));
+        }
+        Op::Concat { axis } => {
+            out.insert("dims", name_in(Some(&n.out), *axis));
+        }
+        Op::Split { part, .. } => {
+            out.insert("part", part.to_string());
+        }
+        Op::Reshape(r) => {
+            out.insert("rewrite", r.written.clone());
+        }
+        Op::Slice { axis, start, end } => {
+            out.insert(
+                "range",
+                format!("{}: {start}..{end}", name_in(input, *axis)),
+            );
+        }
+        Op::Take { axis } => {
+            out.insert("dims", names(&[*axis]));
+        }
+        Op::OneHot | Op::Stack | Op::Arange => {
+            out.insert("dims", last_of_out());
+        }
+        Op::Cast { dtype } => {
+            out.insert("dtype", dtype.as_str().to_string());
+        }
+        Op::Select {
+            tokenizer, start, ..
+        } => {
+            out.insert("tokenizer", tokenizer.clone());
+            out.insert("start", start.to_string());
+        }
+        Op::Linear
+        | Op::Matmul
+        | Op::Embedding
+        | Op::CausalMask
+        | Op::Broadcast
+        | Op::OnesLike
+        | Op::ZerosLike => {}
+    }
+    out
 }

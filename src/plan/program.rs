@@ -2,7 +2,7 @@
 //!
 //! The lowering (`lower.rs`) produces a [`Plan`]: the layout, the process
 //! groups and one [`RankProgram`] per rank. A rank program is an ordered
-//! list of [`Op`]s that the runtime executes as it is: data loads, forward
+//! list of [`Instr`]s that the runtime executes as it is: data loads, forward
 //! and backward applications of the typed IR's nodes on local shapes,
 //! collectives over named process groups, batched point-to-point transfers
 //! between pipeline stages, and the optimizer step. Nothing else decides
@@ -100,7 +100,7 @@ pub struct RankProgram {
     pub stage: usize,
     /// The parameter shards this rank holds.
     pub params: Vec<LocalParam>,
-    pub ops: Vec<Op>,
+    pub ops: Vec<Instr>,
 }
 
 impl RankProgram {
@@ -112,8 +112,8 @@ impl RankProgram {
             .ops
             .iter()
             .filter(|op| match op {
-                Op::Load { micro, .. } => *micro == 0,
-                Op::Forward {
+                Instr::Load { micro, .. } => *micro == 0,
+                Instr::Forward {
                     micro, recompute, ..
                 } => *micro == 0 && !*recompute,
                 _ => false,
@@ -221,7 +221,7 @@ pub struct Transfer {
 
 /// One instruction of a rank program.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Op {
+pub enum Instr {
     /// The data pipeline hands over a modality for a micro-batch.
     Load {
         input: usize,
@@ -269,11 +269,11 @@ pub enum Op {
     Step,
 }
 
-impl fmt::Display for Op {
+impl fmt::Display for Instr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::Load { input, micro, .. } => write!(f, "load input:{input} mb{micro}"),
-            Op::Forward {
+            Instr::Load { input, micro, .. } => write!(f, "load input:{input} mb{micro}"),
+            Instr::Forward {
                 node,
                 copy,
                 micro,
@@ -283,10 +283,10 @@ impl fmt::Display for Op {
                 let r = if *recompute { " (recompute)" } else { "" };
                 write!(f, "forward %{node}#{copy} mb{micro}{r}")
             }
-            Op::Backward {
+            Instr::Backward {
                 node, copy, micro, ..
             } => write!(f, "backward %{node}#{copy} mb{micro}"),
-            Op::Collective(c) => write!(
+            Instr::Collective(c) => write!(
                 f,
                 "{} group {} {} x {}",
                 c.kind.as_str(),
@@ -294,7 +294,7 @@ impl fmt::Display for Op {
                 c.elems,
                 c.dtype.as_str()
             ),
-            Op::P2p(ts) => {
+            Instr::P2p(ts) => {
                 let parts: Vec<String> = ts
                     .iter()
                     .map(|t| {
@@ -311,7 +311,7 @@ impl fmt::Display for Op {
                     .collect();
                 f.write_str(&parts.join(", "))
             }
-            Op::Step => f.write_str("optimizer step"),
+            Instr::Step => f.write_str("optimizer step"),
         }
     }
 }

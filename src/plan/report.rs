@@ -13,7 +13,7 @@ use std::fmt::Write;
 use super::cost::{estimate, Cluster, Estimate};
 use super::layout::Layout;
 use super::lower::{lower, LowerError};
-use super::program::{GroupKind, Op, Plan};
+use super::program::{GroupKind, Instr, Plan};
 use super::search::{search, Candidate};
 use super::{validate, verify};
 use crate::diagnostics::Diagnostic;
@@ -274,7 +274,7 @@ pub fn summary(planned: &Planned) -> String {
         let collectives = plan.rank(row.rank).map_or(0, |p| {
             p.ops
                 .iter()
-                .filter(|o| matches!(o, Op::Collective(_)))
+                .filter(|o| matches!(o, Instr::Collective(_)))
                 .count()
         });
         let _ = writeln!(

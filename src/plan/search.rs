@@ -21,7 +21,8 @@ use super::memory::model_state;
 use super::mesh::{Axis, Mesh};
 use super::shard::place;
 use super::tp;
-use crate::ir::{Graph, ValueRef};
+use crate::ir::types::Value;
+use crate::ir::{Graph, Op, ValueRef};
 
 /// Micro-batches per step the search tries: powers of two up to this.
 const MAX_MICROBATCHES: usize = 32;
@@ -291,15 +292,19 @@ pub fn candidate_layout(
 /// module's `ffn` hyperparameter).
 fn tensor_sizes(g: &Graph) -> Vec<i64> {
     let mut out = Vec::new();
-    for n in g.nodes.iter().filter(|n| n.op == "attention") {
-        for k in ["heads", "kv_heads"] {
-            out.extend(n.attrs.get(k).and_then(|v| v.parse::<i64>().ok()));
+    for n in &g.nodes {
+        if let Op::Attention {
+            heads, kv_heads, ..
+        } = &n.op
+        {
+            out.extend(heads.as_const());
+            out.extend(kv_heads.as_const());
         }
     }
     for s in &g.scopes {
         for (k, v) in &s.hyper {
-            if matches!(k.as_str(), "heads" | "kv_heads" | "ffn") {
-                out.extend(v.parse::<i64>().ok());
+            if let ("heads" | "kv_heads" | "ffn", Value::Size(n)) = (k.as_str(), v) {
+                out.extend(n.as_const());
             }
         }
     }

@@ -22,6 +22,7 @@ use std::fmt;
 
 use super::layout::Layout;
 use crate::ir::types::size::Size;
+use crate::ir::types::Value;
 use crate::ir::Graph;
 
 /// One copy of a parameter and how it is laid out.
@@ -204,11 +205,10 @@ fn splits(g: &Graph, layout: &Layout, i: usize) -> Vec<Vec<String>> {
         _ => (None, false),
     };
     let split = linear.and_then(|q| {
-        g.scopes[q]
-            .hyper
-            .iter()
-            .find(|(k, _)| k == "split")
-            .map(|(_, v)| v.clone())
+        g.scopes[q].hyper.iter().find_map(|(k, v)| match v {
+            Value::Str(s) if k == "split" => Some(s.clone()),
+            _ => None,
+        })
     });
     let tensor = layout.tensor.clone();
     match (split.as_deref(), is_bias, out.len()) {

@@ -37,7 +37,7 @@
 //! The same state holds on every rank of a tensor group, so the analysis
 //! runs once per plan.
 
-use crate::ir::{Graph, Node, ValueRef};
+use crate::ir::{Graph, Node, Op, ValueRef};
 
 /// How a value is laid out over the tensor-parallel ranks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,9 +208,8 @@ fn rule(g: &Graph, node: &Node, ins: &[State], degree: usize, sp: bool) -> NodeP
     if split_inputs.is_empty() {
         return keep(State::Whole, Vec::new(), Vec::new(), 1.0);
     }
-    let op = node.op.as_str();
-    let planned = match op {
-        "linear" if ins.len() == 2 => {
+    let planned = match &node.op {
+        Op::Linear if ins.len() == 2 => {
             let x_last = rank_of(0).saturating_sub(1);
             match (ins[0], ins[1]) {
                 // Column-parallel: whole input, weight split by output rows.
@@ -240,10 +239,10 @@ fn rule(g: &Graph, node: &Node, ins: &[State], degree: usize, sp: bool) -> NodeP
         }
         // A table split by rows: each rank looks up its rows, zero
         // elsewhere, and the sum over ranks is the lookup.
-        "embedding" if ins.len() == 2 && ins[0] == State::Whole && ins[1] == State::Split(0) => {
+        Op::Embedding if ins.len() == 2 && ins[0] == State::Whole && ins[1] == State::Split(0) => {
             Some(keep(State::Partial, Vec::new(), Vec::new(), 1.0))
         }
-        "attention" => {
+        Op::Attention { .. } => {
             let heads = out_rank.checked_sub(2);
             let all =
                 (0..ins.len()).all(|i| Some(ins[i]) == rank_of(i).checked_sub(2).map(State::Split));
@@ -254,7 +253,7 @@ fn rule(g: &Graph, node: &Node, ins: &[State], degree: usize, sp: bool) -> NodeP
                 _ => None,
             }
         }
-        "layer_norm" | "rms_norm" | "rotary" => match ins[0] {
+        Op::Norm { .. } | Op::Rotary { .. } => match ins[0] {
             State::Split(k)
                 if k + 1 < rank_of(0)
                     && (1..ins.len()).all(|i| ins[i] == State::Whole)
@@ -264,13 +263,42 @@ fn rule(g: &Graph, node: &Node, ins: &[State], degree: usize, sp: bool) -> NodeP
             }
             _ => None,
         },
-        "reshape" | "flatten" | "unflatten" => match ins[0] {
+        Op::Reshape(_) => match ins[0] {
             State::Split(k) => reshape_split(g, node, k, degree)
                 .map(|o| keep(State::Split(o), Vec::new(), Vec::new(), d)),
             _ => None,
         },
-        _ if is_elementwise(op) => elementwise(g, node, ins, degree),
-        _ => None,
+        // Operations computed position by position (with broadcasting).
+        Op::Elementwise { .. }
+        | Op::Dropout { .. }
+        | Op::Cast { .. }
+        | Op::OnesLike
+        | Op::ZerosLike => elementwise(g, node, ins, degree),
+        // Everything else computes whole: the fallback below gathers its
+        // split inputs.
+        Op::Linear
+        | Op::Embedding
+        | Op::Matmul
+        | Op::Einsum { .. }
+        | Op::Conv { .. }
+        | Op::Patchify { .. }
+        | Op::Unpatchify { .. }
+        | Op::Sinusoidal { .. }
+        | Op::CausalMask
+        | Op::MaskTokens { .. }
+        | Op::TokenMask { .. }
+        | Op::Softmax { .. }
+        | Op::Reduce { .. }
+        | Op::Concat { .. }
+        | Op::Split { .. }
+        | Op::Permute { .. }
+        | Op::Broadcast
+        | Op::Slice { .. }
+        | Op::Take { .. }
+        | Op::OneHot
+        | Op::Arange
+        | Op::Stack
+        | Op::Select { .. } => None,
     };
     planned.unwrap_or_else(|| NodePlan {
         out: Some(State::Whole),
@@ -281,51 +309,6 @@ fn rule(g: &Graph, node: &Node, ins: &[State], degree: usize, sp: bool) -> NodeP
         work_div: 1.0,
         ..NodePlan::default()
     })
-}
-
-/// Operations computed position by position (with broadcasting).
-fn is_elementwise(op: &str) -> bool {
-    matches!(
-        op,
-        "add"
-            | "sub"
-            | "mul"
-            | "div"
-            | "rem"
-            | "pow"
-            | "max"
-            | "min"
-            | "eq"
-            | "ne"
-            | "lt"
-            | "le"
-            | "gt"
-            | "ge"
-            | "neg"
-            | "not"
-            | "and"
-            | "or"
-            | "where"
-            | "exp"
-            | "log"
-            | "log1p"
-            | "sqrt"
-            | "rsqrt"
-            | "abs"
-            | "square"
-            | "tanh"
-            | "sigmoid"
-            | "relu"
-            | "gelu"
-            | "silu"
-            | "softplus"
-            | "isnan"
-            | "clamp"
-            | "dropout"
-            | "cast"
-            | "ones_like"
-            | "zeros_like"
-    )
 }
 
 /// An elementwise node keeps a split when every split input is split along

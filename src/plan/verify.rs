@@ -133,7 +133,7 @@ fn pairs(plan: &Plan) -> Result<(), VerifyError> {
     let mut recvs: HashMap<Key, &Transfer> = HashMap::new();
     for p in &plan.ranks {
         for op in &p.ops {
-            if let Op::P2p(ts) = op {
+            if let Instr::P2p(ts) = op {
                 for t in ts {
                     let side = if t.send { &mut sends } else { &mut recvs };
                     side.insert(key(p.rank, t), t);
@@ -167,7 +167,7 @@ fn pairs(plan: &Plan) -> Result<(), VerifyError> {
 }
 
 fn describe(t: &Transfer) -> String {
-    Op::P2p(vec![t.clone()]).to_string()
+    Instr::P2p(vec![t.clone()]).to_string()
 }
 
 /// Runs the programs symbolically until every rank finishes or none can
@@ -189,7 +189,7 @@ fn run(plan: &Plan) -> Result<(), VerifyError> {
             let ops = &plan.ranks[r].ops;
             while pc[r] < ops.len() {
                 let done = match &ops[pc[r]] {
-                    Op::Collective(c) => {
+                    Instr::Collective(c) => {
                         let index = *seq[r].get(&c.group).unwrap_or(&0);
                         if !posted_here[r] {
                             posted_here[r] = true;
@@ -204,8 +204,8 @@ fn run(plan: &Plan) -> Result<(), VerifyError> {
                                     index,
                                     ranks: (first, r),
                                     ops: (
-                                        Op::Collective(theirs.clone()).to_string(),
-                                        Op::Collective(c.clone()).to_string(),
+                                        Instr::Collective(theirs.clone()).to_string(),
+                                        Instr::Collective(c.clone()).to_string(),
                                     ),
                                 });
                             }
@@ -218,7 +218,7 @@ fn run(plan: &Plan) -> Result<(), VerifyError> {
                         }
                         complete
                     }
-                    Op::P2p(ts) => {
+                    Instr::P2p(ts) => {
                         if !posted_here[r] {
                             posted_here[r] = true;
                             for t in ts {

@@ -18,6 +18,7 @@ use std::fmt;
 
 use crate::base::host::HostTensor;
 use crate::base::rng::{derive, SplitMix64};
+use crate::ir::Init;
 
 /// An initialiser the runtime does not know, or a malformed one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,19 +43,6 @@ pub fn name_key(name: &str) -> u64 {
     h.finish()
 }
 
-/// `normal(std: 0.02)` split into its name and named numeric arguments.
-fn parse(init: &str) -> Option<(String, Vec<(String, f64)>)> {
-    let open = init.find('(')?;
-    let name = init[..open].trim().to_string();
-    let inner = init[open + 1..].trim_end().strip_suffix(')')?;
-    let mut args = Vec::new();
-    for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once(':')?;
-        args.push((k.trim().to_string(), v.trim().parse().ok()?));
-    }
-    Some((name, args))
-}
-
 fn fans(shape: &[usize]) -> (f64, f64) {
     match shape {
         [] => (1.0, 1.0),
@@ -67,53 +55,45 @@ fn fans(shape: &[usize]) -> (f64, f64) {
 }
 
 /// The initial value of one parameter copy named `name` of `shape`, from
-/// its initialiser as the IR records it (`normal(std: 0.02)`).
-pub fn init(name: &str, init: &str, shape: &[usize], seed: u64) -> Result<HostTensor, InitError> {
+/// its initialiser.
+pub fn init(name: &str, init: &Init, shape: &[usize], seed: u64) -> Result<HostTensor, InitError> {
     let fail = |m: String| InitError {
         param: name.to_string(),
         message: m,
     };
-    let (kind, args) =
-        parse(init).ok_or_else(|| fail(format!("cannot read the initialiser `{init}`")))?;
-    let arg = |k: &str, d: f64| args.iter().find(|(n, _)| n == k).map_or(d, |(_, v)| *v);
     let n: usize = shape.iter().product();
     let mut rng = SplitMix64::new(derive(seed, name_key(name)));
     let (fan_in, fan_out) = fans(shape);
-    let mut normal = |std: f64, mean: f64| -> Vec<f32> {
+    let normal = |rng: &mut SplitMix64, std: f64, mean: f64| -> Vec<f32> {
         (0..n).map(|_| (mean + std * rng.normal()) as f32).collect()
     };
-    let data: Vec<f32> = match kind.as_str() {
-        "zeros" => vec![0.0; n],
-        "ones" => vec![1.0; n],
-        "constant" => vec![arg("value", 0.0) as f32; n],
-        "normal" => normal(arg("std", 1.0), arg("mean", 0.0)),
-        "scaled_normal" => {
-            let layers = arg("layers", 1.0).max(1.0);
-            normal(arg("std", 0.02) / (2.0 * layers).sqrt(), 0.0)
+    let uniform = |rng: &mut SplitMix64, lo: f64, hi: f64| -> Vec<f32> {
+        (0..n).map(|_| rng.range(lo, hi) as f32).collect()
+    };
+    let data: Vec<f32> = match *init {
+        Init::Zeros => vec![0.0; n],
+        Init::Ones => vec![1.0; n],
+        Init::Constant { value } => vec![value as f32; n],
+        Init::Normal { mean, std } => normal(&mut rng, std, mean),
+        Init::ScaledNormal { std, layers } => {
+            normal(&mut rng, std / (2.0 * layers.max(1.0)).sqrt(), 0.0)
         }
-        "xavier_normal" => normal(arg("gain", 1.0) * (2.0 / (fan_in + fan_out)).sqrt(), 0.0),
-        "kaiming_normal" => {
-            let a = arg("a", 0.0);
-            normal((2.0 / (1.0 + a * a)).sqrt() / fan_in.sqrt(), 0.0)
+        Init::XavierNormal { gain } => {
+            normal(&mut rng, gain * (2.0 / (fan_in + fan_out)).sqrt(), 0.0)
         }
-        "uniform" | "xavier_uniform" | "kaiming_uniform" => {
-            let (lo, hi) = match kind.as_str() {
-                "uniform" => (arg("low", 0.0), arg("high", 1.0)),
-                "xavier_uniform" => {
-                    let b = arg("gain", 1.0) * (6.0 / (fan_in + fan_out)).sqrt();
-                    (-b, b)
-                }
-                _ => {
-                    let a = arg("a", 0.0);
-                    let b = (6.0 / ((1.0 + a * a) * fan_in)).sqrt();
-                    (-b, b)
-                }
-            };
-            (0..n).map(|_| rng.range(lo, hi) as f32).collect()
+        Init::KaimingNormal { a } => {
+            normal(&mut rng, (2.0 / (1.0 + a * a)).sqrt() / fan_in.sqrt(), 0.0)
         }
-        "trunc_normal" => {
-            let (std, mean) = (arg("std", 1.0), arg("mean", 0.0));
-            let (a, b) = (arg("a", -2.0), arg("b", 2.0));
+        Init::Uniform { low, high } => uniform(&mut rng, low, high),
+        Init::XavierUniform { gain } => {
+            let b = gain * (6.0 / (fan_in + fan_out)).sqrt();
+            uniform(&mut rng, -b, b)
+        }
+        Init::KaimingUniform { a } => {
+            let b = (6.0 / ((1.0 + a * a) * fan_in)).sqrt();
+            uniform(&mut rng, -b, b)
+        }
+        Init::TruncNormal { mean, std, a, b } => {
             if a >= b {
                 return Err(fail(format!("trunc_normal needs a < b, not {a} and {b}")));
             }
@@ -135,7 +115,6 @@ pub fn init(name: &str, init: &str, shape: &[usize], seed: u64) -> Result<HostTe
             }
             out
         }
-        other => return Err(fail(format!("unknown initialiser `{other}`"))),
     };
     Ok(HostTensor {
         shape: shape.to_vec(),
@@ -147,10 +126,15 @@ pub fn init(name: &str, init: &str, shape: &[usize], seed: u64) -> Result<HostTe
 mod tests {
     use super::*;
 
+    const N02: Init = Init::Normal {
+        mean: 0.0,
+        std: 0.02,
+    };
+
     #[test]
     fn normal_has_the_requested_spread_and_is_reproducible() {
-        let a = init("w", "normal(std: 0.02)", &[256, 64], 7).unwrap();
-        let b = init("w", "normal(std: 0.02)", &[256, 64], 7).unwrap();
+        let a = init("w", &N02, &[256, 64], 7).unwrap();
+        let b = init("w", &N02, &[256, 64], 7).unwrap();
         assert_eq!(a, b);
         let n = a.data.len() as f64;
         let mean = a.data.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
@@ -163,39 +147,67 @@ mod tests {
         assert!(mean.abs() < 0.001, "{mean}");
         assert!((var.sqrt() - 0.02).abs() < 0.0005, "{}", var.sqrt());
         // Another name or another seed is another stream.
-        assert_ne!(a, init("w#1", "normal(std: 0.02)", &[256, 64], 7).unwrap());
-        assert_ne!(a, init("w", "normal(std: 0.02)", &[256, 64], 8).unwrap());
+        assert_ne!(a, init("w#1", &N02, &[256, 64], 7).unwrap());
+        assert_ne!(a, init("w", &N02, &[256, 64], 8).unwrap());
     }
 
     #[test]
     fn constants_bounds_and_fans() {
-        assert!(init("b", "zeros()", &[3], 0)
+        assert!(init("b", &Init::Zeros, &[3], 0)
             .unwrap()
             .data
             .iter()
             .all(|&v| v == 0.0));
-        assert!(init("g", "ones()", &[3], 0)
+        assert!(init("g", &Init::Ones, &[3], 0)
             .unwrap()
             .data
             .iter()
             .all(|&v| v == 1.0));
-        let c = init("s", "constant(value: -1.5)", &[2], 0).unwrap();
+        let c = init("s", &Init::Constant { value: -1.5 }, &[2], 0).unwrap();
         assert_eq!(c.data, vec![-1.5, -1.5]);
-        let u = init("u", "uniform(low: -0.5, high: 0.5)", &[1000], 1).unwrap();
+        let u = init(
+            "u",
+            &Init::Uniform {
+                low: -0.5,
+                high: 0.5,
+            },
+            &[1000],
+            1,
+        )
+        .unwrap();
         assert!(u.data.iter().all(|&v| (-0.5..0.5).contains(&v)));
         // Xavier uniform on [out 30, in 10]: bound sqrt(6 / 40).
-        let x = init("x", "xavier_uniform()", &[30, 10], 1).unwrap();
+        let x = init("x", &Init::XavierUniform { gain: 1.0 }, &[30, 10], 1).unwrap();
         let bound = (6.0f64 / 40.0).sqrt() as f32;
         assert!(x.data.iter().all(|&v| v.abs() <= bound));
         assert!(x.data.iter().any(|&v| v.abs() > 0.9 * bound));
-        let t = init("t", "trunc_normal(std: 1.0)", &[2000], 1).unwrap();
+        let t = init(
+            "t",
+            &Init::TruncNormal {
+                mean: 0.0,
+                std: 1.0,
+                a: -2.0,
+                b: 2.0,
+            },
+            &[2000],
+            1,
+        )
+        .unwrap();
         assert!(t.data.iter().all(|&v| v.abs() <= 2.0));
     }
 
     #[test]
-    fn unknown_or_malformed_initialisers_are_errors() {
-        let e = init("p", "orthogonal()", &[2, 2], 0).unwrap_err();
-        assert!(e.to_string().contains("`p`") && e.message.contains("orthogonal"));
-        assert!(init("p", "normal(std 0.02", &[2], 0).is_err());
+    fn an_empty_truncation_interval_is_an_error_naming_the_parameter() {
+        let bad = Init::TruncNormal {
+            mean: 0.0,
+            std: 1.0,
+            a: 1.0,
+            b: -1.0,
+        };
+        let e = init("p", &bad, &[2, 2], 0).unwrap_err();
+        assert!(
+            e.to_string().contains("`p`") && e.message.contains("a < b"),
+            "{e}"
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! contradicts it. Module bodies run in their own frame; a `repeat`
 //! elaborates its body once and records the count on its scope.
 
-use super::expr::as_dim;
+use super::expr::{as_dim, number};
 use super::{Callee, Elab, Frame, InstKind, Instance, Res, TVal, Val};
 use crate::base::Loc;
 use crate::base::Span;
@@ -17,6 +17,8 @@ use crate::diagnostics::Code;
 use crate::ir::types::quantity::{Dimension, Quantity};
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::{DType, Dim, Mismatch, Tensor};
+use crate::ir::types::Value;
+use crate::ir::Init;
 use crate::resolve::{builtins, ModuleId, Program};
 use crate::syntax::ast::*;
 
@@ -43,10 +45,7 @@ impl Elab<'_, '_> {
             Val::Callable(Callee::Prim(p)) => self.prim(p, None, args, at),
             Val::Callable(Callee::Fn(m, i)) => self.call_fn(m, i, args, at),
             Val::Callable(Callee::Module(m, i)) => self.instantiate(m, i, args, at),
-            Val::Callable(Callee::Init(name)) => {
-                let rendered: Vec<String> = args.iter().map(render_arg).collect();
-                Ok(Val::Init(format!("{name}({})", rendered.join(", "))))
-            }
+            Val::Callable(Callee::Init(name)) => self.initialiser(&name, args, at),
             Val::Callable(Callee::Other) | Val::Opaque => Ok(Val::Opaque),
             Val::Instance(i) => self.apply(i, args, at),
             other => {
@@ -273,14 +272,8 @@ impl Elab<'_, '_> {
                 let scope = self.instance_scope(i, 1);
                 self.instances[i].applied = true;
                 if self.graph.scopes[scope].hyper.is_empty() {
-                    // Strings without their quotes: the values, not source.
-                    self.graph.scopes[scope].hyper = hyper
-                        .iter()
-                        .map(|(n, v)| match v {
-                            Val::Str(s) => (n.clone(), s.clone()),
-                            v => (n.clone(), render(v)),
-                        })
-                        .collect();
+                    self.graph.scopes[scope].hyper =
+                        hyper.iter().map(|(n, v)| (n.clone(), value(v))).collect();
                 }
                 self.push_frame(module, scope, Some(i), at, &md.name.name);
                 self.frame_mut().locals = hyper;
@@ -565,9 +558,9 @@ impl Elab<'_, '_> {
             }
             dims.push(d);
         }
-        let init_text = match init {
+        let init = match init {
             Some(e) => match self.eval(e)? {
-                Val::Init(s) => s,
+                Val::Init(i) => i,
                 other => {
                     let loc = self.loc(e.span);
                     self.report(
@@ -580,7 +573,7 @@ impl Elab<'_, '_> {
                     return Err(());
                 }
             },
-            None => "normal(std: 0.02)".to_string(),
+            None => crate::ir::init::DEFAULT_INIT,
         };
         let ty = Tensor::new(dtype, dims);
         let per_session = self.is_per_session(&ty);
@@ -589,7 +582,7 @@ impl Elab<'_, '_> {
             path: path.trim_start_matches('.').to_string(),
             scope,
             ty: ty.clone(),
-            init: init_text,
+            init,
             per_session,
         });
         let _ = at;
@@ -1062,29 +1055,169 @@ fn snake(name: &str) -> String {
 }
 
 /// An argument as text, for initialisers: `std: 0.02`.
-fn render_arg(a: &ArgVal) -> String {
-    let v = render(&a.val);
-    match &a.name {
-        Some(n) => format!("{n}: {v}"),
-        None => v,
+/// An elaboration value as the IR keeps a hyperparameter: numbers,
+/// strings and lists as they are, a dim as its size; modules and other
+/// values that only elaboration has are opaque.
+fn value(v: &Val) -> Value {
+    match v {
+        Val::Size(s) => Value::Size(s.clone()),
+        Val::Float(f) => Value::Float(*f),
+        Val::Quantity(q) => Value::Quantity(*q),
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Str(s) => Value::Str(s.clone()),
+        Val::Symbol(s) => Value::Symbol(s.clone()),
+        Val::Dim(d) => Value::Size(d.size_or_name()),
+        Val::Tuple(items) => Value::List(items.iter().map(value).collect()),
+        Val::Tensor(_)
+        | Val::Callable(_)
+        | Val::Instance(_)
+        | Val::Record(_)
+        | Val::Namespace(_)
+        | Val::Init(_)
+        | Val::Opaque => Value::Opaque,
     }
 }
 
-pub(super) fn render(v: &Val) -> String {
-    match v {
-        Val::Size(s) => s.to_string(),
-        // Rust's shortest representation that reads back exactly: 1e-5
-        // stays 0.00001, not a rounded 0.
-        Val::Float(f) => format!("{f}"),
-        Val::Quantity(q) => q.to_string(),
-        Val::Bool(b) => b.to_string(),
-        Val::Str(s) => format!("\"{s}\""),
-        Val::Symbol(s) => s.clone(),
-        Val::Dim(d) => d.size_or_name().to_string(),
-        Val::Tuple(items) => format!(
-            "[{}]",
-            items.iter().map(render).collect::<Vec<_>>().join(", ")
-        ),
-        other => other.describe(),
+impl Elab<'_, '_> {
+    /// An initialiser call (`normal(std: 0.02)`) as the IR's [`Init`], with
+    /// the documented defaults (`docs/primitives.md`, "Initialisers"). Its
+    /// arguments are named numbers known before the run; `constant` needs
+    /// its `value` and `scaled_normal` its `layers`.
+    fn initialiser(&mut self, name: &str, args: Vec<ArgVal>, at: Span) -> Res<Val> {
+        let params: &[(&str, Option<f64>)] = match name {
+            "zeros" | "ones" => &[],
+            "constant" => &[("value", None)],
+            "normal" => &[("mean", Some(0.0)), ("std", Some(1.0))],
+            "scaled_normal" => &[("std", Some(0.02)), ("layers", None)],
+            "trunc_normal" => &[
+                ("mean", Some(0.0)),
+                ("std", Some(1.0)),
+                ("a", Some(-2.0)),
+                ("b", Some(2.0)),
+            ],
+            "uniform" => &[("low", Some(0.0)), ("high", Some(1.0))],
+            "xavier_uniform" | "xavier_normal" => &[("gain", Some(1.0))],
+            "kaiming_uniform" | "kaiming_normal" => &[("a", Some(0.0))],
+            _ => {
+                let loc = self.loc(at);
+                self.report(
+                    Code::E0217,
+                    loc,
+                    format!("`{name}` is not an initialiser the runtime knows"),
+                    "unknown initialiser",
+                    "use one of normal, trunc_normal, uniform, zeros, ones, constant, xavier_*, kaiming_*, scaled_normal",
+                );
+                return Err(());
+            }
+        };
+        let mut values: Vec<Option<f64>> = params.iter().map(|(_, d)| *d).collect();
+        for a in &args {
+            let Some(key) = &a.name else {
+                self.report(
+                    Code::E0217,
+                    a.loc,
+                    format!("the arguments of `{name}` are named: `{name}(std: 0.02)`"),
+                    "unnamed argument",
+                    "name the argument (docs/primitives.md lists each initialiser's arguments)",
+                );
+                return Err(());
+            };
+            let Some(slot) = params.iter().position(|(k, _)| k == key) else {
+                let known: Vec<String> = params.iter().map(|(k, _)| format!("`{k}`")).collect();
+                self.report(
+                    Code::E0217,
+                    a.loc,
+                    format!("`{name}` has no argument `{key}`"),
+                    "unexpected argument",
+                    &if known.is_empty() {
+                        format!("`{name}()` takes no arguments")
+                    } else {
+                        format!("`{name}` takes {}", known.join(", "))
+                    },
+                );
+                return Err(());
+            };
+            match number(&a.val) {
+                Some(v) if v.is_finite() => values[slot] = Some(v),
+                _ => {
+                    return self.wrong(
+                        name,
+                        &a.loc,
+                        &format!("`{key}`"),
+                        "a number known before the run",
+                        &a.val,
+                    )
+                }
+            }
+        }
+        let mut got = Vec::with_capacity(params.len());
+        for ((key, _), v) in params.iter().zip(&values) {
+            match v {
+                Some(v) => got.push(*v),
+                None => {
+                    let loc = self.loc(at);
+                    self.report(
+                        Code::E0217,
+                        loc,
+                        format!("`{name}` needs the argument `{key}`"),
+                        "missing an argument",
+                        "docs/primitives.md lists each initialiser's arguments",
+                    );
+                    return Err(());
+                }
+            }
+        }
+        let arg = |i: usize| got.get(i).copied().unwrap_or(0.0);
+        let init = match name {
+            "zeros" => Init::Zeros,
+            "ones" => Init::Ones,
+            "constant" => Init::Constant { value: arg(0) },
+            "normal" => Init::Normal {
+                mean: arg(0),
+                std: arg(1),
+            },
+            "scaled_normal" => Init::ScaledNormal {
+                std: arg(0),
+                layers: arg(1),
+            },
+            "trunc_normal" => Init::TruncNormal {
+                mean: arg(0),
+                std: arg(1),
+                a: arg(2),
+                b: arg(3),
+            },
+            "uniform" => Init::Uniform {
+                low: arg(0),
+                high: arg(1),
+            },
+            "xavier_uniform" => Init::XavierUniform { gain: arg(0) },
+            "xavier_normal" => Init::XavierNormal { gain: arg(0) },
+            "kaiming_uniform" => Init::KaimingUniform { a: arg(0) },
+            _ => Init::KaimingNormal { a: arg(0) },
+        };
+        let bad = match init {
+            Init::TruncNormal { a, b, .. } if a >= b => Some(format!(
+                "`trunc_normal` needs `a` below `b`, not {a} and {b}"
+            )),
+            Init::Uniform { low, high } if low > high => Some(format!(
+                "`uniform` needs `low` at most `high`, not {low} and {high}"
+            )),
+            Init::ScaledNormal { layers, .. } if layers < 1.0 => Some(format!(
+                "`scaled_normal` needs `layers` of at least 1, not {layers}"
+            )),
+            _ => None,
+        };
+        if let Some(message) = bad {
+            let loc = self.loc(at);
+            self.report(
+                Code::E0217,
+                loc,
+                message,
+                "cannot be drawn from",
+                "docs/primitives.md gives each initialiser's arguments",
+            );
+            return Err(());
+        }
+        Ok(Val::Init(init))
     }
 }

@@ -15,6 +15,7 @@ use crate::diagnostics::Code;
 use crate::ir::types::size::{Size, SizeError};
 use crate::ir::types::tensor::{name_div, Dim};
 use crate::ir::types::Value;
+use crate::ir::Elementwise;
 use crate::resolve::{builtins, Binding, ModuleId};
 use crate::syntax::ast::*;
 
@@ -127,8 +128,12 @@ impl Elab<'_, '_> {
                 self.binary(BinaryOp::Sub, zero, (v, operand), at)
             }
             (op, v @ Val::Tensor(_)) => {
-                let name = if op == UnaryOp::Neg { "neg" } else { "not" };
-                self.elementwise(name, &[(v, operand)], at, op == UnaryOp::Not)
+                let f = if op == UnaryOp::Neg {
+                    Elementwise::Neg
+                } else {
+                    Elementwise::Not
+                };
+                self.elementwise(f, &[(v, operand)], at)
             }
             (op, v) => {
                 let loc = self.loc(operand);
@@ -147,23 +152,23 @@ impl Elab<'_, '_> {
     pub fn binary(&mut self, op: BinaryOp, a: (Val, Span), b: (Val, Span), at: Span) -> Res<Val> {
         use BinaryOp::*;
         if matches!(a.0, Val::Tensor(_)) || matches!(b.0, Val::Tensor(_)) {
-            let (name, boolean) = match op {
-                Add => ("add", false),
-                Sub => ("sub", false),
-                Mul => ("mul", false),
-                Div => ("div", false),
-                Rem => ("rem", false),
-                Pow => ("pow", false),
-                Eq => ("eq", true),
-                Ne => ("ne", true),
-                Lt => ("lt", true),
-                Le => ("le", true),
-                Gt => ("gt", true),
-                Ge => ("ge", true),
-                And => ("and", true),
-                Or => ("or", true),
+            let f = match op {
+                Add => Elementwise::Add,
+                Sub => Elementwise::Sub,
+                Mul => Elementwise::Mul,
+                Div => Elementwise::Div,
+                Rem => Elementwise::Rem,
+                Pow => Elementwise::Pow,
+                Eq => Elementwise::Eq,
+                Ne => Elementwise::Ne,
+                Lt => Elementwise::Lt,
+                Le => Elementwise::Le,
+                Gt => Elementwise::Gt,
+                Ge => Elementwise::Ge,
+                And => Elementwise::And,
+                Or => Elementwise::Or,
             };
-            return self.elementwise(name, &[a, b], at, boolean);
+            return self.elementwise(f, &[a, b], at);
         }
         match op {
             And | Or => match (&a.0, &b.0) {
@@ -517,26 +522,23 @@ impl Elab<'_, '_> {
         };
         let mut ty = t.ty.clone();
         ty.dims[*i].size = Some(size.clone());
-        let mut attrs = std::collections::BTreeMap::new();
-        attrs.insert("tokenizer".to_string(), tok.to_string());
         // Where the tokenizer's tokens start in `seq`: the sizes of the
         // parts before it, in the order `concat` joined them.
-        let start = t.parts.as_ref().map(|ps| {
-            let before: Vec<String> = ps
-                .iter()
-                .take_while(|(n, _)| n != tok)
-                .map(|(_, s)| s.to_string())
-                .collect();
-            if before.is_empty() {
-                "0".to_string()
-            } else {
-                before.join(" + ")
-            }
-        });
-        if let Some(start) = start {
-            attrs.insert("start".to_string(), start);
+        let mut start = Size::constant(0);
+        for (_, s) in t
+            .parts
+            .iter()
+            .flat_map(|ps| ps.iter())
+            .take_while(|(n, _)| n != tok)
+        {
+            start = start.add(s).map_err(|_| ())?;
         }
-        let out = self.node("select", &[&t], attrs, ty, Size::constant(0), at);
+        let op = crate::ir::Op::Select {
+            tokenizer: tok.to_string(),
+            axis: *i,
+            start,
+        };
+        let out = self.node(op, &[&t], ty, Size::constant(0), at);
         Ok(Val::Tensor(TVal {
             parts: Some(Rc::new(vec![(tok.to_string(), size)])),
             ..out
@@ -574,6 +576,7 @@ pub(super) fn from_value(v: Value) -> Val {
         Value::Bool(b) => Val::Bool(b),
         Value::Str(s) => Val::Str(s),
         Value::Symbol(s) => Val::Symbol(s),
+        Value::List(items) => Val::Tuple(items.into_iter().map(from_value).collect()),
         Value::Opaque => Val::Opaque,
     }
 }

@@ -17,7 +17,7 @@ use crate::ir::types::quantity::Dimension;
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::{DType, Dim, Tensor};
 use crate::ir::types::Value;
-use crate::ir::{Graph, Input, Objective, Output, ValueRef};
+use crate::ir::{Graph, Input, ModalityKind, Objective, ObjectiveKind, Op, Output, ValueRef};
 use crate::resolve::{Binding, ModuleId};
 use crate::syntax::ast::*;
 
@@ -48,10 +48,10 @@ pub(in crate::check) fn elaborate(consts: &mut Consts, bound: &[(String, i64)]) 
                 let _ = e.item_val(root, &m.name.name);
             }
             ItemKind::Loss(o) => {
-                let _ = e.objective("loss", o);
+                let _ = e.objective(ObjectiveKind::Loss, o);
             }
             ItemKind::Metric(o) => {
-                let _ = e.objective("metric", o);
+                let _ = e.objective(ObjectiveKind::Metric, o);
             }
             _ => {}
         }
@@ -220,6 +220,10 @@ impl Elab<'_, '_> {
         else {
             return Ok(Val::Opaque);
         };
+        // The resolver has reported a kind that is not one of the four.
+        let Some(modality_kind) = ModalityKind::parse(&kind.name) else {
+            return Ok(Val::Opaque);
+        };
         let dtype = args
             .first()
             .and_then(|a| match &a.kind {
@@ -247,7 +251,7 @@ impl Elab<'_, '_> {
         let ty = Tensor::new(dtype, dims);
         self.graph.inputs.push(Input {
             name: m.name.name.clone(),
-            kind: kind.name.clone(),
+            kind: modality_kind,
             ty: ty.clone(),
         });
         let src = Some(ValueRef::Input(self.graph.inputs.len() - 1));
@@ -256,8 +260,8 @@ impl Elab<'_, '_> {
             src,
             parts: None,
         };
-        match kind.name.as_str() {
-            "events" => {
+        match modality_kind {
+            ModalityKind::Events => {
                 // The events of a window, padded to the longest window of
                 // the batch: one position of `seq` per event.
                 let seq = Dim::named(
@@ -279,7 +283,7 @@ impl Elab<'_, '_> {
                     ("dims".to_string(), Val::Tensor(whole)),
                 ]))
             }
-            "intervals" => {
+            ModalityKind::Intervals => {
                 let field = |dtype| {
                     Val::Tensor(TVal {
                         ty: Tensor::new(dtype, ty.dims.clone()),
@@ -293,7 +297,7 @@ impl Elab<'_, '_> {
                     ("dims".to_string(), Val::Tensor(whole)),
                 ]))
             }
-            _ => Ok(Val::Tensor(whole)),
+            ModalityKind::Video | ModalityKind::Series => Ok(Val::Tensor(whole)),
         }
     }
 
@@ -451,29 +455,25 @@ impl Elab<'_, '_> {
     /// that computes the loss draws the same mask again instead of
     /// receiving the tokens' activations from the first stage.
     fn token_mask(&mut self) -> Option<TVal> {
-        let (i, node) = self
-            .graph
-            .nodes
-            .iter()
-            .enumerate()
-            .find(|(_, n)| n.op == "mask_tokens")?;
-        let drawn: Vec<usize> = node
-            .attrs
-            .get("dims")?
-            .split(", ")
-            .filter_map(|d| d.parse().ok())
-            .collect();
+        let (i, node, axes) =
+            self.graph
+                .nodes
+                .iter()
+                .enumerate()
+                .find_map(|(i, n)| match &n.op {
+                    Op::MaskTokens { axes, .. } => Some((i, n, axes)),
+                    _ => None,
+                })?;
         let batch = node.out.dims.first()?.clone();
         let mut dims = vec![batch];
-        for d in drawn {
+        for &d in axes {
             dims.push(node.out.dims.get(d)?.clone());
         }
         let scope = node.scope;
         self.graph.nodes.push(crate::ir::Node {
-            op: "token_mask".to_string(),
+            op: Op::TokenMask { of: i },
             scope,
             inputs: Vec::new(),
-            attrs: [("of".to_string(), i.to_string())].into_iter().collect(),
             out: Tensor::new(DType::Bool, dims.clone()),
             flops: Size::constant(0),
         });
@@ -484,7 +484,7 @@ impl Elab<'_, '_> {
         })
     }
 
-    fn objective(&mut self, kind: &str, o: &ObjectiveItem) -> Res<()> {
+    fn objective(&mut self, kind: ObjectiveKind, o: &ObjectiveItem) -> Res<()> {
         let root = self.consts.program.root;
         let masked_only = o.config.as_ref().is_some_and(|c| {
             c.entries.iter().any(|en| {
@@ -512,14 +512,18 @@ impl Elab<'_, '_> {
         let name = match (&o.label, &o.value.kind) {
             (Some(l), _) => l.name.clone(),
             (None, ExprKind::Call { callee, .. }) => self.text(callee.span),
-            (None, _) => kind.to_string(),
+            (None, _) => kind.name().to_string(),
         };
         let Val::Tensor(t) = v else {
             let loc = self.loc(o.value.span);
             self.report(
                 Code::E0218,
                 loc,
-                format!("a {kind} must be a tensor, but this is {}", v.describe()),
+                format!(
+                    "a {} must be a tensor, but this is {}",
+                    kind.name(),
+                    v.describe()
+                ),
                 "not a tensor",
                 "call a loss or metric function on the model's predictions",
             );
@@ -531,10 +535,10 @@ impl Elab<'_, '_> {
             d.rate.is_none() && d.name != Size::symbol("batch") && d.name != Size::symbol("seq")
         };
         let ok = t.ty.dims.is_empty()
-            || (kind == "metric" && t.ty.dims.len() == 1 && per_unit(&t.ty.dims[0]));
+            || (kind == ObjectiveKind::Metric && t.ty.dims.len() == 1 && per_unit(&t.ty.dims[0]));
         if !ok {
             let loc = self.loc(o.value.span);
-            let help = if kind == "loss" {
+            let help = if kind == ObjectiveKind::Loss {
                 "a loss is one number per step: reduce it, for example with `mean(...)`"
             } else {
                 "a metric is one number, or one per neuron (`[N]`)"
@@ -543,8 +547,9 @@ impl Elab<'_, '_> {
                 Code::E0218,
                 loc,
                 format!(
-                    "a {kind} must be {}, but this is `{}`",
-                    if kind == "loss" {
+                    "a {} must be {}, but this is `{}`",
+                    kind.name(),
+                    if kind == ObjectiveKind::Loss {
                         "a scalar `[]`"
                     } else {
                         "a scalar or one value per unit"
@@ -558,7 +563,7 @@ impl Elab<'_, '_> {
         }
         if let Some(src) = t.src {
             self.graph.objectives.push(Objective {
-                kind: kind.to_string(),
+                kind,
                 name,
                 value: src,
                 ty: t.ty.clone(),

@@ -78,8 +78,8 @@ pub(super) enum Val {
     Record(Vec<(String, Val)>),
     /// A whole module bound by `use std::nn`.
     Namespace(ModuleId),
-    /// An initialiser with its arguments, as text.
-    Init(String),
+    /// An initialiser with its arguments evaluated.
+    Init(crate::ir::Init),
     /// Something that exists only at run time (a data source).
     Opaque,
 }
@@ -102,7 +102,7 @@ impl Val {
             Val::Instance(_) => "a module instance".to_string(),
             Val::Record(_) => "a record".to_string(),
             Val::Namespace(_) => "a module namespace".to_string(),
-            Val::Init(s) => format!("the initialiser `{s}`"),
+            Val::Init(i) => format!("the initialiser `{}`", i.name()),
             Val::Opaque => "a run-time value".to_string(),
         }
     }

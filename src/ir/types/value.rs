@@ -6,6 +6,8 @@
 //! values only elaboration has), and the IR keeps them where a value is
 //! part of the experiment (a module's hyperparameters).
 
+use std::fmt;
+
 use super::quantity::Quantity;
 use super::size::Size;
 
@@ -24,6 +26,8 @@ pub enum Value {
     Str(String),
     /// A builtin symbol or dtype (`val`, `bf16`).
     Symbol(String),
+    /// A list or tuple of values (`[2, 16, 16]`, `(0.9, 0.95)`).
+    List(Vec<Value>),
     /// Not known at compile time.
     Opaque,
 }
@@ -41,6 +45,7 @@ impl Value {
             Value::Bool(_) => "a boolean".to_string(),
             Value::Str(_) => "a string".to_string(),
             Value::Symbol(s) => format!("the symbol `{s}`"),
+            Value::List(items) => format!("a list of {}", items.len()),
             Value::Opaque => "a value known only at run time".to_string(),
         }
     }
@@ -52,6 +57,25 @@ impl Value {
             Value::Float(f) => Some(Quantity::count(*f)),
             Value::Quantity(q) => Some(*q),
             _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// The value as it would be written: `60`, `0.00001` (the shortest
+    /// form that reads back exactly), `2 s`, a string without its quotes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Size(s) => write!(f, "{s}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Quantity(q) => write!(f, "{q}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Str(s) | Value::Symbol(s) => f.write_str(s),
+            Value::List(items) => {
+                let parts: Vec<String> = items.iter().map(Value::to_string).collect();
+                write!(f, "[{}]", parts.join(", "))
+            }
+            Value::Opaque => f.write_str("?"),
         }
     }
 }

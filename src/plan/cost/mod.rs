@@ -209,36 +209,23 @@ pub fn tokens_per_sample(g: &Graph) -> i64 {
     }
 }
 
-/// Primitives whose output is a view of their input (no memory of its
-/// own), as in PyTorch: shape changes, slices, and dropout with `p: 0`.
-const VIEWS: &[&str] = &[
-    "reshape",
-    "flatten",
-    "unflatten",
-    "permute",
-    "slice",
-    "select",
-    "split",
-    "broadcast",
-];
-
 /// Whether node `n`'s output takes memory of its own.
 pub(crate) fn materialised(g: &Graph, n: usize) -> bool {
     let Some(node) = g.nodes.get(n) else {
         return true;
     };
-    let identity = node.op == "dropout"
-        && node.attrs.get("p").and_then(|p| p.parse::<f64>().ok()) == Some(0.0);
-    !(identity || VIEWS.contains(&node.op.as_str()))
+    // Shape changes, slices and dropout with `p: 0` are views of their
+    // input, as in PyTorch.
+    !node.op.is_view()
 }
 
 /// The micro-batch an op belongs to, if any.
-fn micro_of(op: &Op) -> Option<usize> {
+fn micro_of(op: &Instr) -> Option<usize> {
     match op {
-        Op::Load { micro, .. } | Op::Forward { micro, .. } | Op::Backward { micro, .. } => {
-            Some(*micro)
-        }
-        Op::P2p(ts) => ts.iter().map(|t| t.value.micro).max(),
+        Instr::Load { micro, .. }
+        | Instr::Forward { micro, .. }
+        | Instr::Backward { micro, .. } => Some(*micro),
+        Instr::P2p(ts) => ts.iter().map(|t| t.value.micro).max(),
         _ => None,
     }
 }
@@ -311,7 +298,7 @@ pub fn memory(g: &Graph, plan: &Plan, program: &RankProgram) -> MemoryCost {
         .map_or(0, |m| m + 1);
     let mut last_backward = vec![usize::MAX; micros];
     for (i, op) in program.ops.iter().enumerate() {
-        if let Op::Backward { micro, .. } = op {
+        if let Instr::Backward { micro, .. } = op {
             last_backward[*micro] = i;
         }
     }
@@ -331,13 +318,13 @@ pub fn memory(g: &Graph, plan: &Plan, program: &RankProgram) -> MemoryCost {
             }
         };
         match op {
-            Op::Load {
+            Instr::Load {
                 micro,
                 shape,
                 dtype,
                 ..
             } => keep(*micro, elems_bytes(shape, *dtype, fb), &mut live),
-            Op::Forward {
+            Instr::Forward {
                 node,
                 copy,
                 micro,
@@ -363,7 +350,7 @@ pub fn memory(g: &Graph, plan: &Plan, program: &RankProgram) -> MemoryCost {
                     now = b;
                 }
             }
-            Op::Backward {
+            Instr::Backward {
                 node, copy, micro, ..
             } => {
                 if let Some(o) = outputs.get_mut(&(*node, *copy, *micro)) {
@@ -372,7 +359,7 @@ pub fn memory(g: &Graph, plan: &Plan, program: &RankProgram) -> MemoryCost {
                     release = std::mem::take(&mut o.1);
                 }
             }
-            Op::P2p(ts) => {
+            Instr::P2p(ts) => {
                 for t in ts.iter().filter(|t| !t.send) {
                     let b = elems_bytes(&t.shape, t.dtype, fb);
                     if t.grad {
@@ -382,7 +369,7 @@ pub fn memory(g: &Graph, plan: &Plan, program: &RankProgram) -> MemoryCost {
                     }
                 }
             }
-            Op::Collective(c) => {
+            Instr::Collective(c) => {
                 let b = c.elems.max(0) as f64 * c.dtype.bytes(fb) as f64;
                 match c.purpose {
                     Purpose::Gradients(_) => buckets = buckets.max(b),
@@ -390,16 +377,16 @@ pub fn memory(g: &Graph, plan: &Plan, program: &RankProgram) -> MemoryCost {
                     _ => {}
                 }
             }
-            Op::Step => {}
+            Instr::Step => {}
         }
         peak = peak.max(live + now + prev);
         live -= release;
-        prev = if matches!(op, Op::Forward { .. }) {
+        prev = if matches!(op, Instr::Forward { .. }) {
             now
         } else {
             0.0
         };
-        if let Op::Backward { micro, .. } = op {
+        if let Instr::Backward { micro, .. } = op {
             if last_backward.get(*micro) == Some(&i) {
                 live -= std::mem::take(&mut per_micro[*micro]);
             }

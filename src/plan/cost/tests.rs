@@ -4,7 +4,7 @@
 use super::*;
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::{DType, Dim, Tensor};
-use crate::ir::{Node, Param, Scope};
+use crate::ir::{Init, Node, Param, Scope};
 use crate::plan::Layout;
 
 const LINK: Link = Link {
@@ -72,14 +72,13 @@ fn tiny() -> Graph {
             path: "m.w".into(),
             scope: 0,
             ty: ty(vec![Dim::anon(1000, None)]),
-            init: String::new(),
+            init: Init::Zeros,
             per_session: false,
         }],
         nodes: vec![Node {
-            op: "linear".into(),
+            op: crate::ir::Op::Linear,
             scope: 0,
             inputs: vec![ValueRef::Param(0)],
-            attrs: BTreeMap::new(),
             out: ty(vec![
                 Dim::named("batch", Size::constant(1), None),
                 Dim::anon(1000, None),
@@ -96,8 +95,8 @@ fn secs(s: f64) -> f64 {
     s * c.peak_flops * c.efficiency
 }
 
-fn fwd(micro: usize, seconds: f64, saved: bool, recompute: bool) -> Op {
-    Op::Forward {
+fn fwd(micro: usize, seconds: f64, saved: bool, recompute: bool) -> Instr {
+    Instr::Forward {
         node: 0,
         copy: 0,
         micro,
@@ -110,8 +109,8 @@ fn fwd(micro: usize, seconds: f64, saved: bool, recompute: bool) -> Op {
     }
 }
 
-fn bwd(micro: usize, seconds: f64) -> Op {
-    Op::Backward {
+fn bwd(micro: usize, seconds: f64) -> Instr {
+    Instr::Backward {
         node: 0,
         copy: 0,
         micro,
@@ -119,7 +118,7 @@ fn bwd(micro: usize, seconds: f64) -> Op {
     }
 }
 
-fn plan(groups: Vec<Group>, programs: Vec<(usize, usize, Vec<Op>)>) -> Plan {
+fn plan(groups: Vec<Group>, programs: Vec<(usize, usize, Vec<Instr>)>) -> Plan {
     Plan {
         layout: Layout::single(),
         micro_batch: 1,
@@ -140,8 +139,8 @@ fn plan(groups: Vec<Group>, programs: Vec<(usize, usize, Vec<Op>)>) -> Plan {
     }
 }
 
-fn transfer(send: bool, peer: usize) -> Op {
-    Op::P2p(vec![Transfer {
+fn transfer(send: bool, peer: usize) -> Instr {
+    Instr::P2p(vec![Transfer {
         send,
         peer,
         value: Value {
@@ -164,7 +163,7 @@ fn gradient_reductions_overlap_compute_until_the_step() {
     };
     // Ring all-reduce of 1.6 GB over 8 GPUs on NVLink: 2 x 7/8 x 1.6e9 /
     // 450e9 = 6.2 ms, hidden behind 10 ms of backward or not at all.
-    let reduce = Op::Collective(Collective {
+    let reduce = Instr::Collective(Collective {
         kind: CollectiveKind::AllReduce,
         group: 0,
         dtype: DType::Float,
@@ -177,8 +176,8 @@ fn gradient_reductions_overlap_compute_until_the_step() {
         8,
         Cluster::default().nvlink,
     );
-    let hidden = vec![bwd(0, 0.001), reduce.clone(), bwd(0, 0.010), Op::Step];
-    let exposed = vec![bwd(0, 0.011), reduce, Op::Step];
+    let hidden = vec![bwd(0, 0.001), reduce.clone(), bwd(0, 0.010), Instr::Step];
+    let exposed = vec![bwd(0, 0.011), reduce, Instr::Step];
     let g = tiny();
     let e = estimate(
         &g,
@@ -409,7 +408,7 @@ fn parameter_gathers_prefetch_past_gradient_reductions() {
         ranks: (0..8).collect(),
     };
     let collective = |elems, purpose| {
-        Op::Collective(Collective {
+        Instr::Collective(Collective {
             kind: CollectiveKind::AllReduce,
             group: 0,
             dtype: DType::BF16,
@@ -418,7 +417,7 @@ fn parameter_gathers_prefetch_past_gradient_reductions() {
         })
     };
     let gather = || {
-        Op::Collective(Collective {
+        Instr::Collective(Collective {
             kind: CollectiveKind::AllGather,
             group: 0,
             dtype: DType::BF16,
@@ -432,7 +431,7 @@ fn parameter_gathers_prefetch_past_gradient_reductions() {
         collective(6_000_000_000, Purpose::Gradients(Vec::new())),
         gather(),
         fwd(0, 0.010, true, false),
-        Op::Step,
+        Instr::Step,
     ];
     let c = Cluster::default();
     let g_s = collective_time(CollectiveKind::AllGather, 2e8, 8, c.nvlink);

@@ -53,13 +53,13 @@ struct Track<'p> {
 
 /// For each ZeRO-3 gather, the first later op that uses one of its
 /// parameters (or the next compute op).
-fn consumers(g: &Graph, plan: &Plan, ops: &[Op]) -> Vec<usize> {
+fn consumers(g: &Graph, plan: &Plan, ops: &[Instr]) -> Vec<usize> {
     let mut next_use = vec![usize::MAX; g.params.len()];
     let mut next_compute = usize::MAX;
     let mut out = vec![usize::MAX; ops.len()];
     for (i, op) in ops.iter().enumerate().rev() {
         match op {
-            Op::Forward { node, .. } | Op::Backward { node, .. } => {
+            Instr::Forward { node, .. } | Instr::Backward { node, .. } => {
                 next_compute = i;
                 for v in g.nodes.get(*node).map_or(&[][..], |n| &n.inputs[..]) {
                     if let ValueRef::Param(p) = v {
@@ -69,7 +69,7 @@ fn consumers(g: &Graph, plan: &Plan, ops: &[Op]) -> Vec<usize> {
                     }
                 }
             }
-            Op::Collective(Collective {
+            Instr::Collective(Collective {
                 purpose: Purpose::GatherParams(ps),
                 ..
             }) => {
@@ -108,13 +108,13 @@ impl Track<'_> {
         while let Some(op) = self.program.ops.get(self.pc) {
             let i = self.pc;
             match op {
-                Op::Forward { flops, .. } | Op::Backward { flops, .. } => {
+                Instr::Forward { flops, .. } | Instr::Backward { flops, .. } => {
                     self.wait(self.ready[i]);
                     self.start[i] = self.t;
                     let d = cluster.compute_time(*flops);
                     if matches!(
                         op,
-                        Op::Forward {
+                        Instr::Forward {
                             recompute: true,
                             ..
                         }
@@ -125,7 +125,7 @@ impl Track<'_> {
                     self.row.compute_s += d;
                     self.t += d;
                 }
-                Op::Collective(c) => {
+                Instr::Collective(c) => {
                     let ranks = plan.groups.get(c.group).map_or(&[][..], |g| &g.ranks[..]);
                     let kind = plan.groups.get(c.group).map(|g| g.kind);
                     let bytes = c.elems.max(0) as f64 * c.dtype.bytes(fb) as f64;
@@ -157,7 +157,7 @@ impl Track<'_> {
                         }
                     }
                 }
-                Op::P2p(ts) => {
+                Instr::P2p(ts) => {
                     // Post every side first: a peer may wait on any of them.
                     let side = |tr: &Transfer| -> Side {
                         if tr.send {
@@ -193,12 +193,12 @@ impl Track<'_> {
                     self.row.p2p_bytes += sent;
                     self.t = peers + d;
                 }
-                Op::Step => {
+                Instr::Step => {
                     self.wait(self.grads);
                     self.row.compute_s += self.step_s;
                     self.t += self.step_s;
                 }
-                Op::Load { .. } => {}
+                Instr::Load { .. } => {}
             }
             self.pc += 1;
             moved = true;

@@ -16,7 +16,8 @@ use crate::ir::types::tensor::DType;
 use crate::ir::Graph;
 use crate::plan::layout::{Layout, Schedule};
 use crate::plan::program::{
-    Collective, CollectiveKind, Group, LocalParam, Op, Plan, Purpose, RankProgram, Transfer, Value,
+    Collective, CollectiveKind, Group, Instr, LocalParam, Plan, Purpose, RankProgram, Transfer,
+    Value,
 };
 use crate::plan::shard::Placement;
 
@@ -333,10 +334,10 @@ fn transfer<'a>(t: &'a Transfer, float: &'static str) -> TransferDoc<'a> {
     }
 }
 
-fn op<'a>(g: &'a Graph, float: &'static str, op: &'a Op) -> OpDoc<'a> {
-    let prim = |node: usize| g.nodes.get(node).map(|n| n.op.as_str());
+fn op<'a>(g: &'a Graph, float: &'static str, op: &'a Instr) -> OpDoc<'a> {
+    let prim = |node: usize| g.nodes.get(node).map(|n| n.op.name());
     match op {
-        Op::Load {
+        Instr::Load {
             input,
             micro,
             shape,
@@ -348,7 +349,7 @@ fn op<'a>(g: &'a Graph, float: &'static str, op: &'a Op) -> OpDoc<'a> {
             shape,
             dtype: self::dtype(*dtype, float),
         },
-        Op::Forward {
+        Instr::Forward {
             node,
             copy,
             micro,
@@ -370,7 +371,7 @@ fn op<'a>(g: &'a Graph, float: &'static str, op: &'a Op) -> OpDoc<'a> {
             recompute: *recompute,
             narrow: narrow.iter().map(|&(i, d)| [i, d]).collect(),
         },
-        Op::Backward {
+        Instr::Backward {
             node,
             copy,
             micro,
@@ -382,15 +383,15 @@ fn op<'a>(g: &'a Graph, float: &'static str, op: &'a Op) -> OpDoc<'a> {
             micro: *micro,
             flops: *flops,
         },
-        Op::Collective(c) => match c.kind {
+        Instr::Collective(c) => match c.kind {
             CollectiveKind::AllReduce => OpDoc::AllReduce(collective(c, float)),
             CollectiveKind::AllGather => OpDoc::AllGather(collective(c, float)),
             CollectiveKind::ReduceScatter => OpDoc::ReduceScatter(collective(c, float)),
         },
-        Op::P2p(ts) => OpDoc::P2p {
+        Instr::P2p(ts) => OpDoc::P2p {
             transfers: ts.iter().map(|t| transfer(t, float)).collect(),
         },
-        Op::Step => OpDoc::Step,
+        Instr::Step => OpDoc::Step,
     }
 }
 

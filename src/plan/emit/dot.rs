@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use crate::ir::Graph;
 use crate::plan::layout::Layout;
-use crate::plan::program::{Op, Plan, RankProgram};
+use crate::plan::program::{Instr, Plan, RankProgram};
 
 /// Fill colours of pipeline stages in the mesh (ColorBrewer's Set3),
 /// repeated past twelve stages.
@@ -268,7 +268,7 @@ fn runs(p: &RankProgram) -> (Vec<Run>, bool) {
     let mut step = false;
     for op in &p.ops {
         let (pass, micro, flops) = match op {
-            Op::Forward {
+            Instr::Forward {
                 micro,
                 flops,
                 recompute,
@@ -282,12 +282,12 @@ fn runs(p: &RankProgram) -> (Vec<Run>, bool) {
                 *micro,
                 *flops,
             ),
-            Op::Backward { micro, flops, .. } => (Pass::Backward, *micro, *flops),
-            Op::Step => {
+            Instr::Backward { micro, flops, .. } => (Pass::Backward, *micro, *flops),
+            Instr::Step => {
                 step = true;
                 continue;
             }
-            Op::Load { .. } | Op::Collective(_) | Op::P2p(_) => continue,
+            Instr::Load { .. } | Instr::Collective(_) | Instr::P2p(_) => continue,
         };
         match out.last_mut() {
             Some(r) if r.pass == pass && r.micro == micro => {

@@ -24,11 +24,11 @@ pub(crate) mod sample {
     //! A small hand-built plan with every kind of op, for the tests of
     //! both forms.
 
-    use std::collections::BTreeMap;
-
     use crate::ir::types::size::Size;
     use crate::ir::types::tensor::{DType, Tensor};
-    use crate::ir::{Graph, Input, Node, Param, Scope, ValueRef};
+    use crate::ir::{
+        Elementwise, Graph, Init, Input, ModalityKind, Node, Op, Operand, Param, Scope, ValueRef,
+    };
     use crate::plan::mesh::{Axis, Mesh};
     use crate::plan::program::*;
     use crate::plan::shard::Placement;
@@ -37,11 +37,10 @@ pub(crate) mod sample {
     /// A graph of one input, one parameter and two nodes.
     pub fn graph() -> Graph {
         let t = |dtype| Tensor::new(dtype, Vec::new());
-        let node = |op: &str| Node {
-            op: op.to_string(),
+        let node = |op: Op| Node {
+            op,
             scope: 0,
             inputs: vec![ValueRef::Input(0), ValueRef::Param(0)],
-            attrs: BTreeMap::new(),
             out: t(DType::Float),
             flops: Size::constant(0),
         };
@@ -50,7 +49,7 @@ pub(crate) mod sample {
             float_bytes: 2,
             inputs: vec![Input {
                 name: "text".to_string(),
-                kind: "series".to_string(),
+                kind: ModalityKind::Series,
                 ty: t(DType::I64),
             }],
             scopes: vec![Scope {
@@ -65,10 +64,16 @@ pub(crate) mod sample {
                 path: "m.w".to_string(),
                 scope: 0,
                 ty: t(DType::Float),
-                init: "zeros".to_string(),
+                init: Init::Zeros,
                 per_session: false,
             }],
-            nodes: vec![node("linear"), node("add")],
+            nodes: vec![
+                node(Op::Linear),
+                node(Op::Elementwise {
+                    f: Elementwise::Add,
+                    operands: vec![Operand::Input(0), Operand::Input(1)],
+                }),
+            ],
             ..Graph::default()
         }
     }
@@ -96,7 +101,7 @@ pub(crate) mod sample {
             copy: 0,
             micro,
         };
-        let forward = |node, micro, recompute: bool| Op::Forward {
+        let forward = |node, micro, recompute: bool| Instr::Forward {
             node,
             copy: 0,
             micro,
@@ -107,14 +112,14 @@ pub(crate) mod sample {
             recompute,
             narrow: Vec::new(),
         };
-        let backward = |node, micro| Op::Backward {
+        let backward = |node, micro| Instr::Backward {
             node,
             copy: 0,
             micro,
             flops: 128.0,
         };
         let reduce = |group, purpose| {
-            Op::Collective(Collective {
+            Instr::Collective(Collective {
                 kind: CollectiveKind::AllReduce,
                 group,
                 dtype: DType::Float,
@@ -131,7 +136,7 @@ pub(crate) mod sample {
             dtype: DType::Float,
         };
         let stage0 = vec![
-            Op::Load {
+            Instr::Load {
                 input: 0,
                 micro: 0,
                 shape: vec![4, 9],
@@ -140,43 +145,43 @@ pub(crate) mod sample {
             forward(0, 0, false),
             reduce(0, Purpose::Forward(value(0, 0))),
             forward(1, 0, false),
-            Op::P2p(vec![send(true, 2, 0, false)]),
+            Instr::P2p(vec![send(true, 2, 0, false)]),
             forward(0, 1, false),
             forward(1, 1, false),
-            Op::P2p(vec![send(true, 2, 1, false), send(false, 2, 0, true)]),
+            Instr::P2p(vec![send(true, 2, 1, false), send(false, 2, 0, true)]),
             forward(1, 0, true),
             backward(1, 0),
             backward(0, 0),
-            Op::P2p(vec![send(false, 2, 1, true)]),
+            Instr::P2p(vec![send(false, 2, 1, true)]),
             backward(1, 1),
             backward(0, 1),
-            Op::Collective(Collective {
+            Instr::Collective(Collective {
                 kind: CollectiveKind::ReduceScatter,
                 group: 0,
                 dtype: DType::Float,
                 elems: 64,
                 purpose: Purpose::Gradients(vec![0]),
             }),
-            Op::Collective(Collective {
+            Instr::Collective(Collective {
                 kind: CollectiveKind::AllGather,
                 group: 0,
                 dtype: DType::F32,
                 elems: 64,
                 purpose: Purpose::UpdatedParams(vec![0]),
             }),
-            Op::Step,
+            Instr::Step,
         ];
         let stage1 = vec![
-            Op::P2p(vec![send(false, 0, 0, false)]),
+            Instr::P2p(vec![send(false, 0, 0, false)]),
             forward(1, 0, false),
             backward(1, 0),
-            Op::P2p(vec![send(true, 0, 0, true), send(false, 0, 1, false)]),
+            Instr::P2p(vec![send(true, 0, 0, true), send(false, 0, 1, false)]),
             forward(1, 1, false),
             reduce(0, Purpose::Backward(value(1, 1))),
             backward(1, 1),
-            Op::P2p(vec![send(true, 0, 1, true)]),
+            Instr::P2p(vec![send(true, 0, 1, true)]),
             reduce(0, Purpose::GatherParams(vec![0])),
-            Op::Step,
+            Instr::Step,
         ];
         Plan {
             layout,

@@ -27,7 +27,7 @@ impl Builder<'_, '_> {
         let mut all = std::mem::take(&mut self.pending);
         all.extend(recvs);
         if !all.is_empty() {
-            self.ops.push(Op::P2p(all));
+            self.ops.push(Instr::P2p(all));
         }
     }
 
@@ -40,7 +40,7 @@ impl Builder<'_, '_> {
         purpose: Purpose,
     ) {
         if let Some(group) = group {
-            self.ops.push(Op::Collective(Collective {
+            self.ops.push(Instr::Collective(Collective {
                 kind,
                 group,
                 dtype,
@@ -180,7 +180,7 @@ impl Builder<'_, '_> {
             .map(|(_, out)| out);
         let flops = node.flops.as_const().unwrap_or(0) as f64 * lw.micro_batch as f64
             / plan.work_div.max(1.0);
-        self.ops.push(Op::Forward {
+        self.ops.push(Instr::Forward {
             node: inst.node,
             copy: inst.copy,
             micro: mb,
@@ -229,7 +229,7 @@ impl Builder<'_, '_> {
                     if !loaded.contains(&i) {
                         loaded.push(i);
                         let ty = &lw.g.inputs[i].ty;
-                        self.ops.push(Op::Load {
+                        self.ops.push(Instr::Load {
                             input: i,
                             micro: mb,
                             shape: lw.local_shape(ty, None),
@@ -294,7 +294,7 @@ impl Builder<'_, '_> {
                     Purpose::Backward(this),
                 );
             }
-            self.ops.push(Op::Backward {
+            self.ops.push(Instr::Backward {
                 node: inst.node,
                 copy: inst.copy,
                 micro: mb,
@@ -439,7 +439,7 @@ impl Builder<'_, '_> {
                 Purpose::Gradients(vec![k]),
             );
         }
-        self.ops.push(Op::Step);
+        self.ops.push(Instr::Step);
         if (1..=2).contains(&l.zero) {
             for b in buckets {
                 self.collective(

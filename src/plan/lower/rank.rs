@@ -41,7 +41,7 @@ pub(super) struct Builder<'a, 'g> {
     pub(super) lw: &'a Lowerer<'g>,
     pub(super) coords: Vec<usize>,
     pub(super) stage: usize,
-    pub(super) ops: Vec<Op>,
+    pub(super) ops: Vec<Instr>,
     /// Sends waiting to be posted with the next chunk's receives.
     pub(super) pending: Vec<Transfer>,
     pub(super) tensor: Option<usize>,

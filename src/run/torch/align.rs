@@ -75,22 +75,6 @@ pub fn align(x: &Tensor, from: &Ty, to: &Ty) -> Result<Tensor, OpError> {
     Ok(y)
 }
 
-/// The positions in `ty` of the dims an attribute lists by name
-/// (`"batch, T"`), in the attribute's order.
-pub fn named(ty: &Ty, list: &str) -> Result<Vec<i64>, OpError> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|name| {
-            ty.dims
-                .iter()
-                .position(|d| d.name.to_string() == name)
-                .map(|p| p as i64)
-                .ok_or_else(|| OpError::new(format!("`{ty}` has no dim `{name}`")))
-        })
-        .collect()
-}
-
 /// The run-time shape of a value of IR type `ty` when the batch is
 /// `batch`: every dim's size from the IR, except `batch`.
 pub fn shape(ty: &Ty, batch: i64) -> Result<Vec<i64>, OpError> {
@@ -106,16 +90,4 @@ pub fn shape(ty: &Ty, batch: i64) -> Result<Vec<i64>, OpError> {
             })
         })
         .collect()
-}
-
-/// The value of a size attribute such as `"180 + 60"`: a sum of whole
-/// numbers.
-pub fn sum_of(text: &str) -> Result<i64, OpError> {
-    text.split('+')
-        .map(|t| {
-            t.trim()
-                .parse::<i64>()
-                .map_err(|_| OpError::new(format!("`{text}` is not a sum of whole numbers")))
-        })
-        .sum()
 }

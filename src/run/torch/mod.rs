@@ -31,8 +31,8 @@ use super::config::{NonFinite, Optimizer, Precision};
 use super::error::{RunError, RunErrorKind};
 use crate::base::host::HostTensor;
 use crate::base::rng::derive;
-use crate::ir::{Graph, ValueRef};
-use crate::plan::program::{Op, Plan, RankProgram};
+use crate::ir::{Graph, Op, ValueRef};
+use crate::plan::program::{Instr, Plan, RankProgram};
 
 /// A failed tensor operation, before the backend adds which node it was.
 #[derive(Debug)]
@@ -225,7 +225,7 @@ impl TorchBackend {
         let mut done_backward = vec![false; micro.len()];
         for op in &program.ops {
             match op {
-                Op::Load {
+                Instr::Load {
                     input, micro: m, ..
                 } => {
                     let mb = micro.get(*m).ok_or_else(|| {
@@ -256,7 +256,7 @@ impl TorchBackend {
                         .map_err(|e| op_err(e, format!("loading `{name}`")))?;
                     ex.inputs.insert((*input, *m), t);
                 }
-                Op::Forward {
+                Instr::Forward {
                     node,
                     copy,
                     micro: m,
@@ -279,7 +279,7 @@ impl TorchBackend {
                         train,
                     )?;
                 }
-                Op::Backward { micro: m, .. } => {
+                Instr::Backward { micro: m, .. } => {
                     if !train || done_backward.get(*m).copied().unwrap_or(true) {
                         continue;
                     }
@@ -307,16 +307,16 @@ impl TorchBackend {
                     ex.values.retain(|k, _| k.2 != *m);
                     ex.masks.retain(|k, _| k.2 != *m);
                 }
-                Op::Collective(c) => {
+                Instr::Collective(c) => {
                     return Err(unsupported(&format!(
                         "the collective {} (a multi-rank plan)",
                         c.kind.as_str()
                     )))
                 }
-                Op::P2p(_) => {
+                Instr::P2p(_) => {
                     return Err(unsupported("point-to-point transfers (a pipelined plan)"))
                 }
-                Op::Step => {
+                Instr::Step => {
                     if let Some(u) = update {
                         let sessions: Vec<usize> = micro.iter().map(|m| m.session).collect();
                         ex.outcome = Some(self.step(&ex.losses, &ex.culprits, u, &sessions)?);
@@ -345,12 +345,7 @@ impl TorchBackend {
             )
         })?;
         let what = || self.describe(node, copy);
-        if n.op == "token_mask" {
-            let of: usize = n
-                .attrs
-                .get("of")
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| op_err(OpError::new("no `of`".into()), what()))?;
+        if let Op::TokenMask { of } = n.op {
             let mask = ex.masks.get(&(of, 0, m)).ok_or_else(|| {
                 op_err(
                     OpError::new(format!("the mask of %{of} was not drawn")),
@@ -444,7 +439,7 @@ impl TorchBackend {
         };
         [true, false].into_iter().find_map(|nan| {
             program.ops.iter().find_map(|op| {
-                let Op::Forward {
+                let Instr::Forward {
                     node, copy, micro, ..
                 } = op
                 else {
@@ -668,7 +663,7 @@ impl Backend for TorchBackend {
             .graph
             .nodes
             .iter()
-            .position(|n| n.op == "token_mask")
+            .position(|n| matches!(n.op, Op::TokenMask { .. }))
             .and_then(|i| Some((ex.values.get(&(i, 0, 0))?, &self.graph.nodes[i].out)));
         let mut predictions = Vec::new();
         for o in &self.graph.outputs {

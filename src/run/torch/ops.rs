@@ -8,11 +8,12 @@
 
 use tch::{Kind, Tensor};
 
-use super::align::{align, named, shape, sum_of};
+use super::align::{align, shape};
 use super::OpError;
 use crate::base::rng::{derive, SplitMix64};
 use crate::ir::types::tensor::Tensor as Ty;
-use crate::ir::Node;
+use crate::ir::types::DType;
+use crate::ir::{Elementwise, Node, NormKind, Op, Operand, Reduction};
 use crate::run::backend::HoldOut;
 
 /// What a node may need besides its inputs.
@@ -36,94 +37,107 @@ pub struct Applied {
     pub mask: Option<Tensor>,
 }
 
-fn attr<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
-    node.attrs.get(key).map(String::as_str)
-}
-
-fn num_attr(node: &Node, key: &str, default: f64) -> Result<f64, OpError> {
-    match attr(node, key) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| OpError::new(format!("attribute `{key}: {v}` is not a number"))),
-    }
-}
-
 /// The operands of an elementwise node, aligned to its output: inputs by
-/// position (`$k`) and constants as 0-dim tensors.
-fn operands(node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<Vec<Tensor>, OpError> {
+/// position and constants as 0-dim tensors.
+fn operands(
+    node: &Node,
+    operands: &[Operand],
+    ins: &[Tensor],
+    tys: &[&Ty],
+) -> Result<Vec<Tensor>, OpError> {
     let device = ins.first().map(Tensor::device).unwrap_or(tch::Device::Cpu);
-    let spelled: Vec<String> = match attr(node, "operands") {
-        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
-        None => (0..ins.len()).map(|i| format!("${i}")).collect(),
-    };
-    spelled
+    operands
         .iter()
-        .map(|o| {
-            if let Some(k) = o.strip_prefix('$') {
-                let k: usize = k
-                    .parse()
-                    .map_err(|_| OpError::new(format!("bad operand `{o}`")))?;
+        .map(|o| match *o {
+            Operand::Input(k) => {
                 let (x, ty) = ins
                     .get(k)
                     .zip(tys.get(k))
-                    .ok_or_else(|| OpError::new(format!("operand `{o}` is missing")))?;
+                    .ok_or_else(|| OpError::new(format!("operand {k} is missing")))?;
                 align(x, ty, &node.out)
-            } else if o == "true" || o == "false" {
-                Ok(Tensor::from(o == "true").to_device(device))
-            } else {
-                let v: f64 = o
-                    .parse()
-                    .map_err(|_| OpError::new(format!("constant `{o}` is not a number")))?;
-                Ok(Tensor::from(v as f32).to_device(device))
             }
+            Operand::Bool(b) => Ok(Tensor::from(b).to_device(device)),
+            Operand::Number(v) => Ok(Tensor::from(v as f32).to_device(device)),
+            Operand::DataBound => Err(OpError::new(
+                "an operand is a size bound per session, which has no one value".into(),
+            )),
         })
         .collect()
 }
 
-fn unary(op: &str, x: &Tensor, node: &Node) -> Result<Tensor, OpError> {
-    Ok(match op {
-        "exp" => x.f_exp()?,
-        "log" => x.f_log()?,
-        "log1p" => x.f_log1p()?,
-        "sqrt" => x.f_sqrt()?,
-        "rsqrt" => x.f_rsqrt()?,
-        "abs" => x.f_abs()?,
-        "square" => x.f_square()?,
-        "tanh" => x.f_tanh()?,
-        "sigmoid" => x.f_sigmoid()?,
-        "relu" => x.f_relu()?,
-        "silu" => x.f_silu()?,
-        "softplus" => x.f_softplus()?,
-        "isnan" => x.f_isnan()?,
-        "neg" => x.f_neg()?,
-        "not" => x.f_logical_not()?,
-        "gelu" => x.f_gelu(attr(node, "approximate").unwrap_or("none"))?,
-        other => return Err(OpError::new(format!("`{other}` is not a unary op"))),
+fn unary(f: Elementwise, x: &Tensor) -> Result<Tensor, OpError> {
+    use Elementwise as E;
+    Ok(match f {
+        E::Exp => x.f_exp()?,
+        E::Log => x.f_log()?,
+        E::Log1p => x.f_log1p()?,
+        E::Sqrt => x.f_sqrt()?,
+        E::Rsqrt => x.f_rsqrt()?,
+        E::Abs => x.f_abs()?,
+        E::Square => x.f_square()?,
+        E::Tanh => x.f_tanh()?,
+        E::Sigmoid => x.f_sigmoid()?,
+        E::Relu => x.f_relu()?,
+        E::Silu => x.f_silu()?,
+        E::Softplus => x.f_softplus()?,
+        E::IsNan => x.f_isnan()?,
+        E::Neg => x.f_neg()?,
+        E::Not => x.f_logical_not()?,
+        E::Gelu { tanh } => x.f_gelu(if tanh { "tanh" } else { "none" })?,
+        E::Clamp { min, max } => {
+            let mut y = x.shallow_clone();
+            if let Some(lo) = min {
+                y = y.f_clamp_min(lo)?;
+            }
+            if let Some(hi) = max {
+                y = y.f_clamp_max(hi)?;
+            }
+            y
+        }
+        other => {
+            return Err(OpError::new(format!(
+                "`{}` is not a unary op",
+                other.name()
+            )))
+        }
     })
 }
 
-fn binary(op: &str, a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
-    Ok(match op {
-        "add" => a.f_add(b)?,
-        "sub" => a.f_sub(b)?,
-        "mul" => a.f_mul(b)?,
-        "div" => a.f_div(b)?,
-        "pow" => a.f_pow(b)?,
-        "rem" => a.f_remainder_tensor(b)?,
-        "max" => a.f_maximum(b)?,
-        "min" => a.f_minimum(b)?,
-        "eq" => a.f_eq_tensor(b)?,
-        "ne" => a.f_ne_tensor(b)?,
-        "lt" => a.f_lt_tensor(b)?,
-        "le" => a.f_le_tensor(b)?,
-        "gt" => a.f_gt_tensor(b)?,
-        "ge" => a.f_ge_tensor(b)?,
-        "and" => a.f_logical_and(b)?,
-        "or" => a.f_logical_or(b)?,
-        other => return Err(OpError::new(format!("`{other}` is not a binary op"))),
+fn binary(f: Elementwise, a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
+    use Elementwise as E;
+    Ok(match f {
+        E::Add => a.f_add(b)?,
+        E::Sub => a.f_sub(b)?,
+        E::Mul => a.f_mul(b)?,
+        E::Div => a.f_div(b)?,
+        E::Pow => a.f_pow(b)?,
+        E::Rem => a.f_remainder_tensor(b)?,
+        E::Max => a.f_maximum(b)?,
+        E::Min => a.f_minimum(b)?,
+        E::Eq => a.f_eq_tensor(b)?,
+        E::Ne => a.f_ne_tensor(b)?,
+        E::Lt => a.f_lt_tensor(b)?,
+        E::Le => a.f_le_tensor(b)?,
+        E::Gt => a.f_gt_tensor(b)?,
+        E::Ge => a.f_ge_tensor(b)?,
+        E::And => a.f_logical_and(b)?,
+        E::Or => a.f_logical_or(b)?,
+        other => {
+            return Err(OpError::new(format!(
+                "`{}` is not a binary op",
+                other.name()
+            )))
+        }
     })
+}
+
+/// The error for an operation the checker accepts but this runtime does
+/// not execute yet: named, never approximated.
+fn not_yet(op: &Op) -> OpError {
+    OpError::new(format!(
+        "the runtime does not implement `{}` yet",
+        op.name()
+    ))
 }
 
 /// Applies `node` to its inputs `ins` (whose IR types are `tys`).
@@ -137,31 +151,29 @@ pub fn apply(ctx: &Ctx<'_>, node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<
             .copied()
             .ok_or_else(|| OpError::new("the node has no input".to_string()))
     };
-    let out = match node.op.as_str() {
-        "exp" | "log" | "log1p" | "sqrt" | "rsqrt" | "abs" | "square" | "tanh" | "sigmoid"
-        | "relu" | "silu" | "softplus" | "isnan" | "neg" | "not" | "gelu" => {
-            let o = operands(node, ins, tys)?;
-            let a = o.first().ok_or_else(|| OpError::new("no operand".into()))?;
-            unary(&node.op, a, node)?
-        }
-        "add" | "sub" | "mul" | "div" | "pow" | "rem" | "max" | "min" | "eq" | "ne" | "lt"
-        | "le" | "gt" | "ge" | "and" | "or" => {
-            let o = operands(node, ins, tys)?;
-            match o.as_slice() {
-                [a, b] => binary(&node.op, a, b)?,
-                _ => return Err(OpError::new(format!("`{}` takes two operands", node.op))),
+    let axes = |a: &[usize]| -> Vec<i64> { a.iter().map(|&k| k as i64).collect() };
+    let out = match &node.op {
+        Op::Elementwise {
+            f,
+            operands: spelled,
+        } => {
+            let o = operands(node, spelled, ins, tys)?;
+            match (f.arity(), o.as_slice()) {
+                (1, [a]) => unary(*f, a)?,
+                (2, [a, b]) => binary(*f, a, b)?,
+                (3, [c, a, b]) => a.f_where_self(&c.f_to_kind(Kind::Bool)?, b)?,
+                (n, _) => {
+                    return Err(OpError::new(format!(
+                        "`{}` takes {n} operands, not {}",
+                        f.name(),
+                        o.len()
+                    )))
+                }
             }
         }
-        "where" => {
-            let o = operands(node, ins, tys)?;
-            match o.as_slice() {
-                [c, a, b] => a.f_where_self(&c.f_to_kind(Kind::Bool)?, b)?,
-                _ => return Err(OpError::new("`where` takes three operands".into())),
-            }
-        }
-        "ones_like" => x()?.f_ones_like()?,
-        "zeros_like" => x()?.f_zeros_like()?,
-        "linear" => match ins {
+        Op::OnesLike => x()?.f_ones_like()?,
+        Op::ZerosLike => x()?.f_zeros_like()?,
+        Op::Linear => match ins {
             [x, w] => x.f_linear(w, None::<&Tensor>)?,
             [x, w, b] => x.f_linear(w, Some(b))?,
             _ => {
@@ -170,133 +182,138 @@ pub fn apply(ctx: &Ctx<'_>, node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<
                 ))
             }
         },
-        "layer_norm" | "rms_norm" => norm(node, ins)?,
-        "mean" | "sum" | "var" | "std" | "amax" | "logsumexp" => reduce(node, x()?, ty()?)?,
-        "softmax" | "log_softmax" => {
-            let dims = match attr(node, "dims") {
-                Some(d) => named(ty()?, d)?,
-                None => vec![-1],
+        Op::Norm { kind, eps } => norm(*kind, *eps, ins)?,
+        Op::Reduce { f, axes: a } => {
+            let dims: Vec<i64> = if a.is_empty() {
+                (0..x()?.dim() as i64).collect()
+            } else {
+                axes(a)
             };
-            softmax(&node.op, x()?, &dims)?
+            reduce(*f, x()?, &dims)?
         }
-        "reshape" | "flatten" | "unflatten" => {
-            x()?.f_reshape(shape(&node.out, ctx.batch)?.as_slice())?
+        Op::Softmax { log, axes: a } => {
+            let dims = if a.is_empty() { vec![-1] } else { axes(a) };
+            softmax(*log, x()?, &dims)?
         }
-        "concat" => {
-            let d = attr(node, "dims").unwrap_or("seq");
-            let at = named(&node.out, d)?;
-            let at = *at
-                .first()
-                .ok_or_else(|| OpError::new("`concat` needs a dim".into()))?;
-            Tensor::f_cat(ins, at)?
-        }
-        "select" => {
-            let seq = named(ty()?, "seq")?;
-            let at = *seq
-                .first()
-                .ok_or_else(|| OpError::new("no `seq` dim".into()))?;
-            let start = sum_of(attr(node, "start").unwrap_or("0"))?;
+        Op::Reshape(_) => x()?.f_reshape(shape(&node.out, ctx.batch)?.as_slice())?,
+        Op::Concat { axis } => Tensor::f_cat(ins, *axis as i64)?,
+        Op::Select { axis, start, .. } => {
+            let start = start
+                .as_const()
+                .ok_or_else(|| OpError::new(format!("the start `{start}` is not a number")))?;
             let len = shape(&node.out, ctx.batch)?;
             let len = *len
-                .get(at as usize)
-                .ok_or_else(|| OpError::new("`select` output lacks `seq`".into()))?;
-            x()?.f_narrow(at, start, len)?
+                .get(*axis)
+                .ok_or_else(|| OpError::new("the output lacks the selected axis".into()))?;
+            x()?.f_narrow(*axis as i64, start, len)?
         }
-        "einsum" => einsum(node, ins, tys)?,
-        "dropout" => {
-            let p = num_attr(node, "p", 0.0)?;
-            if ctx.train && p > 0.0 {
-                x()?.f_dropout(p, true)?
+        Op::Einsum { .. } => einsum(node, ins, tys)?,
+        Op::Dropout { p } => {
+            if ctx.train && *p > 0.0 {
+                x()?.f_dropout(*p, true)?
             } else {
                 x()?.shallow_clone()
             }
         }
-        "attention" => attention(node, ins)?,
-        "patchify" => patchify(node, x()?)?,
-        "sinusoidal" => sinusoidal(node, ctx.device)?,
-        "mask_tokens" => return mask_tokens(ctx, node, ins, tys.first().copied()),
-        "cast" => {
-            let kind = match attr(node, "dtype") {
-                Some("f32") | Some("float") => Kind::Float,
-                Some("f64") => Kind::Double,
-                Some("bf16") => Kind::BFloat16,
-                Some("f16") => Kind::Half,
-                Some("i64") => Kind::Int64,
-                Some("i32") => Kind::Int,
-                Some("bool") => Kind::Bool,
-                other => return Err(OpError::new(format!("`cast` to {other:?}"))),
+        Op::Attention {
+            heads, kv_heads, ..
+        } => attention(&node.op, ins, heads != kv_heads)?,
+        Op::Patchify { size } => patchify(size, x()?)?,
+        Op::Sinusoidal { base, times } => {
+            if *times {
+                return Err(OpError::new(
+                    "`sinusoidal` of explicit times is not run yet".into(),
+                ));
+            }
+            sinusoidal(node, *base, ctx.device)?
+        }
+        Op::MaskTokens { ratio, axes: drawn } => {
+            return mask_tokens(ctx, *ratio, drawn, ins, ty().ok())
+        }
+        Op::Cast { dtype } => {
+            let kind = match dtype {
+                DType::F32 | DType::Float => Kind::Float,
+                DType::F64 => Kind::Double,
+                DType::BF16 => Kind::BFloat16,
+                DType::F16 => Kind::Half,
+                DType::I64 => Kind::Int64,
+                DType::I32 => Kind::Int,
+                DType::Bool => Kind::Bool,
+                DType::I8 | DType::U8 => {
+                    return Err(OpError::new(format!("`cast` to {}", dtype.as_str())))
+                }
             };
             x()?.f_to_kind(kind)?
         }
-        other => {
-            return Err(OpError::new(format!(
-                "the runtime does not implement `{other}` yet"
-            )))
+        // Drawn by the backend from the masks of the micro-batch.
+        Op::TokenMask { .. } => {
+            return Err(OpError::new(
+                "`token_mask` is read from the drawn masks, not applied".into(),
+            ))
         }
+        op @ (Op::Matmul
+        | Op::Embedding
+        | Op::Conv { .. }
+        | Op::Unpatchify { .. }
+        | Op::Rotary { .. }
+        | Op::CausalMask
+        | Op::Split { .. }
+        | Op::Permute { .. }
+        | Op::Broadcast
+        | Op::Slice { .. }
+        | Op::Take { .. }
+        | Op::OneHot
+        | Op::Arange
+        | Op::Stack) => return Err(not_yet(op)),
     };
     Ok(Applied { out, mask: None })
 }
 
-fn norm(node: &Node, ins: &[Tensor]) -> Result<Tensor, OpError> {
+fn norm(kind: NormKind, eps: f64, ins: &[Tensor]) -> Result<Tensor, OpError> {
     let (x, w, b) = match ins {
         [x] => (x, None, None),
         [x, w] => (x, Some(w), None),
         [x, w, b] => (x, Some(w), Some(b)),
-        _ => {
-            return Err(OpError::new(format!(
-                "`{}` takes `x`, `w` and `b`",
-                node.op
-            )))
-        }
+        _ => return Err(OpError::new("a norm takes `x`, `w` and `b`".into())),
     };
     let d = *x
         .size()
         .last()
         .ok_or_else(|| OpError::new("a norm needs a dim".into()))?;
-    if node.op == "layer_norm" {
-        let eps = num_attr(node, "eps", 1e-5)?;
-        Ok(x.f_layer_norm([d].as_slice(), w, b, eps, true)?)
-    } else {
-        let eps = num_attr(node, "eps", 1e-6)?;
-        let ms = x
-            .f_square()?
-            .f_mean_dim([-1i64].as_slice(), true, None::<Kind>)?;
-        let y = x.f_mul(&ms.f_add_scalar(eps)?.f_rsqrt()?)?;
-        Ok(match w {
-            Some(w) => y.f_mul(w)?,
-            None => y,
-        })
+    match kind {
+        NormKind::Layer => Ok(x.f_layer_norm([d].as_slice(), w, b, eps, true)?),
+        NormKind::Rms => {
+            let ms = x
+                .f_square()?
+                .f_mean_dim([-1i64].as_slice(), true, None::<Kind>)?;
+            let y = x.f_mul(&ms.f_add_scalar(eps)?.f_rsqrt()?)?;
+            Ok(match w {
+                Some(w) => y.f_mul(w)?,
+                None => y,
+            })
+        }
     }
 }
 
-fn reduce(node: &Node, x: &Tensor, ty: &Ty) -> Result<Tensor, OpError> {
-    let dims: Vec<i64> = match attr(node, "dims") {
-        Some(d) => named(ty, d)?,
-        None => (0..x.dim() as i64).collect(),
-    };
-    let d = dims.as_slice();
-    Ok(match node.op.as_str() {
-        "mean" => x.f_mean_dim(d, false, None::<Kind>)?,
-        "sum" => x.f_sum_dim_intlist(d, false, None::<Kind>)?,
-        "var" => x.f_var_correction(d, 0, false)?,
-        "std" => x.f_std_correction(d, 0, false)?,
-        "amax" => x.f_amax(d, false)?,
-        _ => x.f_logsumexp(d, false)?,
+fn reduce(f: Reduction, x: &Tensor, dims: &[i64]) -> Result<Tensor, OpError> {
+    Ok(match f {
+        Reduction::Mean => x.f_mean_dim(dims, false, None::<Kind>)?,
+        Reduction::Sum => x.f_sum_dim_intlist(dims, false, None::<Kind>)?,
+        Reduction::Var => x.f_var_correction(dims, 0, false)?,
+        Reduction::Std => x.f_std_correction(dims, 0, false)?,
+        Reduction::Amax => x.f_amax(dims, false)?,
+        Reduction::LogSumExp => x.f_logsumexp(dims, false)?,
     })
 }
 
-fn softmax(op: &str, x: &Tensor, dims: &[i64]) -> Result<Tensor, OpError> {
+fn softmax(log: bool, x: &Tensor, dims: &[i64]) -> Result<Tensor, OpError> {
     // Over several dims jointly: subtract the joint maximum, normalise by
     // the joint sum.
     let m = x.f_amax(dims, true)?.f_detach()?;
     let z = x.f_sub(&m)?;
     let lse = z.f_logsumexp(dims, true)?;
-    let log = z.f_sub(&lse)?;
-    Ok(if op == "log_softmax" {
-        log
-    } else {
-        log.f_exp()?
-    })
+    let logp = z.f_sub(&lse)?;
+    Ok(if log { logp } else { logp.f_exp()? })
 }
 
 /// `einsum[D...](a, b, ...)`: one letter per dim name over all operands
@@ -338,13 +355,26 @@ fn einsum(node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<Tensor, OpError> {
 /// `attention(q, k, v)` on `[..., S, heads, e]`: libtorch's fused
 /// scaled-dot-product attention on `[..., heads, S, e]`, grouped-query when
 /// there are fewer key/value heads.
-fn attention(node: &Node, ins: &[Tensor]) -> Result<Tensor, OpError> {
+fn attention(op: &Op, ins: &[Tensor], grouped: bool) -> Result<Tensor, OpError> {
+    let Op::Attention {
+        causal,
+        dropout,
+        scale,
+        masked,
+        ..
+    } = op
+    else {
+        return Err(OpError::new("not an attention node".into()));
+    };
+    if *masked || *dropout > 0.0 || scale.is_some() {
+        return Err(OpError::new(
+            "the runtime does not implement attention with a `mask`, `dropout` or `scale` yet"
+                .into(),
+        ));
+    }
     let [q, k, v] = ins else {
         return Err(OpError::new("`attention` takes `q`, `k` and `v`".into()));
     };
-    let causal = attr(node, "causal") == Some("true");
-    let heads = num_attr(node, "heads", 1.0)?;
-    let kv = num_attr(node, "kv_heads", heads)?;
     let t = |x: &Tensor| x.f_transpose(-3, -2);
     let o = Tensor::f_scaled_dot_product_attention(
         &t(q)?,
@@ -352,9 +382,9 @@ fn attention(node: &Node, ins: &[Tensor]) -> Result<Tensor, OpError> {
         &t(v)?,
         None::<&Tensor>,
         0.0,
-        causal,
+        *causal,
         None,
-        kv != heads,
+        grouped,
     )?;
     Ok(o.f_transpose(-3, -2)?)
 }
@@ -362,14 +392,7 @@ fn attention(node: &Node, ins: &[Tensor]) -> Result<Tensor, OpError> {
 /// `patchify(x: [..., T, C, H, W], size: [t, h, w])` to `[..., T/t, H/h,
 /// W/w, C*t*h*w]`, each patch flattened in `(C, t, h, w)` order (and the
 /// image form without `T`).
-fn patchify(node: &Node, x: &Tensor) -> Result<Tensor, OpError> {
-    let size: Vec<i64> = attr(node, "size")
-        .unwrap_or("")
-        .trim_matches(|c| c == '[' || c == ']')
-        .split(',')
-        .map(|s| s.trim().parse::<i64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| OpError::new("`patchify` needs `size: [t, h, w]`".into()))?;
+fn patchify(size: &[i64], x: &Tensor) -> Result<Tensor, OpError> {
     let s = x.size();
     let r = size.len() + 1;
     if s.len() < r {
@@ -382,7 +405,7 @@ fn patchify(node: &Node, x: &Tensor) -> Result<Tensor, OpError> {
     let mut view: Vec<i64> = lead.to_vec();
     let mut perm: Vec<i64> = (0..lead.len() as i64).collect();
     let n = lead.len() as i64;
-    match (size.as_slice(), &s[s.len() - r..]) {
+    match (size, &s[s.len() - r..]) {
         ([t, h, w], [tt, c, hh, ww]) => {
             view.extend([tt / t, *t, *c, hh / h, *h, ww / w, *w]);
             // [.., T/t, t, C, H/h, h, W/w, w] -> [.., T/t, H/h, W/w, C, t, h, w]
@@ -409,8 +432,7 @@ fn patchify(node: &Node, x: &Tensor) -> Result<Tensor, OpError> {
 /// `sinusoidal[D](d)`: Vaswani et al.'s encoding of the positions of `D`
 /// (in seconds when `D` has a rate), sines at even and cosines at odd
 /// channels.
-fn sinusoidal(node: &Node, device: tch::Device) -> Result<Tensor, OpError> {
-    let base = num_attr(node, "base", 10_000.0)?;
+fn sinusoidal(node: &Node, base: f64, device: tch::Device) -> Result<Tensor, OpError> {
     let (lead, d) = match node.out.dims.as_slice() {
         [lead, d] => (lead, d),
         _ => {
@@ -448,19 +470,14 @@ fn sinusoidal(node: &Node, device: tch::Device) -> Result<Tensor, OpError> {
 /// `token_mask` node and the evaluation.
 fn mask_tokens(
     ctx: &Ctx<'_>,
-    node: &Node,
+    ratio: f64,
+    drawn: &[usize],
     ins: &[Tensor],
     x_ty: Option<&Ty>,
 ) -> Result<Applied, OpError> {
     let [x, token] = ins else {
         return Err(OpError::new("`mask_tokens` takes `x` and `token`".into()));
     };
-    let ratio = num_attr(node, "ratio", 0.0)?;
-    let drawn: Vec<usize> = attr(node, "dims")
-        .unwrap_or("")
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
     let s = x.size();
     let dims: Vec<i64> = drawn
         .iter()

@@ -6,13 +6,12 @@
 //! normalisation and softmax are memory-bound and left out. Attention's
 //! two products are counted over every (query, key) pair, causal or not.
 
-use std::collections::BTreeMap;
-
 use super::super::{Elab, Res, TVal, Val};
 use super::PrimCall;
 use crate::diagnostics::Code;
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::{name_div, DType, Dim, Mismatch, Tensor};
+use crate::ir::{NormKind, Op};
 use crate::syntax::ast::IndexItem;
 
 impl Elab<'_, '_> {
@@ -135,14 +134,7 @@ impl Elab<'_, '_> {
             inputs.push(b);
         }
         let at = c.at;
-        Ok(Val::Tensor(self.node(
-            "linear",
-            &inputs,
-            BTreeMap::new(),
-            out,
-            flops,
-            at,
-        )))
+        Ok(Val::Tensor(self.node(Op::Linear, &inputs, out, flops, at)))
     }
 
     pub(super) fn matmul(&mut self, c: &mut PrimCall) -> Res<Val> {
@@ -175,9 +167,8 @@ impl Elab<'_, '_> {
         let flops = product_flops(&out, &[&k])?;
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "matmul",
+            Op::Matmul,
             &[&a, &b],
-            BTreeMap::new(),
             out,
             flops,
             at,
@@ -237,20 +228,12 @@ impl Elab<'_, '_> {
         let out = Tensor::new(dtype, out_dims);
         let refs: Vec<&Dim> = sizes.iter().collect();
         let flops = product_flops(&out, &refs)?;
-        let mut attrs = BTreeMap::new();
-        attrs.insert(
-            "sum".to_string(),
-            sizes
-                .iter()
-                .map(|d| d.name.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
+        let op = Op::Einsum {
+            summed: sizes.iter().map(|d| d.name.clone()).collect(),
+        };
         let inputs: Vec<&TVal> = tensors.iter().collect();
         let at = c.at;
-        Ok(Val::Tensor(
-            self.node("einsum", &inputs, attrs, out, flops, at),
-        ))
+        Ok(Val::Tensor(self.node(op, &inputs, out, flops, at)))
     }
 
     pub(super) fn embedding(&mut self, c: &mut PrimCall) -> Res<Val> {
@@ -289,9 +272,8 @@ impl Elab<'_, '_> {
         let out = Tensor::new(table.ty.dtype, dims);
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "embedding",
+            Op::Embedding,
             &[&ids, &table],
-            BTreeMap::new(),
             out,
             Size::constant(0),
             at,
@@ -411,14 +393,14 @@ impl Elab<'_, '_> {
             inputs.push(b);
         }
         let at = c.at;
-        Ok(Val::Tensor(self.node(
-            c.prim,
-            &inputs,
-            BTreeMap::new(),
-            out,
-            flops,
-            at,
-        )))
+        let op = Op::Conv {
+            spatial: k,
+            stride,
+            padding,
+            dilation,
+            groups,
+        };
+        Ok(Val::Tensor(self.node(op, &inputs, out, flops, at)))
     }
 
     pub(super) fn patchify(&mut self, c: &mut PrimCall) -> Res<Val> {
@@ -475,13 +457,10 @@ impl Elab<'_, '_> {
         dims.extend(split);
         dims.push(channels);
         let out = Tensor::new(x.ty.dtype, dims);
-        let mut attrs = BTreeMap::new();
-        attrs.insert("size".to_string(), format!("{size:?}"));
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "patchify",
+            Op::Patchify { size },
             &[&x],
-            attrs,
             out,
             Size::constant(0),
             at,
@@ -571,9 +550,8 @@ impl Elab<'_, '_> {
         let out = Tensor::new(x.ty.dtype, dims);
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "unpatchify",
+            Op::Unpatchify { size },
             &[&x],
-            BTreeMap::new(),
             out,
             Size::constant(0),
             at,
@@ -617,21 +595,29 @@ impl Elab<'_, '_> {
                 inputs.push(t);
             }
         }
-        let mut attrs = BTreeMap::new();
+        // The defaults of docs/primitives.md (PyTorch's for LayerNorm;
+        // the usual 1e-6 of RMSNorm implementations).
+        let kind = if c.prim == "layer_norm" {
+            NormKind::Layer
+        } else {
+            NormKind::Rms
+        };
+        let mut eps = match kind {
+            NormKind::Layer => 1e-5,
+            NormKind::Rms => 1e-6,
+        };
         if let Some(a) = c.get(usize::MAX, "eps") {
-            let eps = self.number_arg(c, &a, "eps")?;
+            eps = self.number_arg(c, &a, "eps")?;
             if eps <= 0.0 {
                 return self.wrong(c.prim, &a.loc, "`eps`", "a positive number", &a.val);
             }
-            attrs.insert("eps".to_string(), format!("{eps:?}"));
         }
         let out = x.ty.clone();
         let refs: Vec<&TVal> = inputs.iter().collect();
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            c.prim,
+            Op::Norm { kind, eps },
             &refs,
-            attrs,
             out,
             Size::constant(0),
             at,
@@ -649,9 +635,10 @@ impl Elab<'_, '_> {
             self.need_rank("attention", n, t, 3, a.loc)?;
         }
         let causal = self.bool_arg(c, "causal", false)?;
+        let mut dropout = 0.0;
         if let Some(a) = c.get(usize::MAX, "dropout") {
-            let p = self.number_arg(c, &a, "dropout")?;
-            if !(0.0..1.0).contains(&p) {
+            dropout = self.number_arg(c, &a, "dropout")?;
+            if !(0.0..1.0).contains(&dropout) {
                 return self.wrong(
                     c.prim,
                     &a.loc,
@@ -661,8 +648,9 @@ impl Elab<'_, '_> {
                 );
             }
         }
+        let mut scale = None;
         if let Some(a) = c.get(usize::MAX, "scale") {
-            self.number_arg(c, &a, "scale")?;
+            scale = Some(self.number_arg(c, &a, "scale")?);
         }
         let mask = self.opt_tensor(c, usize::MAX, "mask")?;
         let (nq, nk, nv) = (q.ty.dims.len(), k.ty.dims.len(), v.ty.dims.len());
@@ -734,23 +722,20 @@ impl Elab<'_, '_> {
             .add(&v.ty.dims[nv - 1].size_or_name())
             .map_err(|_| ())?;
         let flops = f.mul(&widths).map_err(|_| ())?;
-        let mut attrs = BTreeMap::new();
-        attrs.insert("causal".to_string(), causal.to_string());
-        attrs.insert("heads".to_string(), heads.size_or_name().to_string());
-        attrs.insert("kv_heads".to_string(), kv.size_or_name().to_string());
+        let op = Op::Attention {
+            causal,
+            heads: heads.size_or_name(),
+            kv_heads: kv.size_or_name(),
+            dropout,
+            scale,
+            masked: mask.is_some(),
+        };
         let mut inputs = vec![&q, &k, &v];
         if let Some(m) = &mask {
             inputs.push(m);
         }
         let at = c.at;
-        Ok(Val::Tensor(self.node(
-            "attention",
-            &inputs,
-            attrs,
-            out,
-            flops,
-            at,
-        )))
+        Ok(Val::Tensor(self.node(op, &inputs, out, flops, at)))
     }
 
     pub(super) fn rotary(&mut self, c: &mut PrimCall, dims: &[IndexItem]) -> Res<Val> {
@@ -758,11 +743,11 @@ impl Elab<'_, '_> {
         let xa = self.required(c, 0, "x")?;
         let x = self.as_tensor(c.prim, &xa, "x")?;
         self.need_rank("rotary", "x", &x, 3, xa.loc)?;
-        let mut attrs = BTreeMap::new();
-        for name in ["base", "scale"] {
+        let mut base = 10_000.0;
+        let mut scale = 1.0;
+        for (slot, name) in [(&mut base, "base"), (&mut scale, "scale")] {
             if let Some(a) = c.get(usize::MAX, name) {
-                let v = self.number_arg(c, &a, name)?;
-                attrs.insert(name.to_string(), format!("{v:?}"));
+                *slot = self.number_arg(c, &a, name)?;
             }
         }
         let Some((s, span)) = params.first() else {
@@ -776,7 +761,7 @@ impl Elab<'_, '_> {
             );
             return Err(());
         };
-        self.find_dim("rotary", &x, s, *span)?;
+        let axis = self.find_dim("rotary", &x, s, *span)?;
         let e = &x.ty.dims[x.ty.dims.len() - 1];
         if let Some(w) = e.size.as_ref().and_then(Size::as_const) {
             if w % 2 != 0 {
@@ -796,9 +781,8 @@ impl Elab<'_, '_> {
         let out = x.ty.clone();
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "rotary",
+            Op::Rotary { axis, base, scale },
             &[&x],
-            attrs,
             out,
             Size::constant(0),
             at,
@@ -807,9 +791,9 @@ impl Elab<'_, '_> {
 
     pub(super) fn sinusoidal(&mut self, c: &mut PrimCall, dims: &[IndexItem]) -> Res<Val> {
         let params = self.dim_params(c, dims)?;
-        let mut base = None;
+        let mut base = 10_000.0;
         if let Some(a) = c.get(usize::MAX, "base") {
-            base = Some(self.number_arg(c, &a, "base")?);
+            base = self.number_arg(c, &a, "base")?;
         }
         let (lead, t) = match params.first() {
             Some((d, _)) => (vec![d.clone()], None),
@@ -854,15 +838,14 @@ impl Elab<'_, '_> {
         dims.push(d);
         let out = Tensor::new(DType::Float, dims);
         let inputs: Vec<&TVal> = t.iter().collect();
-        let mut attrs = BTreeMap::new();
-        if let Some(b) = base {
-            attrs.insert("base".to_string(), format!("{b:?}"));
-        }
+        let op = Op::Sinusoidal {
+            base,
+            times: t.is_some(),
+        };
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "sinusoidal",
+            op,
             &inputs,
-            attrs,
             out,
             Size::constant(0),
             at,
@@ -877,13 +860,10 @@ impl Elab<'_, '_> {
             return self.wrong(c.prim, &pa.loc, "`p`", "a probability in [0, 1)", &pa.val);
         }
         let out = x.ty.clone();
-        let mut attrs = BTreeMap::new();
-        attrs.insert("p".to_string(), crate::ir::types::quantity::short(p));
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "dropout",
+            Op::Dropout { p },
             &[&x],
-            attrs,
             out,
             Size::constant(0),
             at,
@@ -930,20 +910,16 @@ impl Elab<'_, '_> {
             return Err(());
         }
         let out = x.ty.clone();
-        let mut attrs = BTreeMap::new();
-        attrs.insert("ratio".to_string(), crate::ir::types::quantity::short(r));
         // The dims the draw spans, by their position in `x`: the runtime
         // draws one mask over these and shares it along the others.
-        let mut at_dims = Vec::new();
+        let mut axes = Vec::new();
         for (d, span) in &params {
-            at_dims.push(self.find_dim("mask_tokens", &x, d, *span)?.to_string());
+            axes.push(self.find_dim("mask_tokens", &x, d, *span)?);
         }
-        attrs.insert("dims".to_string(), at_dims.join(", "));
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "mask_tokens",
+            Op::MaskTokens { ratio: r, axes },
             &[&x, &token],
-            attrs,
             out,
             Size::constant(0),
             at,

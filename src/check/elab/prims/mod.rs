@@ -15,8 +15,6 @@
 mod dense;
 mod structure;
 
-use std::collections::BTreeMap;
-
 use super::call::ArgVal;
 use super::expr::{as_dim, number};
 use super::{Elab, InstKind, Res, TVal, Val};
@@ -25,7 +23,7 @@ use crate::base::Span;
 use crate::diagnostics::Code;
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::{DType, Dim, Mismatch, Tensor};
-use crate::ir::Node;
+use crate::ir::{Elementwise, Node, Op, Operand};
 use crate::syntax::ast::IndexItem;
 
 /// A primitive call being checked: its name, arguments and place.
@@ -131,22 +129,24 @@ impl Elab<'_, '_> {
                 let a = self.required(c, 0, "a")?;
                 let b = self.required(c, 1, "b")?;
                 let at = c.at;
-                self.elementwise(
-                    c.prim,
-                    &[(a.val, a.loc.span), (b.val, b.loc.span)],
-                    at,
-                    false,
-                )
+                let f = if c.prim == "max" {
+                    Elementwise::Max
+                } else {
+                    Elementwise::Min
+                };
+                self.elementwise(f, &[(a.val, a.loc.span), (b.val, b.loc.span)], at)
             }
             "clamp" => {
                 let x = self.required(c, 0, "x")?;
-                for bound in ["min", "max"] {
+                let mut bounds = [None, None];
+                for (slot, bound) in bounds.iter_mut().zip(["min", "max"]) {
                     if let Some(b) = c.get(usize::MAX, bound) {
-                        self.number_arg(c, &b, bound)?;
+                        *slot = Some(self.number_arg(c, &b, bound)?);
                     }
                 }
                 let at = c.at;
-                self.elementwise("clamp", &[(x.val, x.loc.span)], at, false)
+                let [min, max] = bounds;
+                self.elementwise(Elementwise::Clamp { min, max }, &[(x.val, x.loc.span)], at)
             }
             "where" => {
                 let cond = self.required(c, 0, "cond")?;
@@ -160,14 +160,13 @@ impl Elab<'_, '_> {
                 }
                 let at = c.at;
                 let out = self.elementwise(
-                    "where",
+                    Elementwise::Where,
                     &[
                         (cond.val, cond.loc.span),
                         (a.val.clone(), a.loc.span),
                         (b.val, b.loc.span),
                     ],
                     at,
-                    false,
                 )?;
                 // The result takes the values' dtype, not the condition's.
                 Ok(match out {
@@ -203,14 +202,12 @@ impl Elab<'_, '_> {
                 let x = self.tensor(c, 0, "x")?;
                 let at = c.at;
                 let ty = x.ty.clone();
-                Ok(Val::Tensor(self.node(
-                    c.prim,
-                    &[&x],
-                    BTreeMap::new(),
-                    ty,
-                    Size::constant(0),
-                    at,
-                )))
+                let op = if c.prim == "ones_like" {
+                    Op::OnesLike
+                } else {
+                    Op::ZerosLike
+                };
+                Ok(Val::Tensor(self.node(op, &[&x], ty, Size::constant(0), at)))
             }
             "arange" => self.arange(c, dims),
             "stack" => self.stack(c, dims),
@@ -451,15 +448,7 @@ impl Elab<'_, '_> {
 
     /// Records an IR node and returns its value. Token provenance follows
     /// the first input that has it, as long as its `seq` survives intact.
-    pub fn node(
-        &mut self,
-        op: &str,
-        inputs: &[&TVal],
-        attrs: BTreeMap<String, String>,
-        out: Tensor,
-        flops: Size,
-        _at: Span,
-    ) -> TVal {
+    pub fn node(&mut self, op: Op, inputs: &[&TVal], out: Tensor, flops: Size, _at: Span) -> TVal {
         let seq = Size::symbol("seq");
         let parts = inputs.iter().find_map(|t| {
             let p = t.parts.as_ref()?;
@@ -471,10 +460,9 @@ impl Elab<'_, '_> {
                 .then(|| p.clone())
         });
         self.graph.nodes.push(Node {
-            op: op.to_string(),
+            op,
             scope: self.frame().scope,
             inputs: inputs.iter().filter_map(|t| t.src).collect(),
-            attrs,
             out: out.clone(),
             flops,
         });
@@ -486,29 +474,22 @@ impl Elab<'_, '_> {
     }
 
     /// An elementwise operation over tensors and constants, broadcast by
-    /// name. `boolean` operations (comparisons, `and`, `or`, `not`) give
-    /// `bool` tensors.
-    pub fn elementwise(
-        &mut self,
-        op: &str,
-        operands: &[(Val, Span)],
-        at: Span,
-        boolean: bool,
-    ) -> Res<Val> {
+    /// name. Boolean functions (comparisons, `and`, `or`, `not`, `isnan`)
+    /// give `bool` tensors.
+    pub fn elementwise(&mut self, f: Elementwise, operands: &[(Val, Span)], at: Span) -> Res<Val> {
         let mut dims: Option<Vec<Dim>> = None;
         let mut dtype: Option<DType> = None;
         let mut inputs: Vec<TVal> = Vec::new();
         let mut first_span = at;
-        // Each operand as the runtime reads it: `$k` for the k-th input of
-        // the node, or the literal value of a constant. Constants are not
-        // values of the graph, so without this list `max(s, 1.0)` and
-        // `where(true, a, b)` could not be executed.
-        let mut spelled: Vec<String> = Vec::new();
+        // Each operand as the runtime reads it: an input of the node, or a
+        // constant. Constants are not values of the graph, so without this
+        // list `max(s, 1.0)` and `where(true, a, b)` could not be executed.
+        let mut spelled: Vec<Operand> = Vec::new();
         for (v, span) in operands {
             let t = match v {
                 Val::Tensor(t) => t.clone(),
                 Val::Bool(b) => {
-                    spelled.push(b.to_string());
+                    spelled.push(Operand::Bool(*b));
                     TVal {
                         ty: Tensor::scalar(DType::Bool),
                         src: None,
@@ -516,13 +497,13 @@ impl Elab<'_, '_> {
                     }
                 }
                 v if number(v).is_some() => {
-                    spelled.push(number(v).map(literal).unwrap_or_default());
+                    spelled.push(number(v).map_or(Operand::DataBound, Operand::Number));
                     continue;
                 }
                 Val::Dim(_) | Val::Size(_) => {
                     // A dim whose size is not a constant (bound per
                     // session) has no single value to record.
-                    spelled.push("?".to_string());
+                    spelled.push(Operand::DataBound);
                     continue;
                 }
                 other => {
@@ -531,7 +512,8 @@ impl Elab<'_, '_> {
                         Code::E0217,
                         loc,
                         format!(
-                            "`{op}` applies to tensors and numbers, not {}",
+                            "`{}` applies to tensors and numbers, not {}",
+                            f.name(),
                             other.describe()
                         ),
                         "not a tensor or number",
@@ -554,44 +536,36 @@ impl Elab<'_, '_> {
                     Err(e) => {
                         let (a, b, why) = *e;
                         let left = Tensor::new(dtype.unwrap_or(DType::Float), acc.clone());
-                        self.broadcast_error(op, &left, &t.ty, a, b, why, first_span, *span);
+                        self.broadcast_error(f, &left, &t.ty, a, b, why, first_span, *span);
                         return Err(());
                     }
                 },
             });
             if t.src.is_some() {
-                spelled.push(format!(
-                    "${}",
-                    inputs.iter().filter(|i| i.src.is_some()).count()
+                spelled.push(Operand::Input(
+                    inputs.iter().filter(|i| i.src.is_some()).count(),
                 ));
             }
             inputs.push(t);
         }
         let Some(dims) = dims else {
             // Constants only: fold what can be folded.
-            return Ok(fold(op, operands));
+            return Ok(fold(f, operands));
         };
-        let dtype = if boolean {
+        let dtype = if f.is_boolean() {
             DType::Bool
         } else {
             dtype.unwrap_or(DType::Float)
         };
         let out = Tensor::new(dtype, dims);
         let refs: Vec<&TVal> = inputs.iter().collect();
-        // The list is recorded only when it is not simply `$0, $1, ...`,
-        // which is what a node without it means.
-        let mut attrs = BTreeMap::new();
-        let plain = spelled
-            .iter()
-            .enumerate()
-            .all(|(i, o)| *o == format!("${i}"));
-        if !plain {
-            attrs.insert("operands".to_string(), spelled.join(", "));
-        }
+        let op = Op::Elementwise {
+            f,
+            operands: spelled,
+        };
         Ok(Val::Tensor(self.node(
             op,
             &refs,
-            attrs,
             out,
             Size::constant(0),
             at,
@@ -601,7 +575,7 @@ impl Elab<'_, '_> {
     #[allow(clippy::too_many_arguments)]
     fn broadcast_error(
         &mut self,
-        op: &str,
+        f: Elementwise,
         left: &Tensor,
         right: &Tensor,
         a: Dim,
@@ -627,7 +601,7 @@ impl Elab<'_, '_> {
             loc,
             format!(
                 "`{}` cannot combine {} with {}: `{left}` and `{right}`",
-                operator(op),
+                operator(f),
                 a.describe(),
                 b.describe()
             ),
@@ -639,55 +613,45 @@ impl Elab<'_, '_> {
 
     fn unary_fn(&mut self, c: &mut PrimCall) -> Res<Val> {
         let x = self.required(c, 0, "x")?;
-        if c.prim == "gelu" {
-            if let Some(a) = c.get(usize::MAX, "approximate") {
-                match &a.val {
-                    Val::Str(s) if s == "tanh" || s == "none" => {}
-                    other => {
-                        return self.wrong(
-                            c.prim,
-                            &a.loc,
-                            "`approximate`",
-                            "\"tanh\" or \"none\"",
-                            other,
-                        )
-                    }
+        let Some(mut f) = Elementwise::unary(c.prim) else {
+            let loc = self.loc(c.at);
+            self.report(
+                Code::E0217,
+                loc,
+                format!("`{}` is not a function of one tensor", c.prim),
+                "not elementwise",
+                "see docs/primitives.md for the primitive's signature",
+            );
+            return Err(());
+        };
+        // GELU's form is part of the computation: recorded on the node.
+        let form = if c.prim == "gelu" {
+            c.get(usize::MAX, "approximate")
+        } else {
+            None
+        };
+        if let Some(a) = form {
+            match &a.val {
+                Val::Str(s) if s == "tanh" || s == "none" => {
+                    f = Elementwise::Gelu { tanh: s == "tanh" };
+                }
+                other => {
+                    return self.wrong(
+                        c.prim,
+                        &a.loc,
+                        "`approximate`",
+                        "\"tanh\" or \"none\"",
+                        other,
+                    )
                 }
             }
         }
         // Constants fold: `log(init_sigma)` in an initialiser.
         if let Some(v) = number(&x.val) {
-            let f = match c.prim {
-                "exp" => v.exp(),
-                "log" => v.ln(),
-                "log1p" => v.ln_1p(),
-                "sqrt" => v.sqrt(),
-                "rsqrt" => 1.0 / v.sqrt(),
-                "abs" => v.abs(),
-                "square" => v * v,
-                "tanh" => v.tanh(),
-                "sigmoid" => 1.0 / (1.0 + (-v).exp()),
-                "relu" => v.max(0.0),
-                _ => return Ok(Val::Float(v)),
-            };
-            return Ok(Val::Float(f));
+            return Ok(Val::Float(f.fold1(v).unwrap_or(v)));
         }
         let at = c.at;
-        let out = self.elementwise(c.prim, &[(x.val, x.loc.span)], at, c.prim == "isnan")?;
-        // GELU's form is part of the computation: record it on the node.
-        if let (
-            Some(a),
-            Val::Tensor(TVal {
-                src: Some(crate::ir::ValueRef::Node(i)),
-                ..
-            }),
-        ) = (c.get(usize::MAX, "approximate"), &out)
-        {
-            if let (Val::Str(form), Some(node)) = (&a.val, self.graph.nodes.get_mut(*i)) {
-                node.attrs.insert("approximate".to_string(), form.clone());
-            }
-        }
-        Ok(out)
+        self.elementwise(f, &[(x.val, x.loc.span)], at)
     }
 
     fn repeat(&mut self, c: &mut PrimCall) -> Res<Val> {
@@ -747,37 +711,31 @@ pub(super) fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, Box<(Dim, Dim,
 }
 
 /// How an elementwise operation is written in source: `+` for `add`.
-fn operator(op: &str) -> &str {
-    match op {
-        "add" => "+",
-        "sub" => "-",
-        "mul" => "*",
-        "div" => "/",
-        "rem" => "%",
-        "pow" => "**",
-        "eq" => "==",
-        "ne" => "!=",
-        "lt" => "<",
-        "le" => "<=",
-        "gt" => ">",
-        "ge" => ">=",
-        "neg" => "-",
-        other => other,
+fn operator(f: Elementwise) -> &'static str {
+    match f {
+        Elementwise::Add => "+",
+        Elementwise::Sub => "-",
+        Elementwise::Mul => "*",
+        Elementwise::Div => "/",
+        Elementwise::Rem => "%",
+        Elementwise::Pow => "**",
+        Elementwise::Eq => "==",
+        Elementwise::Ne => "!=",
+        Elementwise::Lt => "<",
+        Elementwise::Le => "<=",
+        Elementwise::Gt => ">",
+        Elementwise::Ge => ">=",
+        Elementwise::Neg => "-",
+        other => other.name(),
     }
 }
 
 /// Folds an elementwise operation on constants (`max(1.0, 2.0)`).
-/// A constant as the `operands` attribute spells it: shortest round-trip
-/// decimal, so the runtime reads back the exact `f64`.
-fn literal(x: f64) -> String {
-    format!("{x:?}")
-}
-
-fn fold(op: &str, operands: &[(Val, Span)]) -> Val {
+fn fold(f: Elementwise, operands: &[(Val, Span)]) -> Val {
     let nums: Vec<f64> = operands.iter().filter_map(|(v, _)| number(v)).collect();
-    match (op, nums.as_slice()) {
-        ("max", [a, b]) => Val::Float(a.max(*b)),
-        ("min", [a, b]) => Val::Float(a.min(*b)),
+    match (f, nums.as_slice()) {
+        (Elementwise::Max, [a, b]) => Val::Float(a.max(*b)),
+        (Elementwise::Min, [a, b]) => Val::Float(a.min(*b)),
         _ => operands
             .first()
             .map(|(v, _)| v.clone())

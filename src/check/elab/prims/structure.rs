@@ -7,7 +7,6 @@
 //! `split` add up, a `reshape` keeps the number of elements, a slice stays
 //! inside its dim.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::super::{Elab, Res, TVal, Val};
@@ -15,8 +14,10 @@ use super::PrimCall;
 use crate::base::Span;
 use crate::check::elab::call::ArgVal;
 use crate::diagnostics::Code;
+use crate::ir::op::Rewrite;
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::{DType, Dim, Tensor};
+use crate::ir::{Op, Reduction};
 use crate::syntax::ast::{Expr, ExprKind, Ident, IndexItem, IndexKind};
 
 impl Elab<'_, '_> {
@@ -37,15 +38,19 @@ impl Elab<'_, '_> {
             );
             return Err(());
         }
+        let mut axes = Vec::new();
         for (d, span) in &params {
-            self.find_dim(c.prim, &x, d, *span)?;
+            axes.push(self.find_dim(c.prim, &x, d, *span)?);
         }
         let out = x.ty.clone();
         let at = c.at;
+        let op = Op::Softmax {
+            log: c.prim == "log_softmax",
+            axes,
+        };
         Ok(Val::Tensor(self.node(
-            c.prim,
+            op,
             &[&x],
-            dims_attr(&params),
             out,
             Size::constant(0),
             at,
@@ -75,11 +80,19 @@ impl Elab<'_, '_> {
             DType::Float
         };
         let out = Tensor::new(if c.prim == "amax" { x.ty.dtype } else { dtype }, out_dims);
+        let f = match c.prim {
+            "mean" => Reduction::Mean,
+            "sum" => Reduction::Sum,
+            "var" => Reduction::Var,
+            "std" => Reduction::Std,
+            "amax" => Reduction::Amax,
+            _ => Reduction::LogSumExp,
+        };
         let at = c.at;
+        let op = Op::Reduce { f, axes: remove };
         Ok(Val::Tensor(self.node(
-            c.prim,
+            op,
             &[&x],
-            dims_attr(&params),
             out,
             Size::constant(0),
             at,
@@ -102,9 +115,8 @@ impl Elab<'_, '_> {
         let out = Tensor::new(DType::Bool, vec![s.clone(), s2.clone()]);
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "causal_mask",
+            Op::CausalMask,
             &[],
-            BTreeMap::new(),
             out,
             Size::constant(0),
             at,
@@ -172,14 +184,7 @@ impl Elab<'_, '_> {
         let out = Tensor::new(dtype, dims);
         let refs: Vec<&TVal> = tensors.iter().collect();
         let at = c.at;
-        let mut v = self.node(
-            "concat",
-            &refs,
-            dims_attr(&params),
-            out,
-            Size::constant(0),
-            at,
-        );
+        let mut v = self.node(Op::Concat { axis }, &refs, out, Size::constant(0), at);
         if parts.iter().any(|(n, _)| !n.is_empty()) {
             v.parts = Some(Rc::new(parts));
         }
@@ -222,20 +227,25 @@ impl Elab<'_, '_> {
             return Err(());
         }
         let mut out = Vec::new();
+        let mut start = Size::constant(0);
         for (k, p) in parts.into_iter().enumerate() {
+            let next = start.add(&p.size_or_name()).map_err(|_| ())?;
             let mut dims = x.ty.dims.clone();
             dims[i] = p;
-            let mut attrs = BTreeMap::new();
-            attrs.insert("part".to_string(), k.to_string());
             let at = c.at;
+            let op = Op::Split {
+                axis: i,
+                part: k,
+                start,
+            };
             out.push(Val::Tensor(self.node(
-                "split",
+                op,
                 &[&x],
-                attrs,
                 Tensor::new(x.ty.dtype, dims),
                 Size::constant(0),
                 at,
             )));
+            start = next;
         }
         Ok(Val::Tuple(out))
     }
@@ -354,16 +364,13 @@ impl Elab<'_, '_> {
         }
         dims.extend(x.ty.dims[last + 1..].iter().cloned());
         let out = Tensor::new(x.ty.dtype, dims);
-        let mut attrs = BTreeMap::new();
-        attrs.insert(
-            "rewrite".to_string(),
-            format!("{} -> {}", self.text(from.span), self.text(to.span)),
-        );
+        let op = Op::Reshape(Rewrite {
+            written: format!("{} -> {}", self.text(from.span), self.text(to.span)),
+        });
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "reshape",
+            op,
             &[&x],
-            attrs,
             out,
             Size::constant(0),
             at,
@@ -414,9 +421,8 @@ impl Elab<'_, '_> {
         let out = Tensor::new(x.ty.dtype, out_dims);
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "permute",
+            Op::Permute { order },
             &[&x],
-            dims_attr(&params),
             out,
             Size::constant(0),
             at,
@@ -449,9 +455,8 @@ impl Elab<'_, '_> {
         let out = Tensor::new(x.ty.dtype, like.ty.dims.clone());
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "broadcast",
+            Op::Broadcast,
             &[&x, &like],
-            BTreeMap::new(),
             out,
             Size::constant(0),
             at,
@@ -544,6 +549,11 @@ impl Elab<'_, '_> {
             return Err(());
         };
         let len = b.sub(&a).map_err(|_| ())?;
+        let op = Op::Slice {
+            axis: i,
+            start: a.clone(),
+            end: b.clone(),
+        };
         let bad = match (a.as_const(), b.as_const(), whole.as_const()) {
             (Some(a), Some(b), Some(w)) => a < 0 || b > w || b <= a,
             (Some(a), Some(b), None) => a < 0 || b <= a,
@@ -564,12 +574,7 @@ impl Elab<'_, '_> {
         dims[i].size = Some(len);
         dims[i].origin = Some(self.loc(at));
         let out = Tensor::new(x.ty.dtype, dims);
-        let mut attrs = BTreeMap::new();
-        attrs.insert(
-            "range".to_string(),
-            format!("{}: {a}..{b}", x.ty.dims[i].name),
-        );
-        Ok(self.node("slice", &[&x], attrs, out, Size::constant(0), at))
+        Ok(self.node(op, &[&x], out, Size::constant(0), at))
     }
 
     pub(super) fn take(&mut self, c: &mut PrimCall, dims: &[IndexItem]) -> Res<Val> {
@@ -587,7 +592,7 @@ impl Elab<'_, '_> {
         let i = self.find_dim("take", &x, &d, span)?;
         // Indices made by `arange[S]()` reach S - 1: S must fit in D.
         if let Some(crate::ir::ValueRef::Node(k)) = idx.src {
-            if self.graph.nodes[k].op == "arange" {
+            if self.graph.nodes[k].op == Op::Arange {
                 let reach = idx
                     .ty
                     .dims
@@ -639,9 +644,8 @@ impl Elab<'_, '_> {
         let out = Tensor::new(x.ty.dtype, out_dims);
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "take",
+            Op::Take { axis: i },
             &[&x, &idx],
-            dims_attr(&params),
             out,
             Size::constant(0),
             at,
@@ -663,9 +667,8 @@ impl Elab<'_, '_> {
         dims.push(d.clone());
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "one_hot",
+            Op::OneHot,
             &[&idx],
-            dims_attr(&params),
             Tensor::new(DType::Float, dims),
             Size::constant(0),
             at,
@@ -689,13 +692,10 @@ impl Elab<'_, '_> {
             );
         };
         let out = Tensor::new(dtype, x.ty.dims.clone());
-        let mut attrs = BTreeMap::new();
-        attrs.insert("dtype".to_string(), dtype.as_str().to_string());
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "cast",
+            Op::Cast { dtype },
             &[&x],
-            attrs,
             out,
             Size::constant(0),
             at,
@@ -726,9 +726,8 @@ impl Elab<'_, '_> {
         }
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "arange",
+            Op::Arange,
             &[],
-            dims_attr(&params),
             Tensor::new(DType::I64, vec![d.clone()]),
             Size::constant(0),
             at,
@@ -799,9 +798,8 @@ impl Elab<'_, '_> {
         let refs: Vec<&TVal> = tensors.iter().collect();
         let at = c.at;
         Ok(Val::Tensor(self.node(
-            "stack",
+            Op::Stack,
             &refs,
-            dims_attr(&params),
             Tensor::new(first.ty.dtype, dims),
             Size::constant(0),
             at,
@@ -892,19 +890,4 @@ fn arrow(dims: &[IndexItem]) -> Option<(&Expr, &Expr)> {
         }] => Some((from, to)),
         _ => None,
     }
-}
-
-fn dims_attr(params: &[(Dim, Span)]) -> BTreeMap<String, String> {
-    let mut attrs = BTreeMap::new();
-    if !params.is_empty() {
-        attrs.insert(
-            "dims".to_string(),
-            params
-                .iter()
-                .map(|(d, _)| d.name.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-    }
-    attrs
 }
