@@ -217,7 +217,7 @@ pub fn apply(ctx: &Ctx<'_>, node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<
         }
         Op::Attention {
             heads, kv_heads, ..
-        } => attention(&node.op, ins, heads != kv_heads)?,
+        } => attention(&node.op, ins, heads != kv_heads, ctx.train)?,
         Op::Patchify { size } => patchify(size, x()?)?,
         Op::Sinusoidal { base, times } => {
             if *times {
@@ -354,8 +354,9 @@ fn einsum(node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<Tensor, OpError> {
 
 /// `attention(q, k, v)` on `[..., S, heads, e]`: libtorch's fused
 /// scaled-dot-product attention on `[..., heads, S, e]`, grouped-query when
-/// there are fewer key/value heads.
-fn attention(op: &Op, ins: &[Tensor], grouped: bool) -> Result<Tensor, OpError> {
+/// there are fewer key/value heads, with the attention dropout in training
+/// and the logits' scale when the node gives one.
+fn attention(op: &Op, ins: &[Tensor], grouped: bool, train: bool) -> Result<Tensor, OpError> {
     let Op::Attention {
         causal,
         dropout,
@@ -366,10 +367,9 @@ fn attention(op: &Op, ins: &[Tensor], grouped: bool) -> Result<Tensor, OpError> 
     else {
         return Err(OpError::new("not an attention node".into()));
     };
-    if *masked || *dropout > 0.0 || scale.is_some() {
+    if *masked {
         return Err(OpError::new(
-            "the runtime does not implement attention with a `mask`, `dropout` or `scale` yet"
-                .into(),
+            "the runtime does not implement attention with a `mask` yet".into(),
         ));
     }
     let [q, k, v] = ins else {
@@ -381,9 +381,9 @@ fn attention(op: &Op, ins: &[Tensor], grouped: bool) -> Result<Tensor, OpError> 
         &t(k)?,
         &t(v)?,
         None::<&Tensor>,
-        0.0,
+        if train { *dropout } else { 0.0 },
         *causal,
-        None,
+        *scale,
         grouped,
     )?;
     Ok(o.f_transpose(-3, -2)?)
