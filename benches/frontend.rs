@@ -52,12 +52,16 @@ fn load(text: &str) -> resolve::Program {
     resolve::load(&loader, Path::new("main.enigma"), &Options::default()).expect("in memory")
 }
 
-/// What `enigma check` runs: resolve, then the checks on values.
-fn check(text: &str) -> resolve::Program {
+/// What `enigma check` runs: the driver up to the checked experiment.
+fn check(text: &str) -> enigma::driver::Artifacts {
     let mut loader = MemoryLoader::new();
     loader.insert("main.enigma", text.as_bytes().to_vec());
-    enigma::check::check_file(&loader, Path::new("main.enigma"), &Options::default())
-        .expect("in memory")
+    enigma::driver::compile(
+        &loader,
+        Path::new("main.enigma"),
+        &enigma::driver::Options::check(),
+    )
+    .expect("in memory")
 }
 
 fn stages(c: &mut Criterion) {

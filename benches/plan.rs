@@ -11,25 +11,23 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use enigma::driver::{compile, Options};
 use enigma::ir::Graph;
 use enigma::plan::cost::{estimate, Cluster};
 use enigma::plan::lower::{lower, representatives};
 use enigma::plan::search::explore;
 use enigma::plan::verify::verify;
 use enigma::plan::Layout;
-use enigma::resolve::Options;
 use enigma::source::FsLoader;
 
 fn example(name: &str) -> (Graph, Layout) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join(name);
-    let (program, g) =
-        enigma::check::check_file_ir(&FsLoader, &path, &Options::default()).expect("readable");
-    (
-        g.expect("the example checks"),
-        Layout::of(&program).expect("a valid mesh"),
-    )
+    let a = compile(&FsLoader, &path, &Options::check()).expect("readable");
+    let x = a.experiment.expect("the example checks");
+    let layout = Layout::of(&x.parallel).expect("a valid mesh");
+    (x.graph, layout)
 }
 
 fn planner(c: &mut Criterion) {

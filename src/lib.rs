@@ -13,6 +13,7 @@ pub mod check;
 pub mod cli;
 pub mod dataset;
 pub mod diagnostics;
+pub mod driver;
 pub mod fmt;
 pub mod ir;
 pub mod plan;
@@ -20,3 +21,5 @@ pub mod resolve;
 pub mod run;
 pub mod source;
 pub mod syntax;
+#[cfg(test)]
+pub(crate) mod testing;

@@ -1,5 +1,9 @@
-//! The `enigma` binary: a thin shell over [`enigma::cli`].
+//! `enigma`: the command-line program (see `cli`).
 
 fn main() {
-    std::process::exit(enigma::cli::main())
+    #[cfg(feature = "torch")]
+    let code = enigma::cli::main_with(std::env::args_os(), Some(&enigma::run::torch::TorchRuntime));
+    #[cfg(not(feature = "torch"))]
+    let code = enigma::cli::main();
+    std::process::exit(code);
 }

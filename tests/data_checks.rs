@@ -6,7 +6,6 @@ use std::path::Path;
 use enigma::diagnostics::Code;
 use enigma::ir::stats::Stats;
 use enigma::ir::types::size::Size;
-use enigma::resolve::Options;
 use enigma::source::MemoryLoader;
 
 /// A version 1.0 `.npy` header (no data: the loader reads headers only).
@@ -66,15 +65,18 @@ fn check(
     for (name, bytes) in files {
         loader.insert(Path::new("exp").join(name), bytes.clone());
     }
-    let (program, graph) =
-        enigma::check::check_file_ir(&loader, Path::new("exp/main.enigma"), &Options::default())
-            .unwrap();
-    let codes = program
+    let a = enigma::driver::compile(
+        &loader,
+        Path::new("exp/main.enigma"),
+        &enigma::driver::Options::check(),
+    )
+    .unwrap();
+    let codes = a
         .diagnostics
         .iter()
         .map(|d| (d.code, d.message.clone()))
         .collect();
-    (codes, graph)
+    (codes, a.experiment.map(|x| x.graph))
 }
 
 #[test]

@@ -39,11 +39,13 @@ fn shape(text: &str) -> serde_json::Value {
 #[test]
 fn examples_and_stdlib_check_cleanly() {
     for path in all_sources() {
-        let program = enigma::check::check_file(&FsLoader, &path, &Options::default()).unwrap();
+        let a =
+            enigma::driver::compile(&FsLoader, &path, &enigma::driver::Options::check()).unwrap();
+        let program = &a.program;
         // A data file that is not on this machine (the placeholder corpora
         // of the LLM examples; the NWB file in a build without `nwb`) is a
         // W0201 warning; anything else is a failure.
-        let problems: Vec<String> = program
+        let problems: Vec<String> = a
             .diagnostics
             .iter()
             .filter(|d| d.code != enigma::diagnostics::Code::W0201)

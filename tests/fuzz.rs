@@ -16,7 +16,6 @@ mod common;
 use common::{comments, shape};
 use enigma::base::FileId;
 use enigma::fmt::format;
-use enigma::resolve::Options;
 use enigma::source::MemoryLoader;
 use enigma::syntax::{decode, parse};
 use proptest::prelude::*;
@@ -200,13 +199,14 @@ fn apply(text: &mut String, m: &Mutation) {
 fn exercise(bytes: &[u8]) {
     let mut loader = MemoryLoader::new();
     loader.insert("main.enigma", bytes.to_vec());
-    let program = enigma::check::check_file(
+    let a = enigma::driver::compile(
         &loader,
         std::path::Path::new("main.enigma"),
-        &Options::default(),
+        &enigma::driver::Options::check(),
     )
     .expect("the file is in memory");
-    for d in &program.diagnostics {
+    let program = &a.program;
+    for d in &a.diagnostics {
         // Rendering must not panic either, whatever the spans.
         let _ = enigma::diagnostics::render::human(d, &program.sources, Default::default());
         let _ = enigma::diagnostics::render::json(d, &program.sources);

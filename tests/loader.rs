@@ -11,10 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use enigma::dataset::loader::{DataError, DataErrorKind, Dataset, Loader, Position};
-use enigma::dataset::spec::DataSpec;
-use enigma::dataset::windows::Split;
-use enigma::resolve::Options;
-use enigma::source::FsLoader;
+use enigma::ir::data::DataSpec;
+use enigma::ir::data::Split;
 
 #[path = "common/real.rs"]
 mod real_data;
@@ -26,13 +24,14 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Checks `path` and builds its data spec.
+#[path = "common/checked.rs"]
+mod checked;
+
+/// Checks `path` and takes its data spec.
 fn spec_of(path: &Path) -> DataSpec {
-    let (program, graph) = enigma::check::check_file_ir(&FsLoader, path, &Options::default())
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let graph = graph.unwrap_or_else(|| panic!("{:#?}", program.diagnostics));
-    let base = path.parent().unwrap_or(Path::new("."));
-    DataSpec::from_program(&program, &graph, base).unwrap_or_else(|e| panic!("{e}"))
+    checked::experiment(path)
+        .data
+        .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn open_example(name: &str) -> Result<Dataset, DataError> {

@@ -3,23 +3,19 @@
 //! (DESIGN.md), the training FLOPs convention, and the shapes the checker
 //! derives through the standard library.
 
-use std::path::Path;
-
 #[path = "common/real.rs"]
 mod real_data;
 
 use enigma::ir::stats::Stats;
 use enigma::ir::types::size::Size;
 use enigma::ir::Graph;
-use enigma::resolve::Options;
 use enigma::source::FsLoader;
 
+#[path = "common/checked.rs"]
+mod checked;
+
 fn graph(example: &str) -> Graph {
-    let path = Path::new("examples").join(example);
-    let (program, graph) =
-        enigma::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
-    assert!(!program.has_errors(), "{example} checks without errors");
-    graph.unwrap_or_else(|| panic!("{example} elaborates"))
+    checked::example_graph(example)
 }
 
 fn known(s: &Size) -> i64 {
@@ -165,10 +161,9 @@ fn nwb_units_bind_the_unit_dim() {
     let Some((path, _)) = real_data::real_example("nwb_spikes", "nwb-example") else {
         return;
     };
-    let (program, g) = enigma::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
+    let x = checked::experiment(&path);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
-    assert!(!program.has_errors());
-    let stats = Stats::of(&g.unwrap());
+    let stats = Stats::of(&x.graph);
     // Unit embeddings (d = 32) and the per-unit readout (d + 1) per unit.
     assert_eq!(known(&stats.session_params), 3 * (32 + 33));
 }
@@ -181,14 +176,20 @@ fn suite2p_cells_are_counted_from_the_classifier() {
     let Some((path, _)) = real_data::real_example("suite2p_calcium", "suite2p-example") else {
         return;
     };
-    let (program, g) = enigma::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
-    assert!(!program.has_errors());
-    let g = g.unwrap();
-    assert!(!enigma::dataset::bind::unsized_params(&g).is_empty());
-    let bound = enigma::dataset::bind::bind(&program, g, &FsLoader, path.parent().unwrap());
+    let x = checked::experiment(&path);
+    assert!(!x.graph.unsized_params().is_empty());
+    let plan = enigma::driver::Options {
+        resolve: Default::default(),
+        goal: enigma::driver::Goal::Plan(Default::default()),
+    };
+    let bound = enigma::driver::compile(&FsLoader, &path, &plan);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
     let bound = bound.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(bound.sizes, [("N".to_string(), 20)]);
-    let stats = Stats::of(&bound.graph);
-    assert_eq!(known(&stats.total_params(bound.graph.sessions)), 26_900);
+    assert_eq!(bound.error, None);
+    let x = bound
+        .experiment
+        .unwrap_or_else(|| panic!("{:?}", bound.diagnostics));
+    assert_eq!(x.sized_from_data, [("N".to_string(), 20)]);
+    let stats = Stats::of(&x.graph);
+    assert_eq!(known(&stats.total_params(x.graph.sessions)), 26_900);
 }

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use enigma::ir::Graph;
@@ -21,16 +20,13 @@ use enigma::plan::emit::{to_dot, to_json, to_yaml};
 use enigma::plan::lower::{lower, representatives};
 use enigma::plan::program::{Instr, Plan, RankProgram};
 use enigma::plan::{Axis, Layout, Mesh};
-use enigma::resolve::Options;
-use enigma::source::FsLoader;
 use serde_json::Value as Json;
 
+#[path = "common/checked.rs"]
+mod checked;
+
 fn graph(example: &str) -> Graph {
-    let path = Path::new("examples").join(example);
-    let (program, graph) =
-        enigma::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
-    assert!(!program.has_errors(), "{example} checks without errors");
-    graph.unwrap_or_else(|| panic!("{example} elaborates"))
+    checked::example_graph(example)
 }
 
 /// A layout over `axes` (slowest first) with data, tensor and pipeline

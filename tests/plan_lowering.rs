@@ -7,22 +7,23 @@
 
 use std::path::Path;
 
-use enigma::check::check_file_ir;
+use enigma::ir::layout::PipelineSchedule;
 use enigma::ir::Graph;
 use enigma::plan::lower::{lower, representatives, LowerError};
 use enigma::plan::program::*;
 use enigma::plan::search::candidate_layout;
 use enigma::plan::verify::{verify, VerifyError};
-use enigma::plan::{Layout, Schedule};
-use enigma::resolve::Options;
-use enigma::source::FsLoader;
+use enigma::plan::Layout;
+
+#[path = "common/checked.rs"]
+mod checked;
 
 fn example(name: &str) -> (Graph, Layout) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join(name);
-    let (program, g) = check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
-    (g.unwrap(), Layout::of(&program).unwrap())
+    let x = checked::experiment(&path);
+    (x.graph, Layout::of(&x.parallel).unwrap())
 }
 
 /// A layout over `dp x pp x tp` (tensor parallelism fastest) mapping
@@ -103,7 +104,7 @@ fn gpipe_and_1f1b_both_verify_and_differ_in_order() {
     let (g, _) = example("gpt2_small.enigma");
     let mut l = layout(1, 4, 1, 0, 8);
     let one = plan_ok(&g, &l);
-    l.schedule = Schedule::GPipe;
+    l.schedule = PipelineSchedule::GPipe;
     let gpipe = plan_ok(&g, &l);
     // Stage 0 under 1F1B starts a backward before its last forward; under
     // GPipe every forward comes first.
@@ -360,7 +361,7 @@ fn broken_plans_are_caught() {
 fn unsupported_settings_are_refused() {
     let (g, _) = example("gpt2_small.enigma");
     let mut l = layout(1, 2, 1, 0, 2);
-    l.schedule = Schedule::Interleaved;
+    l.schedule = PipelineSchedule::Interleaved;
     assert!(matches!(
         lower(&g, &l, None),
         Err(LowerError::Unsupported(_))

@@ -12,20 +12,16 @@
 //! values are deterministic pseudo-random numbers.
 
 use std::ops::Range;
-use std::path::Path;
 
 use enigma::ir::Graph;
 use enigma::plan::shard::{place, shards, Placement, Shard};
 use enigma::plan::{Axis, Layout, Mesh};
-use enigma::resolve::Options;
-use enigma::source::FsLoader;
+
+#[path = "common/checked.rs"]
+mod checked;
 
 fn graph(example: &str) -> Graph {
-    let path = Path::new("examples").join(example);
-    let (program, graph) =
-        enigma::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
-    assert!(!program.has_errors(), "{example} checks without errors");
-    graph.unwrap_or_else(|| panic!("{example} elaborates"))
+    checked::example_graph(example)
 }
 
 /// `ranks`-way tensor parallelism on one axis `tp`, with heads, key/value

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use enigma::diagnostics::render::{human, HumanStyle};
-use enigma::plan::report::{plan_program, summary, Options};
+use enigma::plan::report::{summary, Options};
 use enigma::resolve;
 use enigma::source::FsLoader;
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -67,27 +67,33 @@ fn options(text: &str) -> Result<Options, Failed> {
 fn render(program: &Path) -> Result<String, Failed> {
     let text = std::fs::read_to_string(program).map_err(|e| e.to_string())?;
     let opts = options(&text)?;
-    let (loaded, graph) =
-        enigma::check::check_file_ir(&FsLoader, program, &resolve::Options::default())
-            .map_err(|e| Failed::from(e.to_string()))?;
+    let driver = enigma::driver::Options {
+        resolve: resolve::Options::default(),
+        goal: enigma::driver::Goal::Plan(opts),
+    };
+    let a = enigma::driver::compile(&FsLoader, program, &driver)
+        .map_err(|e| Failed::from(e.to_string()))?;
+    let loaded = &a.program;
     let style = HumanStyle {
         color: false,
         width: 100,
     };
-    let mut out: String = loaded
+    let mut out: String = a
         .diagnostics
         .iter()
         .map(|d| human(d, &loaded.sources, style))
         .collect();
-    let Some(g) = graph else {
+    if let Some(e) = a.error {
+        return Err(Failed::from(e));
+    }
+    let Some(planned) = &a.planned else {
         return Ok(out);
     };
-    let planned = plan_program(&loaded, &g, &opts).map_err(Failed::from)?;
     for d in &planned.diagnostics {
         out.push_str(&human(d, &loaded.sources, style));
     }
     if !planned.diagnostics.iter().any(|d| d.is_error()) {
-        out.push_str(&summary(&planned));
+        out.push_str(&summary(planned));
     }
     Ok(out)
 }

@@ -6,16 +6,13 @@
 use std::path::Path;
 
 use enigma::base::host::HostTensor;
-use enigma::check::check_file_ir;
+use enigma::ir::train::{NonFinite, Precision, TrainConfig};
 use enigma::ir::Graph;
 use enigma::plan::lower::lower;
 use enigma::plan::program::Plan;
 use enigma::plan::Layout;
-use enigma::resolve::Options;
 use enigma::run::backend::{Backend, EvalOutcome, HoldOut, MicroBatch, StepKeys, Update};
-use enigma::run::config::{NonFinite, Precision, TrainConfig};
 use enigma::run::torch::TorchBackend;
-use enigma::source::FsLoader;
 
 fn quickstart() -> (Graph, Plan, TrainConfig) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.enigma");
@@ -24,13 +21,15 @@ fn quickstart() -> (Graph, Plan, TrainConfig) {
 
 /// Checks, lowers and configures the experiment at `path`.
 fn compile(path: &Path) -> (Graph, Plan, TrainConfig) {
-    let (program, g) = check_file_ir(&FsLoader, path, &Options::default()).unwrap();
-    let g = g.expect("the quickstart checks");
-    let layout = Layout::of(&program).unwrap();
-    let plan = lower(&g, &layout, None).unwrap();
-    let config = TrainConfig::of(&program).unwrap();
-    (g, plan, config)
+    let x = checked::experiment(path);
+    let layout = Layout::of(&x.parallel).unwrap();
+    let plan = lower(&x.graph, &layout, None).unwrap();
+    let config = x.train.expect("a train block");
+    (x.graph, plan, config)
 }
+
+#[path = "common/checked.rs"]
+mod checked;
 
 /// Inputs of the IR's shapes with `b` samples, filled from a simple
 /// deterministic pattern.

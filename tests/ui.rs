@@ -14,7 +14,6 @@
 use std::path::{Path, PathBuf};
 
 use enigma::diagnostics::render::{human, HumanStyle};
-use enigma::resolve::Options;
 use enigma::source::FsLoader;
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -52,7 +51,7 @@ fn main() {
 
 /// Renders what `enigma check` reports for `program`.
 fn render(program: &Path) -> Result<String, Failed> {
-    let loaded = enigma::check::check_file(&FsLoader, program, &Options::default())
+    let loaded = enigma::driver::compile(&FsLoader, program, &enigma::driver::Options::check())
         .map_err(|e| Failed::from(e.to_string()))?;
     let style = HumanStyle {
         color: false,
@@ -61,7 +60,7 @@ fn render(program: &Path) -> Result<String, Failed> {
     Ok(loaded
         .diagnostics
         .iter()
-        .map(|d| human(d, &loaded.sources, style))
+        .map(|d| human(d, &loaded.program.sources, style))
         .collect())
 }
 

@@ -10,53 +10,37 @@
 
 use super::consts::Consts;
 use crate::diagnostics::{Code, Diagnostic};
+use crate::ir::layout::ParallelSpec;
 use crate::ir::{Graph, Op};
-use crate::syntax::ast::*;
 
-pub(super) fn check_layout(c: &mut Consts, g: &Graph) {
-    let program = c.program;
-    let root = program.root_module();
-    let Some(ast) = &root.ast else { return };
-    for item in &ast.items {
-        let ItemKind::Parallel(block) = &item.kind else {
+pub(super) fn check_layout(c: &mut Consts, g: &Graph, spec: &ParallelSpec) {
+    for m in &spec.mappings {
+        // The mesh degree of the target; an axis the mesh lacks was the
+        // resolver's to report.
+        let degree = m.axes.iter().try_fold(1i64, |d, a| {
+            let axis = spec.mesh.iter().find(|x| &x.name == a)?;
+            d.checked_mul(i64::try_from(axis.size).ok()?)
+        });
+        let Some(degree) = degree.filter(|&d| d > 1) else {
             continue;
         };
-        // The planner's reading of the block; a mesh the settings check
-        // rejected has been reported there.
-        let value = &mut |e: &Expr| super::constant(program, e);
-        let Ok(layout) = crate::plan::Layout::from_block(block, value) else {
-            continue;
-        };
-        for entry in &block.entries {
-            let EntryKind::Mapping { keys, target } = &entry.kind else {
-                continue;
-            };
-            let axes = crate::plan::layout::target_axes(target);
-            let Ok(degree) = layout.mesh.degree(&axes) else {
-                continue;
-            };
-            let degree = degree as i64;
-            if degree <= 1 {
+        for (dim, at) in &m.dims {
+            if dim == "batch" {
                 continue;
             }
-            for key in keys {
-                if key.name == "batch" {
-                    continue;
-                }
-                for (size, place) in sizes_of(g, &key.name) {
-                    if size % degree != 0 {
-                        c.diags.push(
-                            Diagnostic::new(
-                                Code::E0220,
-                                format!("`{}` is {size} in `{place}`, which does not split evenly over `{}` ({degree} shards)", key.name, axes.join(" x ")),
-                                )
-                                .primary(root.file, key.span, format!("{size} does not divide by {degree}"))
-                                .secondary(root.file, target.span, format!("{degree} shards"))
-                                .help(format!("map `{}` to mesh axes whose product divides {size}, or change the model so it does", key.name)),
-                        );
-                        // One report per mapping key is enough.
-                        break;
-                    }
+            for (size, place) in sizes_of(g, dim) {
+                if size % degree != 0 {
+                    c.diags.push(
+                        Diagnostic::new(
+                            Code::E0220,
+                            format!("`{dim}` is {size} in `{place}`, which does not split evenly over `{}` ({degree} shards)", m.axes.join(" x ")),
+                        )
+                        .primary(at.file, at.span, format!("{size} does not divide by {degree}"))
+                        .secondary(m.target.file, m.target.span, format!("{degree} shards"))
+                        .help(format!("map `{dim}` to mesh axes whose product divides {size}, or change the model so it does")),
+                    );
+                    // One report per mapping key is enough.
+                    break;
                 }
             }
         }

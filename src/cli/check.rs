@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use super::output::{count, plural, Output};
 use super::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
-use crate::resolve::{Options, Stdlib};
+use crate::driver::{compile, Options};
+use crate::resolve::Stdlib;
 use crate::source::FsLoader;
 
 /// What to print besides diagnostics.
@@ -16,28 +17,27 @@ pub struct Report {
 }
 
 pub fn run(out: &Output, files: &[PathBuf], stdlib: Option<PathBuf>, report: Report) -> i32 {
-    let options = Options {
-        stdlib: stdlib.map(Stdlib::Dir).unwrap_or_default(),
-    };
+    let mut options = Options::check();
+    options.resolve.stdlib = stdlib.map(Stdlib::Dir).unwrap_or_default();
     let mut status = EXIT_OK;
     let (mut errors, mut warnings) = (0, 0);
     for path in files {
-        let (program, graph) = match crate::check::check_file_ir(&FsLoader, path, &options) {
-            Ok(p) => p,
+        let a = match compile(&FsLoader, path, &options) {
+            Ok(a) => a,
             Err(e) => {
                 out.fatal(&e.to_string());
                 status = EXIT_USAGE;
                 continue;
             }
         };
-        out.diagnostics(&program.diagnostics, &program.sources);
-        let (e, w) = count(&program.diagnostics);
+        out.diagnostics(&a.diagnostics, &a.program.sources);
+        let (e, w) = count(&a.diagnostics);
         errors += e;
         warnings += w;
         if e > 0 && status == EXIT_OK {
             status = EXIT_DIAGNOSTICS;
         }
-        if let Some(g) = &graph {
+        if let Some(g) = a.experiment.as_ref().map(|x| &x.graph) {
             if report.stats {
                 if files.len() > 1 {
                     println!("{}:", path.display());

@@ -1,22 +1,29 @@
 //! The command-line interface: argument parsing and dispatch.
 //!
 //! Each subcommand lives in its own file and is a thin layer over the
-//! library: it loads files through [`crate::source::FsLoader`], calls the
-//! core, and prints diagnostics with [`output::Output`]. Exit codes are the
-//! same everywhere: 0 clean (warnings allowed), 1 diagnostics, 2 usage or
-//! I/O error.
+//! driver (`crate::driver`): it loads files through
+//! [`crate::source::FsLoader`], and prints diagnostics with
+//! [`output::Output`]. Exit codes are the same everywhere: 0 clean
+//! (warnings allowed), 1 diagnostics, 2 usage or I/O error.
+//!
+//! Two programs share this interface. `enigma` links no runtime, so the
+//! front-end commands start in milliseconds; its `run` hands the whole
+//! command line to `enigma-run` beside it (`delegate.rs`), which links
+//! libtorch and runs [`main_with`] with its trainer.
 
 mod check;
+mod delegate;
 mod explain;
 mod fmt;
 mod output;
 mod plan;
-#[cfg(feature = "torch")]
 mod run;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::run::session::Trainer;
 
 /// Exit status: no errors (warnings may have been printed).
 pub const EXIT_OK: i32 = 0;
@@ -114,7 +121,6 @@ pub enum Command {
     /// Train an experiment on one process (CPU, or one GPU with
     /// `--device cuda`), writing metrics, plots and checkpoints to a run
     /// directory.
-    #[cfg(feature = "torch")]
     Run {
         /// The `.enigma` experiment to train.
         file: PathBuf,
@@ -158,31 +164,25 @@ pub enum Command {
 }
 
 fn version() -> &'static str {
-    if cfg!(feature = "torch") {
-        concat!(
-            env!("CARGO_PKG_VERSION"),
-            " (runtime: libtorch via tch 0.24.0)"
-        )
-    } else {
-        concat!(
-            env!("CARGO_PKG_VERSION"),
-            " (front end only, built without libtorch)"
-        )
-    }
+    env!("CARGO_PKG_VERSION")
 }
 
-/// Runs the CLI on the process arguments and returns the exit status.
+/// Runs the front end on the process arguments and returns the exit
+/// status; `run` is handed to the runtime program beside this one.
 pub fn main() -> i32 {
-    run(std::env::args_os())
+    main_with(std::env::args_os(), None)
 }
 
-/// Runs the CLI on the given arguments and returns the exit status.
-pub fn run<I, T>(args: I) -> i32
+/// Runs the CLI on the given arguments and returns the exit status. With a
+/// `trainer`, `run` trains in this process; without one it is handed,
+/// arguments unchanged, to the runtime program (`enigma-run`).
+pub fn main_with<I, T>(args: I, trainer: Option<&dyn Trainer>) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help and version to stdout with status 0 and
@@ -217,7 +217,6 @@ where
                 cluster: &cluster,
             },
         ),
-        #[cfg(feature = "torch")]
         Command::Run {
             file,
             out: dir,
@@ -226,18 +225,22 @@ where
             steps,
             quiet,
             stdlib,
-        } => run::run(
-            &out,
-            run::Request {
-                file: &file,
-                stdlib,
-                out: dir,
-                resume,
-                device,
-                steps,
-                quiet,
-            },
-        ),
+        } => match trainer {
+            None => delegate::delegate(&args),
+            Some(trainer) => run::run(
+                &out,
+                trainer,
+                run::Request {
+                    file: &file,
+                    stdlib,
+                    out: dir,
+                    resume,
+                    device,
+                    steps,
+                    quiet,
+                },
+            ),
+        },
         Command::Fmt { check, files } => fmt::run(&out, &files, check),
         Command::Explain { code } => explain::run(code.as_deref()),
     }

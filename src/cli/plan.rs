@@ -5,11 +5,12 @@
 
 use std::path::Path;
 
-use super::output::{count, Output};
+use super::output::Output;
 use super::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
+use crate::driver::{compile, Goal, Options};
 use crate::plan::cost::{Cluster, Link};
-use crate::plan::report::{plan_program, summary, Options as PlanOptions};
-use crate::resolve::{Options, Stdlib};
+use crate::plan::report::{summary, Options as PlanOptions};
+use crate::resolve::{Options as ResolveOptions, Stdlib};
 use crate::source::FsLoader;
 
 /// What `enigma plan --emit` prints instead of the summary.
@@ -106,64 +107,57 @@ pub fn run(out: &Output, req: Request) -> i32 {
         }
     };
     let options = Options {
-        stdlib: req.stdlib.map(Stdlib::Dir).unwrap_or_default(),
+        resolve: ResolveOptions {
+            stdlib: req.stdlib.map(Stdlib::Dir).unwrap_or_default(),
+        },
+        goal: Goal::Plan(PlanOptions {
+            world: req.world,
+            cluster,
+            search: req.search,
+        }),
     };
-    let (program, graph) = match crate::check::check_file_ir(&FsLoader, req.file, &options) {
-        Ok(p) => p,
+    let a = match compile(&FsLoader, req.file, &options) {
+        Ok(a) => a,
         Err(e) => {
             out.fatal(&e.to_string());
             return EXIT_USAGE;
         }
     };
-    out.diagnostics(&program.diagnostics, &program.sources);
-    let (errors, _) = count(&program.diagnostics);
-    let Some(g) = graph.filter(|_| errors == 0) else {
+    out.diagnostics(&a.diagnostics, &a.program.sources);
+    let Some(x) = &a.experiment else {
         out.summary("not planned: the experiment has errors");
         return EXIT_DIAGNOSTICS;
     };
     // A parameter sized by what only the data gives (`N` behind a
     // `select`) is placed once the data is read; `enigma run` does the same.
-    let base = req.file.parent().unwrap_or(std::path::Path::new("."));
-    let g = match crate::dataset::bind::bind(&program, g, &FsLoader, base) {
-        Ok(b) => {
-            if !b.sizes.is_empty() {
-                let sizes: Vec<String> =
-                    b.sizes.iter().map(|(n, v)| format!("{n} = {v}")).collect();
-                out.summary(&format!("sized from the data: {}", sizes.join(", ")));
-            }
-            b.graph
-        }
-        Err(e) => {
-            out.fatal(&format!("{}: {e}", req.file.display()));
-            return EXIT_USAGE;
-        }
-    };
-    let opts = PlanOptions {
-        world: req.world,
-        cluster,
-        search: req.search,
-    };
-    let planned = match plan_program(&program, &g, &opts) {
-        Ok(p) => p,
-        Err(e) => {
-            out.fatal(&format!("{}: {e}", req.file.display()));
-            return EXIT_USAGE;
-        }
-    };
-    out.diagnostics(&planned.diagnostics, &program.sources);
-    let (errors, _) = count(&planned.diagnostics);
-    if errors > 0 {
+    if !x.sized_from_data.is_empty() {
+        let sizes: Vec<String> = x
+            .sized_from_data
+            .iter()
+            .map(|(n, v)| format!("{n} = {v}"))
+            .collect();
+        out.summary(&format!("sized from the data: {}", sizes.join(", ")));
+    }
+    if let Some(e) = &a.error {
+        out.fatal(&format!("{}: {e}", req.file.display()));
+        return EXIT_USAGE;
+    }
+    if let Some(p) = &a.planned {
+        out.diagnostics(&p.diagnostics, &a.program.sources);
+    }
+    if a.has_errors() {
         out.summary("not planned: the layout has errors");
         return EXIT_DIAGNOSTICS;
     }
-    let Some(plan) = &planned.plan else {
+    let Some(plan) = a.planned.as_ref().and_then(|p| p.plan.as_ref()) else {
         return EXIT_DIAGNOSTICS;
     };
+    let g = &x.graph;
     let text = match req.emit {
-        None => Ok(summary(&planned)),
-        Some(PlanEmit::Yaml) => crate::plan::emit::to_yaml(&g, plan),
-        Some(PlanEmit::Json) => crate::plan::emit::to_json(&g, plan),
-        Some(PlanEmit::Dot) => Ok(crate::plan::emit::to_dot(&g, plan)),
+        None => Ok(a.planned.as_ref().map(summary).unwrap_or_default()),
+        Some(PlanEmit::Yaml) => crate::plan::emit::to_yaml(g, plan),
+        Some(PlanEmit::Json) => crate::plan::emit::to_json(g, plan),
+        Some(PlanEmit::Dot) => Ok(crate::plan::emit::to_dot(g, plan)),
     };
     match text {
         Ok(text) => {

@@ -21,21 +21,7 @@
 
 use std::fmt;
 
-/// The three splits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Split {
-    Train,
-    Val,
-    Test,
-}
-
-/// How recordings are divided between the splits, in the fractions given
-/// (train, val, test).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum SplitRule {
-    ByTime([f64; 3]),
-    BySession([f64; 3]),
-}
+use crate::ir::data::{Split, SplitRule};
 
 /// A source's window settings, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -83,6 +83,7 @@ codes! {
     E0218 => "loss or metric has the wrong shape",
     E0219 => "modality does not match its data",
     E0220 => "layout does not divide the model",
+    E0221 => "data the runtime cannot read",
     E0301 => "mesh does not match the world size",
     E0302 => "plan does not fit in device memory",
     E0303 => "layout setting not supported by the planner",

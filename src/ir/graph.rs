@@ -266,6 +266,21 @@ impl Graph {
             .collect()
     }
 
+    /// The parameters whose size is still symbolic (sized by a dim only
+    /// the data gives), each with that size as text.
+    pub fn unsized_params(&self) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .filter_map(|p| {
+                p.ty.dims
+                    .iter()
+                    .map(|d| d.size_or_name())
+                    .find(|s| s.as_const().is_none())
+                    .map(|s| (p.path.clone(), s.to_string()))
+            })
+            .collect()
+    }
+
     /// The type of a value.
     pub fn type_of(&self, v: ValueRef) -> &Tensor {
         match v {

@@ -1,8 +1,17 @@
 //! The typed IR: what the checker produces and every later stage reads.
 //!
+//! An [`Experiment`] is the whole of it: the model graph, the training
+//! configuration, the layout and the data specification, each with every
+//! default filled in and every value evaluated.
+//!
 //! - [`graph`]: the model as a graph of primitive operations ([`op::Op`])
 //!   with concrete shapes, parameters with their initialisers
 //!   ([`init::Init`]), inputs, outputs and objectives;
+//! - [`train`]: the `train` block ([`train::TrainConfig`]);
+//! - [`layout`]: the `parallel` block with the places of its parts
+//!   ([`layout::ParallelSpec`]);
+//! - [`data`]: sources, windows, splits and modalities
+//!   ([`data::DataSpec`]), whose transforms are [`transform`] programs;
 //! - [`types`]: sizes, tensor types, quantities and compile-time values;
 //! - [`stats`]: parameters, FLOPs and activations of a graph;
 //! - [`yaml`]: the graph as `enigma check --emit ir` prints it.
@@ -10,15 +19,46 @@
 //! Nothing here imports the syntax tree or the checker: the planner, the
 //! dataset and the runtime read the IR and nothing above it.
 
+pub mod data;
 pub mod graph;
 pub mod init;
+pub mod layout;
 pub mod op;
 pub mod stats;
+pub mod train;
+pub mod transform;
 pub mod types;
 pub mod yaml;
+
+use std::path::PathBuf;
+
+use crate::base::FileId;
+use crate::diagnostics::Diagnostic;
 
 pub use graph::{
     Graph, Input, ModalityKind, Node, Objective, ObjectiveKind, Output, Param, Scope, ValueRef,
 };
 pub use init::Init;
 pub use op::{Elementwise, NormKind, Op, Operand, Reduction};
+
+/// A checked experiment: everything the planner, the dataset and the
+/// runtime need, and nothing of the source text.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    /// The root `.enigma` file.
+    pub file: FileId,
+    /// Its path, as the user named it.
+    pub path: PathBuf,
+    pub graph: Graph,
+    /// The `train` block; `None` when the file has none (it can be checked
+    /// and planned, not run).
+    pub train: Option<train::TrainConfig>,
+    pub parallel: layout::ParallelSpec,
+    /// The data side, or why the runtime cannot read it (E0221 diagnostics
+    /// at the items: the model and layout are still sound, so `check` and
+    /// `plan` accept the experiment and `run` refuses it with these).
+    pub data: Result<data::DataSpec, Vec<Diagnostic>>,
+    /// Sizes taken from the data after checking (`N` behind a `select`),
+    /// in name order: the graph has them.
+    pub sized_from_data: Vec<(String, i64)>,
+}

@@ -63,16 +63,10 @@ pub fn model_state(
 mod tests {
     use super::*;
     use crate::plan::shard::place;
-    use crate::resolve::Options;
-    use crate::source::FsLoader;
 
     fn planned(example: &str) -> (Graph, Layout) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples")
-            .join(example);
-        let (program, g) =
-            crate::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
-        (g.unwrap(), Layout::of(&program).unwrap())
+        let x = crate::testing::example(example);
+        (x.graph, Layout::of(&x.parallel).unwrap())
     }
 
     /// The hand derivation in `docs/planner.md`: Enigma-1B's 1,062,615,040

@@ -25,5 +25,5 @@ pub mod tp;
 pub mod validate;
 pub mod verify;
 
-pub use layout::{Layout, Schedule};
+pub use layout::Layout;
 pub use mesh::{Axis, Mesh, MeshError};

@@ -1,7 +1,7 @@
-//! `enigma plan`'s core: plan a checked program, validate the plan, and
+//! `enigma plan`'s core: plan a checked experiment, validate the plan, and
 //! summarise it for people.
 //!
-//! [`plan_program`] lowers the experiment for every rank of its mesh,
+//! [`plan_experiment`] lowers the experiment for every rank of its mesh,
 //! verifies the programs (`verify.rs`: a failure there is a planner bug,
 //! reported as an error rather than a diagnostic), estimates memory and
 //! time (`cost.rs`) and turns what the user can fix into diagnostics with
@@ -17,9 +17,9 @@ use super::program::{GroupKind, Instr, Plan};
 use super::search::{search, Candidate};
 use super::{validate, verify};
 use crate::diagnostics::Diagnostic;
+use crate::ir::layout::PipelineSchedule;
 use crate::ir::stats::thousands;
-use crate::ir::Graph;
-use crate::resolve::Program;
+use crate::ir::Experiment;
 
 /// What to plan for.
 #[derive(Clone, Debug, Default)]
@@ -45,17 +45,19 @@ pub struct Planned {
     pub cluster: Cluster,
 }
 
-/// Plans a program that checked without errors. `Err` is a planner bug: a
-/// plan that fails its own verification.
-pub fn plan_program(program: &Program, g: &Graph, options: &Options) -> Result<Planned, String> {
+/// Plans an experiment. `Err` is a planner bug: a plan that fails its own
+/// verification.
+pub fn plan_experiment(x: &Experiment, options: &Options) -> Result<Planned, String> {
     let mut out = Planned {
         cluster: options.cluster.clone(),
         ..Planned::default()
     };
-    let layout = Layout::of(program).map_err(|e| format!("cannot read the parallel block: {e}"))?;
+    let g = &x.graph;
+    let spec = &x.parallel;
+    let layout = Layout::of(spec).map_err(|e| format!("cannot read the parallel block: {e}"))?;
     let ranks = layout.mesh.size();
     if let Some(world) = options.world {
-        if let Some(d) = validate::world_size(program, ranks, world) {
+        if let Some(d) = validate::world_size(spec, ranks, world) {
             out.diagnostics.push(d);
             out.layout = Some(layout);
             return Ok(out);
@@ -70,7 +72,7 @@ pub fn plan_program(program: &Program, g: &Graph, options: &Options) -> Result<P
                 ""
             };
             out.diagnostics
-                .push(validate::unsupported(program, &what, setting));
+                .push(validate::unsupported(spec, &what, setting));
             return Ok(out);
         }
         // The checker reports a batch that does not divide (E0210) and
@@ -107,7 +109,7 @@ pub fn plan_program(program: &Program, g: &Graph, options: &Options) -> Result<P
                 )
             });
             out.diagnostics.push(validate::memory(
-                program,
+                spec,
                 worst.rank,
                 m.total,
                 layout.device_memory,
@@ -118,13 +120,13 @@ pub fn plan_program(program: &Program, g: &Graph, options: &Options) -> Result<P
     }
     if let Ok(group) = layout.mesh.group(0, &layout.tensor) {
         out.diagnostics.extend(validate::tensor_span(
-            program,
+            spec,
             &group,
             options.cluster.gpus_per_node,
         ));
     }
     let compute: Vec<f64> = est.stages.iter().map(|s| s.compute_s).collect();
-    out.diagnostics.extend(validate::balance(program, &compute));
+    out.diagnostics.extend(validate::balance(spec, &compute));
     out.layout = Some(layout);
     out.plan = Some(plan);
     out.estimate = Some(est);
@@ -208,7 +210,7 @@ pub fn summary(planned: &Planned) -> String {
     );
     let _ = writeln!(s, "layout: {}", describe_layout(l));
     let schedule = match l.schedule {
-        super::Schedule::GPipe => "GPipe",
+        PipelineSchedule::GPipe => "GPipe",
         _ => "1F1B",
     };
     let _ = writeln!(

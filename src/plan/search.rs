@@ -15,12 +15,13 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use super::cost::{estimate, Cluster, Estimate, StageCost};
-use super::layout::{Layout, Schedule};
+use super::layout::Layout;
 use super::lower::{lower, representatives};
 use super::memory::model_state;
 use super::mesh::{Axis, Mesh};
 use super::shard::place;
 use super::tp;
+use crate::ir::layout::PipelineSchedule;
 use crate::ir::types::Value;
 use crate::ir::{Graph, Op, ValueRef};
 
@@ -281,8 +282,8 @@ pub fn candidate_layout(
     (l.microbatches, l.accumulate) = (microbatches, 1);
     l.checkpoint_activations = checkpoint;
     l.sequence_parallel = false;
-    if l.schedule == Schedule::Interleaved {
-        l.schedule = Schedule::OneFOneB;
+    if l.schedule == PipelineSchedule::Interleaved {
+        l.schedule = PipelineSchedule::OneFOneB;
     }
     Some(l)
 }
@@ -351,7 +352,7 @@ fn memory_bound(g: &Graph, l: &Layout) -> Option<f64> {
         .global_batch
         .map_or(1.0, |b| b as f64 / (l.data_degree().max(1) * m) as f64);
     let in_flight = match l.schedule {
-        Schedule::GPipe => m,
+        PipelineSchedule::GPipe => m,
         _ => m.min(pp),
     } as f64;
     // Which outputs tensor parallelism splits, as the lowering finds them
@@ -474,13 +475,8 @@ mod tests {
     use super::*;
 
     fn example(name: &str) -> (Graph, Layout) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples")
-            .join(name);
-        let (program, g) =
-            crate::check::check_file_ir(&crate::source::FsLoader, &path, &Default::default())
-                .unwrap();
-        (g.unwrap(), Layout::of(&program).unwrap())
+        let x = crate::testing::example(name);
+        (x.graph, Layout::of(&x.parallel).unwrap())
     }
 
     #[test]

@@ -282,15 +282,9 @@ pub fn shards(layout: &Layout, placements: &[Placement], rank: usize) -> Vec<Sha
 mod tests {
     use super::*;
     use crate::plan::mesh::{Axis, Mesh};
-    use crate::resolve::Options;
-    use crate::source::FsLoader;
 
     fn graph(example: &str) -> Graph {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples")
-            .join(example);
-        let (_, g) = crate::check::check_file_ir(&FsLoader, &path, &Options::default()).unwrap();
-        g.unwrap()
+        crate::testing::example(example).graph
     }
 
     /// A layout over `axes` (slowest first) with data, tensor and pipeline

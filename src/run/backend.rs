@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use super::config::NonFinite;
 use super::error::RunError;
 use crate::base::host::HostTensor;
+use crate::ir::train::NonFinite;
 use crate::plan::program::RankProgram;
 
 /// One micro-batch's data: the model's inputs, in the IR's input order,
@@ -87,6 +87,9 @@ pub struct Prediction {
 pub trait Backend {
     /// The device, for people: `cpu`, `cuda:0`.
     fn device(&self) -> String;
+
+    /// The number of parameter values this rank holds.
+    fn parameters(&self) -> i64;
 
     /// Runs one training step: the program's ops in order over the step's
     /// micro-batches (forward, backward, and the optimiser at `step`).

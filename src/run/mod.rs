@@ -9,7 +9,6 @@
 
 pub mod backend;
 pub mod checkpoint;
-pub mod config;
 pub mod corr;
 pub mod error;
 pub mod init;
@@ -17,6 +16,7 @@ pub mod metrics;
 pub mod plots;
 pub mod progress;
 pub mod recovery;
+pub mod session;
 #[cfg(feature = "torch")]
 pub mod torch;
 pub mod train;

@@ -33,7 +33,7 @@ use serde::Serialize;
 use super::backend::{Backend, HoldOut, MicroBatch};
 use super::error::{RunError, RunErrorKind};
 use crate::dataset::loader::Dataset;
-use crate::dataset::windows::Split;
+use crate::ir::data::Split;
 use crate::ir::Graph;
 use crate::plan::program::RankProgram;
 

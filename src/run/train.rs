@@ -26,13 +26,13 @@ use std::time::Instant;
 
 use super::backend::{Backend, MicroBatch, StepKeys, Update};
 use super::checkpoint::{Checkpoint, CheckpointDir};
-use super::config::TrainConfig;
 use super::corr::{mean, WindowedCorr};
 use super::error::{RunError, RunErrorKind};
 use super::metrics::{MetricsLog, Record};
 use super::progress::Progress;
 use crate::base::rng::derive;
 use crate::dataset::loader::{Dataset, Loader, Position};
+use crate::ir::train::TrainConfig;
 use crate::plan::program::RankProgram;
 
 /// Tags of the derived random streams.
@@ -206,7 +206,7 @@ pub fn train<B: Backend>(
             let (loss, corr, chance) = evaluate(backend, &eval_program, &dataset, config, shape)?;
             summary.corr = corr;
             summary.corr_chance = chance;
-            let mut r = Record::eval(done, &config.eval_split).with("loss", loss);
+            let mut r = Record::eval(done, config.eval_split.name()).with("loss", loss);
             if let (Some(c), Some(ch)) = (corr, chance) {
                 r = r.with("corr", c).with("corr_chance", ch);
             }
@@ -247,7 +247,7 @@ fn evaluate<B: Backend>(
     config: &TrainConfig,
     shape: StepShape,
 ) -> Result<(f64, Option<f64>, Option<f64>), RunError> {
-    let split = config.eval_split();
+    let split = config.eval_split;
     let batches = dataset.epoch_batches(split, shape.micro_batch, config.seed, 0);
     let taken = &batches[..batches.len().min(config.eval_batches as usize)];
     // Chance pairs each window with the one half the evaluated windows

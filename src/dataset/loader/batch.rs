@@ -16,7 +16,8 @@ use super::{DataError, DataErrorKind, Dataset};
 use crate::base::host::HostTensor;
 use crate::dataset::transform::stages::Series;
 use crate::dataset::transform::Signal;
-use crate::dataset::windows::{epoch_order, Split, Window};
+use crate::dataset::windows::{epoch_order, Window};
+use crate::ir::data::Split;
 
 /// The inputs of one step: windows of one session.
 #[derive(Clone, Debug, PartialEq)]
@@ -197,7 +198,7 @@ impl Dataset {
     /// to the declared order.
     pub(super) fn series(
         &self,
-        spec: &crate::dataset::spec::ModalitySpec,
+        spec: &crate::ir::data::ModalitySpec,
         rate: f64,
         chan: &[super::sources::Chan],
         data: &[f32],
@@ -223,7 +224,7 @@ impl Dataset {
     /// declared order, for a modality whose time dim is not first.
     fn layout(
         &self,
-        spec: &crate::dataset::spec::ModalitySpec,
+        spec: &crate::ir::data::ModalitySpec,
         b: usize,
         t: usize,
         chan: &[usize],

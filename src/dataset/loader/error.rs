@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::dataset::windows::Split;
+use crate::ir::data::Split;
 
 /// The broad reason, for callers that react differently to each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -15,10 +15,10 @@ use std::path::Path;
 use super::array::{self, Array};
 use super::sources::{chan, chan_index, select, Chan, Raw, Stream};
 use super::{DataError, DataErrorKind};
+use crate::ir::data::{Axis, ModalitySpec};
+use crate::ir::transform::Transform;
 #[cfg(feature = "nwb")]
-use crate::dataset::spec::ModalityKind;
-use crate::dataset::spec::{Axis, ModalitySpec};
-use crate::dataset::transform::Stage;
+use crate::ir::ModalityKind;
 
 /// The 1-D lane of `a` that `index` picks (one free axis).
 pub fn lane(a: &Array<f64>, index: &[Option<usize>]) -> Result<Vec<f64>, DataError> {
@@ -77,10 +77,9 @@ fn source_rate(given: Option<f64>, m: &ModalitySpec) -> Result<f64, DataError> {
         return Ok(r);
     }
     let changes = m
-        .pipeline
-        .stages
+        .transforms
         .iter()
-        .any(|s| matches!(s, Stage::Resample { .. } | Stage::Bin { .. }));
+        .any(|t| matches!(t, Transform::Resample { .. } | Transform::Bin { .. }));
     match m.rate {
         Some(r) if !changes => Ok(r),
         _ => Err(DataError::spec(
@@ -138,7 +137,7 @@ pub fn npy_raw(
         )));
     };
     // Declared dims by name first, then the rest in order.
-    let channel: Vec<&crate::dataset::spec::DimSpec> = m.channel_dims().collect();
+    let channel: Vec<&crate::ir::data::DimSpec> = m.channel_dims().collect();
     let mut taken = vec![false; names.len()];
     taken[time] = true;
     let mut order: Vec<Option<usize>> = channel

@@ -17,11 +17,13 @@ use std::sync::Arc;
 
 use super::sources::{Chan, Stream};
 use super::{DataError, DataErrorKind};
-use crate::dataset::spec::{ModalitySpec, WindowSettings};
 use crate::dataset::synthetic::MouseV1;
 use crate::dataset::transform::stages::{Events, Series};
-use crate::dataset::transform::{Pipeline, Signal, Stage};
-use crate::dataset::windows::{Split, Splits};
+use crate::dataset::transform::{Pipeline, Signal};
+use crate::dataset::windows::Splits;
+use crate::ir::data::Split;
+use crate::ir::data::{ModalitySpec, WindowSettings};
+use crate::ir::transform::Transform;
 
 /// The stretches of session `s` its training windows cover, merged.
 fn training_ranges(splits: &Splits, s: usize, length: f64) -> Vec<(f64, f64)> {
@@ -107,13 +109,10 @@ pub fn fit(
     synthetic: &BTreeMap<usize, Arc<MouseV1>>,
 ) -> Result<Vec<Pipeline>, DataError> {
     let sessions = raw.len();
-    let needs = m
-        .pipeline
-        .stages
-        .iter()
-        .any(|s| matches!(s, Stage::ZScore { .. }));
+    let pipeline = Pipeline::new(&m.transforms);
+    let needs = m.transforms.iter().any(|t| matches!(t, Transform::ZScore));
     if !needs {
-        return Ok(vec![m.pipeline.clone(); sessions]);
+        return Ok(vec![pipeline; sessions]);
     }
     let portions = raw
         .iter()
@@ -124,7 +123,7 @@ pub fn fit(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let fit_one = |signal: &Signal| {
-        let mut p = m.pipeline.clone();
+        let mut p = pipeline.clone();
         p.fit(signal)
             .map_err(|e| DataError::new(DataErrorKind::Transform, e.to_string()))?;
         Ok::<Pipeline, DataError>(p)
@@ -237,15 +236,12 @@ fn back(signal: Signal, chan: Vec<Chan>) -> Result<Stream, DataError> {
     })
 }
 
-/// The rate a pipeline's output has, given its input's (`None` for events):
+/// The rate transforms' output has, given its input's (`None` for events):
 /// `resample(r)` makes `r`, `bin(w)` makes `1 / w`, the rest keep it.
-pub fn output_rate(input: Option<f64>, pipeline: &Pipeline) -> Option<f64> {
-    pipeline
-        .stages
-        .iter()
-        .fold(input, |rate, stage| match stage {
-            Stage::Resample { rate } => Some(*rate),
-            Stage::Bin { width } => Some(1.0 / width),
-            _ => rate,
-        })
+pub fn output_rate(input: Option<f64>, transforms: &[Transform]) -> Option<f64> {
+    transforms.iter().fold(input, |rate, t| match t {
+        Transform::Resample { rate } => Some(*rate),
+        Transform::Bin { width } => Some(1.0 / width),
+        _ => rate,
+    })
 }

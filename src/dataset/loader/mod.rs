@@ -39,10 +39,11 @@ pub use error::{DataError, DataErrorKind};
 pub use prefetch::{Loader, Position};
 pub use truth::Running;
 
-use crate::dataset::spec::{DataSpec, WindowSettings};
 use crate::dataset::synthetic::MouseV1;
 use crate::dataset::transform::Pipeline;
-use crate::dataset::windows::{Split, Splits, Window};
+use crate::dataset::windows::{Splits, Window};
+use crate::ir::data::Split;
+use crate::ir::data::{DataSpec, WindowSettings};
 use sources::Stream;
 
 /// What the data says about one session.

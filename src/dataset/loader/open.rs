@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use super::fit::{fit, transform};
 use super::sources::{self, Raw, Reader, Stream};
 use super::{DataError, DataErrorKind, Dataset, SessionInfo};
-use crate::dataset::spec::{DataSpec, ModalityKind, ModalitySpec, Origin, WindowSettings};
 use crate::dataset::transform::Pipeline;
 use crate::dataset::windows::{self, Splits, Window, WindowSpec};
+use crate::ir::data::{DataSpec, ModalitySpec, Origin, WindowSettings};
+use crate::ir::ModalityKind;
 
 impl Dataset {
     /// Reads every source of `spec` and prepares its windows; see the
@@ -203,7 +204,7 @@ fn root_source(spec: &DataSpec, mut i: usize) -> Option<usize> {
 }
 
 fn file_of(spec: &DataSpec, i: usize) -> Option<std::path::PathBuf> {
-    use crate::dataset::spec::SourceKind;
+    use crate::ir::data::SourceKind;
     match &spec.sources.get(root_source(spec, i)?)?.kind {
         SourceKind::Npy { path, .. } | SourceKind::Nwb { path, .. } => Some(path.clone()),
         SourceKind::Synthetic { .. } => None,
@@ -468,7 +469,7 @@ fn check_rate(m: &ModalitySpec, raw: &Stream) -> Result<(), DataError> {
         Stream::Series { rate, .. } | Stream::Video { rate, .. } => Some(*rate),
         _ => None,
     };
-    match (super::fit::output_rate(input, &m.pipeline), m.rate) {
+    match (super::fit::output_rate(input, &m.transforms), m.rate) {
         (Some(made), Some(declared)) if (made - declared).abs() > 1e-6 * declared => {
             Err(DataError::new(
                 DataErrorKind::Shape,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::{Batch, DataError, DataErrorKind, Dataset};
-use crate::dataset::windows::Split;
+use crate::ir::data::Split;
 
 /// Where the training stream is: the next batch is batch `index` of epoch
 /// `epoch`.

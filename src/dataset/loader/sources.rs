@@ -18,10 +18,9 @@ use std::path::Path;
 use super::array::{self, Array};
 use super::files::{lane, npy_intervals, npy_raw, nwb_raw};
 use super::{DataError, DataErrorKind};
-use crate::dataset::spec::{
-    Cond, DataSpec, ModalityKind, ModalitySpec, Origin, SourceKind, SourceSpec,
-};
 use crate::dataset::synthetic::{MouseV1, MouseV1Config};
+use crate::ir::data::{Cond, DataSpec, ModalitySpec, Origin, SourceKind, SourceSpec};
+use crate::ir::ModalityKind;
 
 /// One channel axis of a stream: its size and how messages name it.
 #[derive(Clone, Debug, PartialEq)]

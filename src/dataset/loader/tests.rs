@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::*;
-use crate::dataset::spec::DataSpec;
-use crate::resolve::Options;
-use crate::source::FsLoader;
+use crate::ir::data::DataSpec;
 
 /// A fresh directory for one test.
 pub(crate) fn dir(name: &str) -> PathBuf {
@@ -40,12 +38,7 @@ pub(crate) fn npy(path: &Path, descr: &str, shape: &[usize], values: &[f64]) {
 
 /// Checks `text` as `d/main.enigma` and builds its spec.
 fn spec(d: &Path, text: &str) -> DataSpec {
-    let path = d.join("main.enigma");
-    std::fs::write(&path, text).unwrap();
-    let (program, graph) = crate::check::check_file_ir(&FsLoader, &path, &Options::default())
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let graph = graph.unwrap_or_else(|| panic!("{:?}", program.diagnostics));
-    DataSpec::from_program(&program, &graph, d).unwrap_or_else(|e| panic!("{e}"))
+    crate::testing::data_spec(d, text)
 }
 
 /// `[3, 40]` values `100 n + t` (ROI-major, like suite2p) at 10 Hz.
@@ -257,7 +250,7 @@ fn fake(train: &[usize], val: &[usize]) -> Dataset {
         settings: WindowSettings {
             length: 1.0,
             stride: 1.0,
-            rule: crate::dataset::windows::SplitRule::ByTime([1.0, 0.0, 0.0]),
+            rule: crate::ir::data::SplitRule::ByTime([1.0, 0.0, 0.0]),
             within: None,
         },
         splits: Splits {

@@ -13,9 +13,9 @@ use super::batch::permuted;
 use super::sources::Stream;
 use super::{DataError, DataErrorKind, Dataset};
 use crate::base::host::HostTensor;
-use crate::dataset::spec::{ModalitySpec, Origin};
 use crate::dataset::synthetic::MouseV1;
-use crate::dataset::windows::Split;
+use crate::ir::data::Split;
+use crate::ir::data::{ModalitySpec, Origin};
 
 /// What the simulation knows about each neuron's behavioural gain, and
 /// the running speed it was driven by, on the response's time grid.

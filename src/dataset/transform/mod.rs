@@ -1,12 +1,13 @@
 //! The transforms of a modality (`from v1.response | log1p(max(x, 0))`),
-//! compiled once and applied to each sample's signal.
+//! as the checker compiled them ([`crate::ir::transform::Transform`]),
+//! fitted and applied to each sample's signal.
 //!
 //! A [`Pipeline`] is the modality's stages in order. Elementwise stages are
-//! expressions in `x` (`elementwise.rs`); the data-pipeline functions work
-//! on whole signals (`stages.rs`): `resample`, `bin`, `zscore`,
-//! `standardize`, `clip`, `smooth` and `dff`. The runtime sees only
-//! [`Pipeline::fit`] and [`Pipeline::apply`], so a later release can swap
-//! the interpreter for compiled loops without touching the data loader.
+//! stack programs in `x`, run by the interpreter (`elementwise.rs`); the
+//! data-pipeline functions work on whole signals (`stages.rs`): `resample`,
+//! `bin`, `zscore`, `standardize`, `clip`, `smooth` and `dff`. The loader
+//! sees only [`Pipeline::fit`] and [`Pipeline::apply`], so a compiled
+//! backend can replace the interpreter without touching it.
 //!
 //! Signals are time-major: a series of `T` samples of `C` channels is `T x
 //! C` values (a video's channels are its `C x H x W` pixels); events are
@@ -17,11 +18,9 @@ pub mod stages;
 
 use std::fmt;
 
-pub use elementwise::CompileError;
 pub use stages::{Signal, Stage};
 
-use crate::resolve::Program;
-use crate::syntax::ast::Expr;
+use crate::ir::transform::Transform;
 
 /// Why a transform could not be applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,13 +45,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Compiles a modality's transforms.
-    pub fn compile(program: &Program, transforms: &[Expr]) -> Result<Pipeline, CompileError> {
-        let stages = transforms
-            .iter()
-            .map(|e| Stage::compile(program, e))
-            .collect::<Result<_, _>>()?;
-        Ok(Pipeline { stages })
+    /// The stages of a modality's transforms, unfitted.
+    pub fn new(transforms: &[Transform]) -> Pipeline {
+        Pipeline {
+            stages: transforms.iter().map(Stage::new).collect(),
+        }
     }
 
     /// Learns what stages need from the training split (the statistics of

@@ -12,11 +12,9 @@
 
 use std::fmt;
 
-use super::elementwise::{CompileError, Elementwise};
+use super::elementwise::Elementwise;
 use super::TransformError;
-use crate::ir::types::Value;
-use crate::resolve::Program;
-use crate::syntax::ast::{Expr, ExprKind};
+use crate::ir::transform::Transform;
 
 /// Values sampled at a fixed rate: `T x C`, time-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,72 +90,27 @@ impl fmt::Display for Stage {
     }
 }
 
-/// A number an argument evaluates to (seconds for durations, hertz for
-/// rates).
-fn number(program: &Program, e: &Expr) -> Option<f64> {
-    match crate::check::constant(program, e) {
-        Value::Size(s) => s.as_const().map(|n| n as f64),
-        Value::Float(f) => Some(f),
-        Value::Quantity(q) => Some(q.value),
-        _ => None,
-    }
-}
-
 impl Stage {
-    /// Compiles one `| stage` of a modality.
-    pub fn compile(program: &Program, e: &Expr) -> Result<Stage, CompileError> {
-        let ExprKind::Call { callee, args } = &e.kind else {
-            return Elementwise::compile(program, e).map(Stage::Elementwise);
-        };
-        let name = match &callee.kind {
-            ExprKind::Path(p) if p.len() == 1 => p[0].name.as_str(),
-            _ => "",
-        };
-        let arg = |key: &str, position: usize| -> Option<f64> {
-            let named = args
-                .iter()
-                .find(|a| a.name.as_ref().is_some_and(|n| n.name == key));
-            let positional = args.iter().filter(|a| a.name.is_none()).nth(position);
-            named.or(positional).and_then(|a| number(program, &a.value))
-        };
-        let need = |key: &str, position: usize| {
-            arg(key, position)
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| CompileError(format!("`{name}` needs a number for `{key}`")))
-        };
-        let positive = |key: &str, position: usize| {
-            need(key, position).and_then(|v| {
-                if v > 0.0 {
-                    Ok(v)
-                } else {
-                    Err(CompileError(format!("`{name}` needs a positive `{key}`")))
-                }
-            })
-        };
-        Ok(match name {
-            "resample" => Stage::Resample {
-                rate: positive("rate", 0)?,
+    /// The stage that runs `t`, unfitted.
+    pub fn new(t: &Transform) -> Stage {
+        match t {
+            Transform::Elementwise(p) => Stage::Elementwise(Elementwise::new(p.clone())),
+            Transform::Resample { rate } => Stage::Resample { rate: *rate },
+            Transform::Bin { width } => Stage::Bin { width: *width },
+            Transform::ZScore => Stage::ZScore { stats: None },
+            Transform::Standardize { mean, std } => Stage::Standardize {
+                mean: *mean,
+                std: *std,
             },
-            "bin" => Stage::Bin {
-                width: positive("width", 0)?,
+            Transform::Clip { low, high } => Stage::Clip {
+                low: *low,
+                high: *high,
             },
-            "zscore" => Stage::ZScore { stats: None },
-            "standardize" => Stage::Standardize {
-                mean: need("mean", 0)? as f32,
-                std: positive("std", 1)? as f32,
+            Transform::Smooth { width } => Stage::Smooth { width: *width },
+            Transform::Dff { baseline } => Stage::Dff {
+                baseline: *baseline,
             },
-            "clip" => Stage::Clip {
-                low: need("low", 0)? as f32,
-                high: need("high", 1)? as f32,
-            },
-            "smooth" => Stage::Smooth {
-                width: positive("width", 0)?,
-            },
-            "dff" => Stage::Dff {
-                baseline: positive("baseline", 0)?,
-            },
-            _ => return Elementwise::compile(program, e).map(Stage::Elementwise),
-        })
+        }
     }
 
     fn error(&self, message: impl Into<String>) -> TransformError {

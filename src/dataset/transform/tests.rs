@@ -1,45 +1,39 @@
-//! Transforms compiled from real modality declarations and applied to small
-//! signals with known answers.
+//! Transforms compiled from real modality declarations (through the
+//! checker, by the test fixtures) and applied to small signals with known
+//! answers.
 
 use super::stages::{Events, Series};
 use super::*;
-use crate::resolve::{load, Options};
+use crate::diagnostics::Diagnostic;
+use crate::driver::{compile, Options};
+use crate::ir::data::DataSpec;
 use crate::source::MemoryLoader;
-use crate::syntax::ast::ItemKind;
 
-/// The pipelines of every modality of `body` (with a `dim` and a source
-/// in front), by modality name, and the program.
-fn pipelines(body: &str) -> Vec<(String, Result<Pipeline, CompileError>)> {
+/// The data specification of `body` (with dims and a source in front), or
+/// every problem with it.
+fn spec_of(body: &str) -> Result<DataSpec, Vec<Diagnostic>> {
     let text = format!(
         "dim T = 2s\ndim N per session\ndim span = 100\ndim scale = 4\n\
          data v1 = synthetic.mouse_v1(sessions: 1, neurons: 4, seed: 1) {{ window: T }}\n{body}"
     );
     let mut loader = MemoryLoader::new();
     loader.insert("main.enigma", text);
-    let program = load(
+    let a = compile(
         &loader,
         std::path::Path::new("main.enigma"),
-        &Options::default(),
+        &Options::check(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let ast = program.root_module().ast.clone().unwrap();
-    ast.items
-        .iter()
-        .filter_map(|i| match &i.kind {
-            ItemKind::Modality(m) => Some((
-                m.name.name.clone(),
-                Pipeline::compile(&program, &m.transforms),
-            )),
-            _ => None,
-        })
-        .collect()
+    match a.experiment {
+        Some(x) => x.data,
+        None => Err(a.diagnostics),
+    }
 }
 
+/// The pipeline of the one modality of `body`.
 fn one(body: &str) -> Pipeline {
-    pipelines(body)
-        .remove(0)
-        .1
-        .unwrap_or_else(|e| panic!("{e}"))
+    let spec = spec_of(body).unwrap_or_else(|e| panic!("{e:?}"));
+    Pipeline::new(&spec.modalities[0].transforms)
 }
 
 fn series(rate: f64, channels: usize, data: Vec<f32>) -> Signal {
@@ -75,14 +69,12 @@ fn elementwise_stages_compute_what_they_say() {
 
 #[test]
 fn what_is_not_elementwise_is_refused_at_compile_time() {
-    let bad = pipelines(
-        "modality a: series<f32>[T @ 8Hz, N] from v1.response | softmax(x)\n\
-         modality b: series<f32>[T @ 8Hz, N] from v1.response | resample(0Hz)\n\
-         modality c: series<f32>[T @ 8Hz, N] from v1.response | x[0]\n",
-    );
-    assert_eq!(bad.len(), 3);
-    for (name, p) in bad {
-        assert!(p.is_err(), "{name} compiles");
+    for bad in [
+        "modality a: series<f32>[T @ 8Hz, N] from v1.response | softmax(x)",
+        "modality b: series<f32>[T @ 8Hz, N] from v1.response | resample(0Hz)",
+        "modality c: series<f32>[T @ 8Hz, N] from v1.response | x[0]",
+    ] {
+        assert!(spec_of(bad).is_err(), "{bad} compiles");
     }
 }
 

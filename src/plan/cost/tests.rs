@@ -260,12 +260,8 @@ fn activations_live_as_the_program_says() {
 }
 
 fn example(name: &str) -> (Graph, Layout) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(name);
-    let (program, g) =
-        crate::check::check_file_ir(&crate::source::FsLoader, &path, &Default::default()).unwrap();
-    (g.unwrap(), Layout::of(&program).unwrap())
+    let x = crate::testing::example(name);
+    (x.graph, Layout::of(&x.parallel).unwrap())
 }
 
 /// `dp x pp x tp` with tensor parallelism fastest.

@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_saphyr::{FlowMap, FlowSeq};
 
+use crate::ir::layout::PipelineSchedule;
 use crate::ir::types::tensor::DType;
 use crate::ir::Graph;
-use crate::plan::layout::{Layout, Schedule};
+use crate::plan::layout::Layout;
 use crate::plan::program::{
     Collective, CollectiveKind, Group, Instr, LocalParam, Plan, Purpose, RankProgram, Transfer,
     Value,
@@ -68,12 +69,12 @@ struct LayoutDoc<'a> {
     bucket: f64,
 }
 
-fn schedule(s: Schedule) -> &'static str {
+fn schedule(s: PipelineSchedule) -> &'static str {
     // The spellings of the `pipeline_schedule` setting.
     match s {
-        Schedule::OneFOneB => "one_f_one_b",
-        Schedule::GPipe => "gpipe",
-        Schedule::Interleaved => "interleaved",
+        PipelineSchedule::OneFOneB => "one_f_one_b",
+        PipelineSchedule::GPipe => "gpipe",
+        PipelineSchedule::Interleaved => "interleaved",
     }
 }
 

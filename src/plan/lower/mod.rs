@@ -20,10 +20,11 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use super::layout::{Layout, Schedule};
+use super::layout::Layout;
 use super::program::*;
 use super::shard::{place, shards, split_dims, Placement, PlanError};
 use super::tp::{self, NodePlan};
+use crate::ir::layout::PipelineSchedule;
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::DType;
 use crate::ir::{Graph, ValueRef};
@@ -97,7 +98,7 @@ fn stage_coords(layout: &Layout, base: &[usize], mut s: usize) -> Vec<usize> {
 
 /// Lowers `g` under `layout`: the programs of `ranks`, or of every rank.
 pub fn lower(g: &Graph, layout: &Layout, ranks: Option<&[usize]>) -> Result<Plan, LowerError> {
-    if layout.schedule == Schedule::Interleaved {
+    if layout.schedule == PipelineSchedule::Interleaved {
         return Err(LowerError::Unsupported(
             "the interleaved pipeline schedule".to_string(),
         ));

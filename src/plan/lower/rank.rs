@@ -15,9 +15,9 @@ enum Chunk {
 
 /// The order of forward and backward passes of stage `s` of `stages` over
 /// `m` micro-batches.
-fn schedule(kind: Schedule, s: usize, stages: usize, m: usize) -> Vec<Chunk> {
+fn schedule(kind: PipelineSchedule, s: usize, stages: usize, m: usize) -> Vec<Chunk> {
     match kind {
-        Schedule::GPipe => (0..m)
+        PipelineSchedule::GPipe => (0..m)
             .map(Chunk::Forward)
             .chain((0..m).map(Chunk::Backward))
             .collect(),
@@ -270,21 +270,24 @@ mod tests {
 
     #[test]
     fn one_f_one_b_warms_up_by_the_stages_below() {
-        let s = |stage| text(&schedule(Schedule::OneFOneB, stage, 4, 6));
+        let s = |stage| text(&schedule(PipelineSchedule::OneFOneB, stage, 4, 6));
         assert_eq!(s(0), "F0 F1 F2 F3 B0 F4 B1 F5 B2 B3 B4 B5");
         assert_eq!(s(2), "F0 F1 B0 F2 B1 F3 B2 F4 B3 F5 B4 B5");
         assert_eq!(s(3), "F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5");
         // Fewer micro-batches than stages: all forwards, then backwards.
-        assert_eq!(text(&schedule(Schedule::OneFOneB, 0, 4, 2)), "F0 F1 B0 B1");
         assert_eq!(
-            text(&schedule(Schedule::GPipe, 1, 4, 3)),
+            text(&schedule(PipelineSchedule::OneFOneB, 0, 4, 2)),
+            "F0 F1 B0 B1"
+        );
+        assert_eq!(
+            text(&schedule(PipelineSchedule::GPipe, 1, 4, 3)),
             "F0 F1 F2 B0 B1 B2"
         );
     }
 
     #[test]
     fn every_schedule_runs_each_micro_batch_forward_then_backward_once() {
-        for kind in [Schedule::OneFOneB, Schedule::GPipe] {
+        for kind in [PipelineSchedule::OneFOneB, PipelineSchedule::GPipe] {
             for stages in 1..6 {
                 for m in 1..10 {
                     for s in 0..stages {

@@ -27,11 +27,13 @@ use tch::{Device, Kind, Tensor};
 use super::backend::{
     Backend, EvalOutcome, HoldOut, MicroBatch, Prediction, StepKeys, StepOutcome, Update,
 };
-use super::config::{NonFinite, Optimizer, Precision};
 use super::error::{RunError, RunErrorKind};
+use super::session::Runtime;
 use crate::base::host::HostTensor;
 use crate::base::rng::derive;
-use crate::ir::{Graph, Op, ValueRef};
+use crate::ir::train::TrainConfig;
+use crate::ir::train::{NonFinite, Optimizer, Precision};
+use crate::ir::{Experiment, Graph, Op, ValueRef};
 use crate::plan::program::{Instr, Plan, RankProgram};
 
 /// A failed tensor operation, before the backend adds which node it was.
@@ -79,6 +81,31 @@ pub fn device(cuda: bool) -> Result<Device, RunError> {
                 env!("ENIGMA_LIBTORCH_LIB")
             ),
         ))
+    }
+}
+
+/// The runtime of `enigma-run`: libtorch backends.
+pub struct TorchRuntime;
+
+impl Runtime for TorchRuntime {
+    type Backend = TorchBackend;
+
+    fn backend(
+        &self,
+        x: &Experiment,
+        plan: &Plan,
+        config: &TrainConfig,
+        cuda: bool,
+    ) -> Result<TorchBackend, RunError> {
+        let dev = device(cuda)?;
+        TorchBackend::new(
+            &x.graph,
+            plan,
+            dev,
+            config.precision,
+            config.optimizer.clone(),
+            config.seed,
+        )
     }
 }
 
@@ -178,11 +205,6 @@ impl TorchBackend {
             body_of,
             hold_out: None,
         })
-    }
-
-    /// The number of parameter values held.
-    pub fn parameters(&self) -> i64 {
-        self.slots.iter().map(|s| s.value.numel() as i64).sum()
     }
 
     fn param(&self, p: usize, copy: usize, session: usize) -> Result<&Tensor, RunError> {
@@ -623,6 +645,10 @@ impl Backend for TorchBackend {
             Device::Cuda(i) => format!("cuda:{i}"),
             other => format!("{other:?}"),
         }
+    }
+
+    fn parameters(&self) -> i64 {
+        self.slots.iter().map(|s| s.value.numel() as i64).sum()
     }
 
     fn train_step(

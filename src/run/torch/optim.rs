@@ -1,6 +1,6 @@
 //! The optimisers on libtorch tensors: AdamW with decoupled weight decay,
-//! Adam with L2 regularisation, and SGD with momentum, all updating f32
-//! master weights in place.
+//! Adam with L2 regularisation, SGD with momentum, and Lion, all updating
+//! f32 master weights in place.
 //!
 //! The arithmetic follows `torch.optim.AdamW` (PyTorch 2.x, non-fused):
 //! `w *= 1 - lr * wd`, then `w -= lr / (1 - b1^t) * m / (sqrt(v) /
@@ -11,13 +11,13 @@
 use tch::Tensor;
 
 use super::OpError;
-use crate::run::config::Optimizer;
+use crate::ir::train::Optimizer;
 
 /// One parameter copy with its optimiser state.
 pub struct Slot {
     pub name: String,
     pub value: Tensor,
-    /// First moment (Adam) or momentum buffer (SGD).
+    /// First moment (Adam, Lion) or momentum buffer (SGD).
     pub m: Tensor,
     /// Second moment (Adam); unused by SGD.
     pub v: Tensor,
@@ -115,6 +115,22 @@ fn step_one(opt: &Optimizer, s: &mut Slot, g: &Tensor, lr: f64, t: u64) -> Resul
                 g.shallow_clone()
             };
             let _ = s.value.f_sub_(&dir.f_mul_scalar(lr)?)?;
+        }
+        // Lion (Chen et al., 2023), as lion-pytorch and optax write it:
+        // decay, step by the sign of the interpolation of momentum and
+        // gradient with `b1`, then update the momentum with `b2`.
+        Optimizer::Lion {
+            betas: (b1, b2),
+            weight_decay,
+            ..
+        } => {
+            if weight_decay > 0.0 && s.decay {
+                let _ = s.value.f_mul_scalar_(1.0 - lr * weight_decay)?;
+            }
+            let update = s.m.f_mul_scalar(b1)?.f_add(&g.f_mul_scalar(1.0 - b1)?)?;
+            let _ = s.value.f_sub_(&update.f_sign()?.f_mul_scalar(lr)?)?;
+            let _ = s.m.f_mul_scalar_(b2)?;
+            let _ = s.m.f_add_(&g.f_mul_scalar(1.0 - b2)?)?;
         }
     }
     Ok(())

@@ -1,17 +1,30 @@
 //! Specs read from small experiments checked in memory.
 
 use super::*;
+use crate::diagnostics::Diagnostic;
+use crate::ir::data::{Axis, CompareOp, Cond, Origin, SourceKind, SplitRule};
+use crate::ir::ModalityKind;
 use crate::resolve::Options;
 use crate::source::MemoryLoader;
+use std::path::PathBuf;
 
-fn spec(text: &str) -> Result<DataSpec, DataError> {
+/// The spec of `text` checked in memory, with paths against `/data/exp`.
+fn spec(text: &str) -> Result<DataSpec, Vec<Diagnostic>> {
     let mut loader = MemoryLoader::new();
     loader.insert("exp/main.enigma", text.to_string());
-    let (program, graph) =
-        crate::check::check_file_ir(&loader, Path::new("exp/main.enigma"), &Options::default())
-            .unwrap_or_else(|e| panic!("{e:?}"));
-    let graph = graph.unwrap_or_else(|| panic!("{:?}", program.diagnostics));
-    DataSpec::from_program(&program, &graph, Path::new("/data/exp"))
+    let program = crate::resolve::load(&loader, Path::new("exp/main.enigma"), &Options::default())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!program.has_errors(), "{:?}", program.diagnostics);
+    let (diags, x) = crate::check::check_program(&program, &loader, &[]);
+    let x = x.unwrap_or_else(|| panic!("{diags:?}"));
+    data_spec(&program, &x.graph, Path::new("/data/exp"))
+}
+
+/// The first problem's message, which must be an E0221.
+fn first(e: &[Diagnostic]) -> String {
+    let d = e.first().unwrap_or_else(|| panic!("no problem"));
+    assert_eq!(d.code, crate::diagnostics::Code::E0221);
+    d.message.clone()
 }
 
 const HEAD: &str = "dim T = 2s\ndim N per session\n";
@@ -59,7 +72,7 @@ fn sources_windows_and_modalities_are_read() {
             value: 0.5
         }))
     );
-    assert_eq!(r.pipeline.stages.len(), 1);
+    assert_eq!(r.transforms.len(), 1);
 }
 
 #[test]
@@ -70,15 +83,15 @@ fn what_the_loader_cannot_serve_is_refused_with_the_item() {
     ))
     .unwrap_err();
     assert!(
-        e.to_string().contains("data `v1`: unknown setting `pace`"),
-        "{e}"
+        first(&e).contains("data `v1`: unknown setting `pace`"),
+        "{e:?}"
     );
     let e = spec(&format!(
         "{HEAD}data v1 = synthetic.mouse_v1(sessions: 1, neurons: 8, seed: 3) {{ window: T }}\n\
          modality r: series<f32>[T @ 8Hz, N] from v1.response | select(N, where: 3 > 2)\n"
     ))
     .unwrap_err();
-    assert!(e.to_string().starts_with("modality `r`: a `where:`"), "{e}");
+    assert!(first(&e).starts_with("modality `r`: a `where:`"), "{e:?}");
 }
 
 #[test]
@@ -128,20 +141,19 @@ fn sources_the_loader_does_not_read_are_named() {
     ))
     .unwrap_err();
     assert!(
-        e.to_string()
-            .starts_with("data `p`: the `suite2p` source is not read yet"),
-        "{e}"
+        first(&e).starts_with("data `p`: the `suite2p` source is not read yet"),
+        "{e:?}"
     );
     let e = spec(&format!(
         "{HEAD}data v1 = synthetic.mouse_v1(sessions: 1, neurons: 8, seed: 3) {{ stride: 1s }}\n\
          modality r: series<f32>[T @ 8Hz, N] from v1.response\n"
     ))
     .unwrap_err();
-    assert!(e.to_string().contains("need a `window:` length"), "{e}");
+    assert!(first(&e).contains("need a `window:` length"), "{e:?}");
     let e = spec(&format!(
         "{HEAD}data v1 = synthetic.mouse_v1(sessions: 1, neurons: 8, seed: 3) {{ window: T, split: by_time(train: 0.5, rest: 0.5) }}\n\
          modality r: series<f32>[T @ 8Hz, N] from v1.response\n"
     ))
     .unwrap_err();
-    assert!(e.to_string().contains("`split:` is `by_time("), "{e}");
+    assert!(first(&e).contains("`split:` is `by_time("), "{e:?}");
 }

@@ -5,19 +5,15 @@
 //! the IR (which include the data-bound dims it could bind from headers).
 //! `select(D, where: cond)` stages are taken out of the pipeline and kept
 //! as [`Cond`] trees over data items, since they read other data; the
-//! remaining stages compile into a [`Pipeline`].
+//! remaining stages compile into transforms (`transform.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    dotted, quantity, rate, whole, CompareOp, Cond, DimSpec, ModalityKind, ModalitySpec, Origin,
-    Select, SourceSpec,
-};
-use crate::dataset::loader::DataError;
-use crate::dataset::transform::Pipeline;
+use super::{dotted, quantity, rate, whole, Problem};
+use crate::ir::data::{CompareOp, Cond, DimSpec, ModalitySpec, Origin, Select, SourceSpec};
 use crate::ir::types::quantity::Dimension;
 use crate::ir::types::Value;
-use crate::ir::Graph;
+use crate::ir::{Graph, ModalityKind};
 use crate::resolve::Program;
 use crate::syntax::ast::{
     BinaryOp, Expr, ExprKind, IndexKind, ModalityItem, ShapeDimKind, TypeKind, UnaryOp,
@@ -34,22 +30,18 @@ pub(super) struct Context<'a> {
 }
 
 impl Context<'_> {
-    pub fn modality(&self, m: &ModalityItem) -> Result<ModalitySpec, DataError> {
+    pub fn modality(&self, m: &ModalityItem) -> Result<ModalitySpec, Problem> {
         let TypeKind::Named { name, shape, .. } = &m.ty.kind else {
-            return Err(DataError::spec("a modality's type is `kind<dtype>[dims]`"));
+            return Err(Problem::new("a modality's type is `kind<dtype>[dims]`"));
         };
-        let kind = match name.name.as_str() {
-            "video" => ModalityKind::Video,
-            "series" => ModalityKind::Series,
-            "events" => ModalityKind::Events,
-            "intervals" => ModalityKind::Intervals,
-            other => return Err(DataError::spec(format!("unknown modality kind `{other}`"))),
-        };
+        let kind = ModalityKind::parse(&name.name).ok_or_else(|| {
+            Problem::new(format!("unknown modality kind `{}`", name.name)).at(name.span)
+        })?;
         let input = self.graph.inputs.iter().position(|i| i.name == m.name.name);
         let mut dims = Vec::new();
         for (k, sd) in shape.iter().flat_map(|s| &s.dims).enumerate() {
             let ShapeDimKind::Dim { size, rate: r } = &sd.kind else {
-                return Err(DataError::spec("a modality's shape cannot hold `...`"));
+                return Err(Problem::new("a modality's shape cannot hold `...`"));
             };
             let name = match &size.kind {
                 ExprKind::Path(p) if p.len() == 1 => p[0].name.clone(),
@@ -63,7 +55,7 @@ impl Context<'_> {
             let ir = input.and_then(|i| self.graph.inputs[i].ty.dims.get(k + 1));
             let size = match ir {
                 Some(d) => d.size.as_ref().and_then(|s| s.as_const()),
-                None => match crate::check::constant(self.program, size) {
+                None => match super::super::constant(self.program, size) {
                     Value::Size(s) => s.as_const(),
                     Value::Quantity(q) => rate.map(|r| (q.value * r).round() as i64),
                     _ => None,
@@ -80,11 +72,12 @@ impl Context<'_> {
         }
         let rate = dims.iter().find_map(|d| d.rate);
         if matches!(kind, ModalityKind::Video | ModalityKind::Series) && rate.is_none() {
-            return Err(DataError::spec(
+            return Err(Problem::new(
                 "a video or series needs a sampled time dim such as `T @ 30Hz`",
-            ));
+            )
+            .at(m.ty.span));
         }
-        let origin = self.origin(&m.source)?;
+        let origin = self.origin(&m.source).map_err(|p| p.at(m.source.span))?;
         let mut select = Vec::new();
         let mut stages = Vec::new();
         for t in &m.transforms {
@@ -93,13 +86,15 @@ impl Context<'_> {
                     kind: ExprKind::Call { callee, args },
                     ..
                 } if dotted(callee).as_deref() == Some(&["select".to_string()]) => {
-                    select.push(self.select(args, &dims)?);
+                    select.push(self.select(args, &dims).map_err(|p| p.at(t.span))?);
                 }
-                _ => stages.push(t.clone()),
+                _ => stages.push(t),
             }
         }
-        let pipeline = Pipeline::compile(self.program, &stages)
-            .map_err(|e| DataError::spec(format!("cannot compile its transforms: {e}")))?;
+        let transforms = stages
+            .iter()
+            .map(|t| super::transform::compile(self.program, t))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ModalitySpec {
             name: m.name.name.clone(),
             kind,
@@ -108,14 +103,14 @@ impl Context<'_> {
             rate,
             origin,
             select,
-            pipeline,
+            transforms,
         })
     }
 
-    fn origin(&self, e: &Expr) -> Result<Origin, DataError> {
+    fn origin(&self, e: &Expr) -> Result<Origin, Problem> {
         let names = dotted(e).unwrap_or_default();
         let Some((first, field)) = names.split_first() else {
-            return Err(DataError::spec(
+            return Err(Problem::new(
                 "`from` names a data item's field (`v1.video`) or another modality",
             ));
         };
@@ -127,7 +122,7 @@ impl Context<'_> {
         }
         match self.modalities.get(first.as_str()) {
             Some(&m) if field.is_empty() => Ok(Origin::Modality(m)),
-            _ => Err(DataError::spec(format!(
+            _ => Err(Problem::new(format!(
                 "`from {}` names neither a data item nor a modality",
                 names.join(".")
             ))),
@@ -139,7 +134,7 @@ impl Context<'_> {
         &self,
         args: &[crate::syntax::ast::Arg],
         dims: &[DimSpec],
-    ) -> Result<Select, DataError> {
+    ) -> Result<Select, Problem> {
         let usage = "`select` is written `select(N, where: item[.., 0] > 0.5)`";
         let dim = match args
             .iter()
@@ -147,24 +142,24 @@ impl Context<'_> {
             .map(|a| &a.value.kind)
         {
             Some(ExprKind::Path(p)) if p.len() == 1 => p[0].name.clone(),
-            _ => return Err(DataError::spec(usage)),
+            _ => return Err(Problem::new(usage)),
         };
         if !dims.iter().any(|d| d.name == dim && !d.time) {
-            return Err(DataError::spec(format!(
+            return Err(Problem::new(format!(
                 "`select({dim}, ...)` names a dim the modality does not have (or its time)"
             )));
         }
         let cond = args
             .iter()
             .find(|a| a.name.as_ref().is_some_and(|n| n.name == "where"))
-            .ok_or_else(|| DataError::spec(usage))?;
+            .ok_or_else(|| Problem::new(usage))?;
         Ok(Select {
             dim,
             cond: self.cond(&cond.value)?,
         })
     }
 
-    fn cond(&self, e: &Expr) -> Result<Cond, DataError> {
+    fn cond(&self, e: &Expr) -> Result<Cond, Problem> {
         match &e.kind {
             ExprKind::Paren(inner) => self.cond(inner),
             ExprKind::Unary {
@@ -234,13 +229,13 @@ impl Context<'_> {
         }
     }
 
-    fn cond_error(&self) -> DataError {
-        DataError::spec(
+    fn cond_error(&self) -> Problem {
+        Problem::new(
             "a `where:` condition compares a data item with numbers (`iscell[.., 0] > 0.5`), combined with `and`, `or` and `not`",
         )
     }
 
-    fn number(&self, e: &Expr) -> Result<f64, DataError> {
+    fn number(&self, e: &Expr) -> Result<f64, Problem> {
         match quantity(self.program, e) {
             Some((v, d)) if d == Dimension::COUNT => Ok(v),
             _ => Err(self.cond_error()),
@@ -248,7 +243,7 @@ impl Context<'_> {
     }
 
     /// `iscell[.., 0]` or `mask`: a data item and its index.
-    fn data_ref(&self, e: &Expr) -> Result<(usize, Vec<Option<usize>>), DataError> {
+    fn data_ref(&self, e: &Expr) -> Result<(usize, Vec<Option<usize>>), Problem> {
         let (base, items) = match &e.kind {
             ExprKind::Index { base, items } => (base.as_ref(), items.as_slice()),
             _ => (e, &[][..]),
@@ -270,9 +265,9 @@ impl Context<'_> {
                     end: None,
                 } => Ok(None),
                 IndexKind::Expr(e) => whole(self.program, e).map(Some).ok_or_else(|| {
-                    DataError::spec("an index in a `where:` condition is `..` or a position")
+                    Problem::new("an index in a `where:` condition is `..` or a position")
                 }),
-                _ => Err(DataError::spec(
+                _ => Err(Problem::new(
                     "an index in a `where:` condition is `..` or a position",
                 )),
             })

@@ -1,0 +1,178 @@
+//! The driver: one function from a file (on disk or in memory) to every
+//! artifact of the pipeline with its diagnostics.
+//!
+//! [`compile`] runs parse -> resolve -> check and, as far as the goal asks,
+//! binds the sizes only the data gives (opening the dataset, then checking
+//! again with them) and plans. Each CLI subcommand and the language server
+//! are thin layers over it: they choose a [`Goal`], print or publish what
+//! comes back, and (for `run`) hand the experiment and its plan to the
+//! runtime. The driver reads source files only through the
+//! [`SourceLoader`] it is given; the dataset it opens reads data files
+//! itself.
+
+use std::path::Path;
+
+use crate::dataset::bind::data_sizes;
+use crate::dataset::loader::Dataset;
+use crate::diagnostics::Diagnostic;
+use crate::ir::Experiment;
+use crate::plan::report::{plan_experiment, Options as PlanOptions, Planned};
+use crate::resolve::{Options as ResolveOptions, Program, RootError};
+use crate::source::SourceLoader;
+
+/// How far to take a file.
+#[derive(Clone, Debug)]
+pub enum Goal {
+    /// Parse, resolve and check: the diagnostics and the experiment.
+    Check,
+    /// Also bind the sizes only the data gives, and plan.
+    Plan(PlanOptions),
+}
+
+/// What the driver is asked to do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub resolve: ResolveOptions,
+    pub goal: Goal,
+}
+
+impl Options {
+    /// Check only, with the embedded standard library.
+    pub fn check() -> Options {
+        Options {
+            resolve: ResolveOptions::default(),
+            goal: Goal::Check,
+        }
+    }
+}
+
+/// Everything the pipeline made of one file.
+#[derive(Debug)]
+pub struct Artifacts {
+    /// The resolved program: its source files (for rendering diagnostics)
+    /// and modules.
+    pub program: Program,
+    /// The diagnostics of parsing, resolving and checking, in reading
+    /// order (the planner's are the plan's own).
+    pub diagnostics: Vec<Diagnostic>,
+    /// The checked experiment, when the file checks without errors (with
+    /// the sizes the data gave, when binding ran).
+    pub experiment: Option<Experiment>,
+    /// The dataset, when binding had to open it to find sizes; a run reads
+    /// its data from this one rather than opening it again.
+    pub dataset: Option<Dataset>,
+    /// The plan, with its own diagnostics.
+    pub planned: Option<Planned>,
+    /// A failure after checking (the data could not give its sizes, the
+    /// planner failed its own verification), which stops the pipeline.
+    pub error: Option<String>,
+}
+
+impl Artifacts {
+    /// Whether any diagnostic, of the checker or the planner, is an error.
+    pub fn has_errors(&self) -> bool {
+        let plan = self.planned.iter().flat_map(|p| &p.diagnostics);
+        self.diagnostics
+            .iter()
+            .chain(plan)
+            .any(Diagnostic::is_error)
+    }
+}
+
+/// Runs the pipeline on the file at `path`, read through `loader`, as far
+/// as `options.goal` asks and no further than the first stage with errors.
+/// Failing to read the root file at all is the one `Err`.
+pub fn compile(
+    loader: &dyn SourceLoader,
+    path: &Path,
+    options: &Options,
+) -> Result<Artifacts, RootError> {
+    let program = crate::resolve::load(loader, path, &options.resolve)?;
+    let mut diagnostics = program.diagnostics.clone();
+    let mut experiment = None;
+    if !program.has_errors() {
+        let (found, x) = crate::check::check_program(&program, loader, &[]);
+        diagnostics.extend(found);
+        experiment = x;
+    }
+    crate::diagnostics::sort(&mut diagnostics);
+    let mut artifacts = Artifacts {
+        program,
+        experiment: experiment.filter(|_| !diagnostics.iter().any(Diagnostic::is_error)),
+        diagnostics,
+        dataset: None,
+        planned: None,
+        error: None,
+    };
+    let Goal::Plan(plan_options) = &options.goal else {
+        return Ok(artifacts);
+    };
+    if artifacts.experiment.is_none() {
+        return Ok(artifacts);
+    }
+    if let Err(e) = bind(&mut artifacts, loader) {
+        artifacts.error = Some(e);
+        return Ok(artifacts);
+    }
+    let Some(x) = &artifacts.experiment else {
+        return Ok(artifacts);
+    };
+    match plan_experiment(x, plan_options) {
+        Ok(planned) => artifacts.planned = Some(planned),
+        Err(e) => artifacts.error = Some(e),
+    }
+    Ok(artifacts)
+}
+
+/// Sizes only the data gives (`N` behind a `select`): when a parameter's
+/// size is still symbolic, opens the dataset, takes the sizes every session
+/// agrees on, and checks the program again with them. The experiment that
+/// comes back differs from the first only in those sizes.
+fn bind(a: &mut Artifacts, loader: &dyn SourceLoader) -> Result<(), String> {
+    let Some(x) = &a.experiment else {
+        return Ok(());
+    };
+    let symbolic = x.graph.unsized_params();
+    let Some((param, size)) = symbolic.first() else {
+        return Ok(());
+    };
+    let spec = match &x.data {
+        Ok(spec) => spec,
+        Err(problems) => {
+            let first = problems
+                .first()
+                .map_or(String::new(), |d| d.message.clone());
+            return Err(format!(
+                "the size of `{param}` is `{size}`, which only the data gives, and the runtime cannot read the data: {first}"
+            ));
+        }
+    };
+    let dataset = Dataset::open(spec).map_err(|e| {
+        format!("the size of `{param}` is `{size}`, which only the data gives, and opening the data failed: {e}")
+    })?;
+    let sizes = data_sizes(spec, &dataset, &symbolic)?;
+    let (diags, rebound) = crate::check::check_program(&a.program, loader, &sizes);
+    let shown: Vec<String> = sizes.iter().map(|(n, v)| format!("{n} = {v}")).collect();
+    let Some(rebound) = rebound.filter(|_| !diags.iter().any(Diagnostic::is_error)) else {
+        let first = diags
+            .iter()
+            .find(|d| d.is_error())
+            .map_or("no experiment came back".to_string(), |d| d.message.clone());
+        return Err(format!(
+            "the experiment does not check with the sizes its data gives ({}): {first}",
+            shown.join(", ")
+        ));
+    };
+    if let Some((param, size)) = rebound.graph.unsized_params().first() {
+        return Err(format!(
+            "the size of `{param}` is `{size}` even with the sizes the data gives ({}); no data item binds it",
+            shown.join(", ")
+        ));
+    }
+    a.experiment = Some(rebound);
+    a.dataset = Some(dataset);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
