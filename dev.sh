@@ -234,13 +234,14 @@ run_quickstart_example() {
     if [ -d runs/quickstart ]; then
         mv runs/quickstart "runs/quickstart.$(date +%Y%m%d-%H%M%S)"
     fi
-    step "train the quick-start example" cargo run --release --quiet -- run examples/quickstart.enigma --out runs/quickstart
+    step "train the quick-start example" "$TARGET_DIR/release/enigma" run examples/quickstart.enigma --out runs/quickstart
 }
 
 cmd_quickstart() {
     setup
     STEP_TOTAL=2
-    step build cargo build --release
+    # Both programs: `enigma` and the runtime `enigma-run` it hands `run` to.
+    step build cargo build --release --workspace
     run_quickstart_example
 }
 
@@ -265,15 +266,36 @@ find_real_data() {
 cmd_test() {
     setup
     find_real_data
-    STEP_TOTAL=5
+    STEP_TOTAL=6
     step format cargo fmt --all --check
-    step lint cargo clippy --all-targets -- -D warnings
+    step lint cargo clippy --workspace --all-targets -- -D warnings
     # --no-fail-fast: report every test binary's summary, then fail the step.
-    step test cargo test --no-fail-fast
-    # The front end alone, with no libtorch in the build at all.
-    step "lint (front end only)" cargo clippy --no-default-features --all-targets -- -D warnings
-    step "test (front end only)" cargo test --no-default-features --no-fail-fast
+    # Both packages: the front end (`enigma`) and the libtorch runtime
+    # (`crates/enigma-torch`, the program `enigma-run`).
+    step test cargo test --workspace --no-fail-fast
+    # The front end with no C library at all (no libhdf5; libtorch is never
+    # in the `enigma` package).
+    step "lint (front end, no features)" cargo clippy -p enigma --no-default-features --all-targets -- -D warnings
+    step "test (front end, no features)" cargo test -p enigma --no-default-features --no-fail-fast
+    # The installed pair: `enigma run` hands over to `enigma-run` beside it.
+    step "enigma run reaches enigma-run" run_dispatch_smoke
     say "all steps passed"
+}
+
+# The front end hands `enigma run` to `enigma-run` beside it. An experiment
+# with an error proves the hand-over: the runtime checks it and exits 1 with
+# the diagnostic, where a front end that cannot find the runtime exits 2.
+run_dispatch_smoke() {
+    local dir out rc=0
+    dir=$(mktemp -d)
+    printf 'dim d = 64\nmodule M()(x: [d]) -> [d] {\n  return y\n}\n' >"$dir/bad.enigma"
+    out=$(env -u ENIGMA_RUNTIME "$TARGET_DIR/debug/enigma" run --quiet --out "$dir/run" "$dir/bad.enigma" 2>&1) || rc=$?
+    rm -rf "$dir"
+    if [ "$rc" -eq 1 ] && [[ "$out" == *"error[E"* ]]; then
+        return 0
+    fi
+    printf 'expected the runtime to report the error (exit 1), got exit %s:\n%s\n' "$rc" "$out" >&2
+    return 1
 }
 
 cmd_env() {

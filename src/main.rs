@@ -1,9 +1,6 @@
-//! `enigma`: the command-line program (see `cli`).
+//! `enigma`: the front-end program (see `cli`). It links no libtorch;
+//! `enigma run` hands its command line to the runtime program `enigma-run`.
 
 fn main() {
-    #[cfg(feature = "torch")]
-    let code = enigma::cli::main_with(std::env::args_os(), Some(&enigma::run::torch::TorchRuntime));
-    #[cfg(not(feature = "torch"))]
-    let code = enigma::cli::main();
-    std::process::exit(code);
+    std::process::exit(enigma::cli::main());
 }

@@ -9,10 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::diagnostics::Diagnostic;
 use crate::driver::{compile, Artifacts, Options};
 use crate::ir::data::DataSpec;
 use crate::ir::Experiment;
-use crate::source::{FsLoader, SourceLoader};
+use crate::source::{FsLoader, MemoryLoader, SourceLoader};
 
 /// The path of `examples/<name>`.
 pub fn example_path(name: &str) -> PathBuf {
@@ -44,6 +45,18 @@ pub fn experiment_at(path: &Path) -> Experiment {
 /// The experiment of `examples/<name>`.
 pub fn example(name: &str) -> Experiment {
     experiment_at(&example_path(name))
+}
+
+/// The data specification of `text` checked in memory as `main.enigma`,
+/// or every problem found on the way (check errors or E0221s).
+pub fn data_spec_of(text: &str) -> Result<DataSpec, Vec<Diagnostic>> {
+    let mut loader = MemoryLoader::new();
+    loader.insert("main.enigma", text.to_string());
+    let a = compile(&loader, Path::new("main.enigma"), &Options::check()).unwrap();
+    match a.experiment {
+        Some(x) => x.data,
+        None => Err(a.diagnostics),
+    }
 }
 
 /// The data specification of `text` written to `dir/main.enigma`.

@@ -403,3 +403,52 @@ fn plan_sizes_what_only_the_data_gives() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `enigma run` replaces itself with the runtime program, passing every
+/// argument unchanged; a fake runtime named by `ENIGMA_RUNTIME` records
+/// what it received and sets the exit status.
+#[cfg(unix)]
+#[test]
+fn run_hands_its_command_line_to_the_runtime_program() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("delegate");
+    let seen = dir.join("seen.txt");
+    let fake = dir.join("fake-enigma-run");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nexit 7\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_enigma"))
+        .args(["run", "--steps", "3", "--out", "my run", "exp.enigma"])
+        .env("ENIGMA_RUNTIME", &fake)
+        .output()
+        .unwrap();
+    // The runtime's status is the command's status.
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let args = std::fs::read_to_string(&seen).unwrap();
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        ["run", "--steps", "3", "--out", "my run", "exp.enigma"]
+    );
+}
+
+#[test]
+fn run_without_the_runtime_program_is_a_usage_error() {
+    let dir = scratch("no-runtime");
+    let out = Command::new(env!("CARGO_BIN_EXE_enigma"))
+        .args(["run", "exp.enigma"])
+        .env("ENIGMA_RUNTIME", dir.join("absent"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("runtime program") && err.contains("ENIGMA_RUNTIME"),
+        "{err}"
+    );
+}

@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use enigma::dataset::loader::{DataError, DataErrorKind, Dataset, Loader, Position};
+use enigma::dataset::loader::{Dataset, Loader, Position};
+use enigma::diagnostics::{Error, ErrorKind};
 use enigma::ir::data::DataSpec;
 use enigma::ir::data::Split;
 
@@ -34,7 +35,7 @@ fn spec_of(path: &Path) -> DataSpec {
         .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-fn open_example(name: &str) -> Result<Dataset, DataError> {
+fn open_example(name: &str) -> Result<Dataset, Error> {
     Dataset::open(&spec_of(
         &root().join("examples").join(format!("{name}.enigma")),
     ))
@@ -348,7 +349,7 @@ fn nwb_spikes_counts_match_the_spikes_inside_each_window() {
 fn nwb_sources_need_the_nwb_feature() {
     let spec = spec_of(&root().join("examples/nwb_spikes.enigma"));
     let e = Dataset::open(&spec).unwrap_err();
-    assert_eq!(e.kind, DataErrorKind::Unsupported);
+    assert_eq!(e.kind, ErrorKind::Unsupported);
     assert!(e.to_string().contains("A8604-211122.nwb") && e.to_string().contains("`nwb` feature"));
 }
 
@@ -367,7 +368,7 @@ const TRACES: &str = "dim T = 1s\ndim N per session\n\
 
 /// Checks the experiment against a good `[3, 40]` file, then puts `bytes`
 /// in its place (the data changed, or was checked elsewhere) and opens it.
-fn open_after_replacing(name: &str, replace: impl FnOnce(&Path)) -> DataError {
+fn open_after_replacing(name: &str, replace: impl FnOnce(&Path)) -> Error {
     let d = experiment(name, TRACES);
     let file = d.join("traces.npy");
     npy::write_f32(&file, &[3, 40], &vec![1.0; 120]);
@@ -379,7 +380,7 @@ fn open_after_replacing(name: &str, replace: impl FnOnce(&Path)) -> DataError {
 #[test]
 fn a_missing_file_is_an_error_naming_it() {
     let e = open_after_replacing("missing", |f| std::fs::remove_file(f).unwrap());
-    assert_eq!(e.kind, DataErrorKind::Io);
+    assert_eq!(e.kind, ErrorKind::DataIo);
     let text = e.to_string();
     assert!(
         text.contains("traces.npy") && text.contains("cannot read the file"),
@@ -394,7 +395,7 @@ fn a_corrupt_npy_is_an_error_naming_the_file_and_the_damage() {
         bytes.truncate(bytes.len() - 100);
         std::fs::write(f, bytes).unwrap();
     });
-    assert_eq!(e.kind, DataErrorKind::Format);
+    assert_eq!(e.kind, ErrorKind::DataFormat);
     let text = e.to_string();
     assert!(
         text.contains("traces.npy") && text.contains("holds only 380 bytes"),
@@ -414,7 +415,7 @@ fn a_corrupt_npy_is_an_error_naming_the_file_and_the_damage() {
 fn a_file_laid_out_other_than_declared_is_an_error_naming_axis_and_sizes() {
     // Frames by ROIs where `axes: [N, T]` promises ROIs by frames.
     let e = open_after_replacing("swapped", |f| npy::write_f32(f, &[40, 3], &vec![1.0; 120]));
-    assert_eq!(e.kind, DataErrorKind::Shape);
+    assert_eq!(e.kind, ErrorKind::DataShape);
     let text = e.to_string();
     assert!(
         text.contains("traces.npy") && text.contains("modality `x`"),
@@ -434,7 +435,7 @@ fn nan_in_a_data_file_is_an_error_naming_file_modality_and_position() {
         v[2 * 40 + 5] = f32::NAN;
         npy::write_f32(f, &[3, 40], &v);
     });
-    assert_eq!(e.kind, DataErrorKind::NonFinite);
+    assert_eq!(e.kind, ErrorKind::DataNonFinite);
     let text = e.to_string();
     assert!(
         text.contains("traces.npy: modality `x`: the value at row 2, column 5 is NaN"),

@@ -216,7 +216,11 @@ fn record_lines_refuse_reserved_and_duplicate_keys() {
         .to_json_line()
         .is_err());
     let both = Record::eval(3, "val").with("split", 1.0);
-    assert!(both.to_json_line().unwrap_err().contains("split"));
+    assert!(both
+        .to_json_line()
+        .unwrap_err()
+        .to_string()
+        .contains("split"));
 }
 
 #[test]

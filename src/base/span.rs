@@ -2,7 +2,7 @@
 //!
 //! A [`Span`] is a half-open byte range `start..end` within one file. Which
 //! file it belongs to is carried beside it (a [`FileId`], numbering the
-//! files of a [`crate::source::SourceMap`]), so AST nodes stay small and
+//! loaded files of a source map), so AST nodes stay small and
 //! files can be parsed independently. A [`Loc`] is the pair, for values
 //! that outlive the AST (a dim's origin, a setting in the experiment) and
 //! must still point at what the user wrote.
@@ -52,7 +52,7 @@ impl Span {
     }
 }
 
-/// Identifies a file in a [`crate::source::SourceMap`].
+/// Identifies a loaded source file (an index into the source map).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileId(pub u32);
 

@@ -99,6 +99,7 @@ pub(super) fn parallel_spec(c: &mut Consts) -> ParallelSpec {
                             _ => PipelineSchedule::OneFOneB,
                         }
                     }
+                    // Unknown keys were reported by the schema (E0207, `settings.rs`).
                     _ => {}
                 }
             }

@@ -48,10 +48,7 @@ pub fn run(out: &Output, files: &[PathBuf], stdlib: Option<PathBuf>, report: Rep
                 match crate::ir::yaml::to_yaml(g) {
                     Ok(text) => print!("{text}"),
                     Err(e) => {
-                        out.fatal(&format!(
-                            "cannot write the IR of {} as YAML: {e}",
-                            path.display()
-                        ));
+                        out.error(&e, &a.program.sources);
                         status = EXIT_USAGE;
                     }
                 }

@@ -15,7 +15,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::EXIT_USAGE;
+use super::{UsageError, EXIT_USAGE};
 
 /// The environment variable that names the runtime program.
 pub const RUNTIME_VAR: &str = "ENIGMA_RUNTIME";
@@ -24,16 +24,18 @@ pub const RUNTIME_VAR: &str = "ENIGMA_RUNTIME";
 pub const RUNTIME_NAME: &str = "enigma-run";
 
 /// Where the runtime program is expected.
-fn runtime() -> Result<PathBuf, String> {
+fn runtime() -> Result<PathBuf, UsageError> {
     if let Some(p) = std::env::var_os(RUNTIME_VAR) {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().map_err(|e| {
-        format!("cannot locate this program to find `{RUNTIME_NAME}` beside it: {e}")
+        UsageError(format!(
+            "cannot locate this program to find `{RUNTIME_NAME}` beside it: {e}"
+        ))
     })?;
     let dir = exe
         .parent()
-        .ok_or_else(|| format!("`{}` has no directory", exe.display()))?;
+        .ok_or_else(|| UsageError(format!("`{}` has no directory", exe.display())))?;
     Ok(dir.join(RUNTIME_NAME))
 }
 
@@ -42,7 +44,7 @@ fn runtime() -> Result<PathBuf, String> {
 pub fn delegate(args: &[OsString]) -> i32 {
     let path = match runtime() {
         Ok(p) => p,
-        Err(e) => {
+        Err(UsageError(e)) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
         }

@@ -29,8 +29,13 @@ use crate::run::session::Trainer;
 pub const EXIT_OK: i32 = 0;
 /// Exit status: the input has errors (diagnostics were printed).
 pub const EXIT_DIAGNOSTICS: i32 = 1;
-/// Exit status: bad usage, or a file could not be read or written.
+/// Exit status: bad usage, a file could not be read or written, or an
+/// error after checking (the data, the planner, the runtime).
 pub const EXIT_USAGE: i32 = 2;
+
+/// A command line that cannot be carried out, in a sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
 
 #[derive(Parser, Debug)]
 #[command(

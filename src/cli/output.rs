@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 
 use super::{Color, ErrorFormat};
-use crate::diagnostics::{render, Diagnostic, Severity};
+use crate::diagnostics::{render, Diagnostic, Error, Severity};
 use crate::source::SourceMap;
 
 pub struct Output {
@@ -11,6 +11,9 @@ pub struct Output {
     color: bool,
     width: usize,
 }
+
+/// A width no message reaches, for text that must stay on one line.
+const UNWRAPPED: usize = 1 << 16;
 
 impl Output {
     pub fn new(format: ErrorFormat, color: Color) -> Output {
@@ -34,11 +37,15 @@ impl Output {
 
     /// Prints diagnostics: human text to stderr, JSON lines to stdout.
     pub fn diagnostics(&self, diags: &[Diagnostic], sources: &SourceMap) {
+        self.print(diags, sources, self.width);
+    }
+
+    fn print(&self, diags: &[Diagnostic], sources: &SourceMap, width: usize) {
         match self.format {
             ErrorFormat::Human => {
                 let style = render::HumanStyle {
                     color: self.color,
-                    width: self.width,
+                    width,
                 };
                 let mut err = std::io::stderr().lock();
                 for d in diags {
@@ -59,6 +66,14 @@ impl Output {
         if self.format == ErrorFormat::Human {
             eprintln!("{line}");
         }
+    }
+
+    /// An error after checking (the data, the planner, the runtime),
+    /// rendered as a diagnostic with its code. Its message is not wrapped:
+    /// it names files, steps and nodes that people search a cluster log
+    /// for, and has no source excerpt to fit beside.
+    pub fn error(&self, e: &Error, sources: &SourceMap) {
+        self.print(&[e.to_diagnostic()], sources, UNWRAPPED);
     }
 
     /// An error that is not a diagnostic (I/O, usage), always on stderr.

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::output::Output;
-use super::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
+use super::{UsageError, EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
 use crate::driver::{compile, Goal, Options};
 use crate::plan::cost::{Cluster, Link};
 use crate::plan::report::{summary, Options as PlanOptions};
@@ -51,7 +51,7 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    fn cluster(&self) -> Result<Cluster, String> {
+    fn cluster(&self) -> Result<Cluster, UsageError> {
         let positive = [
             ("--gpus-per-node", self.gpus_per_node as f64),
             ("--peak-tflops", self.peak_tflops),
@@ -60,17 +60,21 @@ impl ClusterArgs {
             ("--network-bandwidth", self.network_bandwidth),
         ];
         if let Some((name, v)) = positive.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
-            return Err(format!("{name} must be a positive number, not {v}"));
+            return Err(UsageError(format!(
+                "{name} must be a positive number, not {v}"
+            )));
         }
         if self.efficiency > 1.0 {
-            return Err(format!(
+            return Err(UsageError(format!(
                 "--efficiency is a fraction of peak (at most 1), not {}",
                 self.efficiency
-            ));
+            )));
         }
         let latencies = [self.nvlink_latency, self.network_latency];
         if latencies.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
-            return Err("latencies must be zero or more microseconds".to_string());
+            return Err(UsageError(
+                "latencies must be zero or more microseconds".to_string(),
+            ));
         }
         Ok(Cluster {
             gpus_per_node: self.gpus_per_node,
@@ -101,7 +105,7 @@ pub struct Request<'a> {
 pub fn run(out: &Output, req: Request) -> i32 {
     let cluster = match req.cluster.cluster() {
         Ok(c) => c,
-        Err(e) => {
+        Err(UsageError(e)) => {
             out.fatal(&e);
             return EXIT_USAGE;
         }
@@ -139,7 +143,7 @@ pub fn run(out: &Output, req: Request) -> i32 {
         out.summary(&format!("sized from the data: {}", sizes.join(", ")));
     }
     if let Some(e) = &a.error {
-        out.fatal(&format!("{}: {e}", req.file.display()));
+        out.error(e, &a.program.sources);
         return EXIT_USAGE;
     }
     if let Some(p) = &a.planned {
@@ -165,10 +169,7 @@ pub fn run(out: &Output, req: Request) -> i32 {
             EXIT_OK
         }
         Err(e) => {
-            out.fatal(&format!(
-                "cannot write the plan of {}: {e}",
-                req.file.display()
-            ));
+            out.error(&e, &a.program.sources);
             EXIT_USAGE
         }
     }

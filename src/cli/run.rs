@@ -56,8 +56,15 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
         out.summary("not run: the experiment has errors");
         return EXIT_DIAGNOSTICS;
     };
+    // Data the runtime cannot read is shown at the items that ask for it,
+    // before any failure it causes later (a size only that data gives).
+    if let Err(problems) = &x.data {
+        out.diagnostics(problems, &a.program.sources);
+        out.summary("not run: the runtime cannot read the experiment's data");
+        return EXIT_DIAGNOSTICS;
+    }
     if let Some(e) = &a.error {
-        out.fatal(&format!("{}: {e}", req.file.display()));
+        out.error(e, &a.program.sources);
         return EXIT_USAGE;
     }
     if let Some(p) = &a.planned {
@@ -65,11 +72,6 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
     }
     if a.has_errors() {
         out.summary("not run: the layout has errors");
-        return EXIT_DIAGNOSTICS;
-    }
-    if let Err(problems) = &x.data {
-        out.diagnostics(problems, &a.program.sources);
-        out.summary("not run: the runtime cannot read the experiment's data");
         return EXIT_DIAGNOSTICS;
     }
     let Some(planned) = &a.planned else {
@@ -93,7 +95,7 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
         Ok(Outcome::Finished) => EXIT_OK,
         Ok(Outcome::Interrupted) => EXIT_INTERRUPTED,
         Err(e) => {
-            out.fatal(&format!("{}: {e}", req.file.display()));
+            out.error(&e, &a.program.sources);
             EXIT_USAGE
         }
     }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::dataset::loader::Dataset;
+use crate::diagnostics::{Error, ErrorKind};
 use crate::ir::data::DataSpec;
 
 /// The sizes of the dims the checker could not size that every session of
@@ -21,7 +22,7 @@ pub fn data_sizes(
     spec: &DataSpec,
     dataset: &Dataset,
     symbolic: &[(String, String)],
-) -> Result<Vec<(String, i64)>, String> {
+) -> Result<Vec<(String, i64)>, Error> {
     // Only the dims the checker could not size: a declared constant or a
     // header-bound size is already in the graph.
     let open: Vec<&str> = spec
@@ -40,9 +41,12 @@ pub fn data_sizes(
                 .enumerate()
                 .map(|(i, n)| format!("{n} in session {i}"))
                 .collect();
-            return Err(format!(
-                "`{name}` sizes parameters (`{param}` is `{size}`) but the sessions disagree on it ({}); parameters sized per session with different sizes are not supported yet",
-                listed.join(", ")
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "`{name}` sizes parameters (`{param}` is `{size}`) but the sessions disagree on it ({}); parameters sized per session with different sizes are not supported yet",
+                    listed.join(", ")
+                ),
             ));
         }
     }

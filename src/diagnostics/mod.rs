@@ -7,9 +7,11 @@
 //! and (later) for the language server; see [`render`].
 
 mod codes;
+pub mod error;
 pub mod render;
 
 pub use codes::Code;
+pub use error::{Error, ErrorKind, NodePlace, Places};
 
 use crate::base::FileId;
 use crate::base::Span;

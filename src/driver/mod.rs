@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::dataset::bind::data_sizes;
 use crate::dataset::loader::Dataset;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Diagnostic, Error, ErrorKind};
 use crate::ir::Experiment;
 use crate::plan::report::{plan_experiment, Options as PlanOptions, Planned};
 use crate::resolve::{Options as ResolveOptions, Program, RootError};
@@ -65,7 +65,7 @@ pub struct Artifacts {
     pub planned: Option<Planned>,
     /// A failure after checking (the data could not give its sizes, the
     /// planner failed its own verification), which stops the pipeline.
-    pub error: Option<String>,
+    pub error: Option<Error>,
 }
 
 impl Artifacts {
@@ -128,7 +128,7 @@ pub fn compile(
 /// size is still symbolic, opens the dataset, takes the sizes every session
 /// agrees on, and checks the program again with them. The experiment that
 /// comes back differs from the first only in those sizes.
-fn bind(a: &mut Artifacts, loader: &dyn SourceLoader) -> Result<(), String> {
+fn bind(a: &mut Artifacts, loader: &dyn SourceLoader) -> Result<(), Error> {
     let Some(x) = &a.experiment else {
         return Ok(());
     };
@@ -142,13 +142,19 @@ fn bind(a: &mut Artifacts, loader: &dyn SourceLoader) -> Result<(), String> {
             let first = problems
                 .first()
                 .map_or(String::new(), |d| d.message.clone());
-            return Err(format!(
+            return Err(Error::spec(format!(
                 "the size of `{param}` is `{size}`, which only the data gives, and the runtime cannot read the data: {first}"
-            ));
+            )));
         }
     };
-    let dataset = Dataset::open(spec).map_err(|e| {
-        format!("the size of `{param}` is `{size}`, which only the data gives, and opening the data failed: {e}")
+    // The error keeps its places (file, modality, session); the sentence
+    // says why the data was being read.
+    let dataset = Dataset::open(spec).map_err(|e| Error {
+        message: format!(
+            "the size of `{param}` is `{size}`, which only the data gives, and opening the data failed: {}",
+            e.message
+        ),
+        ..e
     })?;
     let sizes = data_sizes(spec, &dataset, &symbolic)?;
     let (diags, rebound) = crate::check::check_program(&a.program, loader, &sizes);
@@ -158,16 +164,19 @@ fn bind(a: &mut Artifacts, loader: &dyn SourceLoader) -> Result<(), String> {
             .iter()
             .find(|d| d.is_error())
             .map_or("no experiment came back".to_string(), |d| d.message.clone());
-        return Err(format!(
-            "the experiment does not check with the sizes its data gives ({}): {first}",
-            shown.join(", ")
+        return Err(Error::new(
+            ErrorKind::DataShape,
+            format!(
+                "the experiment does not check with the sizes its data gives ({}): {first}",
+                shown.join(", ")
+            ),
         ));
     };
     if let Some((param, size)) = rebound.graph.unsized_params().first() {
-        return Err(format!(
+        return Err(Error::spec(format!(
             "the size of `{param}` is `{size}` even with the sizes the data gives ({}); no data item binds it",
             shown.join(", ")
-        ));
+        )));
     }
     a.experiment = Some(rebound);
     a.dataset = Some(dataset);

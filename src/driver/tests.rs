@@ -112,7 +112,7 @@ fn the_cells_a_select_keeps_size_the_parameters() {
 fn a_select_that_keeps_nothing_is_an_error_not_an_empty_model() {
     let path = experiment("bind-none", &[0.0; 6]);
     let a = compile(&FsLoader, &path, &plan_options()).unwrap_or_else(|e| panic!("{e}"));
-    let e = a.error.unwrap_or_else(|| panic!("bound"));
+    let e = a.error.unwrap_or_else(|| panic!("bound")).to_string();
     assert!(e.contains("keeps none of the 6 positions of `N`"), "{e}");
     assert!(e.contains("modality `x`") && e.contains("xt.unit"), "{e}");
     assert!(a.planned.is_none());

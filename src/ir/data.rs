@@ -6,8 +6,8 @@
 //! stages that keep some positions of a dim, and its other transforms
 //! ([`super::transform`]).
 //!
-//! `check::data` builds it; the run-time dataset (`crate::dataset`) reads
-//! it and nothing else of the experiment. Nothing here reads a file.
+//! The checker builds it; the run-time dataset reads it and nothing else
+//! of the experiment. Nothing here reads a file.
 
 use std::path::PathBuf;
 

@@ -4,10 +4,12 @@
 //! builds each variant from a primitive call once its shape rule has
 //! passed, with every attribute evaluated and every default filled in (a
 //! norm's `eps`, attention's scale, rotary's base), so nothing after the
-//! checker reads an operation's name or an attribute as text. The checker's
-//! statistics, the planner and the runtime match on this enum without a
-//! catch-all arm: a new primitive is a compile error in each place that
-//! must handle it (`docs/ARCHITECTURE.md`, "Adding a primitive").
+//! checker reads an operation's name or an attribute as text. [`Op::name`],
+//! [`Op::is_view`], the IR's YAML rendering, the planner's tensor-parallel
+//! rule and the runtime match on this enum without a catch-all arm: a new
+//! primitive is a compile error in each place that must handle it
+//! (`docs/ARCHITECTURE.md`, "Adding a primitive"). The statistics and the
+//! cost model read each node's FLOPs and [`Op::is_view`].
 //!
 //! Axes are positions in the node's first input (or, where noted, its
 //! output). IR shapes are per sample but keep the leading `batch` dim, so a

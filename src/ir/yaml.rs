@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::op::{Elementwise, Op, Operand};
 use super::stats::Stats;
 use super::{Graph, Node};
+use crate::diagnostics::Error;
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::Tensor;
 
@@ -159,7 +160,7 @@ struct ObjectiveDoc<'a> {
 }
 
 /// The graph as a YAML document.
-pub fn to_yaml(g: &Graph) -> Result<String, String> {
+pub fn to_yaml(g: &Graph) -> Result<String, Error> {
     let stats = Stats::of(g);
     let scope_path = |i: usize| g.scopes[i].path.as_str();
     let doc = Doc {
@@ -243,7 +244,8 @@ pub fn to_yaml(g: &Graph) -> Result<String, String> {
             })
             .collect(),
     };
-    serde_saphyr::to_string(&doc).map_err(|e| e.to_string())
+    serde_saphyr::to_string(&doc)
+        .map_err(|e| Error::internal(format!("cannot write the IR as YAML: {e}")))
 }
 
 /// A node's attributes as text, for people and tools; nothing reads them

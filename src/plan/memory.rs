@@ -11,7 +11,7 @@
 //! pipeline stage and tensor-parallel shard (`shard.rs`); ZeRO stage 1
 //! divides the optimizer state by the size of the ZeRO group, stage 2 the
 //! gradients too, stage 3 the parameters too. Activations and
-//! communication buffers are the cost model's (not yet built).
+//! communication buffers are the cost model's (`cost/`).
 
 use super::layout::Layout;
 use super::shard::{shards, Placement};

@@ -1,13 +1,13 @@
 //! The per-rank execution graph: what one rank runs for one training step.
 //!
-//! The lowering (`lower.rs`) produces a [`Plan`]: the layout, the process
+//! The lowering (`lower/`) produces a [`Plan`]: the layout, the process
 //! groups and one [`RankProgram`] per rank. A rank program is an ordered
 //! list of [`Instr`]s that the runtime executes as it is: data loads, forward
 //! and backward applications of the typed IR's nodes on local shapes,
 //! collectives over named process groups, batched point-to-point transfers
 //! between pipeline stages, and the optimizer step. Nothing else decides
 //! what a rank does, so what the planner verifies (`verify.rs`) and costs
-//! (`cost.rs`) is what runs.
+//! (`cost/`) is what runs.
 //!
 //! Conventions:
 //!

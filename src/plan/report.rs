@@ -4,9 +4,9 @@
 //! [`plan_experiment`] lowers the experiment for every rank of its mesh,
 //! verifies the programs (`verify.rs`: a failure there is a planner bug,
 //! reported as an error rather than a diagnostic), estimates memory and
-//! time (`cost.rs`) and turns what the user can fix into diagnostics with
+//! time (`cost/`) and turns what the user can fix into diagnostics with
 //! spans (`validate.rs`). [`summary`] is the human table; the CLI prints
-//! it, or the YAML, JSON or DOT of `emit.rs`.
+//! it, or the YAML, JSON or DOT of `emit/`.
 
 use std::fmt::Write;
 
@@ -16,7 +16,7 @@ use super::lower::{lower, LowerError};
 use super::program::{GroupKind, Instr, Plan};
 use super::search::{search, Candidate};
 use super::{validate, verify};
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Diagnostic, Error};
 use crate::ir::layout::PipelineSchedule;
 use crate::ir::stats::thousands;
 use crate::ir::Experiment;
@@ -45,16 +45,18 @@ pub struct Planned {
     pub cluster: Cluster,
 }
 
-/// Plans an experiment. `Err` is a planner bug: a plan that fails its own
-/// verification.
-pub fn plan_experiment(x: &Experiment, options: &Options) -> Result<Planned, String> {
+/// Plans an experiment. `Err` is a planner bug (E0900): a plan that fails
+/// its own verification, or a layout the checker accepted that the planner
+/// cannot read.
+pub fn plan_experiment(x: &Experiment, options: &Options) -> Result<Planned, Error> {
     let mut out = Planned {
         cluster: options.cluster.clone(),
         ..Planned::default()
     };
     let g = &x.graph;
     let spec = &x.parallel;
-    let layout = Layout::of(spec).map_err(|e| format!("cannot read the parallel block: {e}"))?;
+    let layout = Layout::of(spec)
+        .map_err(|e| Error::internal(format!("cannot read the parallel block: {e}")))?;
     let ranks = layout.mesh.size();
     if let Some(world) = options.world {
         if let Some(d) = validate::world_size(spec, ranks, world) {
@@ -77,9 +79,10 @@ pub fn plan_experiment(x: &Experiment, options: &Options) -> Result<Planned, Str
         }
         // The checker reports a batch that does not divide (E0210) and
         // sizes the data does not bind; anything else is the planner's.
-        Err(e) => return Err(format!("cannot lower the experiment: {e}")),
+        Err(e) => return Err(Error::internal(format!("cannot lower the experiment: {e}"))),
     };
-    verify::verify(&plan).map_err(|e| format!("the plan fails its own verification: {e}"))?;
+    verify::verify(&plan)
+        .map_err(|e| Error::internal(format!("the plan fails its own verification: {e}")))?;
     let est = estimate(g, &plan, &options.cluster);
     if options.search || !est.fits {
         out.candidates = search(g, &layout, ranks, &options.cluster);

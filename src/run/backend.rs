@@ -4,12 +4,12 @@
 //! The loop (`train.rs`), the loader, checkpoints and metrics are pure
 //! Rust and see only this trait and host tensors, so they build and are
 //! tested without libtorch; the libtorch implementation lives in
-//! `run::torch`, behind the `torch` cargo feature.
+//! `crates/enigma-torch`, the one package that links libtorch.
 
 use std::collections::BTreeMap;
 
-use super::error::RunError;
 use crate::base::host::HostTensor;
+use crate::diagnostics::Error;
 use crate::ir::train::NonFinite;
 use crate::plan::program::RankProgram;
 
@@ -99,7 +99,7 @@ pub trait Backend {
         micro: &[MicroBatch<'_>],
         keys: StepKeys,
         update: Update,
-    ) -> Result<StepOutcome, RunError>;
+    ) -> Result<StepOutcome, Error>;
 
     /// Runs a forward-only program ([`RankProgram::forward_only`]) on one
     /// batch (of any size) without gradients, masks drawn from `mask_key`;
@@ -112,13 +112,13 @@ pub trait Backend {
         batch: MicroBatch<'_>,
         mask_key: u64,
         hold_out: Option<&HoldOut>,
-    ) -> Result<EvalOutcome, RunError>;
+    ) -> Result<EvalOutcome, Error>;
 
     /// The training state: every parameter copy and the optimiser's
     /// moments (and its step count), by name.
-    fn export(&self) -> Result<BTreeMap<String, HostTensor>, RunError>;
+    fn export(&self) -> Result<BTreeMap<String, HostTensor>, Error>;
 
     /// Restores what [`Backend::export`] gave; every name and shape must
     /// match.
-    fn import(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<(), RunError>;
+    fn import(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<(), Error>;
 }

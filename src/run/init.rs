@@ -6,7 +6,7 @@
 //! seed and a hash of its name (`brain.transformer.blocks.layer.attn.q_proj.w#1`),
 //! so values do not depend on the order parameters are listed in, on the
 //! device, or on the backend. Draws use the synthetic source's IEEE-exact
-//! generator (`data::synthetic::rng`): a run with the same seed starts from
+//! generator (`base::rng`): a run with the same seed starts from
 //! bit-identical weights on any machine.
 //!
 //! The initialisers are those of `docs/primitives.md` ("Initialisers"), with

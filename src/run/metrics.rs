@@ -129,7 +129,7 @@ impl Record {
     /// Fails when a label or value uses a reserved key (`step`, `kind`,
     /// `note`) or when a key is both a label and a value, since either
     /// would write a duplicate key that readers resolve differently.
-    pub fn to_json_line(&self) -> Result<String, String> {
+    pub fn to_json_line(&self) -> Result<String, RecordError> {
         let mut line = format!(
             "{{\"step\":{},\"kind\":\"{}\"",
             self.step,
@@ -138,7 +138,7 @@ impl Record {
         for (key, text) in &self.labels {
             check_key(key)?;
             if self.values.contains_key(key) {
-                return Err(format!("`{key}` is both a label and a value"));
+                return Err(RecordError(format!("`{key}` is both a label and a value")));
             }
             push_field(&mut line, key, &Value::String(text.clone()));
         }
@@ -157,18 +157,23 @@ impl Record {
 
     /// Parses one line written by [`Record::to_json_line`]; `null` values
     /// read back as NaN.
-    pub fn from_json_line(line: &str) -> Result<Record, String> {
-        let value: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    pub fn from_json_line(line: &str) -> Result<Record, RecordError> {
+        let bad = |m: String| RecordError(m);
+        let value: Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
         let Value::Object(map) = value else {
-            return Err("expected a JSON object".to_string());
+            return Err(bad("expected a JSON object".to_string()));
         };
         let step = match map.get("step") {
-            Some(v) => v.as_u64().ok_or("`step` is not a non-negative integer")?,
-            None => return Err("missing `step`".to_string()),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| bad("`step` is not a non-negative integer".to_string()))?,
+            None => return Err(bad("missing `step`".to_string())),
         };
         let kind = match map.get("kind").and_then(Value::as_str) {
-            Some(text) => RecordKind::parse(text).ok_or(format!("unknown kind `{text}`"))?,
-            None => return Err("missing or non-string `kind`".to_string()),
+            Some(text) => {
+                RecordKind::parse(text).ok_or_else(|| bad(format!("unknown kind `{text}`")))?
+            }
+            None => return Err(bad("missing or non-string `kind`".to_string())),
         };
         let mut record = Record::new(step, kind);
         for (key, field) in map {
@@ -177,29 +182,43 @@ impl Record {
                 ("note", Value::String(text)) => record.note = Some(text),
                 ("note", Value::Null) => {}
                 (_, Value::Number(n)) => {
-                    let v = n.as_f64().ok_or(format!("`{key}` is not a number"))?;
+                    let v = n
+                        .as_f64()
+                        .ok_or_else(|| bad(format!("`{key}` is not a number")))?;
                     record.values.insert(key, v);
                 }
                 (_, Value::Null) => {
                     record.values.insert(key, f64::NAN);
                 }
-                ("note", _) => return Err("`note` is not a string".to_string()),
+                ("note", _) => return Err(bad("`note` is not a string".to_string())),
                 (_, Value::String(text)) => {
                     record.labels.insert(key, text);
                 }
-                (_, _) => return Err(format!("`{key}` is neither a number nor a string")),
+                (_, _) => return Err(bad(format!("`{key}` is neither a number nor a string"))),
             }
         }
         Ok(record)
     }
 }
 
-fn check_key(key: &str) -> Result<(), String> {
+fn check_key(key: &str) -> Result<(), RecordError> {
     if RESERVED.contains(&key) {
-        return Err(format!("`{key}` is reserved"));
+        return Err(RecordError(format!("`{key}` is reserved")));
     }
     Ok(())
 }
+
+/// Why a record cannot be written or a line is not a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordError(pub String);
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RecordError {}
 
 fn push_field(line: &mut String, key: &str, value: &Value) {
     line.push(',');
@@ -345,7 +364,7 @@ impl MetricsLog {
         let mut line = record.to_json_line().map_err(|why| MetricsError {
             path: self.path.clone(),
             line: None,
-            kind: MetricsErrorKind::Invalid(why),
+            kind: MetricsErrorKind::Invalid(why.0),
         })?;
         line.push('\n');
         self.file
@@ -379,10 +398,10 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str, bool)> {
         .filter(|(_, line, _)| !line.trim().is_empty())
 }
 
-fn malformed(path: &Path, line: usize, why: String) -> MetricsError {
+fn malformed(path: &Path, line: usize, why: RecordError) -> MetricsError {
     MetricsError {
         path: path.to_path_buf(),
         line: Some(line),
-        kind: MetricsErrorKind::Malformed(why),
+        kind: MetricsErrorKind::Malformed(why.0),
     }
 }

@@ -103,10 +103,7 @@ pub fn plot_run(records: &[Record], out_dir: &Path) -> Result<Vec<PathBuf>, Plot
                 },
             ],
         };
-        draw(&path, &chart, log).map_err(|message| PlotError {
-            path: path.clone(),
-            message,
-        })?;
+        draw(&path, &chart, log)?;
         written.push(path);
     }
 
@@ -131,10 +128,7 @@ pub fn plot_run(records: &[Record], out_dir: &Path) -> Result<Vec<PathBuf>, Plot
                 },
             ],
         };
-        draw(&path, &chart, false).map_err(|message| PlotError {
-            path: path.clone(),
-            message,
-        })?;
+        draw(&path, &chart, false)?;
         written.push(path);
     }
     Ok(written)
@@ -176,7 +170,7 @@ fn padded(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
 }
 
 /// Draws `chart` into `path`, with a logarithmic y axis when `log`.
-fn draw(path: &Path, chart: &Chart, log: bool) -> Result<(), String> {
+fn draw(path: &Path, chart: &Chart, log: bool) -> Result<(), PlotError> {
     let points = || chart.lines.iter().flat_map(|l| l.points.iter());
     let (x0, x1) = padded(points().map(|p| p.0), false);
     let (y0, y1) = padded(points().map(|p| p.1), log);
@@ -189,27 +183,31 @@ fn draw(path: &Path, chart: &Chart, log: bool) -> Result<(), String> {
 
 /// Draws `chart` with the given y coordinate (linear or logarithmic); the
 /// two kinds of axis are different types, hence the generic function.
-fn draw_with<Y>(path: &Path, chart: &Chart, x: std::ops::Range<f64>, y: Y) -> Result<(), String>
+fn draw_with<Y>(path: &Path, chart: &Chart, x: std::ops::Range<f64>, y: Y) -> Result<(), PlotError>
 where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
+    let fail = |e: &dyn std::fmt::Display| PlotError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
     let mut context = ChartBuilder::on(&root)
         .caption(chart.title, ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(x, y)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| fail(&e))?;
     context
         .configure_mesh()
         .x_desc("step")
         .y_desc(chart.y_desc)
         .x_label_formatter(&|v| format!("{v:.0}"))
         .draw()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| fail(&e))?;
     let mut legend = false;
     for line in chart.lines.iter().filter(|l| !l.points.is_empty()) {
         let color = line.color;
@@ -217,7 +215,7 @@ where
             .point_size(if line.markers { 3 } else { 0 });
         context
             .draw_series(series)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| fail(&e))?
             .label(line.name)
             .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + 20, py)], color));
         legend = true;
@@ -228,9 +226,9 @@ where
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| fail(&e))?;
     }
-    root.present().map_err(|e| e.to_string())
+    root.present().map_err(|e| fail(&e))
 }
 
 #[cfg(test)]

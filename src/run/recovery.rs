@@ -31,8 +31,8 @@
 use serde::Serialize;
 
 use super::backend::{Backend, HoldOut, MicroBatch};
-use super::error::{RunError, RunErrorKind};
 use crate::dataset::loader::Dataset;
+use crate::diagnostics::{Error, ErrorKind};
 use crate::ir::data::Split;
 use crate::ir::Graph;
 use crate::plan::program::RankProgram;
@@ -97,9 +97,7 @@ pub fn measure(
     program: &RankProgram,
     dataset: &Dataset,
     settings: Settings,
-) -> Result<Option<Recovery>, RunError> {
-    let data_err =
-        |e: crate::dataset::loader::DataError| RunError::new(RunErrorKind::Data, e.to_string());
+) -> Result<Option<Recovery>, Error> {
     let batches = dataset.epoch_batches(settings.split, settings.batch, settings.seed, 0);
     // Evaluation batches are in order per session: keep the first few of
     // each session, so that every session is scored.
@@ -127,13 +125,10 @@ pub fn measure(
     // session -> neuron -> series
     let mut series: std::collections::BTreeMap<usize, Vec<Series>> = Default::default();
     for (b, ids) in taken.iter().enumerate() {
-        let Some(clean) = dataset
-            .clean_batch(input, settings.split, ids)
-            .map_err(data_err)?
-        else {
+        let Some(clean) = dataset.clean_batch(input, settings.split, ids)? else {
             return Ok(None);
         };
-        let batch = dataset.batch(settings.split, ids).map_err(data_err)?;
+        let batch = dataset.batch(settings.split, ids)?;
         let running = dataset.running(input, settings.split, ids);
         let n = *clean.shape.last().unwrap_or(&0);
         let neurons = series.entry(batch.session).or_default();
@@ -157,8 +152,8 @@ pub fn measure(
                 return Ok(None);
             };
             if p.pred.shape != clean.shape || p.target.shape != clean.shape {
-                return Err(RunError::new(
-                    RunErrorKind::Mismatch,
+                return Err(Error::new(
+                    ErrorKind::Mismatch,
                     format!(
                         "prediction `{}` is {:?}, its target {:?} and the truth {:?}",
                         p.name, p.pred.shape, p.target.shape, clean.shape

@@ -14,9 +14,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::backend::Backend;
-use super::error::{RunError, RunErrorKind};
 use super::train::{train, RunOptions, StepShape};
 use crate::dataset::loader::Dataset;
+use crate::diagnostics::{Error, ErrorKind};
 use crate::ir::train::TrainConfig;
 use crate::ir::Experiment;
 use crate::plan::program::{Plan, RankProgram};
@@ -65,7 +65,7 @@ pub trait Runtime {
         plan: &Plan,
         config: &TrainConfig,
         cuda: bool,
-    ) -> Result<Self::Backend, RunError>;
+    ) -> Result<Self::Backend, Error>;
 }
 
 /// A [`Runtime`] behind a trait object: what the CLI holds.
@@ -77,7 +77,7 @@ pub trait Trainer {
         planned: &Planned,
         dataset: Option<Dataset>,
         req: &Request,
-    ) -> Result<Outcome, RunError>;
+    ) -> Result<Outcome, Error>;
 }
 
 impl<R: Runtime> Trainer for R {
@@ -87,7 +87,7 @@ impl<R: Runtime> Trainer for R {
         planned: &Planned,
         dataset: Option<Dataset>,
         req: &Request,
-    ) -> Result<Outcome, RunError> {
+    ) -> Result<Outcome, Error> {
         run(self, x, planned, dataset, req)
     }
 }
@@ -100,8 +100,8 @@ pub fn run<R: Runtime>(
     planned: &Planned,
     dataset: Option<Dataset>,
     req: &Request,
-) -> Result<Outcome, RunError> {
-    let unsupported = |m: String| RunError::new(RunErrorKind::Unsupported, m);
+) -> Result<Outcome, Error> {
+    let unsupported = |m: String| Error::new(ErrorKind::Unsupported, m);
     let plan = planned
         .plan
         .as_ref()
@@ -122,7 +122,7 @@ pub fn run<R: Runtime>(
         let first = problems
             .first()
             .map_or(String::new(), |d| d.message.clone());
-        RunError::new(RunErrorKind::Data, first)
+        Error::spec(first)
     })?;
     let cuda = match req.device {
         Some(DeviceChoice::Cuda) => true,
@@ -137,8 +137,8 @@ pub fn run<R: Runtime>(
         .unwrap_or_else(|| PathBuf::from("runs").join(stem));
     prepare_dir(&dir, req.resume)?;
     let source = std::fs::read_to_string(&x.path).map_err(|e| {
-        RunError::new(
-            RunErrorKind::Io,
+        Error::new(
+            ErrorKind::Io,
             format!("{}: cannot read it again: {e}", x.path.display()),
         )
     })?;
@@ -146,14 +146,12 @@ pub fn run<R: Runtime>(
     write(&dir.join("plan.txt"), &plan_summary(planned))?;
     let dataset = match dataset {
         Some(d) => Arc::new(d),
-        None => Arc::new(
-            Dataset::open(spec).map_err(|e| RunError::new(RunErrorKind::Data, e.to_string()))?,
-        ),
+        None => Arc::new(Dataset::open(spec)?),
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| RunError::new(RunErrorKind::Io, format!("cannot handle signals: {e}")))?;
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot handle signals: {e}")))?;
     }
     use std::io::IsTerminal;
     let opts = RunOptions {
@@ -232,7 +230,7 @@ fn recovery<B: Backend>(
     shape: StepShape,
     dir: &Path,
     quiet: bool,
-) -> Result<(), RunError> {
+) -> Result<(), Error> {
     use super::recovery::{measure, Settings};
     let settings = Settings {
         split: config.eval_split,
@@ -248,7 +246,7 @@ fn recovery<B: Backend>(
         settings,
     )
     .map_err(|e| {
-        RunError::new(
+        Error::new(
             e.kind,
             format!("measuring recovery of the simulation's structure: {e}"),
         )
@@ -257,7 +255,7 @@ fn recovery<B: Backend>(
         return Ok(());
     };
     let text = serde_json::to_string_pretty(&r)
-        .map_err(|e| RunError::new(RunErrorKind::Io, format!("recovery.json: {e}")))?;
+        .map_err(|e| Error::new(ErrorKind::Io, format!("recovery.json: {e}")))?;
     write(&dir.join("recovery.json"), &format!("{text}\n"))?;
     if !quiet {
         eprintln!(
@@ -284,14 +282,14 @@ fn recovery<B: Backend>(
 
 /// A fresh run needs a directory without checkpoints, so that no earlier
 /// run's work is overwritten; `--resume` needs the opposite.
-fn prepare_dir(dir: &Path, resume: bool) -> Result<(), RunError> {
+fn prepare_dir(dir: &Path, resume: bool) -> Result<(), Error> {
     let ckpts = dir.join("checkpoints");
     let has = std::fs::read_dir(&ckpts)
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
     if has && !resume {
-        return Err(RunError::new(
-            RunErrorKind::Io,
+        return Err(Error::new(
+            ErrorKind::Io,
             format!(
                 "{} already holds checkpoints; pass --resume to continue that run, or --out for a new one",
                 dir.display()
@@ -299,17 +297,17 @@ fn prepare_dir(dir: &Path, resume: bool) -> Result<(), RunError> {
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| {
-        RunError::new(
-            RunErrorKind::Io,
+        Error::new(
+            ErrorKind::Io,
             format!("cannot create {}: {e}", dir.display()),
         )
     })
 }
 
-fn write(path: &Path, text: &str) -> Result<(), RunError> {
+fn write(path: &Path, text: &str) -> Result<(), Error> {
     std::fs::write(path, text).map_err(|e| {
-        RunError::new(
-            RunErrorKind::Io,
+        Error::new(
+            ErrorKind::Io,
             format!("cannot write {}: {e}", path.display()),
         )
     })

@@ -27,11 +27,11 @@ use std::time::Instant;
 use super::backend::{Backend, MicroBatch, StepKeys, Update};
 use super::checkpoint::{Checkpoint, CheckpointDir};
 use super::corr::{mean, WindowedCorr};
-use super::error::{RunError, RunErrorKind};
 use super::metrics::{MetricsLog, Record};
 use super::progress::Progress;
 use crate::base::rng::derive;
 use crate::dataset::loader::{Dataset, Loader, Position};
+use crate::diagnostics::{Error, ErrorKind};
 use crate::ir::train::TrainConfig;
 use crate::plan::program::RankProgram;
 
@@ -79,10 +79,6 @@ pub struct StepShape {
     pub microbatches: usize,
 }
 
-fn io(path: &Path, what: &str, e: impl std::fmt::Display) -> RunError {
-    RunError::new(RunErrorKind::Io, format!("{}: {what}: {e}", path.display()))
-}
-
 /// Trains until the experiment's steps are done, `stop_after` is reached,
 /// or a signal asks to stop.
 pub fn train<B: Backend>(
@@ -93,7 +89,7 @@ pub fn train<B: Backend>(
     config: &TrainConfig,
     opts: &RunOptions,
     stop: Arc<AtomicBool>,
-) -> Result<Summary, RunError> {
+) -> Result<Summary, Error> {
     let ckpts = CheckpointDir::new(opts.out.join("checkpoints"), config.checkpoint_keep);
     let metrics_path = opts.out.join("metrics.jsonl");
     let mut start = 0u64;
@@ -101,7 +97,7 @@ pub fn train<B: Backend>(
     let mut log = if opts.resume {
         match ckpts
             .latest()
-            .map_err(|e| RunError::new(RunErrorKind::Checkpoint, e.to_string()))?
+            .map_err(|e| Error::new(ErrorKind::Checkpoint, e.to_string()))?
         {
             Some(latest) => {
                 for (path, why) in &latest.skipped {
@@ -120,7 +116,7 @@ pub fn train<B: Backend>(
     } else {
         MetricsLog::create(&metrics_path)
     }
-    .map_err(|e| RunError::new(RunErrorKind::Io, e.to_string()))?;
+    .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     let end = opts
         .stop_after
         .map_or(config.steps, |s| s.min(config.steps));
@@ -143,7 +139,7 @@ pub fn train<B: Backend>(
     };
     let write = |log: &mut MetricsLog, r: Record| {
         log.write(&r)
-            .map_err(|e| RunError::new(RunErrorKind::Io, e.to_string()))
+            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))
     };
     // What an evaluation runs, cut from the training program once.
     let eval_program = program.forward_only();
@@ -154,9 +150,7 @@ pub fn train<B: Backend>(
         let done = step + 1;
         let mut batches = Vec::with_capacity(shape.microbatches);
         for _ in 0..shape.microbatches {
-            let (pos, batch) = loader
-                .next()
-                .map_err(|e| RunError::new(RunErrorKind::Data, e.to_string()).at_step(done))?;
+            let (pos, batch) = loader.next().map_err(|e| e.at_step(done))?;
             position = pos;
             batches.push(batch);
         }
@@ -230,9 +224,9 @@ pub fn train<B: Backend>(
     progress.finish();
     loader.stop();
     let records = super::metrics::read_records(&metrics_path)
-        .map_err(|e| RunError::new(RunErrorKind::Io, e.to_string()))?;
+        .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     summary.plots = super::plots::plot_run(&records, &opts.out)
-        .map_err(|e| RunError::new(RunErrorKind::Io, e.to_string()))?;
+        .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     Ok(summary)
 }
 
@@ -246,7 +240,7 @@ fn evaluate<B: Backend>(
     dataset: &Dataset,
     config: &TrainConfig,
     shape: StepShape,
-) -> Result<(f64, Option<f64>, Option<f64>), RunError> {
+) -> Result<(f64, Option<f64>, Option<f64>), Error> {
     let split = config.eval_split;
     let batches = dataset.epoch_batches(split, shape.micro_batch, config.seed, 0);
     let taken = &batches[..batches.len().min(config.eval_batches as usize)];
@@ -258,9 +252,7 @@ fn evaluate<B: Backend>(
     let mut losses = Vec::new();
     let mut corr: Option<WindowedCorr> = None;
     for (i, ids) in taken.iter().enumerate() {
-        let batch = dataset
-            .batch(split, ids)
-            .map_err(|e| RunError::new(RunErrorKind::Data, e.to_string()))?;
+        let batch = dataset.batch(split, ids)?;
         let key = derive(derive(config.seed, EVAL), i as u64);
         let out = backend.evaluate(
             program,
@@ -283,8 +275,8 @@ fn evaluate<B: Backend>(
         let per = p.pred.numel() / b.max(1);
         let mask = p.mask.as_deref();
         if p.target.numel() != p.pred.numel() || mask.is_some_and(|m| m.len() != p.pred.numel()) {
-            return Err(RunError::new(
-                RunErrorKind::Mismatch,
+            return Err(Error::new(
+                ErrorKind::Mismatch,
                 format!(
                     "prediction `{}` is {:?} but its target is {:?}",
                     p.name, p.pred.shape, p.target.shape
@@ -295,7 +287,7 @@ fn evaluate<B: Backend>(
             Some(c) => c,
             None => corr.insert(
                 WindowedCorr::new(neurons, shift)
-                    .map_err(|e| RunError::new(RunErrorKind::Op, e.to_string()))?,
+                    .map_err(|e| Error::new(ErrorKind::Op, e.to_string()))?,
             ),
         };
         // A session with another neuron count is left out of the pooled
@@ -311,7 +303,7 @@ fn evaluate<B: Backend>(
                 mask.map(|m| &m[r]),
                 per / neurons.max(1),
             )
-            .map_err(|e| RunError::new(RunErrorKind::Op, e.to_string()))?;
+            .map_err(|e| Error::new(ErrorKind::Op, e.to_string()))?;
         }
     }
     let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
@@ -328,7 +320,7 @@ fn save<B: Backend>(
     step: u64,
     position: Position,
     config: &TrainConfig,
-) -> Result<(), RunError> {
+) -> Result<(), Error> {
     let mut metadata = BTreeMap::new();
     metadata.insert("loader.epoch".to_string(), position.epoch.to_string());
     metadata.insert("loader.index".to_string(), position.index.to_string());
@@ -343,19 +335,25 @@ fn save<B: Backend>(
         metadata,
     };
     ckpts.save(&ckpt).map(|_| ()).map_err(|e| {
-        RunError::new(
-            RunErrorKind::Checkpoint,
+        Error::new(
+            ErrorKind::Checkpoint,
             format!("{e} (the previous checkpoint is intact)"),
         )
         .at_step(step)
     })
 }
 
-fn read_position(meta: &BTreeMap<String, String>, path: &Path) -> Result<Position, RunError> {
+fn read_position(meta: &BTreeMap<String, String>, path: &Path) -> Result<Position, Error> {
     let get = |k: &str| {
         meta.get(k)
             .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| io(path, "checkpoint metadata", format!("no `{k}`")))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Checkpoint,
+                    format!("the checkpoint's metadata has no `{k}` to resume the data from"),
+                )
+                .file(path)
+            })
     };
     Ok(Position {
         epoch: get("loader.epoch")?,

@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use super::{DataError, DataErrorKind};
+use super::{Error, ErrorKind};
 use crate::source::probe::npy;
 
 /// A dense, row-major array.
@@ -55,28 +55,28 @@ impl Element for f64 {
 const CHUNK: usize = 1 << 20;
 
 /// Reads the whole array in the `.npy` file at `path`.
-pub fn read_npy<T: Element>(path: &Path) -> Result<Array<T>, DataError> {
-    let mut file = File::open(path).map_err(|e| DataError::io(path, &e))?;
-    let len = file.metadata().map_err(|e| DataError::io(path, &e))?.len();
+pub fn read_npy<T: Element>(path: &Path) -> Result<Array<T>, Error> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, &e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, &e))?.len();
     let prefix_len = usize::try_from(len)
         .unwrap_or(usize::MAX)
         .min(npy::PREFIX_LEN);
     let mut prefix = vec![0u8; prefix_len];
     file.read_exact(&mut prefix)
-        .map_err(|e| DataError::io(path, &e))?;
-    let header = npy::parse(&prefix).map_err(|e| DataError::from(e.at(path)))?;
-    npy::check_len(&header, len).map_err(|e| DataError::from(e.at(path)))?;
+        .map_err(|e| Error::io(path, &e))?;
+    let header = npy::parse(&prefix).map_err(|e| Error::from(e.at(path)))?;
+    npy::check_len(&header, len).map_err(|e| Error::from(e.at(path)))?;
     let (size, decode) =
         decoder(&header.array.dtype, header.array.big_endian).ok_or_else(|| {
-            DataError::new(
-                DataErrorKind::Format,
+            Error::new(
+                ErrorKind::DataFormat,
                 format!("cannot read elements of type {}", header.array.dtype),
             )
             .file(path)
         })?;
     let too_big = || {
-        DataError::new(
-            DataErrorKind::Format,
+        Error::new(
+            ErrorKind::DataFormat,
             "the array is too large for this machine's address space",
         )
         .file(path)
@@ -89,14 +89,13 @@ pub fn read_npy<T: Element>(path: &Path) -> Result<Array<T>, DataError> {
         .collect::<Result<_, _>>()?;
     let count = usize::try_from(header.data_len / size as u64).map_err(|_| too_big())?;
     file.seek(SeekFrom::Start(header.data_offset))
-        .map_err(|e| DataError::io(path, &e))?;
+        .map_err(|e| Error::io(path, &e))?;
     let mut data: Vec<T> = Vec::with_capacity(count);
     let mut buf = vec![0u8; (CHUNK / size) * size];
     while data.len() < count {
         let want = ((count - data.len()) * size).min(buf.len());
         let chunk = &mut buf[..want];
-        file.read_exact(chunk)
-            .map_err(|e| DataError::io(path, &e))?;
+        file.read_exact(chunk).map_err(|e| Error::io(path, &e))?;
         data.extend(chunk.chunks_exact(size).map(|b| T::from_f64(decode(b))));
     }
     // A Fortran-order array is the C-order array of the reversed shape with
@@ -330,7 +329,7 @@ pub(super) fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) ->
 mod tests {
     use super::*;
 
-    fn read(bytes: &[u8]) -> Result<Array<f64>, DataError> {
+    fn read(bytes: &[u8]) -> Result<Array<f64>, Error> {
         let dir = std::env::temp_dir().join(format!(
             "enigma-array-{}-{:?}",
             std::process::id(),
@@ -414,7 +413,7 @@ mod tests {
     #[test]
     fn short_and_foreign_files_are_errors_naming_the_file() {
         let e = read(&npy_bytes("<f8", false, "(2, 3)", &[0; 40])).unwrap_err();
-        assert_eq!(e.kind, DataErrorKind::Format);
+        assert_eq!(e.kind, ErrorKind::DataFormat);
         assert!(e.to_string().contains("a.npy") && e.to_string().contains("holds only 40 bytes"));
         let e = read(b"not an npy file").unwrap_err();
         assert!(e.to_string().contains("not an npy file"), "{e}");

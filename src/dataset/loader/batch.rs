@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::array::{self, Array};
 use super::sources::Stream;
-use super::{DataError, DataErrorKind, Dataset};
+use super::{Dataset, Error, ErrorKind};
 use crate::base::host::HostTensor;
 use crate::dataset::transform::stages::Series;
 use crate::dataset::transform::Signal;
@@ -50,14 +50,14 @@ fn batch_seed(seed: u64) -> u64 {
 impl Dataset {
     /// Assembles windows `ids` of `split`, which must all come from one
     /// session.
-    pub fn batch(&self, split: Split, ids: &[usize]) -> Result<Batch, DataError> {
+    pub fn batch(&self, split: Split, ids: &[usize]) -> Result<Batch, Error> {
         let all = self.splits.get(split);
         let windows = ids
             .iter()
             .map(|&id| {
                 all.get(id).copied().ok_or_else(|| {
-                    DataError::new(
-                        DataErrorKind::Window,
+                    Error::new(
+                        ErrorKind::Window,
                         format!("no such window: the {split:?} split has {}", all.len()),
                     )
                     .window(split, id)
@@ -65,18 +65,15 @@ impl Dataset {
             })
             .collect::<Result<Vec<Window>, _>>()?;
         let Some(session) = windows.first().map(|w| w.session) else {
-            return Err(DataError::new(
-                DataErrorKind::Window,
-                "a batch needs a window",
-            ));
+            return Err(Error::new(ErrorKind::Window, "a batch needs a window"));
         };
         if let Some((k, w)) = windows
             .iter()
             .enumerate()
             .find(|(_, w)| w.session != session)
         {
-            return Err(DataError::new(
-                DataErrorKind::Window,
+            return Err(Error::new(
+                ErrorKind::Window,
                 format!(
                     "a batch holds windows of one session, but this one is from session {} and the first from session {session}",
                     w.session
@@ -102,8 +99,8 @@ impl Dataset {
     }
 
     /// Modality `m`'s tensor for `windows` of `session`.
-    fn input(&self, m: usize, session: usize, windows: &[Window]) -> Result<HostTensor, DataError> {
-        let missing = || DataError::spec("its values were not prepared");
+    fn input(&self, m: usize, session: usize, windows: &[Window]) -> Result<HostTensor, Error> {
+        let missing = || Error::spec("its values were not prepared");
         let spec = self.spec.modalities.get(m).ok_or_else(missing)?;
         let stream = self
             .streams
@@ -137,16 +134,16 @@ impl Dataset {
                     });
                     let Signal::Series(done) = pipeline
                         .apply(signal)
-                        .map_err(|e| DataError::new(DataErrorKind::Transform, e.to_string()))?
+                        .map_err(|e| Error::new(ErrorKind::Transform, e.to_string()))?
                     else {
-                        return Err(DataError::new(
-                            DataErrorKind::Transform,
+                        return Err(Error::new(
+                            ErrorKind::Transform,
                             "its transforms did not give frames",
                         ));
                     };
                     if done.data.len() != t * c {
-                        return Err(DataError::new(
-                            DataErrorKind::Shape,
+                        return Err(Error::new(
+                            ErrorKind::DataShape,
                             format!(
                                 "its transforms gave {} values for a window of {t} frames of {c}",
                                 done.data.len()
@@ -154,8 +151,8 @@ impl Dataset {
                         ));
                     }
                     if let Some(k) = done.data.iter().position(|v| !v.is_finite()) {
-                        return Err(DataError::new(
-                            DataErrorKind::NonFinite,
+                        return Err(Error::new(
+                            ErrorKind::DataNonFinite,
                             format!(
                                 "frame {}, pixel {} of the window at {} s is {} after its transforms",
                                 k / c.max(1),
@@ -189,7 +186,7 @@ impl Dataset {
         };
         permuted(shape, data).and_then(|(shape, data)| {
             HostTensor::new(shape, data)
-                .map_err(|e| DataError::new(DataErrorKind::Shape, e.to_string()))
+                .map_err(|e| Error::new(ErrorKind::DataShape, e.to_string()))
         })
     }
 
@@ -203,15 +200,15 @@ impl Dataset {
         chan: &[super::sources::Chan],
         data: &[f32],
         windows: &[Window],
-    ) -> Result<Layout, DataError> {
+    ) -> Result<Layout, Error> {
         let t = (self.settings.length * rate).round() as usize;
         let c: usize = chan.iter().map(|c| c.size).product();
         let mut out = Vec::with_capacity(windows.len() * t * c);
         for w in windows {
             let i = (w.start * rate).round() as usize;
             out.extend_from_slice(data.get(i * c..(i + t) * c).ok_or_else(|| {
-                DataError::new(
-                    DataErrorKind::Window,
+                Error::new(
+                    ErrorKind::Window,
                     "a window runs past the end of the recording",
                 )
             })?);
@@ -291,13 +288,13 @@ impl Dataset {
 pub(super) fn permuted(
     (shape, perm): (Vec<usize>, Vec<usize>),
     data: Vec<f32>,
-) -> Result<(Vec<usize>, Vec<f32>), DataError> {
+) -> Result<(Vec<usize>, Vec<f32>), Error> {
     if perm.iter().enumerate().all(|(j, &k)| j == k) {
         return Ok((shape, data));
     }
     let a = array::permute(&Array { shape, data }, &perm).ok_or_else(|| {
-        DataError::new(
-            DataErrorKind::Shape,
+        Error::new(
+            ErrorKind::DataShape,
             "the assembled values do not fill the declared shape",
         )
     })?;

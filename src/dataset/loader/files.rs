@@ -14,15 +14,15 @@ use std::path::Path;
 
 use super::array::{self, Array};
 use super::sources::{chan, chan_index, select, Chan, Raw, Stream};
-use super::{DataError, DataErrorKind};
+use super::{Error, ErrorKind};
 use crate::ir::data::{Axis, ModalitySpec};
 use crate::ir::transform::Transform;
 #[cfg(feature = "nwb")]
 use crate::ir::ModalityKind;
 
 /// The 1-D lane of `a` that `index` picks (one free axis).
-pub fn lane(a: &Array<f64>, index: &[Option<usize>]) -> Result<Vec<f64>, DataError> {
-    let shape_err = |m: String| DataError::new(DataErrorKind::Shape, m);
+pub fn lane(a: &Array<f64>, index: &[Option<usize>]) -> Result<Vec<f64>, Error> {
+    let shape_err = |m: String| Error::new(ErrorKind::DataShape, m);
     let index: Vec<Option<usize>> = if index.is_empty() && a.shape.len() == 1 {
         vec![None]
     } else {
@@ -56,8 +56,8 @@ pub fn lane(a: &Array<f64>, index: &[Option<usize>]) -> Result<Vec<f64>, DataErr
         if !v.is_finite() {
             let mut at: Vec<usize> = index.iter().map(|i| i.unwrap_or(0)).collect();
             at[axis] = j;
-            return Err(DataError::new(
-                DataErrorKind::NonFinite,
+            return Err(Error::new(
+                ErrorKind::DataNonFinite,
                 format!(
                     "{} is {}, so the condition cannot say whether to keep it",
                     array::position_text(&at),
@@ -72,7 +72,7 @@ pub fn lane(a: &Array<f64>, index: &[Option<usize>]) -> Result<Vec<f64>, DataErr
 
 /// The source rate of a file that does not record one: the rate given on
 /// the item, or the modality's declared rate when no stage changes it.
-fn source_rate(given: Option<f64>, m: &ModalitySpec) -> Result<f64, DataError> {
+fn source_rate(given: Option<f64>, m: &ModalitySpec) -> Result<f64, Error> {
     if let Some(r) = given {
         return Ok(r);
     }
@@ -82,7 +82,7 @@ fn source_rate(given: Option<f64>, m: &ModalitySpec) -> Result<f64, DataError> {
         .any(|t| matches!(t, Transform::Resample { .. } | Transform::Bin { .. }));
     match m.rate {
         Some(r) if !changes => Ok(r),
-        _ => Err(DataError::spec(
+        _ => Err(Error::spec(
             "an npy file does not record its sampling rate, and the modality's transforms change the rate, so it cannot be inferred from the declared one; give it on the data item, as in `npy(\"...\", axes: [N, T], rate: 30Hz)`",
         )),
     }
@@ -97,8 +97,8 @@ pub fn npy_raw(
     rate: Option<f64>,
     m: &ModalitySpec,
     masks: &[(String, Vec<bool>)],
-) -> Result<Raw, DataError> {
-    let shape_err = |msg: String| DataError::new(DataErrorKind::Shape, msg).file(path);
+) -> Result<Raw, Error> {
+    let shape_err = |msg: String| Error::new(ErrorKind::DataShape, msg).file(path);
     let shape_text = format!("{:?}", a.shape);
     // What each file axis is called: `axes:`, or the modality's dims in order.
     let names: Vec<Option<String>> = match axes {
@@ -178,8 +178,8 @@ pub fn npy_raw(
         keep_axes[axis].is_none_or(|mask| mask.get(i).copied().unwrap_or(true))
     };
     if let Some((at, v)) = array::first_non_finite(a, &keep) {
-        return Err(DataError::new(
-            DataErrorKind::NonFinite,
+        return Err(Error::new(
+            ErrorKind::DataNonFinite,
             format!(
                 "the value at {} is {} (file shape {shape_text})",
                 array::position_text(&at),
@@ -216,11 +216,11 @@ pub fn npy_intervals(
     path: &Path,
     m: &ModalitySpec,
     masks: &[(String, Vec<bool>)],
-) -> Result<Raw, DataError> {
-    let err = |kind, msg: String| DataError::new(kind, msg).file(path);
+) -> Result<Raw, Error> {
+    let err = |kind, msg: String| Error::new(kind, msg).file(path);
     let [k, 2] = a.shape[..] else {
         return Err(err(
-            DataErrorKind::Shape,
+            ErrorKind::DataShape,
             format!(
                 "intervals are stored as rows of (start, stop), shape [K, 2], but the file has shape {:?}",
                 a.shape
@@ -232,13 +232,13 @@ pub fn npy_intervals(
         let (start, stop) = (f64::from(row[0]), f64::from(row[1]));
         if let Some(v) = [start, stop].into_iter().find(|v| !v.is_finite()) {
             return Err(err(
-                DataErrorKind::NonFinite,
+                ErrorKind::DataNonFinite,
                 format!("row {i} is {}", array::non_finite_name(v)),
             ));
         }
         if stop < start {
             return Err(err(
-                DataErrorKind::Format,
+                ErrorKind::DataFormat,
                 format!("row {i} stops ({stop} s) before it starts ({start} s)"),
             ));
         }
@@ -263,7 +263,7 @@ pub fn nwb_raw(
     rate: Option<f64>,
     m: &ModalitySpec,
     masks: &[(String, Vec<bool>)],
-) -> Result<Raw, DataError> {
+) -> Result<Raw, Error> {
     let n = super::nwb::Nwb::open(path)?;
     let name = field.join("/");
     let stream = match m.kind {
@@ -290,8 +290,8 @@ pub fn nwb_raw(
         ModalityKind::Series | ModalityKind::Video => {
             let s = n.series(&name, rate)?;
             if s.start.abs() * s.rate > 0.5 {
-                return Err(DataError::new(
-                    DataErrorKind::Spec,
+                return Err(Error::new(
+                    ErrorKind::Spec,
                     format!(
                         "`{name}` starts at {} s; series that start after the session are not read yet",
                         s.start
@@ -328,9 +328,9 @@ pub fn nwb_raw(
     _rate: Option<f64>,
     _m: &ModalitySpec,
     _masks: &[(String, Vec<bool>)],
-) -> Result<Raw, DataError> {
-    Err(DataError::new(
-        DataErrorKind::Unsupported,
+) -> Result<Raw, Error> {
+    Err(Error::new(
+        ErrorKind::Unsupported,
         "this build of enigma cannot read NWB files: rebuild it with the `nwb` feature (it links libhdf5)",
     )
     .file(path))

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::sources::{Chan, Stream};
-use super::{DataError, DataErrorKind};
+use super::{Error, ErrorKind};
 use crate::dataset::synthetic::MouseV1;
 use crate::dataset::transform::stages::{Events, Series};
 use crate::dataset::transform::{Pipeline, Signal};
@@ -45,7 +45,7 @@ fn portion(
     session: usize,
     ranges: &[(f64, f64)],
     synthetic: &BTreeMap<usize, Arc<MouseV1>>,
-) -> Result<Option<Signal>, DataError> {
+) -> Result<Option<Signal>, Error> {
     let width = |chan: &[Chan]| chan.iter().map(|c| c.size).product::<usize>();
     Ok(match stream {
         Stream::Series { rate, chan, data } => {
@@ -107,7 +107,7 @@ pub fn fit(
     splits: &Splits,
     settings: &WindowSettings,
     synthetic: &BTreeMap<usize, Arc<MouseV1>>,
-) -> Result<Vec<Pipeline>, DataError> {
+) -> Result<Vec<Pipeline>, Error> {
     let sessions = raw.len();
     let pipeline = Pipeline::new(&m.transforms);
     let needs = m.transforms.iter().any(|t| matches!(t, Transform::ZScore));
@@ -125,8 +125,8 @@ pub fn fit(
     let fit_one = |signal: &Signal| {
         let mut p = pipeline.clone();
         p.fit(signal)
-            .map_err(|e| DataError::new(DataErrorKind::Transform, e.to_string()))?;
-        Ok::<Pipeline, DataError>(p)
+            .map_err(|e| Error::new(ErrorKind::Transform, e.to_string()))?;
+        Ok::<Pipeline, Error>(p)
     };
     if m.per_session() || sessions == 1 {
         portions
@@ -134,8 +134,8 @@ pub fn fit(
             .enumerate()
             .map(|(s, p)| match p {
                 Some(signal) if !is_empty(signal) => fit_one(signal).map_err(|e| e.session(s)),
-                _ => Err(DataError::new(
-                    DataErrorKind::Transform,
+                _ => Err(Error::new(
+                    ErrorKind::Transform,
                     "its statistics are fitted per session (a dim is `per session`), but this session has no training window; split by time, or use `standardize` with fixed values",
                 )
                 .session(s)),
@@ -156,11 +156,11 @@ fn is_empty(s: &Signal) -> bool {
 }
 
 /// Training signals of several sessions, end to end.
-fn join(parts: Vec<Signal>) -> Result<Signal, DataError> {
+fn join(parts: Vec<Signal>) -> Result<Signal, Error> {
     let mut it = parts.into_iter();
     let Some(mut first) = it.next() else {
-        return Err(DataError::new(
-            DataErrorKind::Transform,
+        return Err(Error::new(
+            ErrorKind::Transform,
             "no training data to fit its statistics on",
         ));
     };
@@ -176,8 +176,8 @@ fn join(parts: Vec<Signal>) -> Result<Signal, DataError> {
                 a.duration += b.duration;
             }
             _ => {
-                return Err(DataError::new(
-                    DataErrorKind::Shape,
+                return Err(Error::new(
+                    ErrorKind::DataShape,
                     "its sessions have different channels, so one set of statistics cannot fit them all; declare the dim `per session`",
                 ))
             }
@@ -188,16 +188,16 @@ fn join(parts: Vec<Signal>) -> Result<Signal, DataError> {
 
 /// Applies fitted transforms to a whole session's stream (not to video,
 /// which is transformed per window as it is rendered).
-pub fn transform(stream: Stream, pipeline: &Pipeline, duration: f64) -> Result<Stream, DataError> {
+pub fn transform(stream: Stream, pipeline: &Pipeline, duration: f64) -> Result<Stream, Error> {
     if pipeline.stages.is_empty() {
         return Ok(stream);
     }
     let failed = |e: crate::dataset::transform::TransformError| {
-        DataError::new(DataErrorKind::Transform, e.to_string())
+        Error::new(ErrorKind::Transform, e.to_string())
     };
     match stream {
         Stream::Video { .. } => Ok(stream),
-        Stream::Intervals { .. } => Err(DataError::spec("intervals take no transforms")),
+        Stream::Intervals { .. } => Err(Error::spec("intervals take no transforms")),
         Stream::Series { rate, chan, data } => {
             let channels = chan.iter().map(|c| c.size).product();
             let out = pipeline
@@ -222,7 +222,7 @@ pub fn transform(stream: Stream, pipeline: &Pipeline, duration: f64) -> Result<S
     }
 }
 
-fn back(signal: Signal, chan: Vec<Chan>) -> Result<Stream, DataError> {
+fn back(signal: Signal, chan: Vec<Chan>) -> Result<Stream, Error> {
     Ok(match signal {
         Signal::Series(s) => Stream::Series {
             rate: s.rate,

@@ -35,13 +35,13 @@ use std::sync::Arc;
 
 pub use array::{read_npy, Array, Element};
 pub use batch::{Batch, NO_UNIT};
-pub use error::{DataError, DataErrorKind};
 pub use prefetch::{Loader, Position};
 pub use truth::Running;
 
 use crate::dataset::synthetic::MouseV1;
 use crate::dataset::transform::Pipeline;
 use crate::dataset::windows::{Splits, Window};
+use crate::diagnostics::{Error, ErrorKind};
 use crate::ir::data::Split;
 use crate::ir::data::{DataSpec, WindowSettings};
 use sources::Stream;
@@ -129,15 +129,15 @@ fn render(
     session: usize,
     start: usize,
     out: &mut [f32],
-) -> Result<(), DataError> {
+) -> Result<(), Error> {
     let s = synthetic
         .get(&source)
         .and_then(|m| m.session(session))
-        .ok_or_else(|| DataError::spec("the simulated video's source was not built"))?;
+        .ok_or_else(|| Error::spec("the simulated video's source was not built"))?;
     let (h, w) = s.frame_size();
     let len = out.len() / (h * w).max(1);
     s.video(start, len, out)
-        .map_err(|e| DataError::new(DataErrorKind::Window, e.to_string()))
+        .map_err(|e| Error::new(ErrorKind::Window, e.to_string()))
 }
 
 #[cfg(test)]

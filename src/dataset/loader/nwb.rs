@@ -9,13 +9,13 @@
 //! `rate` attribute) or `timestamps`. [`crate::source::probe::nwb`] lists these
 //! from the metadata at check time; here they are read. Every value is
 //! checked to be finite, and every inconsistency between the columns is a
-//! [`DataError`] naming the file and the dataset, never a panic.
+//! [`Error`] naming the file and the dataset, never a panic.
 
 use std::path::Path;
 
 use hdf5_metno::File;
 
-use super::{DataError, DataErrorKind};
+use super::{Error, ErrorKind};
 
 /// An opened NWB file, with its path for messages.
 pub struct Nwb {
@@ -34,14 +34,14 @@ pub struct TimeSeries {
 }
 
 impl Nwb {
-    pub fn open(path: &Path) -> Result<Nwb, DataError> {
+    pub fn open(path: &Path) -> Result<Nwb, Error> {
         hdf5_metno::silence_errors(true);
         // The standard library's message for a missing file is plainer than
         // libhdf5's.
-        std::fs::metadata(path).map_err(|e| DataError::io(path, &e))?;
+        std::fs::metadata(path).map_err(|e| Error::io(path, &e))?;
         let file = File::open(path).map_err(|e| {
-            DataError::new(
-                DataErrorKind::Format,
+            Error::new(
+                ErrorKind::DataFormat,
                 format!("not a readable NWB (HDF5) file: {e}"),
             )
             .file(path)
@@ -52,8 +52,8 @@ impl Nwb {
         })
     }
 
-    fn error(&self, kind: DataErrorKind, message: String) -> DataError {
-        DataError::new(kind, message).file(&self.path)
+    fn error(&self, kind: ErrorKind, message: String) -> Error {
+        Error::new(kind, message).file(&self.path)
     }
 
     /// Whether the file holds dataset `dataset`.
@@ -62,16 +62,16 @@ impl Nwb {
     }
 
     /// A whole dataset as `f64`, with its shape.
-    fn read(&self, dataset: &str) -> Result<(Vec<usize>, Vec<f64>), DataError> {
+    fn read(&self, dataset: &str) -> Result<(Vec<usize>, Vec<f64>), Error> {
         let read = || -> hdf5_metno::Result<(Vec<usize>, Vec<f64>)> {
             let d = self.file.dataset(dataset)?;
             Ok((d.shape(), d.read_raw::<f64>()?))
         };
         read().map_err(|e| {
             let kind = if self.file.link_exists(dataset) {
-                DataErrorKind::Format
+                ErrorKind::DataFormat
             } else {
-                DataErrorKind::Shape
+                ErrorKind::DataShape
             };
             self.error(kind, format!("cannot read `{dataset}`: {e}"))
         })
@@ -80,11 +80,11 @@ impl Nwb {
     /// Spike times per unit from a ragged column such as
     /// `units/spike_times` (with `units/spike_times_index`); a column
     /// without an index is one unit.
-    pub fn events(&self, dataset: &str) -> Result<Vec<Vec<f64>>, DataError> {
+    pub fn events(&self, dataset: &str) -> Result<Vec<Vec<f64>>, Error> {
         let (_, times) = self.read(dataset)?;
         if let Some((i, &t)) = times.iter().enumerate().find(|(_, t)| !t.is_finite()) {
             return Err(self.error(
-                DataErrorKind::NonFinite,
+                ErrorKind::DataNonFinite,
                 format!(
                     "element {i} of `{dataset}` is {}",
                     super::array::non_finite_name(t)
@@ -102,7 +102,7 @@ impl Nwb {
             let to = end as usize;
             if end.fract() != 0.0 || end < 0.0 || to < from || to > times.len() {
                 return Err(self.error(
-                    DataErrorKind::Format,
+                    ErrorKind::DataFormat,
                     format!(
                         "`{index_name}` is not a ragged index into `{dataset}` ({} values): entry {u} is {end} after {from}",
                         times.len()
@@ -121,12 +121,12 @@ impl Nwb {
 
     /// The `(start, stop)` rows of an intervals table such as
     /// `intervals/epochs`.
-    pub fn intervals(&self, group: &str) -> Result<Vec<(f64, f64)>, DataError> {
+    pub fn intervals(&self, group: &str) -> Result<Vec<(f64, f64)>, Error> {
         let (_, start) = self.read(&format!("{group}/start_time"))?;
         let (_, stop) = self.read(&format!("{group}/stop_time"))?;
         if start.len() != stop.len() {
             return Err(self.error(
-                DataErrorKind::Format,
+                ErrorKind::DataFormat,
                 format!(
                     "`{group}` has {} start times but {} stop times",
                     start.len(),
@@ -139,7 +139,7 @@ impl Nwb {
             if !a.is_finite() || !b.is_finite() {
                 let v = if a.is_finite() { b } else { a };
                 return Err(self.error(
-                    DataErrorKind::NonFinite,
+                    ErrorKind::DataNonFinite,
                     format!(
                         "interval {k} of `{group}` has a time that is {}",
                         super::array::non_finite_name(v)
@@ -148,7 +148,7 @@ impl Nwb {
             }
             if b < a {
                 return Err(self.error(
-                    DataErrorKind::Format,
+                    ErrorKind::DataFormat,
                     format!("interval {k} of `{group}` stops ({b} s) before it starts ({a} s)"),
                 ));
             }
@@ -159,7 +159,7 @@ impl Nwb {
 
     /// A time series: `path` is its group (holding `data`) or its `data`
     /// dataset. `rate` is used when the file records none.
-    pub fn series(&self, path: &str, rate: Option<f64>) -> Result<TimeSeries, DataError> {
+    pub fn series(&self, path: &str, rate: Option<f64>) -> Result<TimeSeries, Error> {
         let group = if self.has(&format!("{path}/data")) {
             path.to_string()
         } else {
@@ -176,7 +176,7 @@ impl Nwb {
         let (shape, values) = self.read(&data_name)?;
         let Some((&samples, channels)) = shape.split_first() else {
             return Err(self.error(
-                DataErrorKind::Shape,
+                ErrorKind::DataShape,
                 format!("`{data_name}` is a scalar, not a series"),
             ));
         };
@@ -184,7 +184,7 @@ impl Nwb {
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             let (t, c) = (i / width.max(1), i % width.max(1));
             return Err(self.error(
-                DataErrorKind::NonFinite,
+                ErrorKind::DataNonFinite,
                 format!(
                     "sample {t}, channel {c} of `{data_name}` is {}",
                     super::array::non_finite_name(values[i])
@@ -215,7 +215,7 @@ impl Nwb {
         };
         let rate = found.or(rate).filter(|r| r.is_finite() && *r > 0.0).ok_or_else(|| {
             self.error(
-                DataErrorKind::Spec,
+                ErrorKind::Spec,
                 format!(
                     "`{data_name}` records no sampling rate (no `starting_time` with a `rate`, no regular `timestamps`); give one with `nwb(path, rate: ...)`"
                 ),
@@ -223,7 +223,7 @@ impl Nwb {
         })?;
         if samples.checked_mul(width) != Some(values.len()) {
             return Err(self.error(
-                DataErrorKind::Format,
+                ErrorKind::DataFormat,
                 format!(
                     "`{data_name}` holds {} values for shape {shape:?}",
                     values.len()
@@ -333,7 +333,7 @@ mod tests {
         });
         let n = Nwb::open(&path).unwrap();
         let e = n.events("units/spike_times").unwrap_err();
-        assert_eq!(e.kind, DataErrorKind::NonFinite);
+        assert_eq!(e.kind, ErrorKind::DataNonFinite);
         assert!(
             e.to_string()
                 .contains("element 1 of `units/spike_times` is NaN"),

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::fit::{fit, transform};
 use super::sources::{self, Raw, Reader, Stream};
-use super::{DataError, DataErrorKind, Dataset, SessionInfo};
+use super::{Dataset, Error, ErrorKind, SessionInfo};
 use crate::dataset::transform::Pipeline;
 use crate::dataset::windows::{self, Splits, Window, WindowSpec};
 use crate::ir::data::{DataSpec, ModalitySpec, Origin, WindowSettings};
@@ -21,7 +21,7 @@ use crate::ir::ModalityKind;
 impl Dataset {
     /// Reads every source of `spec` and prepares its windows; see the
     /// module documentation for the steps and `docs/data.md` for the rules.
-    pub fn open(spec: &DataSpec) -> Result<Dataset, DataError> {
+    pub fn open(spec: &DataSpec) -> Result<Dataset, Error> {
         let order = order(spec)?;
         let n = spec.modalities.len();
         let mut reader = Reader::new(spec);
@@ -61,7 +61,7 @@ impl Dataset {
             rule: settings.rule,
         };
         let mut splits = windows::windows(&durations, &window_spec)
-            .map_err(|e| DataError::new(DataErrorKind::Window, e.to_string()).data(&source_name))?;
+            .map_err(|e| Error::new(ErrorKind::Window, e.to_string()).data(&source_name))?;
         if let Some(name) = &settings.within {
             within(spec, &raws, name, &settings, &mut splits).map_err(|e| e.data(&source_name))?;
         }
@@ -75,8 +75,9 @@ impl Dataset {
                     let mut out = Vec::with_capacity(session_count);
                     for (s, slot) in streams[*j].iter().enumerate() {
                         let Some(mut stream) = slot.clone() else {
-                            return Err(DataError::spec("its source modality was not read")
-                                .modality(&m.name));
+                            return Err(
+                                Error::spec("its source modality was not read").modality(&m.name)
+                            );
                         };
                         sources::select(&mut stream, m, &masks[i])
                             .map_err(|e| e.modality(&m.name).session(s))?;
@@ -84,7 +85,7 @@ impl Dataset {
                     }
                     out
                 }
-                _ => return Err(DataError::spec("not read").modality(&m.name)),
+                _ => return Err(Error::spec("not read").modality(&m.name)),
             };
             let fitted = fit(m, &raw, &splits, &settings, reader.synthetic())
                 .map_err(|e| e.modality(&m.name))?;
@@ -129,7 +130,7 @@ impl Dataset {
 
 /// The modalities in use (inputs, what they derive from, the `within`
 /// intervals), each after the one it derives from.
-fn order(spec: &DataSpec) -> Result<Vec<usize>, DataError> {
+fn order(spec: &DataSpec) -> Result<Vec<usize>, Error> {
     let n = spec.modalities.len();
     let mut wanted: Vec<usize> = spec.inputs.clone();
     for src in &spec.sources {
@@ -138,7 +139,7 @@ fn order(spec: &DataSpec) -> Result<Vec<usize>, DataError> {
                 Some(i) => wanted.push(i),
                 None => {
                     return Err(
-                        DataError::spec(format!("`within: {w}` names no modality")).data(&src.name)
+                        Error::spec(format!("`within: {w}` names no modality")).data(&src.name)
                     )
                 }
             }
@@ -148,14 +149,14 @@ fn order(spec: &DataSpec) -> Result<Vec<usize>, DataError> {
     for (i, m) in spec.modalities.iter().enumerate() {
         if let Origin::Modality(j) = m.origin {
             if j >= n {
-                return Err(DataError::spec(format!(
+                return Err(Error::spec(format!(
                     "modality {i} derives from modality {j}, which does not exist"
                 )));
             }
         }
     }
     if let Some(&bad) = wanted.iter().find(|&&i| i >= n) {
-        return Err(DataError::spec(format!("input {bad} names no modality")));
+        return Err(Error::spec(format!("input {bad} names no modality")));
     }
     // A depth-first walk; `state` 1 is on the path, 2 is placed.
     let mut state = vec![0u8; n];
@@ -166,13 +167,13 @@ fn order(spec: &DataSpec) -> Result<Vec<usize>, DataError> {
             let m = spec
                 .modalities
                 .get(i)
-                .ok_or_else(|| DataError::spec(format!("no modality {i}")))?;
+                .ok_or_else(|| Error::spec(format!("no modality {i}")))?;
             match (state[i], &m.origin) {
                 (2, _) => {
                     path.pop();
                 }
                 (1, Origin::Modality(j)) if state[*j] != 2 => {
-                    return Err(DataError::spec(format!(
+                    return Err(Error::spec(format!(
                         "`{}` derives from itself through `from`",
                         m.name
                     )))
@@ -213,7 +214,7 @@ fn file_of(spec: &DataSpec, i: usize) -> Option<std::path::PathBuf> {
 
 /// The one set of window settings every windowed source in use shares,
 /// with the name of the first item that gives it.
-fn settings(spec: &DataSpec, order: &[usize]) -> Result<(String, WindowSettings), DataError> {
+fn settings(spec: &DataSpec, order: &[usize]) -> Result<(String, WindowSettings), Error> {
     let mut found: Option<(&str, &WindowSettings)> = None;
     for &i in order {
         let m = &spec.modalities[i];
@@ -229,7 +230,7 @@ fn settings(spec: &DataSpec, order: &[usize]) -> Result<(String, WindowSettings)
             continue;
         }
         let Some(w) = &src.window else {
-            return Err(DataError::spec(format!(
+            return Err(Error::spec(format!(
                 "it draws from `{}`, which has no `window:`; give the data item a window (and a split) to cut examples from it",
                 src.name
             ))
@@ -237,7 +238,7 @@ fn settings(spec: &DataSpec, order: &[usize]) -> Result<(String, WindowSettings)
         };
         match found {
             Some((other, first)) if first != w => {
-                return Err(DataError::spec(format!(
+                return Err(Error::spec(format!(
                     "`{other}` and `{}` feed one model but cut windows differently ({} s every {} s against {} s every {} s, or another split or `within`); give them the same settings so their windows line up",
                     src.name, first.length, first.stride, w.length, w.stride
                 )))
@@ -248,18 +249,18 @@ fn settings(spec: &DataSpec, order: &[usize]) -> Result<(String, WindowSettings)
     }
     found
         .map(|(name, w)| (name.to_string(), w.clone()))
-        .ok_or_else(|| DataError::spec("the model reads no windowed data"))
+        .ok_or_else(|| Error::spec("the model reads no windowed data"))
 }
 
 /// The number of sessions, which every source in use must agree on.
-fn sessions(spec: &DataSpec, raws: &[Option<Vec<Raw>>]) -> Result<usize, DataError> {
+fn sessions(spec: &DataSpec, raws: &[Option<Vec<Raw>>]) -> Result<usize, Error> {
     let mut count: Option<(usize, &str)> = None;
     for (i, r) in raws.iter().enumerate() {
         let Some(r) = r else { continue };
         let name = &spec.modalities[i].name;
         match count {
             Some((c, other)) if c != r.len() => {
-                return Err(DataError::spec(format!(
+                return Err(Error::spec(format!(
                     "`{other}` has {c} sessions but `{name}` has {}; the sources of one model must have the same sessions",
                     r.len()
                 )))
@@ -270,10 +271,7 @@ fn sessions(spec: &DataSpec, raws: &[Option<Vec<Raw>>]) -> Result<usize, DataErr
     }
     match count {
         Some((c, _)) if c > 0 => Ok(c),
-        _ => Err(DataError::new(
-            DataErrorKind::Window,
-            "the sources hold no session",
-        )),
+        _ => Err(Error::new(ErrorKind::Window, "the sources hold no session")),
     }
 }
 
@@ -293,13 +291,13 @@ fn duration(raws: &[Option<Vec<Raw>>], s: usize) -> f64 {
 
 /// The window grid: the shortest duration in which every rate in use has
 /// a whole number of samples (half a second for 30 Hz and 8 Hz).
-fn grid(spec: &DataSpec, order: &[usize]) -> Result<f64, DataError> {
+fn grid(spec: &DataSpec, order: &[usize]) -> Result<f64, Error> {
     let rates: Vec<f64> = order
         .iter()
         .filter_map(|&i| spec.modalities[i].rate)
         .collect();
     let Some(grid) = grid_of(&rates) else {
-        return Err(DataError::spec(format!(
+        return Err(Error::spec(format!(
             "the rates {rates:?} Hz have no common sample grid (each must be a fraction with a denominator up to 1000)"
         )));
     };
@@ -346,12 +344,12 @@ fn within(
     name: &str,
     settings: &WindowSettings,
     splits: &mut Splits,
-) -> Result<(), DataError> {
+) -> Result<(), Error> {
     let i = spec
         .modality_index(name)
-        .ok_or_else(|| DataError::spec(format!("`within: {name}` names no modality")))?;
+        .ok_or_else(|| Error::spec(format!("`within: {name}` names no modality")))?;
     let Some(raws) = &raws[i] else {
-        return Err(DataError::spec(format!(
+        return Err(Error::spec(format!(
             "`within: {name}` must name an intervals modality read from a data item"
         )));
     };
@@ -359,7 +357,7 @@ fn within(
         .iter()
         .map(|r| match &r.stream {
             Stream::Intervals { rows, .. } => Ok(rows.as_slice()),
-            _ => Err(DataError::spec(format!(
+            _ => Err(Error::spec(format!(
                 "`within: {name}` must name an intervals modality"
             ))),
         })
@@ -374,8 +372,8 @@ fn within(
     splits.val.retain(inside);
     splits.test.retain(inside);
     if splits.train.is_empty() {
-        return Err(DataError::new(
-            DataErrorKind::Window,
+        return Err(Error::new(
+            ErrorKind::Window,
             format!("no training window lies inside the intervals of `{name}`"),
         ));
     }
@@ -389,7 +387,7 @@ fn check(
     stream: &Stream,
     settings: &WindowSettings,
     dims: &mut BTreeMap<String, usize>,
-) -> Result<(), DataError> {
+) -> Result<(), Error> {
     let kind_ok = matches!(
         (m.kind, stream),
         (
@@ -404,15 +402,15 @@ fn check(
             Stream::Events { .. } => "events (`bin` them to make a series)",
             Stream::Intervals { .. } => "intervals",
         };
-        return Err(DataError::new(
-            DataErrorKind::Shape,
+        return Err(Error::new(
+            ErrorKind::DataShape,
             format!("is declared `{:?}` but its source gives {have}", m.kind).to_lowercase(),
         ));
     }
     if let (Stream::Series { rate, .. }, Some(declared)) = (stream, m.rate) {
         if (rate - declared).abs() > 1e-6 * declared {
-            return Err(DataError::new(
-                DataErrorKind::Shape,
+            return Err(Error::new(
+                ErrorKind::DataShape,
                 format!(
                     "is declared at {declared} Hz, but its values arrive at {rate} Hz after its transforms; add `| resample({declared}Hz)`"
                 ),
@@ -423,8 +421,8 @@ fn check(
         if let (Some(size), Some(rate)) = (d.size, d.rate) {
             let samples = (settings.length * rate).round() as usize;
             if samples != size {
-                return Err(DataError::new(
-                    DataErrorKind::Shape,
+                return Err(Error::new(
+                    ErrorKind::DataShape,
                     format!(
                         "declares `{}` as {size} samples at {rate} Hz, but the data item's window of {} s holds {samples}",
                         d.name, settings.length
@@ -438,8 +436,8 @@ fn check(
     for (d, c) in m.channel_dims().zip(chans) {
         match dims.get(&d.name) {
             Some(&bound) if bound != c.size => {
-                return Err(DataError::new(
-                    DataErrorKind::Shape,
+                return Err(Error::new(
+                    ErrorKind::DataShape,
                     format!(
                         "`{}` is {bound} in another modality of this session, but {} has {}",
                         d.name, c.what, c.size
@@ -464,15 +462,15 @@ fn check(
 
 /// The rate modality `m`'s transforms make from its source's rate, against
 /// the declared rate.
-fn check_rate(m: &ModalitySpec, raw: &Stream) -> Result<(), DataError> {
+fn check_rate(m: &ModalitySpec, raw: &Stream) -> Result<(), Error> {
     let input = match raw {
         Stream::Series { rate, .. } | Stream::Video { rate, .. } => Some(*rate),
         _ => None,
     };
     match (super::fit::output_rate(input, &m.transforms), m.rate) {
         (Some(made), Some(declared)) if (made - declared).abs() > 1e-6 * declared => {
-            Err(DataError::new(
-                DataErrorKind::Shape,
+            Err(Error::new(
+                ErrorKind::DataShape,
                 format!(
                     "is declared at {declared} Hz, but its values arrive at {made} Hz after its transforms; add `| resample({declared}Hz)`"
                 ),
@@ -484,7 +482,7 @@ fn check_rate(m: &ModalitySpec, raw: &Stream) -> Result<(), DataError> {
 
 /// The data's channel axes against the declared dims besides time: as
 /// many, and of the declared sizes where the checker knew them.
-fn check_channels(m: &ModalitySpec, stream: &Stream) -> Result<(), DataError> {
+fn check_channels(m: &ModalitySpec, stream: &Stream) -> Result<(), Error> {
     let chans = stream.chan();
     let declared: Vec<_> = m.channel_dims().collect();
     if declared.len() != chans.len() {
@@ -499,8 +497,8 @@ fn check_channels(m: &ModalitySpec, stream: &Stream) -> Result<(), DataError> {
                 } else {
                     ""
                 };
-                return Err(DataError::new(
-                    DataErrorKind::Shape,
+                return Err(Error::new(
+                    ErrorKind::DataShape,
                     format!(
                         "{} has {} positions, but the modality declares `{}` as {size}{hint}",
                         c.what, c.size, d.name
@@ -525,7 +523,7 @@ fn raw_samples(stream: &Stream) -> Option<usize> {
 }
 
 /// Dims not declared `per session` must have one size in every session.
-fn shared_dims(spec: &DataSpec, infos: &[SessionInfo]) -> Result<(), DataError> {
+fn shared_dims(spec: &DataSpec, infos: &[SessionInfo]) -> Result<(), Error> {
     for m in &spec.modalities {
         for d in m.dims.iter().filter(|d| !d.per_session && !d.time) {
             let mut sizes = infos
@@ -534,8 +532,8 @@ fn shared_dims(spec: &DataSpec, infos: &[SessionInfo]) -> Result<(), DataError> 
                 .filter_map(|(s, i)| i.dims.get(&d.name).map(|&v| (s, v)));
             if let Some((_, first)) = sizes.next() {
                 if let Some((s, other)) = sizes.find(|&(_, v)| v != first) {
-                    return Err(DataError::new(
-                        DataErrorKind::Shape,
+                    return Err(Error::new(
+                        ErrorKind::DataShape,
                         format!(
                             "`{}` is {first} in session 0 but {other} in session {s}; declare it `dim {} per session` if it varies",
                             d.name, d.name

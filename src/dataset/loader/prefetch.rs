@@ -18,7 +18,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::{Batch, DataError, DataErrorKind, Dataset};
+use super::{Batch, Dataset, Error, ErrorKind};
 use crate::ir::data::Split;
 
 /// Where the training stream is: the next batch is batch `index` of epoch
@@ -29,7 +29,7 @@ pub struct Position {
     pub index: u64,
 }
 
-type Item = Result<(Position, Batch), DataError>;
+type Item = Result<(Position, Batch), Error>;
 
 /// Training batches, assembled ahead on a background thread.
 pub struct Loader {
@@ -78,8 +78,8 @@ impl Loader {
     /// taken once the step has used this batch should store. Not an
     /// `Iterator`: the stream never ends, and its errors are values.
     #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Result<(Position, Batch), DataError> {
-        let stopped = |why: &str| DataError::new(DataErrorKind::Stopped, why.to_string());
+    pub fn next(&mut self) -> Result<(Position, Batch), Error> {
+        let stopped = |why: &str| Error::new(ErrorKind::LoaderStopped, why.to_string());
         if self.done {
             return Err(stopped("the loader stopped after an earlier error"));
         }
@@ -143,8 +143,8 @@ fn produce(
             }
         };
         if batches.is_empty() {
-            let _ = tx.send(Err(DataError::new(
-                DataErrorKind::Window,
+            let _ = tx.send(Err(Error::new(
+                ErrorKind::Window,
                 format!(
                     "no session has {batch_size} training windows, so an epoch has no full batch; use a smaller batch or shorter windows"
                 ),
@@ -154,8 +154,8 @@ fn produce(
         let len = batches.len() as u64;
         if pos.index >= len {
             if pos.index > len {
-                let _ = tx.send(Err(DataError::new(
-                    DataErrorKind::Window,
+                let _ = tx.send(Err(Error::new(
+                    ErrorKind::Window,
                     format!(
                         "the position (epoch {}, batch {}) is past the {len} batches of an epoch; was the batch size or the data changed since the checkpoint?",
                         pos.epoch, pos.index

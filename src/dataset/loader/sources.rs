@@ -17,7 +17,7 @@ use std::path::Path;
 
 use super::array::{self, Array};
 use super::files::{lane, npy_intervals, npy_raw, nwb_raw};
-use super::{DataError, DataErrorKind};
+use super::{Error, ErrorKind};
 use crate::dataset::synthetic::{MouseV1, MouseV1Config};
 use crate::ir::data::{Cond, DataSpec, ModalitySpec, Origin, SourceKind, SourceSpec};
 use crate::ir::ModalityKind;
@@ -135,14 +135,14 @@ impl<'a> Reader<'a> {
         self.synthetic
     }
 
-    fn source(&self, i: usize) -> Result<&'a SourceSpec, DataError> {
+    fn source(&self, i: usize) -> Result<&'a SourceSpec, Error> {
         self.spec
             .sources
             .get(i)
-            .ok_or_else(|| DataError::spec(format!("no data item {i}")))
+            .ok_or_else(|| Error::spec(format!("no data item {i}")))
     }
 
-    fn mouse(&mut self, i: usize) -> Result<Arc<MouseV1>, DataError> {
+    fn mouse(&mut self, i: usize) -> Result<Arc<MouseV1>, Error> {
         if let Some(m) = self.synthetic.get(&i) {
             return Ok(m.clone());
         }
@@ -153,17 +153,17 @@ impl<'a> Reader<'a> {
             seed,
         } = src.kind
         else {
-            return Err(DataError::spec("not a synthetic source").data(&src.name));
+            return Err(Error::spec("not a synthetic source").data(&src.name));
         };
         let built = MouseV1Config::from_ints(sessions, neurons, seed)
             .and_then(MouseV1::new)
-            .map_err(|e| DataError::spec(e.to_string()).data(&src.name))?;
+            .map_err(|e| Error::spec(e.to_string()).data(&src.name))?;
         let built = Arc::new(built);
         self.synthetic.insert(i, built.clone());
         Ok(built)
     }
 
-    fn array(&mut self, i: usize, path: &Path) -> Result<Arc<Array<f32>>, DataError> {
+    fn array(&mut self, i: usize, path: &Path) -> Result<Arc<Array<f32>>, Error> {
         if let Some(a) = self.arrays.get(&i) {
             return Ok(a.clone());
         }
@@ -173,7 +173,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The keep-masks of a modality's `select` stages, by dim name.
-    pub fn masks(&mut self, m: &ModalitySpec) -> Result<Vec<(String, Vec<bool>)>, DataError> {
+    pub fn masks(&mut self, m: &ModalitySpec) -> Result<Vec<(String, Vec<bool>)>, Error> {
         m.select
             .iter()
             .map(|s| {
@@ -181,8 +181,8 @@ impl<'a> Reader<'a> {
                 // A model over no cells has nothing to learn or predict;
                 // say so here rather than train on empty tensors.
                 if !keep.iter().any(|&k| k) {
-                    return Err(DataError::new(
-                        DataErrorKind::Shape,
+                    return Err(Error::new(
+                        ErrorKind::DataShape,
                         format!(
                             "`select({}, where: ...)` keeps none of the {} positions of `{}`",
                             s.dim,
@@ -196,11 +196,11 @@ impl<'a> Reader<'a> {
             .collect()
     }
 
-    fn cond(&mut self, c: &Cond) -> Result<Vec<bool>, DataError> {
+    fn cond(&mut self, c: &Cond) -> Result<Vec<bool>, Error> {
         let both = |a: Vec<bool>, b: Vec<bool>, f: fn(bool, bool) -> bool| {
             if a.len() != b.len() {
-                return Err(DataError::new(
-                    DataErrorKind::Shape,
+                return Err(Error::new(
+                    ErrorKind::DataShape,
                     format!(
                         "the parts of a `where:` condition have {} and {} positions",
                         a.len(),
@@ -223,7 +223,7 @@ impl<'a> Reader<'a> {
                 let src = self.source(*source)?;
                 let SourceKind::Npy { path, .. } = &src.kind else {
                     return Err(
-                        DataError::spec("a `where:` condition reads an `npy` item").data(&src.name)
+                        Error::spec("a `where:` condition reads an `npy` item").data(&src.name)
                     );
                 };
                 let a = array::read_npy::<f64>(path).map_err(|e| e.data(&src.name))?;
@@ -238,16 +238,16 @@ impl<'a> Reader<'a> {
         &mut self,
         m: &ModalitySpec,
         masks: &[(String, Vec<bool>)],
-    ) -> Result<Vec<Raw>, DataError> {
+    ) -> Result<Vec<Raw>, Error> {
         let Origin::Source { source, field } = &m.origin else {
-            return Err(DataError::spec("derived modalities are read from others"));
+            return Err(Error::spec("derived modalities are read from others"));
         };
         let src = self.source(*source)?;
         let raws = match &src.kind {
             SourceKind::Synthetic { .. } => self.synthetic_raws(*source, src, m, field, masks)?,
             SourceKind::Npy { path, axes, rate } => {
                 if !field.is_empty() {
-                    return Err(DataError::spec(format!(
+                    return Err(Error::spec(format!(
                         "an `npy` item is one array; read it as `from {}`, without a field",
                         src.name
                     )));
@@ -271,7 +271,7 @@ impl<'a> Reader<'a> {
         m: &ModalitySpec,
         field: &[String],
         masks: &[(String, Vec<bool>)],
-    ) -> Result<Vec<Raw>, DataError> {
+    ) -> Result<Vec<Raw>, Error> {
         let mouse = self.mouse(index)?;
         let config = mouse.config();
         let (fr, rr) = (
@@ -319,7 +319,7 @@ impl<'a> Reader<'a> {
                         .collect(),
                 },
                 _ => {
-                    return Err(DataError::spec(format!(
+                    return Err(Error::spec(format!(
                         "`{}` has no field `{field}`; its fields are video, behavior, response and spikes",
                         src.name
                     )))
@@ -351,20 +351,18 @@ pub fn select(
     stream: &mut Stream,
     m: &ModalitySpec,
     masks: &[(String, Vec<bool>)],
-) -> Result<(), DataError> {
+) -> Result<(), Error> {
     for (dim, mask) in masks {
         let Some(j) = chan_index(m, dim) else {
-            return Err(DataError::spec(format!(
-                "`select({dim}, ...)`: no such dim"
-            )));
+            return Err(Error::spec(format!("`select({dim}, ...)`: no such dim")));
         };
         let chans = stream.chan().to_vec();
         let Some(c) = chans.get(j) else {
             return Err(shape_mismatch_count(m, &chans));
         };
         if c.size != mask.len() {
-            return Err(DataError::new(
-                DataErrorKind::Shape,
+            return Err(Error::new(
+                ErrorKind::DataShape,
                 format!(
                     "`select({dim}, ...)` has a condition over {} positions, but {} has {}",
                     mask.len(),
@@ -405,9 +403,7 @@ pub fn select(
                     .collect()
             }
             Stream::Video { .. } => {
-                return Err(DataError::spec(
-                    "`select` does not apply to a synthetic video",
-                ))
+                return Err(Error::spec("`select` does not apply to a synthetic video"))
             }
         }
         let what = format!("{} after `select({dim}, ...)`", c.what);
@@ -418,10 +414,10 @@ pub fn select(
 
 /// The error for a stream whose channel axes are not as many as the
 /// declared dims besides time.
-pub fn shape_mismatch_count(m: &ModalitySpec, chans: &[Chan]) -> DataError {
+pub fn shape_mismatch_count(m: &ModalitySpec, chans: &[Chan]) -> Error {
     let declared: Vec<&str> = m.channel_dims().map(|d| d.name.as_str()).collect();
-    DataError::new(
-        DataErrorKind::Shape,
+    Error::new(
+        ErrorKind::DataShape,
         format!(
             "declares {} dims besides time ({}), but the data has {} ({})",
             declared.len(),
@@ -439,12 +435,12 @@ pub fn shape_mismatch_count(m: &ModalitySpec, chans: &[Chan]) -> DataError {
 /// Every value of a series stream is finite: a synthetic source (the
 /// simulation promises it; checking costs little and keeps the policy
 /// uniform) or a stream after its transforms. `context` ends the message.
-pub(super) fn check_finite(stream: &Stream, context: &str) -> Result<(), DataError> {
+pub(super) fn check_finite(stream: &Stream, context: &str) -> Result<(), Error> {
     if let Stream::Series { chan, data, .. } = stream {
         let width: usize = chan.iter().map(|c| c.size).product::<usize>().max(1);
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(DataError::new(
-                DataErrorKind::NonFinite,
+            return Err(Error::new(
+                ErrorKind::DataNonFinite,
                 format!(
                     "sample {}, channel {} is {}{context}",
                     i / width,

@@ -148,7 +148,7 @@ fn a_nan_the_model_would_see_names_file_modality_and_position() {
         &format!("{HEAD}modality x: series<f32>[T @ 10Hz, N] from f\n"),
     );
     let e = Dataset::open(&s).unwrap_err();
-    assert_eq!(e.kind, DataErrorKind::NonFinite);
+    assert_eq!(e.kind, ErrorKind::DataNonFinite);
     let text = e.to_string();
     assert!(
         text.contains("f.npy") && text.contains("modality `x`"),
@@ -166,7 +166,7 @@ fn transforms_that_make_non_finite_values_are_caught_at_open() {
         &format!("{HEAD}modality x: series<f32>[T @ 10Hz, N] from f | log(x - 50)\n"),
     );
     let e = Dataset::open(&s).unwrap_err();
-    assert_eq!(e.kind, DataErrorKind::NonFinite);
+    assert_eq!(e.kind, ErrorKind::DataNonFinite);
     assert!(e.to_string().contains("after its transforms"), "{e}");
 }
 
@@ -325,10 +325,10 @@ fn the_loader_resumes_exactly_and_rolls_over_epochs() {
         .unwrap_err()
         .to_string()
         .contains("past the 7 batches"));
-    assert_eq!(bad.next().unwrap_err().kind, DataErrorKind::Stopped);
+    assert_eq!(bad.next().unwrap_err().kind, ErrorKind::LoaderStopped);
     // No full batch at all: an error, not an endless loop.
     let mut none = Loader::start(ds.clone(), 64, 42, Position::default(), 1);
-    assert_eq!(none.next().unwrap_err().kind, DataErrorKind::Window);
+    assert_eq!(none.next().unwrap_err().kind, ErrorKind::Window);
     // Dropping a loader whose channel is full returns promptly.
     let full = Loader::start(ds, 9, 42, Position::default(), 1);
     std::thread::sleep(std::time::Duration::from_millis(50));

@@ -11,7 +11,7 @@
 
 use super::batch::permuted;
 use super::sources::Stream;
-use super::{DataError, DataErrorKind, Dataset};
+use super::{Dataset, Error, ErrorKind};
 use crate::base::host::HostTensor;
 use crate::dataset::synthetic::MouseV1;
 use crate::ir::data::Split;
@@ -92,7 +92,7 @@ impl Dataset {
         input: usize,
         split: Split,
         ids: &[usize],
-    ) -> Result<Option<HostTensor>, DataError> {
+    ) -> Result<Option<HostTensor>, Error> {
         let Some((m, spec, sim)) = self.simulated_response(input) else {
             return Ok(None);
         };
@@ -100,7 +100,7 @@ impl Dataset {
             .iter()
             .map(|&id| {
                 self.window(split, id).ok_or_else(|| {
-                    DataError::new(DataErrorKind::Window, "no such window").window(split, id)
+                    Error::new(ErrorKind::Window, "no such window").window(split, id)
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -108,8 +108,8 @@ impl Dataset {
             return Ok(None);
         };
         if windows.iter().any(|w| w.session != s) {
-            return Err(DataError::new(
-                DataErrorKind::Window,
+            return Err(Error::new(
+                ErrorKind::Window,
                 "a batch holds windows of one session",
             ));
         }
@@ -141,6 +141,6 @@ impl Dataset {
         let (shape, values) = permuted(layout.0, layout.1)?;
         HostTensor::new(shape, values)
             .map(Some)
-            .map_err(|e| DataError::new(DataErrorKind::Shape, e.to_string()))
+            .map_err(|e| Error::new(ErrorKind::DataShape, e.to_string()))
     }
 }

@@ -5,29 +5,15 @@
 use super::stages::{Events, Series};
 use super::*;
 use crate::diagnostics::Diagnostic;
-use crate::driver::{compile, Options};
 use crate::ir::data::DataSpec;
-use crate::source::MemoryLoader;
 
 /// The data specification of `body` (with dims and a source in front), or
 /// every problem with it.
 fn spec_of(body: &str) -> Result<DataSpec, Vec<Diagnostic>> {
-    let text = format!(
+    crate::testing::data_spec_of(&format!(
         "dim T = 2s\ndim N per session\ndim span = 100\ndim scale = 4\n\
          data v1 = synthetic.mouse_v1(sessions: 1, neurons: 4, seed: 1) {{ window: T }}\n{body}"
-    );
-    let mut loader = MemoryLoader::new();
-    loader.insert("main.enigma", text);
-    let a = compile(
-        &loader,
-        std::path::Path::new("main.enigma"),
-        &Options::check(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    match a.experiment {
-        Some(x) => x.data,
-        None => Err(a.diagnostics),
-    }
+    ))
 }
 
 /// The pipeline of the one modality of `body`.

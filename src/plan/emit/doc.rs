@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_saphyr::{FlowMap, FlowSeq};
 
+use crate::diagnostics::Error;
 use crate::ir::layout::PipelineSchedule;
 use crate::ir::types::tensor::DType;
 use crate::ir::Graph;
@@ -428,15 +429,17 @@ fn doc<'a>(g: &'a Graph, plan: &'a Plan) -> Doc<'a> {
     }
 }
 
-/// The plan as a YAML document. An error is the serializer's message.
-pub fn to_yaml(g: &Graph, plan: &Plan) -> Result<String, String> {
-    serde_saphyr::to_string(&doc(g, plan)).map_err(|e| e.to_string())
+/// The plan as a YAML document. An error is the serializer's (a bug:
+/// every value of the document serialises).
+pub fn to_yaml(g: &Graph, plan: &Plan) -> Result<String, Error> {
+    serde_saphyr::to_string(&doc(g, plan))
+        .map_err(|e| Error::internal(format!("cannot write the plan as YAML: {e}")))
 }
 
-/// The plan as one line of JSON, the same document as [`to_yaml`]. An
-/// error is the serializer's message.
-pub fn to_json(g: &Graph, plan: &Plan) -> Result<String, String> {
-    serde_json::to_string(&doc(g, plan)).map_err(|e| e.to_string())
+/// The plan as one line of JSON, the same document as [`to_yaml`].
+pub fn to_json(g: &Graph, plan: &Plan) -> Result<String, Error> {
+    serde_json::to_string(&doc(g, plan))
+        .map_err(|e| Error::internal(format!("cannot write the plan as JSON: {e}")))
 }
 
 #[cfg(test)]

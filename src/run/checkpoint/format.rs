@@ -150,11 +150,11 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, Checkpoint
     // Offset order rather than the header's hash-map order, so that the
     // tensor an error names does not change from one run to the next.
     for name in header.offset_keys() {
-        let tensor = header
+        let info = header
             .info(&name)
-            .ok_or_else(|| format!("tensor `{name}` has no header entry"))
-            .and_then(|info| read_tensor(&name, info, data))
-            .map_err(|message| error(Kind::Tensor, message))?;
+            .ok_or_else(|| error(Kind::Tensor, format!("tensor `{name}` has no header entry")))?;
+        let tensor = read_tensor(&name, info, data)
+            .map_err(|TensorProblem(message)| error(Kind::Tensor, message))?;
         tensors.insert(name, tensor);
     }
 
@@ -180,25 +180,29 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, Checkpoint
     })
 }
 
+/// Why a tensor's bytes cannot be read, before the caller names the file.
+struct TensorProblem(String);
+
 /// The tensor `name` whose header entry is `info`, from `data` (the bytes
 /// after the header), or why it cannot be read.
-fn read_tensor(name: &str, info: &TensorInfo, data: &[u8]) -> Result<HostTensor, String> {
+fn read_tensor(name: &str, info: &TensorInfo, data: &[u8]) -> Result<HostTensor, TensorProblem> {
+    let problem = TensorProblem;
     if info.dtype != Dtype::F32 {
-        return Err(format!(
+        return Err(problem(format!(
             "tensor `{name}` is {}; checkpoints hold only F32",
             info.dtype
-        ));
+        )));
     }
     let (start, end) = info.data_offsets;
     let raw = data
         .get(start..end)
-        .ok_or_else(|| format!("the data of tensor `{name}` lies outside the file"))?;
+        .ok_or_else(|| problem(format!("the data of tensor `{name}` lies outside the file")))?;
     if numel(&info.shape).and_then(|n| n.checked_mul(4)) != Some(raw.len()) {
-        return Err(format!(
+        return Err(problem(format!(
             "tensor `{name}` has shape {:?} but {} bytes of data",
             info.shape,
             raw.len()
-        ));
+        )));
     }
     // chunks_exact(4) yields 4-byte slices only, so the conversion cannot
     // fail; it is still checked rather than unwrapped.
@@ -206,7 +210,7 @@ fn read_tensor(name: &str, info: &TensorInfo, data: &[u8]) -> Result<HostTensor,
         .chunks_exact(4)
         .map(|c| c.try_into().ok().map(f32::from_le_bytes))
         .collect();
-    let data = values.ok_or_else(|| format!("tensor `{name}` is misaligned"))?;
+    let data = values.ok_or_else(|| problem(format!("tensor `{name}` is misaligned")))?;
     Ok(HostTensor {
         shape: info.shape.clone(),
         data,

@@ -233,8 +233,23 @@ impl Elab<'_, '_> {
                     self.new_instance(InstKind::Sequential(list), at),
                 ))
             }
-            _ => Ok(Val::Opaque),
+            other => self.no_rule(other, c.at),
         }
+    }
+
+    /// A name in `resolve::builtins::PRIMITIVES` that the dispatch above
+    /// does not handle: a bug in enigma, reported rather than let through
+    /// as an unchecked value with no node.
+    pub(super) fn no_rule<T>(&mut self, prim: &str, at: Span) -> Res<T> {
+        let loc = self.loc(at);
+        self.report(
+            Code::E0900,
+            loc,
+            format!("the checker has no shape rule for the primitive `{prim}`"),
+            "this primitive",
+            "this is a bug in enigma; please report it with the experiment file",
+        );
+        Err(())
     }
 
     /// A required argument.

@@ -86,7 +86,8 @@ impl Elab<'_, '_> {
             "var" => Reduction::Var,
             "std" => Reduction::Std,
             "amax" => Reduction::Amax,
-            _ => Reduction::LogSumExp,
+            "logsumexp" => Reduction::LogSumExp,
+            other => return self.no_rule(other, c.at),
         };
         let at = c.at;
         let op = Op::Reduce { f, axes: remove };

@@ -1,5 +1,10 @@
-//! The libtorch backend (`tch 0.24`): executes a rank's program from the
-//! plan, op by op, on the CPU or one CUDA device.
+//! `enigma-torch`: the libtorch backend (`tch 0.24`) of `enigma`'s runtime,
+//! and the runtime program `enigma-run` (`src/main.rs`). It executes a
+//! rank's program from the plan, op by op, on the CPU or one CUDA device.
+//! This is the only package that links libtorch; it depends on the `enigma`
+//! library for everything else and plugs in through
+//! `enigma::run::session::Runtime` ([`TorchRuntime`]) and
+//! `enigma::run::backend::Backend` ([`TorchBackend`]).
 //!
 //! - `load` uploads a micro-batch's modality; `forward` applies an IR node
 //!   (`ops.rs`) and keeps its output under `(node, copy, micro)`, so a
@@ -15,6 +20,8 @@
 //!   forward runs under autocast, so matrix products and attention run in
 //!   bf16 and norms, softmax and losses in f32.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod align;
 mod ops;
 mod optim;
@@ -24,27 +31,49 @@ use std::fmt;
 
 use tch::{Device, Kind, Tensor};
 
-use super::backend::{
+use enigma::base::host::HostTensor;
+use enigma::base::rng::derive;
+use enigma::diagnostics::{Error, ErrorKind, NodePlace};
+use enigma::ir::train::TrainConfig;
+use enigma::ir::train::{NonFinite, Optimizer, Precision};
+use enigma::ir::{Experiment, Graph, Op, ValueRef};
+use enigma::plan::program::{Instr, Plan, RankProgram};
+use enigma::run::backend::{
     Backend, EvalOutcome, HoldOut, MicroBatch, Prediction, StepKeys, StepOutcome, Update,
 };
-use super::error::{RunError, RunErrorKind};
-use super::session::Runtime;
-use crate::base::host::HostTensor;
-use crate::base::rng::derive;
-use crate::ir::train::TrainConfig;
-use crate::ir::train::{NonFinite, Optimizer, Precision};
-use crate::ir::{Experiment, Graph, Op, ValueRef};
-use crate::plan::program::{Instr, Plan, RankProgram};
+use enigma::run::session::Runtime;
 
 /// A failed tensor operation, before the backend adds which node it was.
 #[derive(Debug)]
 pub struct OpError {
     pub message: String,
+    /// The operation is one this runtime does not execute yet (E0501),
+    /// rather than one that failed on its inputs (E0502).
+    pub unsupported: bool,
 }
 
 impl OpError {
     pub fn new(message: String) -> OpError {
-        OpError { message }
+        OpError {
+            message,
+            unsupported: false,
+        }
+    }
+
+    /// An operation the checker accepts and this runtime does not execute.
+    pub fn unsupported(message: String) -> OpError {
+        OpError {
+            message,
+            unsupported: true,
+        }
+    }
+
+    fn kind(&self) -> ErrorKind {
+        if self.unsupported {
+            ErrorKind::Unsupported
+        } else {
+            ErrorKind::Op
+        }
     }
 }
 
@@ -62,20 +91,21 @@ impl fmt::Display for OpError {
     }
 }
 
-fn op_err(e: impl Into<OpError>, what: impl fmt::Display) -> RunError {
-    RunError::new(RunErrorKind::Op, format!("{what}: {}", e.into()))
+fn op_err(e: impl Into<OpError>, what: impl fmt::Display) -> Error {
+    let e = e.into();
+    Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 /// Which device to run on.
-pub fn device(cuda: bool) -> Result<Device, RunError> {
+pub fn device(cuda: bool) -> Result<Device, Error> {
     if !cuda {
         return Ok(Device::Cpu);
     }
     if tch::Cuda::is_available() {
         Ok(Device::Cuda(0))
     } else {
-        Err(RunError::new(
-            RunErrorKind::Device,
+        Err(Error::new(
+            ErrorKind::Device,
             format!(
                 "a CUDA device was asked for, but libtorch finds none (libtorch at {}); run with `--device cpu` or on a GPU machine",
                 env!("ENIGMA_LIBTORCH_LIB")
@@ -96,7 +126,7 @@ impl Runtime for TorchRuntime {
         plan: &Plan,
         config: &TrainConfig,
         cuda: bool,
-    ) -> Result<TorchBackend, RunError> {
+    ) -> Result<TorchBackend, Error> {
         let dev = device(cuda)?;
         TorchBackend::new(
             &x.graph,
@@ -151,15 +181,15 @@ impl TorchBackend {
         precision: Precision,
         optimizer: Optimizer,
         seed: u64,
-    ) -> Result<TorchBackend, RunError> {
+    ) -> Result<TorchBackend, Error> {
         let mut slots = Vec::new();
         let mut index = HashMap::new();
         let mut per_layer = vec![false; graph.params.len()];
         let mut per_session = vec![false; graph.params.len()];
         for pl in &plan.placements {
             let Some(param) = graph.params.get(pl.param) else {
-                return Err(RunError::new(
-                    RunErrorKind::Mismatch,
+                return Err(Error::new(
+                    ErrorKind::Mismatch,
                     format!("placement of unknown parameter {}", pl.param),
                 ));
             };
@@ -169,8 +199,8 @@ impl TorchBackend {
             for c in 0..pl.copies.max(1) as usize {
                 let copy = (pl.copies > 1).then_some(c);
                 let name = slot_name(&param.path, pl.layer, copy);
-                let host = super::init::init(&name, &param.init, &shape, seed)
-                    .map_err(|e| RunError::new(RunErrorKind::Unsupported, e.to_string()))?;
+                let host = enigma::run::init::init(&name, &param.init, &shape, seed)
+                    .map_err(|e| Error::new(ErrorKind::Unsupported, e.to_string()))?;
                 let value =
                     upload(&host, device).map_err(|e| op_err(e, format!("placing `{name}`")))?;
                 let zeros = || {
@@ -207,7 +237,7 @@ impl TorchBackend {
         })
     }
 
-    fn param(&self, p: usize, copy: usize, session: usize) -> Result<&Tensor, RunError> {
+    fn param(&self, p: usize, copy: usize, session: usize) -> Result<&Tensor, Error> {
         let layer = if self.per_layer.get(p).copied().unwrap_or(false) {
             copy
         } else {
@@ -224,8 +254,8 @@ impl TorchBackend {
             .map(|s| &s.value)
             .ok_or_else(|| {
                 let path = self.graph.params.get(p).map_or("?", |x| x.path.as_str());
-                RunError::new(
-                    RunErrorKind::Mismatch,
+                Error::new(
+                    ErrorKind::Mismatch,
                     format!("no copy of parameter `{path}` for layer {layer}, session {session} (the data has more sessions than the model was built for?)"),
                 )
             })
@@ -240,7 +270,7 @@ impl TorchBackend {
         keys: StepKeys,
         train: bool,
         update: Option<Update>,
-    ) -> Result<Executed, RunError> {
+    ) -> Result<Executed, Error> {
         let mut ex = Executed::default();
         let losses = self.graph.loss_nodes();
         let n_micro = micro.len().max(1) as f64;
@@ -251,8 +281,8 @@ impl TorchBackend {
                     input, micro: m, ..
                 } => {
                     let mb = micro.get(*m).ok_or_else(|| {
-                        RunError::new(
-                            RunErrorKind::Data,
+                        Error::new(
+                            ErrorKind::Mismatch,
                             format!(
                                 "the plan loads micro-batch {m}, but the step has {}",
                                 micro.len()
@@ -266,13 +296,13 @@ impl TorchBackend {
                         .map_or("?", |i| i.name.as_str())
                         .to_string();
                     let host = mb.inputs.get(*input).ok_or_else(|| {
-                        RunError::new(
-                            RunErrorKind::Data,
+                        Error::new(
+                            ErrorKind::Mismatch,
                             format!("the batch has no data for input `{name}`"),
                         )
                     })?;
                     if let Some(i) = host.first_non_finite() {
-                        return Err(RunError::new(RunErrorKind::NonFinite, format!("input `{name}` of micro-batch {m} holds a non-finite value at flat index {i} (shape {:?})", host.shape)));
+                        return Err(Error::new(ErrorKind::NonFinite, format!("input `{name}` of micro-batch {m} holds a non-finite value at flat index {i} (shape {:?})", host.shape)));
                     }
                     let t = upload(host, self.device)
                         .map_err(|e| op_err(e, format!("loading `{name}`")))?;
@@ -289,7 +319,7 @@ impl TorchBackend {
                         return Err(unsupported("a tensor-parallel narrowing"));
                     }
                     let mb = micro.get(*m).ok_or_else(|| {
-                        RunError::new(RunErrorKind::Data, format!("no micro-batch {m}"))
+                        Error::new(ErrorKind::Mismatch, format!("no micro-batch {m}"))
                     })?;
                     self.forward(
                         &mut ex,
@@ -359,21 +389,20 @@ impl TorchBackend {
         mb: &MicroBatch<'_>,
         mask_key: u64,
         train: bool,
-    ) -> Result<(), RunError> {
+    ) -> Result<(), Error> {
         let n = self.graph.nodes.get(node).ok_or_else(|| {
-            RunError::new(
-                RunErrorKind::Mismatch,
+            Error::new(
+                ErrorKind::Mismatch,
                 format!("the plan names node %{node}, which the model lacks"),
             )
         })?;
-        let what = || self.describe(node, copy);
+        let failed =
+            |message: String| Error::new(ErrorKind::Op, message).in_node(self.place(node, copy));
         if let Op::TokenMask { of } = n.op {
-            let mask = ex.masks.get(&(of, 0, m)).ok_or_else(|| {
-                op_err(
-                    OpError::new(format!("the mask of %{of} was not drawn")),
-                    what(),
-                )
-            })?;
+            let mask = ex
+                .masks
+                .get(&(of, 0, m))
+                .ok_or_else(|| failed(format!("the mask of %{of} was not drawn")))?;
             ex.values.insert((node, copy, m), mask.shallow_clone());
             return Ok(());
         }
@@ -389,13 +418,10 @@ impl TorchBackend {
                     .and_then(|k| ex.values.get(&(k.0, k.1, m)).map(Tensor::shallow_clone)),
             };
             let t = t.ok_or_else(|| {
-                op_err(
-                    OpError::new(format!(
-                        "its input {} was not computed before it",
-                        v.label()
-                    )),
-                    what(),
-                )
+                failed(format!(
+                    "its input {} was not computed before it",
+                    v.label()
+                ))
             })?;
             ins.push(t);
             tys.push(self.graph.type_of(*v));
@@ -415,11 +441,13 @@ impl TorchBackend {
         };
         let applied =
             tch::autocast(self.autocast, || ops::apply(&ctx, n, &ins, &tys)).map_err(|e| {
+                if e.unsupported {
+                    // Not a failure on these inputs: their shapes say nothing.
+                    return Error::new(ErrorKind::Unsupported, e.message)
+                        .in_node(self.place(node, copy));
+                }
                 let shapes: Vec<String> = ins.iter().map(|t| format!("{:?}", t.size())).collect();
-                op_err(
-                    e,
-                    format!("{} on inputs of shape {}", what(), shapes.join(", ")),
-                )
+                failed(format!("on inputs of shape {}: {e}", shapes.join(", ")))
             })?;
         if let Some(mask) = applied.mask {
             ex.masks.insert((node, copy, m), mask);
@@ -428,22 +456,18 @@ impl TorchBackend {
         Ok(())
     }
 
-    /// How errors name node `node`'s application `copy`: its op, number
+    /// Node `node`'s application `copy`, as errors name it: its op, number
     /// and scope.
-    fn describe(&self, node: usize, copy: usize) -> String {
-        let Some(n) = self.graph.nodes.get(node) else {
-            return format!("node %{node}");
-        };
-        let scope = self
-            .graph
-            .scopes
-            .get(n.scope)
-            .map_or("", |s| s.path.as_str());
-        format!(
-            "`{}` (node %{node}, copy {copy}, in `{}`)",
-            n.op,
-            if scope.is_empty() { "<root>" } else { scope }
-        )
+    fn place(&self, node: usize, copy: usize) -> NodePlace {
+        let n = self.graph.nodes.get(node);
+        NodePlace {
+            op: n.map_or("?", |n| n.op.name()).to_string(),
+            node,
+            copy,
+            scope: n
+                .and_then(|n| self.graph.scopes.get(n.scope))
+                .map_or(String::new(), |s| s.path.clone()),
+        }
     }
 
     /// The first forward value of micro-batch `m`, in execution order,
@@ -474,7 +498,7 @@ impl TorchBackend {
                 let bad = count(v, nan).filter(|&k| k > 0)?;
                 Some(format!(
                     "the output of {} (shape {:?}: {bad} of {} entries {})",
-                    self.describe(*node, *copy),
+                    self.place(*node, *copy),
                     v.size(),
                     v.numel(),
                     if nan { "NaN" } else { "infinite" }
@@ -483,12 +507,12 @@ impl TorchBackend {
         })
     }
 
-    fn loss(&self, ex: &Executed, losses: &[usize], m: usize) -> Result<Tensor, RunError> {
+    fn loss(&self, ex: &Executed, losses: &[usize], m: usize) -> Result<Tensor, Error> {
         let mut total: Option<Tensor> = None;
         for &n in losses {
             let v = ex.values.get(&(n, 0, m)).ok_or_else(|| {
-                RunError::new(
-                    RunErrorKind::Op,
+                Error::new(
+                    ErrorKind::Op,
                     format!("the loss (node %{n}) of micro-batch {m} was not computed"),
                 )
             })?;
@@ -501,8 +525,8 @@ impl TorchBackend {
             });
         }
         total.ok_or_else(|| {
-            RunError::new(
-                RunErrorKind::Unsupported,
+            Error::new(
+                ErrorKind::Unsupported,
                 "the experiment has no `loss`".to_string(),
             )
         })
@@ -515,7 +539,7 @@ impl TorchBackend {
         culprits: &[(usize, String)],
         u: Update,
         sessions: &[usize],
-    ) -> Result<StepOutcome, RunError> {
+    ) -> Result<StepOutcome, Error> {
         let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
         let mut sq = 0.0f64;
         let mut bad: Option<String> = None;
@@ -552,8 +576,8 @@ impl TorchBackend {
         if let Some(reason) = reason {
             self.zero_grad();
             return match u.on_nonfinite {
-                NonFinite::Stop => Err(RunError::new(
-                    RunErrorKind::NonFinite,
+                NonFinite::Stop => Err(Error::new(
+                    ErrorKind::NonFinite,
                     format!("{reason} (train.on_nonfinite: stop; the weights were not updated)"),
                 )),
                 NonFinite::Skip => Ok(StepOutcome {
@@ -566,7 +590,7 @@ impl TorchBackend {
         if let Some(clip) = u.clip {
             if norm > clip {
                 let scale = clip / (norm + 1e-6);
-                tch::no_grad(|| -> Result<(), RunError> {
+                tch::no_grad(|| -> Result<(), Error> {
                     for s in &self.slots {
                         let mut g = s.value.grad();
                         if g.defined() {
@@ -613,9 +637,9 @@ struct Executed {
     outcome: Option<StepOutcome>,
 }
 
-fn unsupported(what: &str) -> RunError {
-    RunError::new(
-        RunErrorKind::Unsupported,
+fn unsupported(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
         format!("this one-process runtime cannot run {what}; lay the experiment out on one rank (`mesh {{ dp: 1 }}`)"),
     )
 }
@@ -657,12 +681,12 @@ impl Backend for TorchBackend {
         micro: &[MicroBatch<'_>],
         keys: StepKeys,
         update: Update,
-    ) -> Result<StepOutcome, RunError> {
+    ) -> Result<StepOutcome, Error> {
         tch::manual_seed(keys.dropout as i64);
         let ex = self.execute(program, micro, keys, true, Some(update))?;
         ex.outcome.ok_or_else(|| {
-            RunError::new(
-                RunErrorKind::Mismatch,
+            Error::new(
+                ErrorKind::Mismatch,
                 "the plan has no optimiser step".to_string(),
             )
         })
@@ -674,7 +698,7 @@ impl Backend for TorchBackend {
         batch: MicroBatch<'_>,
         mask_key: u64,
         hold_out: Option<&HoldOut>,
-    ) -> Result<EvalOutcome, RunError> {
+    ) -> Result<EvalOutcome, Error> {
         let keys = StepKeys {
             mask: mask_key,
             dropout: 0,
@@ -741,7 +765,7 @@ impl Backend for TorchBackend {
         Ok(EvalOutcome { loss, predictions })
     }
 
-    fn export(&self) -> Result<BTreeMap<String, HostTensor>, RunError> {
+    fn export(&self) -> Result<BTreeMap<String, HostTensor>, Error> {
         let mut out = BTreeMap::new();
         for s in &self.slots {
             let get = |t: &Tensor, what: &str| {
@@ -769,9 +793,9 @@ impl Backend for TorchBackend {
         Ok(out)
     }
 
-    fn import(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<(), RunError> {
-        let mismatch = |m: String| RunError::new(RunErrorKind::Mismatch, m);
-        tch::no_grad(|| -> Result<(), RunError> {
+    fn import(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<(), Error> {
+        let mismatch = |m: String| Error::new(ErrorKind::Mismatch, m);
+        tch::no_grad(|| -> Result<(), Error> {
             for s in &mut self.slots {
                 for (key, t) in [
                     (s.name.clone(), &mut s.value),

@@ -10,8 +10,8 @@
 
 use tch::Tensor;
 
-use super::OpError;
-use crate::ir::train::Optimizer;
+use crate::OpError;
+use enigma::ir::train::Optimizer;
 
 /// One parameter copy with its optimiser state.
 pub struct Slot {
@@ -134,4 +134,82 @@ fn step_one(opt: &Optimizer, s: &mut Slot, g: &Tensor, lr: f64, t: u64) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(w: &[f32], shape: [i64; 2]) -> Slot {
+        let value = Tensor::from_slice(w).reshape(shape);
+        Slot {
+            name: "w".into(),
+            m: value.zeros_like(),
+            v: value.zeros_like(),
+            value,
+            decay: true,
+            session: None,
+        }
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()
+    }
+
+    /// Two Lion steps against the update written out by hand: decay the
+    /// weight, step by the sign of `b1 m + (1 - b1) g`, then set
+    /// `m = b2 m + (1 - b2) g`.
+    #[test]
+    fn lion_follows_the_sign_of_the_interpolated_momentum() {
+        let opt = Optimizer::Lion {
+            lr: 0.1,
+            betas: (0.9, 0.99),
+            weight_decay: 0.5,
+        };
+        let mut s = slot(&[1.0, -2.0, 0.5, 0.0], [2, 2]);
+        let g1 = Tensor::from_slice(&[0.3f32, -0.2, 0.0, 4.0]).reshape([2, 2]);
+        step_one(&opt, &mut s, &g1, 0.1, 1).unwrap();
+        // w * (1 - 0.05) - 0.1 * sign(0.1 g): sign(0) is 0.
+        let w1 = [0.95 - 0.1, -1.9 + 0.1, 0.475, -0.1];
+        let m1 = [0.003, -0.002, 0.0, 0.04];
+        for (a, b) in values(&s.value).iter().zip(w1) {
+            assert!((a - b).abs() < 1e-6, "{:?} vs {w1:?}", values(&s.value));
+        }
+        for (a, b) in values(&s.m).iter().zip(m1) {
+            assert!((a - b).abs() < 1e-7, "{:?} vs {m1:?}", values(&s.m));
+        }
+        // A second gradient against the momentum: the momentum's sign wins
+        // where 0.9 m outweighs 0.1 g.
+        let g2 = Tensor::from_slice(&[-0.01f32, 0.0, 1.0, -0.5]).reshape([2, 2]);
+        step_one(&opt, &mut s, &g2, 0.1, 2).unwrap();
+        // 0.9 * m1 + 0.1 * g2 = [0.0017, -0.0018, 0.1, -0.014].
+        let w2 = [
+            w1[0] * 0.95 - 0.1,
+            w1[1] * 0.95 + 0.1,
+            w1[2] * 0.95 - 0.1,
+            w1[3] * 0.95 + 0.1,
+        ];
+        for (a, b) in values(&s.value).iter().zip(w2) {
+            assert!((a - b).abs() < 1e-6, "{:?} vs {w2:?}", values(&s.value));
+        }
+    }
+
+    /// Vectors (biases, gains) are not decayed, as for AdamW.
+    #[test]
+    fn lion_does_not_decay_vectors() {
+        let opt = Optimizer::Lion {
+            lr: 0.1,
+            betas: (0.9, 0.99),
+            weight_decay: 0.5,
+        };
+        let mut s = slot(&[1.0, 1.0], [1, 2]);
+        s.decay = false;
+        let g = Tensor::from_slice(&[1.0f32, -1.0]).reshape([1, 2]);
+        step_one(&opt, &mut s, &g, 0.1, 1).unwrap();
+        let w = values(&s.value);
+        assert!(
+            (w[0] - 0.9).abs() < 1e-6 && (w[1] - 1.1).abs() < 1e-6,
+            "{w:?}"
+        );
+    }
 }

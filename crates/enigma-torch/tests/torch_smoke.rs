@@ -1,9 +1,7 @@
-//! Proves that the default build links libtorch and that it computes: a small
+//! Proves that `enigma-torch` links libtorch and that it computes: a small
 //! CPU matmul against hand-computed values, a backward pass against
 //! hand-computed gradients, and that `libtorch_cuda.so` is really loaded when
 //! the libtorch in use ships it (the `--as-needed` pitfall, see build.rs).
-//! Compiled only with the `torch` feature (the default).
-#![cfg(feature = "torch")]
 
 use tch::{Device, Kind, Tensor};
 

@@ -7,7 +7,6 @@
 //! NaN loss is skipped or stops the run, naming the step and the op that
 //! made it; a disk that fills up while checkpointing loses no earlier
 //! checkpoint, and the run resumes once there is room.
-#![cfg(feature = "torch")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,11 +15,11 @@ use std::time::{Duration, Instant};
 use enigma::run::checkpoint::load;
 use enigma::run::metrics::{read_records, RecordKind};
 
-#[path = "common/npy.rs"]
+#[path = "../../../tests/common/npy.rs"]
 mod npy;
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_enigma"))
+    Command::new(env!("CARGO_BIN_EXE_enigma-run"))
 }
 
 /// `enigma run --quiet [extra] --out OUT EXP`, waited for.
@@ -46,7 +45,7 @@ fn scratch(name: &str) -> PathBuf {
 /// every 2 steps, evaluation every 4.
 fn experiment(dir: &Path, steps: u64) -> PathBuf {
     let src = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.enigma"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.enigma"),
     )
     .unwrap();
     let src = src
@@ -216,6 +215,31 @@ fn errors_stop_at_compile_time_and_bad_requests_are_refused() {
         !d.join("x").exists(),
         "nothing is written for an experiment with errors"
     );
+
+    // What `check` accepts but the loader cannot read is refused by `run`
+    // with the check-time code, before anything is written.
+    let unread = d.join("unread.enigma");
+    std::fs::write(
+        &unread,
+        std::fs::read_to_string(&exp)
+            .unwrap()
+            .replacen("synthetic.mouse_v1(", "suite2p(", 1),
+    )
+    .unwrap();
+    let o = bin()
+        .args(["run", "--out"])
+        .arg(d.join("u"))
+        .arg(&unread)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("E0221")
+            && err.contains("not run: the runtime cannot read the experiment's data"),
+        "{err}"
+    );
+    assert!(!d.join("u").exists());
 
     // A run directory with checkpoints is not overwritten.
     let out = d.join("r");
@@ -426,5 +450,35 @@ fn a_full_disk_while_checkpointing_loses_no_earlier_work() {
         .collect();
     assert_eq!(steps, (1..=400).collect::<Vec<_>>());
     drop(disk);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Whatever `check` accepts, `run` runs: the quickstart trains with Lion,
+/// and its loss falls.
+#[test]
+fn lion_trains_the_quickstart() {
+    let d = scratch("lion");
+    let exp = experiment(&d, 12);
+    let src = std::fs::read_to_string(&exp).unwrap();
+    let lion = src.replace(
+        "optimizer: adamw(lr: 3e-3, betas: (0.9, 0.95), weight_decay: 0.05)",
+        "optimizer: lion(lr: 3e-4, weight_decay: 0.1)",
+    );
+    assert_ne!(lion, src, "the quickstart's optimizer line changed");
+    std::fs::write(&exp, lion).unwrap();
+    let out = d.join("run");
+    let o = run(&out, &exp, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let losses: Vec<f64> = read_records(&out.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .filter(|r| r.kind == RecordKind::Train)
+        .filter_map(|r| r.values.get("loss").copied())
+        .collect();
+    assert_eq!(losses.len(), 12);
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    let head: f64 = losses[..3].iter().sum();
+    let tail: f64 = losses[9..].iter().sum();
+    assert!(tail < head, "{losses:?}");
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -1,8 +1,6 @@
-//! Build script for `enigma`.
-//!
-//! It only matters for the default build, where the `torch` feature links
-//! libtorch through `tch`/`torch-sys`. With `--no-default-features` it prints
-//! nothing, so the front end builds with no libtorch anywhere on the machine.
+//! Build script for `enigma-torch`, the one package that links libtorch
+//! (through `tch`/`torch-sys`); the front end (`enigma`) has no build script
+//! and builds with no libtorch anywhere on the machine.
 //!
 //! Why it exists (see docs/setup.md, "Linking libtorch"):
 //! - rustc links with `-Wl,--as-needed`, and nothing in our object files calls
@@ -26,12 +24,6 @@ fn main() {
     // hands it to us (a direct dependent) as DEP_TCH_LIBTORCH_LIB. Rerun when
     // it changes, e.g. after switching to another libtorch or PyTorch.
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-
-    // Cargo sets CARGO_FEATURE_TORCH only when the `torch` feature is on. With
-    // it off there is no torch-sys in the graph and nothing to link.
-    if env::var_os("CARGO_FEATURE_TORCH").is_none() {
-        return;
-    }
 
     // torch-sys 0.24.0 prints `cargo:libtorch_lib=<dir>`; Cargo renames that
     // to DEP_<links>_LIBTORCH_LIB with links = "tch". (torch-sys's own comment

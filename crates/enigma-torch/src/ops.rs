@@ -8,13 +8,13 @@
 
 use tch::{Kind, Tensor};
 
-use super::align::{align, shape};
-use super::OpError;
-use crate::base::rng::{derive, SplitMix64};
-use crate::ir::types::tensor::Tensor as Ty;
-use crate::ir::types::DType;
-use crate::ir::{Elementwise, Node, NormKind, Op, Operand, Reduction};
-use crate::run::backend::HoldOut;
+use crate::align::{align, shape};
+use crate::OpError;
+use enigma::base::rng::{derive, SplitMix64};
+use enigma::ir::types::tensor::Tensor as Ty;
+use enigma::ir::types::DType;
+use enigma::ir::{Elementwise, Node, NormKind, Op, Operand, Reduction};
+use enigma::run::backend::HoldOut;
 
 /// What a node may need besides its inputs.
 pub struct Ctx<'a> {
@@ -134,7 +134,7 @@ fn binary(f: Elementwise, a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
 /// The error for an operation the checker accepts but this runtime does
 /// not execute yet: named, never approximated.
 fn not_yet(op: &Op) -> OpError {
-    OpError::new(format!(
+    OpError::unsupported(format!(
         "the runtime does not implement `{}` yet",
         op.name()
     ))
@@ -320,7 +320,7 @@ fn softmax(log: bool, x: &Tensor, dims: &[i64]) -> Result<Tensor, OpError> {
 /// and the output; the summed dims are the ones the output lacks.
 fn einsum(node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<Tensor, OpError> {
     let mut names: Vec<String> = Vec::new();
-    let mut letter = |d: &crate::ir::types::tensor::Dim| -> Result<char, OpError> {
+    let mut letter = |d: &enigma::ir::types::tensor::Dim| -> Result<char, OpError> {
         let key = d.name.to_string();
         let i = match names.iter().position(|n| *n == key) {
             Some(i) => i,
@@ -368,7 +368,7 @@ fn attention(op: &Op, ins: &[Tensor], grouped: bool, train: bool) -> Result<Tens
         return Err(OpError::new("not an attention node".into()));
     };
     if *masked {
-        return Err(OpError::new(
+        return Err(OpError::unsupported(
             "the runtime does not implement attention with a `mask` yet".into(),
         ));
     }
@@ -441,10 +441,10 @@ fn sinusoidal(node: &Node, base: f64, device: tch::Device) -> Result<Tensor, OpE
             ))
         }
     };
-    let size = |x: &crate::ir::types::tensor::Dim| {
+    let size = |x: &enigma::ir::types::tensor::Dim| {
         x.size
             .as_ref()
-            .and_then(crate::ir::types::size::Size::as_const)
+            .and_then(enigma::ir::types::size::Size::as_const)
             .ok_or_else(|| OpError::new("`sinusoidal` needs known sizes".into()))
     };
     let (n, w) = (size(lead)?, size(d)?);

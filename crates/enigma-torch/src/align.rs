@@ -9,9 +9,9 @@
 
 use tch::Tensor;
 
-use super::OpError;
-use crate::ir::types::size::Size;
-use crate::ir::types::tensor::{Dim, Tensor as Ty};
+use crate::OpError;
+use enigma::ir::types::size::Size;
+use enigma::ir::types::tensor::{Dim, Tensor as Ty};
 
 /// How dims are told apart: by name, and an anonymous dim (`36`) by its
 /// size.

@@ -1,7 +1,6 @@
 //! The libtorch backend on the quickstart: the plan's program trains (a
 //! fixed batch is fitted), evaluation reports predictions against targets
 //! on the masked entries, and export/import round-trips the state.
-#![cfg(feature = "torch")]
 
 use std::path::Path;
 
@@ -12,10 +11,10 @@ use enigma::plan::lower::lower;
 use enigma::plan::program::Plan;
 use enigma::plan::Layout;
 use enigma::run::backend::{Backend, EvalOutcome, HoldOut, MicroBatch, StepKeys, Update};
-use enigma::run::torch::TorchBackend;
+use enigma_torch::TorchBackend;
 
 fn quickstart() -> (Graph, Plan, TrainConfig) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.enigma");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.enigma");
     compile(&path)
 }
 
@@ -28,7 +27,7 @@ fn compile(path: &Path) -> (Graph, Plan, TrainConfig) {
     (x.graph, plan, config)
 }
 
-#[path = "common/checked.rs"]
+#[path = "../../../tests/common/checked.rs"]
 mod checked;
 
 /// Inputs of the IR's shapes with `b` samples, filled from a simple
@@ -173,7 +172,7 @@ fn evaluation_scores_masked_entries_and_state_round_trips() {
 /// prediction by dim name, so a hidden neuron is scored at every step.
 #[test]
 fn a_whole_unit_mask_covers_every_step_of_the_hidden_neurons() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.enigma");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.enigma");
     let text = std::fs::read_to_string(&src).unwrap().replace(
         "UnitValues(d: d, mask: 0.5)",
         "UnitValues(d: d, mask: 0.25, whole_units: true)",
