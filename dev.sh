@@ -284,14 +284,15 @@ cmd_test() {
 
 # The front end hands `enigma run` to `enigma-run` beside it. An experiment
 # with an error proves the hand-over: the runtime checks it and exits 1 with
-# the diagnostic, where a front end that cannot find the runtime exits 2.
+# the diagnostic (E0105, an unknown name), where a front end that cannot
+# find the runtime exits 2.
 run_dispatch_smoke() {
     local dir out rc=0
     dir=$(mktemp -d)
     printf 'dim d = 64\nmodule M()(x: [d]) -> [d] {\n  return y\n}\n' >"$dir/bad.enigma"
     out=$(env -u ENIGMA_RUNTIME "$TARGET_DIR/debug/enigma" run --quiet --out "$dir/run" "$dir/bad.enigma" 2>&1) || rc=$?
     rm -rf "$dir"
-    if [ "$rc" -eq 1 ] && [[ "$out" == *"error[E"* ]]; then
+    if [ "$rc" -eq 1 ] && [[ "$out" == *E0105* ]]; then
         return 0
     fi
     printf 'expected the runtime to report the error (exit 1), got exit %s:\n%s\n' "$rc" "$out" >&2
