@@ -605,7 +605,7 @@ impl Elab<'_, '_> {
     pub fn shape_dim(&mut self, size: &Expr, rate: Option<&Expr>, at: Span) -> Res<Dim> {
         let v = self.eval(size)?;
         let mut d = match v {
-            Val::Quantity(q) if q.dim == Dimension::TIME => Dim {
+            Val::Const(Value::Quantity(q)) if q.dim == Dimension::TIME => Dim {
                 name: Size::symbol(&self.text(size.span)),
                 size: None,
                 rate: None,
@@ -631,7 +631,7 @@ impl Elab<'_, '_> {
             return Ok(d);
         };
         let hz = match self.eval(r)? {
-            Val::Quantity(q) if q.dim == Dimension::RATE => q.value,
+            Val::Const(Value::Quantity(q)) if q.dim == Dimension::RATE => q.value,
             other => {
                 let loc = self.loc(r.span);
                 self.report(
@@ -676,7 +676,7 @@ impl Elab<'_, '_> {
 
     fn duration_of(&mut self, e: &Expr) -> Res<f64> {
         match self.eval(e)? {
-            Val::Quantity(q) if q.dim == Dimension::TIME => Ok(q.value),
+            Val::Const(Value::Quantity(q)) if q.dim == Dimension::TIME => Ok(q.value),
             Val::Dim(d) => match d.name.symbols().first() {
                 Some(n) => {
                     let name = n.to_string();
@@ -713,11 +713,13 @@ impl Elab<'_, '_> {
                 }
                 None => self.kind_mismatch(loc, what, "a dim", &v, ty),
             },
-            (Some("int"), None, v @ Val::Size(_)) => Ok(v),
+            (Some("int"), None, v @ Val::Const(Value::Size(_))) => Ok(v),
             (Some("int"), None, Val::Dim(d))
                 if d.size.as_ref().is_some_and(|s| s.as_const().is_some()) =>
             {
-                Ok(Val::Size(d.size.unwrap_or_else(|| Size::constant(0))))
+                Ok(Val::Const(Value::Size(
+                    d.size.unwrap_or_else(|| Size::constant(0)),
+                )))
             }
             (Some("int"), Some(s), Val::Tuple(items)) => {
                 // `int[3]`: a list of three whole numbers.
@@ -726,13 +728,17 @@ impl Elab<'_, '_> {
                         kind: ShapeDimKind::Dim { size, .. },
                         ..
                     }] => match self.eval(size)? {
-                        Val::Size(n) => n.as_const().and_then(|n| usize::try_from(n).ok()),
+                        Val::Const(Value::Size(n)) => {
+                            n.as_const().and_then(|n| usize::try_from(n).ok())
+                        }
                         _ => None,
                     },
                     _ => None,
                 };
                 if want.is_some_and(|n| n != items.len())
-                    || !items.iter().all(|x| matches!(x, Val::Size(_)))
+                    || !items
+                        .iter()
+                        .all(|x| matches!(x, Val::Const(Value::Size(_))))
                 {
                     let v = Val::Tuple(items);
                     let n = want.map(|n| n.to_string()).unwrap_or_default();
@@ -746,15 +752,17 @@ impl Elab<'_, '_> {
                 }
                 Ok(Val::Tuple(items))
             }
-            (Some("float"), None, Val::Size(s)) => match s.as_const() {
-                Some(c) => Ok(Val::Float(c as f64)),
-                None => self.kind_mismatch(loc, what, "a number", &Val::Size(s), ty),
+            (Some("float"), None, Val::Const(Value::Size(s))) => match s.as_const() {
+                Some(c) => Ok(Val::Const(Value::Float(c as f64))),
+                None => self.kind_mismatch(loc, what, "a number", &Val::Const(Value::Size(s)), ty),
             },
-            (Some("float"), None, v @ Val::Float(_)) => Ok(v),
-            (Some("bool"), None, v @ Val::Bool(_)) => Ok(v),
-            (Some("str"), None, v @ Val::Str(_)) => Ok(v),
-            (Some("duration" | "rate" | "bytes"), None, v @ Val::Quantity(_)) => Ok(v),
-            (Some("dtype"), None, v @ Val::Symbol(_)) => Ok(v),
+            (Some("float"), None, v @ Val::Const(Value::Float(_))) => Ok(v),
+            (Some("bool"), None, v @ Val::Const(Value::Bool(_))) => Ok(v),
+            (Some("str"), None, v @ Val::Const(Value::Str(_))) => Ok(v),
+            (Some("duration" | "rate" | "bytes"), None, v @ Val::Const(Value::Quantity(_))) => {
+                Ok(v)
+            }
+            (Some("dtype"), None, v @ Val::Const(Value::Symbol(_))) => Ok(v),
             (Some("module"), None, v @ (Val::Instance(_) | Val::Callable(Callee::Module(..)))) => {
                 Ok(v)
             }
@@ -774,7 +782,9 @@ impl Elab<'_, '_> {
                     Val::Tensor(t) => t,
                     // A constant broadcasts to any shape (a default such as
                     // `mask: bool[..., N] = true`).
-                    Val::Bool(_) | Val::Float(_) | Val::Size(_) => return Ok(v),
+                    Val::Const(Value::Bool(_))
+                    | Val::Const(Value::Float(_))
+                    | Val::Const(Value::Size(_)) => return Ok(v),
                     other => return self.kind_mismatch(loc, what, "a tensor", &other, ty),
                 };
                 let want = match (&ty.kind, dtype) {
@@ -918,7 +928,9 @@ impl Elab<'_, '_> {
                     }
                     if let Some(r) = rate {
                         let want = match self.eval(r)? {
-                            Val::Quantity(q) if q.dim == Dimension::RATE => Some(q.value),
+                            Val::Const(Value::Quantity(q)) if q.dim == Dimension::RATE => {
+                                Some(q.value)
+                            }
                             _ => None,
                         };
                         if let (Some(w), Some(a)) = (want, actual.rate) {
@@ -1060,12 +1072,7 @@ fn snake(name: &str) -> String {
 /// values that only elaboration has are opaque.
 fn value(v: &Val) -> Value {
     match v {
-        Val::Size(s) => Value::Size(s.clone()),
-        Val::Float(f) => Value::Float(*f),
-        Val::Quantity(q) => Value::Quantity(*q),
-        Val::Bool(b) => Value::Bool(*b),
-        Val::Str(s) => Value::Str(s.clone()),
-        Val::Symbol(s) => Value::Symbol(s.clone()),
+        Val::Const(v) => v.clone(),
         Val::Dim(d) => Value::Size(d.size_or_name()),
         Val::Tuple(items) => Value::List(items.iter().map(value).collect()),
         Val::Tensor(_)

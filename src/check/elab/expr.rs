@@ -23,8 +23,8 @@ impl Elab<'_, '_> {
     pub fn eval(&mut self, e: &Expr) -> Res<Val> {
         match &e.kind {
             ExprKind::Number(n) => Ok(from_value(consts::number(n))),
-            ExprKind::Str(s) => Ok(Val::Str(s.clone())),
-            ExprKind::Bool(b) => Ok(Val::Bool(*b)),
+            ExprKind::Str(s) => Ok(Val::Const(Value::Str(s.clone()))),
+            ExprKind::Bool(b) => Ok(Val::Const(Value::Bool(*b))),
             ExprKind::Path(p) => self.path(p),
             ExprKind::Paren(x) => self.eval(x),
             ExprKind::Tuple(xs) | ExprKind::List(xs) => {
@@ -65,7 +65,7 @@ impl Elab<'_, '_> {
     /// A condition known at compile time (of `if`).
     pub fn condition(&mut self, cond: &Expr) -> Res<bool> {
         match self.eval(cond)? {
-            Val::Bool(b) => Ok(b),
+            Val::Const(Value::Bool(b)) => Ok(b),
             other => {
                 let at = self.loc(cond.span);
                 self.report(
@@ -121,10 +121,15 @@ impl Elab<'_, '_> {
 
     fn unary(&mut self, op: UnaryOp, v: Val, at: Span, operand: Span) -> Res<Val> {
         match (op, v) {
-            (UnaryOp::Not, Val::Bool(b)) => Ok(Val::Bool(!b)),
-            (UnaryOp::Neg, Val::Dim(d)) => Ok(Val::Size(d.size_or_name())),
-            (UnaryOp::Neg, v @ (Val::Size(_) | Val::Float(_) | Val::Quantity(_))) => {
-                let zero = (Val::Size(Size::constant(0)), at);
+            (UnaryOp::Not, Val::Const(Value::Bool(b))) => Ok(Val::Const(Value::Bool(!b))),
+            (UnaryOp::Neg, Val::Dim(d)) => Ok(Val::Const(Value::Size(d.size_or_name()))),
+            (
+                UnaryOp::Neg,
+                v @ (Val::Const(Value::Size(_))
+                | Val::Const(Value::Float(_))
+                | Val::Const(Value::Quantity(_))),
+            ) => {
+                let zero = (Val::Const(Value::Size(Size::constant(0))), at);
                 self.binary(BinaryOp::Sub, zero, (v, operand), at)
             }
             (op, v @ Val::Tensor(_)) => {
@@ -172,8 +177,12 @@ impl Elab<'_, '_> {
         }
         match op {
             And | Or => match (&a.0, &b.0) {
-                (Val::Bool(x), Val::Bool(y)) => {
-                    Ok(Val::Bool(if op == And { *x && *y } else { *x || *y }))
+                (Val::Const(Value::Bool(x)), Val::Const(Value::Bool(y))) => {
+                    Ok(Val::Const(Value::Bool(if op == And {
+                        *x && *y
+                    } else {
+                        *x || *y
+                    })))
                 }
                 _ => self.bad_operands(op, &a.0, &b.0, at),
             },
@@ -217,9 +226,9 @@ impl Elab<'_, '_> {
     fn compare(&mut self, op: BinaryOp, a: &Val, b: &Val, at: Span) -> Res<Val> {
         use std::cmp::Ordering;
         let ord = match (a, b) {
-            (Val::Str(x), Val::Str(y)) => x.partial_cmp(y),
-            (Val::Bool(x), Val::Bool(y)) => x.partial_cmp(y),
-            (Val::Symbol(x), Val::Symbol(y)) => x.partial_cmp(y),
+            (Val::Const(Value::Str(x)), Val::Const(Value::Str(y))) => x.partial_cmp(y),
+            (Val::Const(Value::Bool(x)), Val::Const(Value::Bool(y))) => x.partial_cmp(y),
+            (Val::Const(Value::Symbol(x)), Val::Const(Value::Symbol(y))) => x.partial_cmp(y),
             _ => match (number(a), number(b)) {
                 (Some(x), Some(y)) => x.partial_cmp(&y),
                 _ => None,
@@ -228,14 +237,14 @@ impl Elab<'_, '_> {
         let Some(ord) = ord else {
             return self.bad_operands(op, a, b, at);
         };
-        Ok(Val::Bool(match op {
+        Ok(Val::Const(Value::Bool(match op {
             BinaryOp::Eq => ord == Ordering::Equal,
             BinaryOp::Ne => ord != Ordering::Equal,
             BinaryOp::Lt => ord == Ordering::Less,
             BinaryOp::Le => ord != Ordering::Greater,
             BinaryOp::Gt => ord == Ordering::Greater,
             _ => ord != Ordering::Less,
-        }))
+        })))
     }
 
     /// Arithmetic on dims: the name and the size are computed alike, a
@@ -424,7 +433,7 @@ impl Elab<'_, '_> {
                     );
                 };
                 let pos = match self.eval(e)? {
-                    Val::Size(s) => s.as_const(),
+                    Val::Const(Value::Size(s)) => s.as_const(),
                     _ => None,
                 };
                 match pos
@@ -555,7 +564,7 @@ fn builtin(name: &str) -> Val {
             None => Val::Opaque,
         },
         Some(Init) => Val::Callable(Callee::Init(name.to_string())),
-        Some(Dtype | Symbol) => Val::Symbol(name.to_string()),
+        Some(Dtype | Symbol) => Val::Const(Value::Symbol(name.to_string())),
         Some(LogicalDim) => Val::Dim(Dim {
             name: Size::symbol(name),
             size: None,
@@ -570,22 +579,17 @@ fn builtin(name: &str) -> Val {
 
 pub(super) fn from_value(v: Value) -> Val {
     match v {
-        Value::Size(s) => Val::Size(s),
-        Value::Float(f) => Val::Float(f),
-        Value::Quantity(q) => Val::Quantity(q),
-        Value::Bool(b) => Val::Bool(b),
-        Value::Str(s) => Val::Str(s),
-        Value::Symbol(s) => Val::Symbol(s),
         Value::List(items) => Val::Tuple(items.into_iter().map(from_value).collect()),
         Value::Opaque => Val::Opaque,
+        scalar => Val::Const(scalar),
     }
 }
 
 fn to_value(v: &Val) -> Option<Value> {
     Some(match v {
-        Val::Size(s) => Value::Size(s.clone()),
-        Val::Float(f) => Value::Float(*f),
-        Val::Quantity(q) => Value::Quantity(*q),
+        Val::Const(Value::Size(s)) => Value::Size(s.clone()),
+        Val::Const(Value::Float(f)) => Value::Float(*f),
+        Val::Const(Value::Quantity(q)) => Value::Quantity(*q),
         _ => return None,
     })
 }
@@ -602,7 +606,7 @@ fn dim_value(v: &Val) -> Option<Value> {
 pub(super) fn as_dim(v: &Val) -> Option<Dim> {
     match v {
         Val::Dim(d) => Some(d.clone()),
-        Val::Size(s) => Some(Dim {
+        Val::Const(Value::Size(s)) => Some(Dim {
             name: s.clone(),
             size: Some(s.clone()),
             rate: None,
@@ -616,8 +620,8 @@ pub(super) fn as_dim(v: &Val) -> Option<Dim> {
 /// A value as a plain number, when it is one.
 pub(super) fn number(v: &Val) -> Option<f64> {
     match v {
-        Val::Size(s) => s.as_const().map(|c| c as f64),
-        Val::Float(f) => Some(*f),
+        Val::Const(Value::Size(s)) => s.as_const().map(|c| c as f64),
+        Val::Const(Value::Float(f)) => Some(*f),
         Val::Dim(d) => d.size.as_ref().and_then(Size::as_const).map(|c| c as f64),
         _ => None,
     }

@@ -322,10 +322,12 @@ impl Elab<'_, '_> {
                 continue;
             }
             let made = match (f.name.as_str(), self.eval(&arg.value)?) {
-                ("bin", Val::Quantity(q)) if q.dim == Dimension::TIME && q.value > 0.0 => {
+                ("bin", Val::Const(Value::Quantity(q)))
+                    if q.dim == Dimension::TIME && q.value > 0.0 =>
+                {
                     1.0 / q.value
                 }
-                ("resample", Val::Quantity(q)) if q.dim == Dimension::RATE => q.value,
+                ("resample", Val::Const(Value::Quantity(q))) if q.dim == Dimension::RATE => q.value,
                 _ => continue,
             };
             if (made - rate).abs() > 1e-9 * rate.max(made) {

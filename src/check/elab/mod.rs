@@ -31,7 +31,8 @@ use crate::base::FileId;
 use crate::base::Loc;
 use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
-use crate::ir::types::{Dim, Quantity, Size, Tensor};
+use crate::ir::types::Value;
+use crate::ir::types::{Dim, Size, Tensor};
 use crate::ir::{Graph, Scope, ValueRef};
 use crate::resolve::{ModuleId, ModuleKey};
 
@@ -63,12 +64,10 @@ pub(super) enum Callee {
 /// A compile-time value.
 #[derive(Clone, Debug)]
 pub(super) enum Val {
-    Size(Size),
-    Float(f64),
-    Quantity(Quantity),
-    Bool(bool),
-    Str(String),
-    Symbol(String),
+    /// A compile-time scalar (a size, a number, a quantity, a boolean, a
+    /// string or a symbol): the IR's one [`Value`]. Lists of values are
+    /// [`Val::Tuple`]s here, since their items may be tensors or modules.
+    Const(Value),
     Dim(Dim),
     Tensor(TVal),
     Tuple(Vec<Val>),
@@ -88,12 +87,17 @@ impl Val {
     /// What the value is, for messages: `a tensor f32[batch, T, N]`.
     pub fn describe(&self) -> String {
         match self {
-            Val::Size(s) => format!("the integer `{s}`"),
-            Val::Float(f) => format!("the number `{}`", crate::ir::types::quantity::short(*f)),
-            Val::Quantity(q) => format!("`{q}`"),
-            Val::Bool(b) => format!("`{b}`"),
-            Val::Str(s) => format!("the string \"{s}\""),
-            Val::Symbol(s) => format!("`{s}`"),
+            Val::Const(Value::Size(s)) => format!("the integer `{s}`"),
+            Val::Const(Value::Float(f)) => {
+                format!("the number `{}`", crate::ir::types::quantity::short(*f))
+            }
+            Val::Const(Value::Quantity(q)) => format!("`{q}`"),
+            Val::Const(Value::Bool(b)) => format!("`{b}`"),
+            Val::Const(Value::Str(s)) => format!("the string \"{s}\""),
+            Val::Const(Value::Symbol(s)) => format!("`{s}`"),
+            // `expr::from_value` never makes these two; they read as the
+            // IR's value does.
+            Val::Const(v @ (Value::List(_) | Value::Opaque)) => v.describe(),
             Val::Dim(d) => format!("the dim {}", d.describe()),
             Val::Tensor(t) => format!("a tensor `{}`", t.ty),
             Val::Tuple(v) => format!("a tuple of {}", v.len()),

@@ -11,6 +11,7 @@ use super::PrimCall;
 use crate::diagnostics::Code;
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::{name_div, DType, Dim, Mismatch, Tensor};
+use crate::ir::types::Value;
 use crate::ir::{NormKind, Op};
 use crate::syntax::ast::IndexItem;
 
@@ -317,7 +318,7 @@ impl Elab<'_, '_> {
         let padding = match c.get(usize::MAX, "padding") {
             None => vec![0; k],
             Some(a) => match &a.val {
-                Val::Size(s) if s.as_const() == Some(0) => vec![0; k],
+                Val::Const(Value::Size(s)) if s.as_const() == Some(0) => vec![0; k],
                 _ => {
                     let v = self.int_list(c, &a, "padding")?;
                     if v.len() == 1 {
@@ -331,7 +332,9 @@ impl Elab<'_, '_> {
         let groups = match c.get(usize::MAX, "groups") {
             None => 1,
             Some(a) => match &a.val {
-                Val::Size(s) if s.as_const().is_some_and(|g| g > 0) => s.as_const().unwrap_or(1),
+                Val::Const(Value::Size(s)) if s.as_const().is_some_and(|g| g > 0) => {
+                    s.as_const().unwrap_or(1)
+                }
                 other => {
                     return self.wrong(c.prim, &a.loc, "`groups`", "a positive whole number", other)
                 }

@@ -23,6 +23,7 @@ use crate::base::Span;
 use crate::diagnostics::Code;
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::{DType, Dim, Mismatch, Tensor};
+use crate::ir::types::Value;
 use crate::ir::{Elementwise, Node, Op, Operand};
 use crate::syntax::ast::IndexItem;
 
@@ -325,7 +326,8 @@ impl Elab<'_, '_> {
         match c.get(usize::MAX, name) {
             None => Ok(default),
             Some(ArgVal {
-                val: Val::Bool(b), ..
+                val: Val::Const(Value::Bool(b)),
+                ..
             }) => Ok(b),
             Some(a) => self.wrong(
                 c.prim,
@@ -341,7 +343,7 @@ impl Elab<'_, '_> {
     pub fn int_list(&mut self, c: &PrimCall, a: &ArgVal, name: &str) -> Res<Vec<i64>> {
         let items = match &a.val {
             Val::Tuple(items) => items.clone(),
-            v @ Val::Size(_) => vec![v.clone()],
+            v @ Val::Const(Value::Size(_)) => vec![v.clone()],
             other => {
                 return self.wrong(
                     c.prim,
@@ -355,7 +357,7 @@ impl Elab<'_, '_> {
         let mut out = Vec::new();
         for v in &items {
             match v {
-                Val::Size(s) if s.as_const().is_some_and(|x| x > 0) => {
+                Val::Const(Value::Size(s)) if s.as_const().is_some_and(|x| x > 0) => {
                     out.push(s.as_const().unwrap_or(1))
                 }
                 other => {
@@ -503,7 +505,7 @@ impl Elab<'_, '_> {
         for (v, span) in operands {
             let t = match v {
                 Val::Tensor(t) => t.clone(),
-                Val::Bool(b) => {
+                Val::Const(Value::Bool(b)) => {
                     spelled.push(Operand::Bool(*b));
                     TVal {
                         ty: Tensor::scalar(DType::Bool),
@@ -515,7 +517,7 @@ impl Elab<'_, '_> {
                     spelled.push(number(v).map_or(Operand::DataBound, Operand::Number));
                     continue;
                 }
-                Val::Dim(_) | Val::Size(_) => {
+                Val::Dim(_) | Val::Const(Value::Size(_)) => {
                     // A dim whose size is not a constant (bound per
                     // session) has no single value to record.
                     spelled.push(Operand::DataBound);
@@ -647,7 +649,7 @@ impl Elab<'_, '_> {
         };
         if let Some(a) = form {
             match &a.val {
-                Val::Str(s) if s == "tanh" || s == "none" => {
+                Val::Const(Value::Str(s)) if s == "tanh" || s == "none" => {
                     f = Elementwise::Gelu { tanh: s == "tanh" };
                 }
                 other => {
@@ -663,7 +665,7 @@ impl Elab<'_, '_> {
         }
         // Constants fold: `log(init_sigma)` in an initialiser.
         if let Some(v) = number(&x.val) {
-            return Ok(Val::Float(f.fold1(v).unwrap_or(v)));
+            return Ok(Val::Const(Value::Float(f.fold1(v).unwrap_or(v))));
         }
         let at = c.at;
         self.elementwise(f, &[(x.val, x.loc.span)], at)
@@ -673,7 +675,7 @@ impl Elab<'_, '_> {
         let n = self.required(c, 0, "n")?;
         let m = self.required(c, 1, "m")?;
         let count = match &n.val {
-            Val::Size(s) => s.as_const().filter(|x| *x > 0),
+            Val::Const(Value::Size(s)) => s.as_const().filter(|x| *x > 0),
             _ => None,
         };
         let Some(count) = count else {
@@ -749,8 +751,8 @@ fn operator(f: Elementwise) -> &'static str {
 fn fold(f: Elementwise, operands: &[(Val, Span)]) -> Val {
     let nums: Vec<f64> = operands.iter().filter_map(|(v, _)| number(v)).collect();
     match (f, nums.as_slice()) {
-        (Elementwise::Max, [a, b]) => Val::Float(a.max(*b)),
-        (Elementwise::Min, [a, b]) => Val::Float(a.min(*b)),
+        (Elementwise::Max, [a, b]) => Val::Const(Value::Float(a.max(*b))),
+        (Elementwise::Min, [a, b]) => Val::Const(Value::Float(a.min(*b))),
         _ => operands
             .first()
             .map(|(v, _)| v.clone())

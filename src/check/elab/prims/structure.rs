@@ -17,6 +17,7 @@ use crate::diagnostics::Code;
 use crate::ir::op::Rewrite;
 use crate::ir::types::size::Size;
 use crate::ir::types::tensor::{DType, Dim, Tensor};
+use crate::ir::types::Value;
 use crate::ir::{Op, Reduction};
 use crate::syntax::ast::{Expr, ExprKind, Ident, IndexItem, IndexKind};
 
@@ -532,7 +533,7 @@ impl Elab<'_, '_> {
         let bound = |v: Option<Val>, default: Size| -> Option<Size> {
             match v {
                 None => Some(default),
-                Some(Val::Size(s)) => Some(s),
+                Some(Val::Const(Value::Size(s))) => Some(s),
                 Some(Val::Dim(d)) => d.size,
                 _ => None,
             }
@@ -680,7 +681,7 @@ impl Elab<'_, '_> {
         let x = self.tensor(c, 0, "x")?;
         let da = self.required(c, 1, "dtype")?;
         let dtype = match &da.val {
-            Val::Symbol(s) => DType::parse(s),
+            Val::Const(Value::Symbol(s)) => DType::parse(s),
             _ => None,
         };
         let Some(dtype) = dtype else {
