@@ -33,15 +33,9 @@ use crate::ir::Experiment;
 use crate::resolve::{ModuleKey, Program};
 use crate::source::SourceLoader;
 
-/// Checks a resolved program. Returns the diagnostics found; the caller
-/// runs this only when resolution reported no errors, so every name is
-/// known.
-pub fn check(program: &Program, loader: &dyn SourceLoader) -> Vec<Diagnostic> {
-    check_program(program, loader, &[]).0
-}
-
 /// Checks a resolved program and, when it checks without errors, returns
-/// its [`Experiment`] beside the diagnostics.
+/// its [`Experiment`] beside the diagnostics. The caller (the driver) runs
+/// this only when resolution reported no errors, so every name is known.
 ///
 /// `sized` gives sizes for data-bound dims that only reading the data can
 /// give (`N` behind a `select(N, where: ...)`): the driver opens the

@@ -47,16 +47,17 @@ use enigma::run::session::Runtime;
 #[derive(Debug)]
 pub struct OpError {
     pub message: String,
-    /// The operation is one this runtime does not execute yet (E0501),
-    /// rather than one that failed on its inputs (E0502).
-    pub unsupported: bool,
+    /// [`ErrorKind::Op`] for an operation that failed on its inputs (E0502),
+    /// [`ErrorKind::Unsupported`] for one this runtime does not execute yet
+    /// (E0501).
+    pub kind: ErrorKind,
 }
 
 impl OpError {
     pub fn new(message: String) -> OpError {
         OpError {
             message,
-            unsupported: false,
+            kind: ErrorKind::Op,
         }
     }
 
@@ -64,15 +65,7 @@ impl OpError {
     pub fn unsupported(message: String) -> OpError {
         OpError {
             message,
-            unsupported: true,
-        }
-    }
-
-    fn kind(&self) -> ErrorKind {
-        if self.unsupported {
-            ErrorKind::Unsupported
-        } else {
-            ErrorKind::Op
+            kind: ErrorKind::Unsupported,
         }
     }
 }
@@ -93,7 +86,7 @@ impl fmt::Display for OpError {
 
 fn op_err(e: impl Into<OpError>, what: impl fmt::Display) -> Error {
     let e = e.into();
-    Error::new(e.kind(), format!("{what}: {e}"))
+    Error::new(e.kind, format!("{what}: {e}"))
 }
 
 /// Which device to run on.
@@ -441,10 +434,9 @@ impl TorchBackend {
         };
         let applied =
             tch::autocast(self.autocast, || ops::apply(&ctx, n, &ins, &tys)).map_err(|e| {
-                if e.unsupported {
+                if e.kind == ErrorKind::Unsupported {
                     // Not a failure on these inputs: their shapes say nothing.
-                    return Error::new(ErrorKind::Unsupported, e.message)
-                        .in_node(self.place(node, copy));
+                    return Error::new(e.kind, e.message).in_node(self.place(node, copy));
                 }
                 let shapes: Vec<String> = ins.iter().map(|t| format!("{:?}", t.size())).collect();
                 failed(format!("on inputs of shape {}: {e}", shapes.join(", ")))

@@ -152,6 +152,14 @@ mod tests {
         }
     }
 
+    fn lion() -> Optimizer {
+        Optimizer::Lion {
+            lr: 0.1,
+            betas: (0.9, 0.99),
+            weight_decay: 0.5,
+        }
+    }
+
     fn values(t: &Tensor) -> Vec<f32> {
         Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()
     }
@@ -161,11 +169,7 @@ mod tests {
     /// `m = b2 m + (1 - b2) g`.
     #[test]
     fn lion_follows_the_sign_of_the_interpolated_momentum() {
-        let opt = Optimizer::Lion {
-            lr: 0.1,
-            betas: (0.9, 0.99),
-            weight_decay: 0.5,
-        };
+        let opt = lion();
         let mut s = slot(&[1.0, -2.0, 0.5, 0.0], [2, 2]);
         let g1 = Tensor::from_slice(&[0.3f32, -0.2, 0.0, 4.0]).reshape([2, 2]);
         step_one(&opt, &mut s, &g1, 0.1, 1).unwrap();
@@ -197,11 +201,7 @@ mod tests {
     /// Vectors (biases, gains) are not decayed, as for AdamW.
     #[test]
     fn lion_does_not_decay_vectors() {
-        let opt = Optimizer::Lion {
-            lr: 0.1,
-            betas: (0.9, 0.99),
-            weight_decay: 0.5,
-        };
+        let opt = lion();
         let mut s = slot(&[1.0, 1.0], [1, 2]);
         s.decay = false;
         let g = Tensor::from_slice(&[1.0f32, -1.0]).reshape([1, 2]);

@@ -226,12 +226,7 @@ fn errors_stop_at_compile_time_and_bad_requests_are_refused() {
             .replacen("synthetic.mouse_v1(", "suite2p(", 1),
     )
     .unwrap();
-    let o = bin()
-        .args(["run", "--out"])
-        .arg(d.join("u"))
-        .arg(&unread)
-        .output()
-        .unwrap();
+    let o = run(&d.join("u"), &unread, &[]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
