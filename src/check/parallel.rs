@@ -87,6 +87,13 @@ pub(super) fn parallel_spec(c: &mut Consts) -> ParallelSpec {
                     "sequence_parallel" => spec.sequence_parallel = v == Value::Bool(true),
                     "device_memory" => spec.device_memory = bytes(&v).unwrap_or(spec.device_memory),
                     "bucket" => spec.bucket = bytes(&v).unwrap_or(spec.bucket),
+                    "collective_timeout" => {
+                        if let Value::Quantity(q) = &v {
+                            if q.dim == Dimension::TIME && q.value > 0.0 {
+                                spec.collective_timeout = q.value;
+                            }
+                        }
+                    }
                     "zero_scope" => {
                         if let Value::Str(s) = v {
                             spec.zero_scope = Some(s);

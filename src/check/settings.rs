@@ -28,6 +28,8 @@ enum Kind {
     Bool,
     /// A size in bytes (`80GB`).
     Bytes,
+    /// A duration greater than zero (`300s`, `5min`).
+    Duration,
     /// One of these symbols.
     Symbol(&'static [&'static str]),
     /// A call of one of these builtins: `adamw(lr: 3e-4)`.
@@ -47,6 +49,7 @@ impl Kind {
             Kind::PositiveNumber => "a number greater than 0".to_string(),
             Kind::Bool => "`true` or `false`".to_string(),
             Kind::Bytes => "a size in bytes, such as `80GB`".to_string(),
+            Kind::Duration => "a duration, such as `300s`".to_string(),
             Kind::Symbol(s) | Kind::Call(s) if s.len() == 2 => format!("either {}", list(s)),
             Kind::Symbol(s) | Kind::Call(s) => format!("one of {}", list(s)),
             Kind::Str => "a string".to_string(),
@@ -116,6 +119,7 @@ const PARALLEL: &[Field] = &[
     field("sequence_parallel", Kind::Bool),
     field("device_memory", Kind::Bytes),
     field("bucket", Kind::Bytes),
+    field("collective_timeout", Kind::Duration),
 ];
 
 fn list(names: &[&str]) -> String {
@@ -288,6 +292,7 @@ fn setting(c: &mut Consts, key: &Ident, value: &Expr, kind: Kind) {
                 (Kind::PositiveNumber, Value::Size(s)) => s.as_const().is_none_or(|n| n > 0),
                 (Kind::PositiveNumber, Value::Float(f)) => *f > 0.0,
                 (Kind::Bytes, Value::Quantity(q)) => q.dim == Dimension::BYTES && q.value > 0.0,
+                (Kind::Duration, Value::Quantity(q)) => q.dim == Dimension::TIME && q.value > 0.0,
                 _ => false,
             }
         }

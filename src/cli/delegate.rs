@@ -24,7 +24,7 @@ pub const RUNTIME_VAR: &str = "ENIGMA_RUNTIME";
 pub const RUNTIME_NAME: &str = "enigma-run";
 
 /// Where the runtime program is expected.
-fn runtime() -> Result<PathBuf, UsageError> {
+pub(super) fn runtime() -> Result<PathBuf, UsageError> {
     if let Some(p) = std::env::var_os(RUNTIME_VAR) {
         return Ok(PathBuf::from(p));
     }

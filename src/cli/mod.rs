@@ -15,6 +15,7 @@ mod check;
 mod delegate;
 mod explain;
 mod fmt;
+mod nproc;
 mod output;
 mod plan;
 mod run;
@@ -151,6 +152,11 @@ pub enum Command {
         /// copy built into the binary.
         #[arg(long, value_name = "DIR")]
         stdlib: Option<PathBuf>,
+        /// Start N local processes (through `mpirun` when it is on the
+        /// PATH) and supervise them; the mesh must have N ranks. Under a
+        /// launcher (`mpirun`, `srun`, torchrun) leave it out.
+        #[arg(long, value_name = "N")]
+        nproc: Option<usize>,
     },
     /// Rewrite FILEs in the canonical layout, keeping every comment.
     Fmt {
@@ -230,9 +236,11 @@ where
             steps,
             quiet,
             stdlib,
-        } => match trainer {
-            None => delegate::delegate(&args),
-            Some(trainer) => run::run(
+            nproc,
+        } => match (nproc, trainer) {
+            (Some(n), _) => start_processes(n, &args, trainer.is_some()),
+            (None, None) => delegate::delegate(&args),
+            (None, Some(trainer)) => run::run(
                 &out,
                 trainer,
                 run::Request {
@@ -248,5 +256,38 @@ where
         },
         Command::Fmt { check, files } => fmt::run(&out, &files, check),
         Command::Explain { code } => explain::run(code.as_deref()),
+    }
+}
+
+/// `run --nproc N`: starts the job's processes, unless this process is
+/// already one of a launched job of N (then `--nproc` is a no-op that
+/// would otherwise recurse).
+fn start_processes(n: usize, args: &[std::ffi::OsString], in_runtime: bool) -> i32 {
+    let world = match crate::run::launch::World::from_env() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error[{}]: {e}", e.kind.code());
+            return EXIT_USAGE;
+        }
+    };
+    if world.size > 1 {
+        eprintln!(
+            "error: --nproc {n} inside a job already started by {} ({}); leave --nproc out under a launcher",
+            world.launcher.as_str(),
+            world
+        );
+        return EXIT_USAGE;
+    }
+    let program = if in_runtime {
+        std::env::current_exe().map_err(|e| format!("cannot locate this program: {e}"))
+    } else {
+        delegate::runtime().map_err(|UsageError(e)| e)
+    };
+    match program {
+        Ok(p) => nproc::launch(n, &p, &nproc::strip_nproc(args)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
     }
 }

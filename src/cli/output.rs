@@ -10,6 +10,9 @@ pub struct Output {
     pub format: ErrorFormat,
     color: bool,
     width: usize,
+    /// Print nothing (a rank other than the leader of a job, whose
+    /// diagnostics would repeat the leader's).
+    silent: bool,
 }
 
 /// A width no message reaches, for text that must stay on one line.
@@ -32,6 +35,17 @@ impl Output {
             format,
             color,
             width,
+            silent: false,
+        }
+    }
+
+    /// An output that prints nothing.
+    pub fn quiet() -> Output {
+        Output {
+            format: ErrorFormat::Human,
+            color: false,
+            width: UNWRAPPED,
+            silent: true,
         }
     }
 
@@ -41,6 +55,9 @@ impl Output {
     }
 
     fn print(&self, diags: &[Diagnostic], sources: &SourceMap, width: usize) {
+        if self.silent {
+            return;
+        }
         match self.format {
             ErrorFormat::Human => {
                 let style = render::HumanStyle {
@@ -63,7 +80,7 @@ impl Output {
 
     /// A closing line for people; tools reading JSON get none.
     pub fn summary(&self, line: &str) {
-        if self.format == ErrorFormat::Human {
+        if self.format == ErrorFormat::Human && !self.silent {
             eprintln!("{line}");
         }
     }

@@ -13,6 +13,7 @@ use super::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
 use crate::driver::{compile, Goal, Options};
 use crate::plan::report::Options as PlanOptions;
 use crate::resolve::{Options as ResolveOptions, Stdlib};
+use crate::run::launch::World;
 use crate::run::session::{DeviceChoice, Outcome, Request as RunRequest, Trainer};
 use crate::source::FsLoader;
 
@@ -38,11 +39,28 @@ pub struct Request<'a> {
 }
 
 pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
+    let world = match World::from_env() {
+        Ok(w) => w,
+        Err(e) => {
+            out.error(&e, &Default::default());
+            return EXIT_USAGE;
+        }
+    };
+    // Every rank compiles the same file to the same diagnostics; the
+    // leader shows them, the others only exit with the same status.
+    let loud = out;
+    let quiet_rank = Output::quiet();
+    let out = if world.is_leader() { out } else { &quiet_rank };
     let options = Options {
         resolve: ResolveOptions {
             stdlib: req.stdlib.clone().map(Stdlib::Dir).unwrap_or_default(),
         },
-        goal: Goal::Plan(PlanOptions::default()),
+        // The mesh must have as many ranks as the job has processes
+        // (E0301), checked before any process trains.
+        goal: Goal::Plan(PlanOptions {
+            world: Some(world.size),
+            ..PlanOptions::default()
+        }),
     };
     let a = match compile(&FsLoader, req.file, &options) {
         Ok(a) => a,
@@ -90,12 +108,14 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
         }),
         steps: req.steps,
         quiet: req.quiet,
+        world,
     };
     match trainer.train(x, planned, a.dataset, &request) {
         Ok(Outcome::Finished) => EXIT_OK,
         Ok(Outcome::Interrupted) => EXIT_INTERRUPTED,
         Err(e) => {
-            out.error(&e, &a.program.sources);
+            // Every rank's failure reaches the user, its rank named.
+            loud.error(&e, &a.program.sources);
             EXIT_USAGE
         }
     }

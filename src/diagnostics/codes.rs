@@ -101,6 +101,8 @@ codes! {
     E0505 => "checkpoint cannot be written or read",
     E0506 => "checkpoint does not fit the experiment",
     E0507 => "run directory cannot be written",
+    E0508 => "communication between ranks failed",
+    E0509 => "the launch environment is inconsistent",
     E0900 => "internal error",
     W0101 => "unused import",
     W0201 => "data file not checked",

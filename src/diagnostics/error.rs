@@ -54,6 +54,12 @@ pub enum ErrorKind {
     Mismatch,
     /// The run directory could not be written.
     Io,
+    /// A collective or transfer between ranks failed, timed out, or found
+    /// another rank gone.
+    Comm,
+    /// The launcher's environment does not describe a job this runtime can
+    /// join (a rank without a world size, CPU collectives without MPI).
+    Launch,
     /// A bug: a stage broke its own contract (a plan that fails its own
     /// verification).
     Internal,
@@ -78,6 +84,8 @@ impl ErrorKind {
             ErrorKind::Checkpoint => Code::E0505,
             ErrorKind::Mismatch => Code::E0506,
             ErrorKind::Io => Code::E0507,
+            ErrorKind::Comm => Code::E0508,
+            ErrorKind::Launch => Code::E0509,
             ErrorKind::Internal => Code::E0900,
         }
     }

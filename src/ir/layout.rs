@@ -80,6 +80,9 @@ pub struct ParallelSpec {
     pub device_memory: f64,
     /// Bytes per gradient all-reduce bucket (default 25 MB).
     pub bucket: f64,
+    /// Seconds a collective may take before the runtime ends the job and
+    /// names the ranks that did not arrive (default 300 s).
+    pub collective_timeout: f64,
     pub places: LayoutPlaces,
 }
 
@@ -98,6 +101,7 @@ impl ParallelSpec {
             sequence_parallel: false,
             device_memory: 80e9,
             bucket: 25e6,
+            collective_timeout: 300.0,
             places: LayoutPlaces {
                 block,
                 mesh: None,

@@ -104,21 +104,31 @@ pub struct RankProgram {
 }
 
 impl RankProgram {
-    /// The loads and first forward ops of micro-batch 0, in program order:
-    /// what an evaluation runs (no backward, collectives of gradients or
-    /// step; recomputations are the backward pass's).
+    /// The loads and first forward ops of micro-batch 0, in program order,
+    /// with the ZeRO-3 gathers of the weights they use: what an evaluation
+    /// runs (no backward, collectives of gradients or step; recomputations
+    /// are the backward pass's).
     pub fn forward_only(&self) -> RankProgram {
+        let first_backward = self
+            .ops
+            .iter()
+            .position(|op| matches!(op, Instr::Backward { .. }))
+            .unwrap_or(self.ops.len());
         let ops = self
             .ops
             .iter()
-            .filter(|op| match op {
+            .enumerate()
+            .filter(|(i, op)| match op {
                 Instr::Load { micro, .. } => *micro == 0,
                 Instr::Forward {
                     micro, recompute, ..
                 } => *micro == 0 && !*recompute,
+                Instr::Collective(c) => {
+                    matches!(c.purpose, Purpose::GatherParams(_)) && *i < first_backward
+                }
                 _ => false,
             })
-            .cloned()
+            .map(|(_, op)| op.clone())
             .collect();
         RankProgram {
             ops,

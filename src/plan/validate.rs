@@ -30,7 +30,7 @@ pub fn world_size(spec: &ParallelSpec, ranks: usize, world: usize) -> Option<Dia
         )
         .primary(at.file, at.span, label)
         .help(format!(
-            "make the product of the mesh axes {world}, or launch {ranks} processes"
+            "make the product of the mesh axes {world}, or launch {ranks} processes (`mpirun -n {ranks}`, `srun`, or `enigma run FILE --nproc {ranks}`)"
         )),
     )
 }

@@ -20,6 +20,11 @@ use crate::plan::program::RankProgram;
 pub struct MicroBatch<'a> {
     pub session: usize,
     pub inputs: &'a [HostTensor],
+    /// The position of its first window in the micro-batch of all the
+    /// data-parallel ranks together (0 in one process): a sample's token
+    /// mask is keyed by its position there, so every layout draws the
+    /// masks one process draws.
+    pub first: usize,
 }
 
 /// What the optimiser does at the end of a step.
@@ -115,10 +120,25 @@ pub trait Backend {
     ) -> Result<EvalOutcome, Error>;
 
     /// The training state: every parameter copy and the optimiser's
-    /// moments (and its step count), by name.
-    fn export(&self) -> Result<BTreeMap<String, HostTensor>, Error>;
+    /// moments (and its step count), by name, whole. Under ZeRO the ranks
+    /// gather their slices for it, so every rank calls it at the same
+    /// step.
+    fn export(&mut self) -> Result<BTreeMap<String, HostTensor>, Error>;
 
     /// Restores what [`Backend::export`] gave; every name and shape must
     /// match.
     fn import(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<(), Error>;
+
+    /// Whether `flag` is set on any rank of the job (one process: `flag`):
+    /// every rank must call it at the same point, and all get the same
+    /// answer, so that a signal seen by one rank stops every rank after
+    /// the same step.
+    fn any_rank(&mut self, flag: bool) -> Result<bool, Error>;
+
+    /// Waits for every rank of the job.
+    fn barrier(&mut self) -> Result<(), Error>;
+
+    /// The run ended well on this rank: the communicator may shut down
+    /// cleanly (waiting for the other ranks) when the backend is dropped.
+    fn finish(&mut self);
 }

@@ -11,7 +11,9 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod corr;
+pub mod failure;
 pub mod init;
+pub mod launch;
 pub mod metrics;
 pub mod plots;
 pub mod progress;

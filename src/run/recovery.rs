@@ -144,6 +144,7 @@ pub fn measure(
                 MicroBatch {
                     session: batch.session,
                     inputs: &batch.inputs,
+                    first: 0,
                 },
                 key,
                 Some(&hold),

@@ -12,8 +12,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::backend::Backend;
+use super::failure;
+use super::launch::World;
 use super::train::{train, RunOptions, StepShape};
 use crate::dataset::loader::Dataset;
 use crate::diagnostics::{Error, ErrorKind};
@@ -42,6 +45,24 @@ pub struct Request {
     pub steps: Option<u64>,
     /// No progress bar and no summary lines.
     pub quiet: bool,
+    /// This process's place in the job.
+    pub world: World,
+}
+
+impl Default for World {
+    fn default() -> World {
+        World::single()
+    }
+}
+
+/// The job a backend joins: who this process is, where the run directory
+/// is (heartbeats and failure records go there), and how long a
+/// collective may take.
+#[derive(Clone, Copy, Debug)]
+pub struct Job<'a> {
+    pub world: &'a World,
+    pub run_dir: &'a Path,
+    pub collective_timeout: Duration,
 }
 
 /// How a run ended.
@@ -57,14 +78,17 @@ pub enum Outcome {
 pub trait Runtime {
     type Backend: Backend;
 
-    /// A backend holding the parameters `plan` places on its rank,
-    /// initialised from the run's seed, on the CPU or a CUDA device.
+    /// A backend holding the parameters `program` (this rank's program of
+    /// `plan`) holds, initialised from the run's seed, on the CPU or a
+    /// CUDA device, joined to the other ranks of `job`.
     fn backend(
         &self,
         x: &Experiment,
         plan: &Plan,
+        program: &RankProgram,
         config: &TrainConfig,
         cuda: bool,
+        job: &Job<'_>,
     ) -> Result<Self::Backend, Error>;
 }
 
@@ -93,7 +117,10 @@ impl<R: Runtime> Trainer for R {
 }
 
 /// Trains `x` as `planned` lays it out, with `dataset` when the driver
-/// opened it already.
+/// opened it already. In a job of several processes every rank calls it;
+/// the leader (rank 0) writes the run directory's shared files and
+/// prints, and a rank that fails records why (`failure`) and returns its
+/// error naming the rank.
 pub fn run<R: Runtime>(
     runtime: &R,
     x: &Experiment,
@@ -101,20 +128,50 @@ pub fn run<R: Runtime>(
     dataset: Option<Dataset>,
     req: &Request,
 ) -> Result<Outcome, Error> {
+    let world = &req.world;
+    if world.size > 1 {
+        failure::set_world(world);
+        failure::install_panic_hook();
+    }
+    let result = run_rank(runtime, x, planned, dataset, req);
+    match result {
+        Err(e) if world.size > 1 => {
+            let e = e.rank(world.rank);
+            failure::record(&e.to_string());
+            Err(e)
+        }
+        other => other,
+    }
+}
+
+fn run_rank<R: Runtime>(
+    runtime: &R,
+    x: &Experiment,
+    planned: &Planned,
+    dataset: Option<Dataset>,
+    req: &Request,
+) -> Result<Outcome, Error> {
     let unsupported = |m: String| Error::new(ErrorKind::Unsupported, m);
+    let world = &req.world;
     let plan = planned
         .plan
         .as_ref()
         .ok_or_else(|| unsupported("the experiment was not planned".to_string()))?;
-    if plan.layout.mesh.size() != 1 {
-        return Err(unsupported(format!(
-            "the layout has {} ranks; this release runs one process (`mesh {{ dp: 1 }}`), multi-rank runs come with the multi-process runtime",
-            plan.layout.mesh.size()
-        )));
+    if plan.layout.mesh.size() != world.size {
+        // The driver plans for the world it is given, so this is E0301
+        // caught late: say it the same way.
+        return Err(Error::new(
+            ErrorKind::Launch,
+            format!(
+                "the mesh has {} ranks but the job runs {} processes",
+                plan.layout.mesh.size(),
+                world.size
+            ),
+        ));
     }
-    let program = plan
-        .rank(0)
-        .ok_or_else(|| unsupported("the plan has no rank 0".to_string()))?;
+    let program = plan.rank(world.rank).ok_or_else(|| {
+        Error::internal(format!("the plan has no program for rank {}", world.rank))
+    })?;
     let config = x.train.as_ref().ok_or_else(|| {
         unsupported("train setting `train`: the experiment has no `train` block".to_string())
     })?;
@@ -129,27 +186,43 @@ pub fn run<R: Runtime>(
         Some(DeviceChoice::Cpu) => false,
         None => config.cuda,
     };
-    let mut backend = runtime.backend(x, plan, config, cuda)?;
     let stem = x.path.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
     let dir = req
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(stem));
     prepare_dir(&dir, req.resume)?;
-    let source = std::fs::read_to_string(&x.path).map_err(|e| {
-        Error::new(
-            ErrorKind::Io,
-            format!("{}: cannot read it again: {e}", x.path.display()),
-        )
-    })?;
-    write(&dir.join("experiment.enigma"), &source)?;
-    write(&dir.join("plan.txt"), &plan_summary(planned))?;
+    failure::set_run_dir(&dir);
+    let leader = world.is_leader();
+    let quiet = req.quiet || !leader;
+    let job = Job {
+        world,
+        run_dir: &dir,
+        collective_timeout: Duration::from_secs_f64(x.parallel.collective_timeout.max(1.0)),
+    };
+    let mut backend = runtime.backend(x, plan, program, config, cuda, &job)?;
+    if leader {
+        let source = std::fs::read_to_string(&x.path).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("{}: cannot read it again: {e}", x.path.display()),
+            )
+        })?;
+        write(&dir.join("experiment.enigma"), &source)?;
+        write(&dir.join("plan.txt"), &plan_summary(planned))?;
+    }
     let dataset = match dataset {
         Some(d) => Arc::new(d),
         None => Arc::new(Dataset::open(spec)?),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // SIGUSR1 is what `mpirun` forwards to its processes (it ends them on
+    // SIGINT and SIGTERM), so it asks for the same: checkpoint and stop.
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGUSR1,
+    ] {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot handle signals: {e}")))?;
     }
@@ -158,16 +231,28 @@ pub fn run<R: Runtime>(
         out: dir.clone(),
         resume: req.resume,
         stop_after: req.steps,
-        progress: !req.quiet && std::io::stderr().is_terminal(),
+        progress: !quiet && std::io::stderr().is_terminal(),
         prefetch: 4,
+        leader,
     };
     let shape = StepShape {
         micro_batch: plan.micro_batch.max(1) as usize,
         microbatches: plan.microbatches.max(1),
+        data_part: data_part(plan, world.rank),
     };
-    if !req.quiet {
+    if !quiet {
+        let procs = if world.size > 1 {
+            format!(
+                " ({} processes, {} over {})",
+                world.size,
+                crate::plan::report::describe_layout(&plan.layout),
+                world.launcher.as_str()
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "training {} on {}: {} parameters, {} steps of {} windows; run directory {}",
+            "training {} on {}{procs}: {} parameters, {} steps of {} windows; run directory {}",
             x.path.display(),
             backend.device(),
             backend.parameters(),
@@ -194,10 +279,13 @@ pub fn run<R: Runtime>(
             config,
             shape,
             &dir,
-            req.quiet,
+            quiet,
+            leader,
         )?;
     }
-    if !req.quiet {
+    backend.barrier()?;
+    backend.finish();
+    if !quiet {
         let corr = match (s.corr, s.corr_chance) {
             (Some(c), Some(ch)) => format!(", validation correlation {c:.3} (chance {ch:.3})"),
             _ => String::new(),
@@ -217,6 +305,17 @@ pub fn run<R: Runtime>(
     })
 }
 
+/// This rank's part of each batch: its position in its data-parallel
+/// group and the group's size (`(0, 1)` without one).
+fn data_part(plan: &Plan, rank: usize) -> (usize, usize) {
+    use crate::plan::program::GroupKind;
+    plan.groups
+        .iter()
+        .find(|g| g.kind == GroupKind::Data && g.ranks.contains(&rank))
+        .and_then(|g| Some((g.ranks.iter().position(|&r| r == rank)?, g.ranks.len())))
+        .unwrap_or((0, 1))
+}
+
 /// On synthetic data, holds out each neuron of the evaluation split in
 /// turn and compares the model's predictions with the noise-free truth
 /// (`run::recovery`); writes `recovery.json` and says the figures.
@@ -230,11 +329,12 @@ fn recovery<B: Backend>(
     shape: StepShape,
     dir: &Path,
     quiet: bool,
+    leader: bool,
 ) -> Result<(), Error> {
     use super::recovery::{measure, Settings};
     let settings = Settings {
         split: config.eval_split,
-        batch: shape.micro_batch,
+        batch: shape.global_micro_batch(),
         batches_per_session: config.eval_batches as usize,
         seed: config.seed,
     };
@@ -254,6 +354,9 @@ fn recovery<B: Backend>(
     else {
         return Ok(());
     };
+    if !leader {
+        return Ok(());
+    }
     let text = serde_json::to_string_pretty(&r)
         .map_err(|e| Error::new(ErrorKind::Io, format!("recovery.json: {e}")))?;
     write(&dir.join("recovery.json"), &format!("{text}\n"))?;

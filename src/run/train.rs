@@ -53,6 +53,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Batches the loader keeps ready.
     pub prefetch: usize,
+    /// Whether this rank writes the run directory's shared files (metrics,
+    /// plots, checkpoints): rank 0 of a job, or the one process.
+    pub leader: bool,
 }
 
 /// What a run did.
@@ -77,6 +80,21 @@ pub struct Summary {
 pub struct StepShape {
     pub micro_batch: usize,
     pub microbatches: usize,
+    /// This rank's part of each batch among the data-parallel ranks: its
+    /// position and their number (`(0, 1)` in one process).
+    pub data_part: (usize, usize),
+}
+
+impl StepShape {
+    /// Windows per micro-batch summed over the data-parallel ranks: the
+    /// micro-batch one process of the same experiment runs. Evaluation
+    /// uses it on every rank, so its figures are the one-process figures
+    /// whatever the layout (each rank evaluates every window; the ranks'
+    /// forward passes are not split, which is exact and costs evaluation
+    /// time on large jobs).
+    pub fn global_micro_batch(&self) -> usize {
+        self.micro_batch * self.data_part.1.max(1)
+    }
 }
 
 /// Trains until the experiment's steps are done, `stop_after` is reached,
@@ -94,35 +112,41 @@ pub fn train<B: Backend>(
     let metrics_path = opts.out.join("metrics.jsonl");
     let mut start = 0u64;
     let mut position = Position::default();
-    let mut log = if opts.resume {
-        match ckpts
+    let latest = if opts.resume {
+        ckpts
             .latest()
             .map_err(|e| Error::new(ErrorKind::Checkpoint, e.to_string()))?
-        {
-            Some(latest) => {
-                for (path, why) in &latest.skipped {
-                    eprintln!(
-                        "warning: skipped damaged checkpoint {}: {why}",
-                        path.display()
-                    );
-                }
-                backend.import(&latest.checkpoint.tensors)?;
-                start = latest.checkpoint.step;
-                position = read_position(&latest.checkpoint.metadata, &latest.path)?;
-                MetricsLog::resume(&metrics_path, start)
-            }
-            None => MetricsLog::create(&metrics_path),
-        }
     } else {
-        MetricsLog::create(&metrics_path)
+        None
+    };
+    if let Some(latest) = &latest {
+        if opts.leader {
+            for (path, why) in &latest.skipped {
+                eprintln!(
+                    "warning: skipped damaged checkpoint {}: {why}",
+                    path.display()
+                );
+            }
+        }
+        // Every rank restores the state (its slices under ZeRO).
+        backend.import(&latest.checkpoint.tensors)?;
+        start = latest.checkpoint.step;
+        position = read_position(&latest.checkpoint.metadata, &latest.path)?;
+    }
+    // Only the leader logs.
+    let mut log = match (opts.leader, &latest) {
+        (false, _) => Ok(None),
+        (true, Some(_)) => MetricsLog::resume(&metrics_path, start).map(Some),
+        (true, None) => MetricsLog::create(&metrics_path).map(Some),
     }
     .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     let end = opts
         .stop_after
         .map_or(config.steps, |s| s.min(config.steps));
-    let mut loader = Loader::start(
+    let mut loader = Loader::start_part(
         dataset.clone(),
         shape.micro_batch,
+        shape.data_part,
         config.seed,
         position,
         opts.prefetch.max(1),
@@ -137,9 +161,11 @@ pub fn train<B: Backend>(
         skipped_steps: 0,
         plots: Vec::new(),
     };
-    let write = |log: &mut MetricsLog, r: Record| {
-        log.write(&r)
-            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))
+    let write = |log: &mut Option<MetricsLog>, r: Record| match log {
+        Some(log) => log
+            .write(&r)
+            .map_err(|e| Error::new(ErrorKind::Io, e.to_string())),
+        None => Ok(()),
     };
     // What an evaluation runs, cut from the training program once.
     let eval_program = program.forward_only();
@@ -148,6 +174,7 @@ pub fn train<B: Backend>(
         // Errors name the step being taken as the metrics log numbers it:
         // the first step is step 1, and step `done` ends with `done` done.
         let done = step + 1;
+        super::failure::set_step(done);
         let mut batches = Vec::with_capacity(shape.microbatches);
         for _ in 0..shape.microbatches {
             let (pos, batch) = loader.next().map_err(|e| e.at_step(done))?;
@@ -159,6 +186,7 @@ pub fn train<B: Backend>(
             .map(|b| MicroBatch {
                 session: b.session,
                 inputs: &b.inputs,
+                first: shape.data_part.0 * shape.micro_batch,
             })
             .collect();
         let lr = config.optimizer.lr() * config.schedule.factor(step, config.steps);
@@ -193,7 +221,10 @@ pub fn train<B: Backend>(
         }
         write(&mut log, rec)?;
         progress.update(done, out.loss, lr);
-        let interrupted = stop.load(Ordering::SeqCst);
+        // Every rank stops after the same step, whichever saw the signal.
+        let interrupted = backend
+            .any_rank(stop.load(Ordering::SeqCst))
+            .map_err(|e| e.at_step(done))?;
         if config.eval_every.is_some_and(|e| done % e == 0)
             || (done == end && config.eval_every.is_some())
         {
@@ -208,7 +239,7 @@ pub fn train<B: Backend>(
         }
         let due = config.checkpoint_every.is_some_and(|e| done % e == 0);
         if due || done == end || interrupted {
-            save(backend, &ckpts, done, position, config)?;
+            save(backend, &ckpts, done, position, config, opts.leader)?;
             write(&mut log, Record::event(done, "checkpoint saved"))?;
         }
         if interrupted {
@@ -223,10 +254,12 @@ pub fn train<B: Backend>(
     }
     progress.finish();
     loader.stop();
-    let records = super::metrics::read_records(&metrics_path)
-        .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
-    summary.plots = super::plots::plot_run(&records, &opts.out)
-        .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+    if opts.leader {
+        let records = super::metrics::read_records(&metrics_path)
+            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+        summary.plots = super::plots::plot_run(&records, &opts.out)
+            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+    }
     Ok(summary)
 }
 
@@ -242,7 +275,7 @@ fn evaluate<B: Backend>(
     shape: StepShape,
 ) -> Result<(f64, Option<f64>, Option<f64>), Error> {
     let split = config.eval_split;
-    let batches = dataset.epoch_batches(split, shape.micro_batch, config.seed, 0);
+    let batches = dataset.epoch_batches(split, shape.global_micro_batch(), config.seed, 0);
     let taken = &batches[..batches.len().min(config.eval_batches as usize)];
     // Chance pairs each window with the one half the evaluated windows
     // away: far enough in time that slow shared signals (running, the
@@ -259,6 +292,7 @@ fn evaluate<B: Backend>(
             MicroBatch {
                 session: batch.session,
                 inputs: &batch.inputs,
+                first: 0,
             },
             key,
             None,
@@ -314,13 +348,20 @@ fn evaluate<B: Backend>(
     Ok((loss, c, ch))
 }
 
+/// Saves a checkpoint of `step`: every rank gives its state (under ZeRO
+/// the ranks gather their slices), and the leader writes it.
 fn save<B: Backend>(
-    backend: &B,
+    backend: &mut B,
     ckpts: &CheckpointDir,
     step: u64,
     position: Position,
     config: &TrainConfig,
+    leader: bool,
 ) -> Result<(), Error> {
+    let tensors = backend.export()?;
+    if !leader {
+        return Ok(());
+    }
     let mut metadata = BTreeMap::new();
     metadata.insert("loader.epoch".to_string(), position.epoch.to_string());
     metadata.insert("loader.index".to_string(), position.index.to_string());
@@ -331,7 +372,7 @@ fn save<B: Backend>(
     );
     let ckpt = Checkpoint {
         step,
-        tensors: backend.export()?,
+        tensors,
         metadata,
     };
     ckpts.save(&ckpt).map(|_| ()).map_err(|e| {

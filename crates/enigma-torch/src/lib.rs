@@ -13,9 +13,10 @@
 //!   from that micro-batch's loss (libtorch computes every node's backward
 //!   in reverse order, which is the order the plan lists) and frees the
 //!   micro-batch's values; `step` clips and applies the optimiser.
-//! - Collectives and point-to-point transfers belong to multi-rank plans,
-//!   which this one-process runtime refuses with an error rather than
-//!   skipping.
+//! - Collectives run on the communicator (`comm/`: MPI for CPU tensors,
+//!   NCCL for CUDA tensors), data parallelism and ZeRO as `dist.rs` says;
+//!   tensor-parallel collectives and pipeline transfers are refused with
+//!   an error (E0501) rather than skipped.
 //! - Parameters are f32 master weights; with `precision: bf16` on CUDA the
 //!   forward runs under autocast, so matrix products and attention run in
 //!   bf16 and norms, softmax and losses in f32.
@@ -23,6 +24,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod align;
+pub mod comm;
+mod dist;
 mod ops;
 mod optim;
 
@@ -37,11 +40,14 @@ use enigma::diagnostics::{Error, ErrorKind, NodePlace};
 use enigma::ir::train::TrainConfig;
 use enigma::ir::train::{NonFinite, Optimizer, Precision};
 use enigma::ir::{Experiment, Graph, Op, ValueRef};
-use enigma::plan::program::{Instr, Plan, RankProgram};
+use enigma::plan::program::{GroupKind, Instr, Plan, RankProgram};
 use enigma::run::backend::{
     Backend, EvalOutcome, HoldOut, MicroBatch, Prediction, StepKeys, StepOutcome, Update,
 };
-use enigma::run::session::Runtime;
+use enigma::run::session::{Job, Runtime};
+
+use comm::Communicator;
+use dist::Dist;
 
 /// A failed tensor operation, before the backend adds which node it was.
 #[derive(Debug)]
@@ -84,18 +90,26 @@ impl fmt::Display for OpError {
     }
 }
 
-fn op_err(e: impl Into<OpError>, what: impl fmt::Display) -> Error {
+pub(crate) fn op_err(e: impl Into<OpError>, what: impl fmt::Display) -> Error {
     let e = e.into();
     Error::new(e.kind, format!("{what}: {e}"))
 }
 
-/// Which device to run on.
-pub fn device(cuda: bool) -> Result<Device, Error> {
+/// Which device to run on: the CPU, or CUDA device `local_rank` (each
+/// process of a node drives the GPU of its local rank).
+pub fn device(cuda: bool, local_rank: usize) -> Result<Device, Error> {
     if !cuda {
         return Ok(Device::Cpu);
     }
     if tch::Cuda::is_available() {
-        Ok(Device::Cuda(0))
+        let n = tch::Cuda::device_count().max(0) as usize;
+        if local_rank >= n {
+            return Err(Error::new(
+                ErrorKind::Device,
+                format!("this process is local rank {local_rank}, but the node has {n} CUDA devices; start at most {n} processes per node"),
+            ));
+        }
+        Ok(Device::Cuda(local_rank))
     } else {
         Err(Error::new(
             ErrorKind::Device,
@@ -117,18 +131,18 @@ impl Runtime for TorchRuntime {
         &self,
         x: &Experiment,
         plan: &Plan,
+        program: &RankProgram,
         config: &TrainConfig,
         cuda: bool,
+        job: &Job<'_>,
     ) -> Result<TorchBackend, Error> {
-        let dev = device(cuda)?;
-        TorchBackend::new(
-            &x.graph,
-            plan,
-            dev,
-            config.precision,
-            config.optimizer.clone(),
-            config.seed,
-        )
+        let dev = device(cuda, job.world.local_rank)?;
+        let comm = if job.world.size > 1 {
+            Some(comm::connect(job, plan, dev)?)
+        } else {
+            None
+        };
+        TorchBackend::new(&x.graph, plan, program, dev, config, comm)
     }
 }
 
@@ -138,7 +152,7 @@ pub struct TorchBackend {
     device: Device,
     autocast: bool,
     optimizer: Optimizer,
-    slots: Vec<optim::Slot>,
+    slots: Vec<Slot>,
     /// `(param, layer, copy)` to its slot.
     index: HashMap<(usize, usize, usize), usize>,
     /// Per parameter: whether it has a slot per layer, and per session.
@@ -146,6 +160,9 @@ pub struct TorchBackend {
     per_session: Vec<bool>,
     /// Optimiser steps taken (Adam's bias correction).
     t: u64,
+    /// The communicator and this rank's share of the model state, in a
+    /// job of several processes.
+    dist: Option<Dist>,
     /// Per node: the `repeat` body it is in.
     body_of: Vec<Option<usize>>,
     /// The position held out by the evaluation under way, if any.
@@ -164,22 +181,54 @@ fn slot_name(path: &str, layer: Option<usize>, copy: Option<usize>) -> String {
     s
 }
 
+/// One parameter copy with its optimiser state.
+pub struct Slot {
+    pub name: String,
+    /// The whole copy, requiring gradients. Under ZeRO 3 it exists only
+    /// from the gather before its first use to the end of the step
+    /// (undefined otherwise).
+    pub value: Tensor,
+    pub shape: Vec<i64>,
+    /// The elements of the flattened copy this rank updates under ZeRO,
+    /// `None` for all of them.
+    pub own: Option<(i64, i64)>,
+    /// Under ZeRO 3, the lasting f32 copy of the `own` elements.
+    pub master: Option<Tensor>,
+    /// First moment (Adam, Lion) or momentum buffer (SGD), of the `own`
+    /// elements (flat) or of the whole copy.
+    pub m: Tensor,
+    /// Second moment (Adam); unused by SGD.
+    pub v: Tensor,
+    /// The gradient after the data-parallel all-reduce, when there was one.
+    pub grad: Option<Tensor>,
+    pub decay: bool,
+    /// For a per-session parameter, its session: it is updated only in
+    /// steps that saw that session.
+    pub session: Option<usize>,
+}
+
 impl TorchBackend {
-    /// Places and initialises every parameter copy of `plan` (a
-    /// one-rank plan) on `device`, from `seed`.
+    /// Places and initialises every parameter copy that `program` (one
+    /// rank of `plan`) holds on `device`, from the run's seed, with the
+    /// ZeRO slices its plan gives it when `comm` joins it to other ranks.
     pub fn new(
         graph: &Graph,
         plan: &Plan,
+        program: &RankProgram,
         device: Device,
-        precision: Precision,
-        optimizer: Optimizer,
-        seed: u64,
+        config: &TrainConfig,
+        comm: Option<Box<dyn Communicator>>,
     ) -> Result<TorchBackend, Error> {
-        let mut slots = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
         let mut index = HashMap::new();
         let mut per_layer = vec![false; graph.params.len()];
         let mut per_session = vec![false; graph.params.len()];
-        for pl in &plan.placements {
+        let mut slots_of: BTreeMap<usize, (Vec<usize>, i64)> = BTreeMap::new();
+        let held: Vec<usize> = program.params.iter().map(|p| p.placement).collect();
+        for (k, pl) in plan.placements.iter().enumerate() {
+            if !held.contains(&k) {
+                continue;
+            }
             let Some(param) = graph.params.get(pl.param) else {
                 return Err(Error::new(
                     ErrorKind::Mismatch,
@@ -189,23 +238,25 @@ impl TorchBackend {
             per_layer[pl.param] = pl.layer.is_some();
             per_session[pl.param] = param.per_session;
             let shape: Vec<usize> = pl.shape.iter().map(|&d| d.max(0) as usize).collect();
+            let numel: i64 = pl.shape.iter().product();
             for c in 0..pl.copies.max(1) as usize {
                 let copy = (pl.copies > 1).then_some(c);
                 let name = slot_name(&param.path, pl.layer, copy);
-                let host = enigma::run::init::init(&name, &param.init, &shape, seed)
+                let host = enigma::run::init::init(&name, &param.init, &shape, config.seed)
                     .map_err(|e| Error::new(ErrorKind::Unsupported, e.to_string()))?;
                 let value =
                     upload(&host, device).map_err(|e| op_err(e, format!("placing `{name}`")))?;
-                let zeros = || {
-                    value
-                        .f_zeros_like()
-                        .map_err(|e| op_err(e, format!("optimiser state of `{name}`")))
-                };
                 index.insert((pl.param, pl.layer.unwrap_or(0), c), slots.len());
-                slots.push(optim::Slot {
-                    m: zeros()?,
-                    v: zeros()?,
+                let entry = slots_of.entry(k).or_insert((Vec::new(), numel));
+                entry.0.push(slots.len());
+                slots.push(Slot {
+                    m: Tensor::new(),
+                    v: Tensor::new(),
                     value: value.set_requires_grad(true),
+                    shape: pl.shape.clone(),
+                    own: None,
+                    master: None,
+                    grad: None,
                     decay: shape.len() >= 2,
                     session: (param.per_session && pl.copies > 1)
                         .then_some(c)
@@ -214,12 +265,68 @@ impl TorchBackend {
                 });
             }
         }
+        let zero = plan.layout.zero;
+        let dist = match comm {
+            None => None,
+            Some(comm) => {
+                let rank = program.rank;
+                let groups = plan.groups.clone();
+                let zero_group = Dist::group_of(&groups, rank, GroupKind::Zero);
+                let degree = match zero_group {
+                    Some(g) if zero > 0 => {
+                        comm.group_rank(g)
+                            .map_err(|e| dist::comm_err(e, "the ZeRO group"))?
+                            .1
+                    }
+                    _ => 1,
+                };
+                let shards = Dist::shards(program, degree, &|k| slots_of.get(&k).cloned())?;
+                Some(Dist {
+                    comm,
+                    zero,
+                    data: Dist::group_of(&groups, rank, GroupKind::Data),
+                    zero_group,
+                    groups,
+                    shards,
+                    grad_parts: BTreeMap::new(),
+                })
+            }
+        };
+        // Each copy's own elements, its moments, and under ZeRO 3 its
+        // master copy (the weights are then freed until first gathered).
+        if let Some(d) = dist.as_ref().filter(|d| d.zero > 0) {
+            for sh in d.shards.values() {
+                for (c, &i) in sh.slots.iter().enumerate() {
+                    let s = &mut slots[i];
+                    let (a, b) = dist::local(sh, c).unwrap_or((0, 0));
+                    s.own = Some((a, b));
+                    if d.zero >= 3 {
+                        let part = s
+                            .value
+                            .f_reshape([-1])
+                            .and_then(|v| v.f_narrow(0, a, b - a))
+                            .and_then(|v| v.f_detach_copy())
+                            .map_err(|e| op_err(e, format!("the ZeRO-3 slice of `{}`", s.name)))?;
+                        s.master = Some(part);
+                        s.value = Tensor::new();
+                    }
+                }
+            }
+        }
+        for s in &mut slots {
+            let zeros = || match s.own {
+                Some((a, b)) => Tensor::f_zeros([b - a], (Kind::Float, device)),
+                None => Tensor::f_zeros(s.shape.as_slice(), (Kind::Float, device)),
+            };
+            s.m = zeros().map_err(|e| op_err(e, format!("optimiser state of `{}`", s.name)))?;
+            s.v = zeros().map_err(|e| op_err(e, format!("optimiser state of `{}`", s.name)))?;
+        }
         let body_of = graph.bodies();
         Ok(TorchBackend {
             graph: graph.clone(),
             device,
-            autocast: precision != Precision::F32 && device != Device::Cpu,
-            optimizer,
+            autocast: config.precision != Precision::F32 && device != Device::Cpu,
+            optimizer: config.optimizer.clone(),
             slots,
             index,
             per_layer,
@@ -227,6 +334,7 @@ impl TorchBackend {
             t: 0,
             body_of,
             hold_out: None,
+            dist,
         })
     }
 
@@ -241,17 +349,24 @@ impl TorchBackend {
         } else {
             0
         };
-        self.index
+        let path = || self.graph.params.get(p).map_or("?", |x| x.path.as_str());
+        let slot = self
+            .index
             .get(&(p, layer, c))
             .and_then(|&i| self.slots.get(i))
-            .map(|s| &s.value)
             .ok_or_else(|| {
-                let path = self.graph.params.get(p).map_or("?", |x| x.path.as_str());
                 Error::new(
                     ErrorKind::Mismatch,
-                    format!("no copy of parameter `{path}` for layer {layer}, session {session} (the data has more sessions than the model was built for?)"),
+                    format!("no copy of parameter `{}` for layer {layer}, session {session} (the data has more sessions than the model was built for?)", path()),
                 )
-            })
+            })?;
+        if !slot.value.defined() {
+            return Err(Error::internal(format!(
+                "parameter `{}` is used before the plan gathers it (ZeRO 3)",
+                slot.name
+            )));
+        }
+        Ok(&slot.value)
     }
 
     /// Runs the forward ops of `program` (and, when `train`, the backward
@@ -309,7 +424,10 @@ impl TorchBackend {
                     ..
                 } => {
                     if !narrow.is_empty() {
-                        return Err(unsupported("a tensor-parallel narrowing"));
+                        return Err(Error::new(
+                            ErrorKind::Unsupported,
+                            "this runtime cannot run tensor parallelism yet (it comes in a later release); lay the experiment out with data parallelism and ZeRO".to_string(),
+                        ));
                     }
                     let mb = micro.get(*m).ok_or_else(|| {
                         Error::new(ErrorKind::Mismatch, format!("no micro-batch {m}"))
@@ -352,14 +470,11 @@ impl TorchBackend {
                     ex.values.retain(|k, _| k.2 != *m);
                     ex.masks.retain(|k, _| k.2 != *m);
                 }
-                Instr::Collective(c) => {
-                    return Err(unsupported(&format!(
-                        "the collective {} (a multi-rank plan)",
-                        c.kind.as_str()
-                    )))
-                }
+                Instr::Collective(c) => self.collective(c)?,
                 Instr::P2p(_) => {
-                    return Err(unsupported("point-to-point transfers (a pipelined plan)"))
+                    return Err(unsupported(
+                        "point-to-point transfers between pipeline stages",
+                    ))
                 }
                 Instr::Step => {
                     if let Some(u) = update {
@@ -428,6 +543,7 @@ impl TorchBackend {
         let ctx = ops::Ctx {
             train,
             batch,
+            first: mb.first as i64,
             mask_key,
             device: self.device,
             hold_out: self.hold_out.as_ref(),
@@ -524,7 +640,65 @@ impl TorchBackend {
         })
     }
 
+    /// Sums `v` over the ranks of `group` (itself without one).
+    fn sum_over(&mut self, group: Option<usize>, v: f64, what: &str) -> Result<f64, Error> {
+        let (Some(d), Some(g)) = (self.dist.as_mut(), group) else {
+            return Ok(v);
+        };
+        let mut t = Tensor::from_slice(&[v as f32]);
+        d.comm
+            .all_reduce(g, &mut t)
+            .map_err(|e| dist::comm_err(e, what))?;
+        t.f_double_value(&[0]).map_err(|e| op_err(e, what))
+    }
+
+    /// The slots the optimiser updates, with their placement and copy
+    /// under ZeRO.
+    fn updated_slots(&self) -> Vec<(usize, Option<(usize, usize)>)> {
+        match &self.dist {
+            Some(d) if d.zero > 0 => d
+                .shards
+                .iter()
+                .flat_map(|(&pl, sh)| {
+                    sh.slots
+                        .iter()
+                        .enumerate()
+                        .map(move |(c, &i)| (i, Some((pl, c))))
+                })
+                .collect(),
+            _ => (0..self.slots.len()).map(|i| (i, None)).collect(),
+        }
+    }
+
+    /// The gradient of the elements of slot `i` this rank updates.
+    fn update_grad(
+        &self,
+        i: usize,
+        place: Option<(usize, usize)>,
+    ) -> Result<Option<Tensor>, Error> {
+        let s = &self.slots[i];
+        match (s.own, place) {
+            (Some((a, b)), _) if a == b => Ok(None),
+            (Some((a, b)), Some((pl, c))) => match self.grad_part_of(pl, c)? {
+                Some(g) => Ok(Some(g)),
+                None => self
+                    .grad_of(i)?
+                    .f_reshape([-1])
+                    .and_then(|g| g.f_narrow(0, a, b - a))
+                    .map(Some)
+                    .map_err(|e| op_err(e, format!("the gradient of `{}`", s.name))),
+            },
+            _ => self.grad_of(i).map(Some),
+        }
+    }
+
     /// Clips, checks and applies the optimiser after the backward passes.
+    ///
+    /// In a job of several ranks the loss reported is the mean over the
+    /// data-parallel ranks, the gradient norm is the norm of the whole
+    /// averaged gradient (summed over the ZeRO group's slices under ZeRO 2
+    /// and 3), and whether a step is skipped is decided from those, so
+    /// every rank decides the same.
     fn step(
         &mut self,
         losses: &[f64],
@@ -532,23 +706,54 @@ impl TorchBackend {
         u: Update,
         sessions: &[usize],
     ) -> Result<StepOutcome, Error> {
-        let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+        let local = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+        let data = self.dist.as_ref().and_then(|d| d.data);
+        let ranks = match (&self.dist, data) {
+            (Some(d), Some(g)) => {
+                d.comm
+                    .group_rank(g)
+                    .map_err(|e| dist::comm_err(e, "the data group"))?
+                    .1
+            }
+            _ => 1,
+        };
+        let loss = self.sum_over(data, local, "averaging the loss")? / ranks as f64;
+        let sliced = self.dist.as_ref().is_some_and(|d| d.zero >= 2);
         let mut sq = 0.0f64;
         let mut bad: Option<String> = None;
-        for s in &self.slots {
-            let g = s.value.grad();
-            if !g.defined() {
-                continue;
-            }
+        let mut square = |g: &Tensor, name: &str| -> Result<(), Error> {
             let n = g
                 .f_square()
                 .and_then(|x| x.f_sum(Kind::Double))
-                .map_err(|e| op_err(e, format!("the gradient of `{}`", s.name)))?
+                .map_err(|e| op_err(e, format!("the gradient of `{name}`")))?
                 .double_value(&[]);
             if !n.is_finite() && bad.is_none() {
-                bad = Some(format!("the gradient of `{}` is not finite", s.name));
+                bad = Some(format!("the gradient of `{name}` is not finite"));
             }
             sq += n;
+            Ok(())
+        };
+        if sliced {
+            for (i, place) in self.updated_slots() {
+                if let Some(g) = self.update_grad(i, place)? {
+                    square(&g, &self.slots[i].name)?;
+                }
+            }
+        } else {
+            for s in &self.slots {
+                let g = match &s.grad {
+                    Some(g) => g.shallow_clone(),
+                    None if s.value.defined() => s.value.grad(),
+                    None => continue,
+                };
+                if g.defined() {
+                    square(&g, &s.name)?;
+                }
+            }
+        }
+        if sliced {
+            let zero = self.dist.as_ref().and_then(|d| d.zero_group);
+            sq = self.sum_over(zero, sq, "summing the gradient norm")?;
         }
         let norm = sq.sqrt();
         let reason = if let Some(i) = losses.iter().position(|l| !l.is_finite()) {
@@ -562,11 +767,17 @@ impl TorchBackend {
                 "the loss of micro-batch {i} is {}{origin}",
                 losses[i]
             ))
+        } else if !loss.is_finite() {
+            Some(format!("the loss of another rank is {loss}"))
+        } else if !norm.is_finite() {
+            Some(bad.unwrap_or_else(|| {
+                "the gradient of another rank's slice is not finite".to_string()
+            }))
         } else {
             bad
         };
         if let Some(reason) = reason {
-            self.zero_grad();
+            self.end_step();
             return match u.on_nonfinite {
                 NonFinite::Stop => Err(Error::new(
                     ErrorKind::NonFinite,
@@ -579,24 +790,48 @@ impl TorchBackend {
                 }),
             };
         }
-        if let Some(clip) = u.clip {
-            if norm > clip {
-                let scale = clip / (norm + 1e-6);
-                tch::no_grad(|| -> Result<(), Error> {
-                    for s in &self.slots {
-                        let mut g = s.value.grad();
-                        if g.defined() {
-                            let _ = g.f_mul_scalar_(scale).map_err(|e| op_err(e, "clipping"))?;
-                        }
-                    }
-                    Ok(())
-                })?;
-            }
-        }
+        let scale = u
+            .clip
+            .filter(|&clip| norm > clip)
+            .map(|clip| clip / (norm + 1e-6));
         self.t += 1;
-        optim::update(&self.optimizer, &mut self.slots, u.lr, self.t, sessions)
-            .map_err(|e| op_err(e, "the optimiser step"))?;
-        self.zero_grad();
+        let t = self.t;
+        tch::no_grad(|| -> Result<(), Error> {
+            for (i, place) in self.updated_slots() {
+                if self.slots[i]
+                    .session
+                    .is_some_and(|x| !sessions.contains(&x))
+                {
+                    continue;
+                }
+                let Some(mut g) = self.update_grad(i, place)? else {
+                    continue;
+                };
+                if let Some(scale) = scale {
+                    g = g.f_mul_scalar(scale).map_err(|e| op_err(e, "clipping"))?;
+                }
+                let s = &mut self.slots[i];
+                let mut value = match (&s.master, s.own) {
+                    (Some(m), _) => m.shallow_clone(),
+                    (None, Some((a, b))) => s
+                        .value
+                        .f_reshape([-1])
+                        .and_then(|v| v.f_narrow(0, a, b - a))
+                        .map_err(|e| op_err(e, format!("the slice of `{}`", s.name)))?,
+                    (None, None) => s.value.shallow_clone(),
+                };
+                let target = optim::Target {
+                    value: &mut value,
+                    m: &mut s.m,
+                    v: &mut s.v,
+                    decay: s.decay,
+                };
+                optim::update(&self.optimizer, target, &g, u.lr, t)
+                    .map_err(|e| op_err(e, format!("the optimiser step of `{}`", s.name)))?;
+            }
+            Ok(())
+        })?;
+        self.end_step();
         Ok(StepOutcome {
             loss,
             grad_norm: norm,
@@ -604,14 +839,26 @@ impl TorchBackend {
         })
     }
 
-    fn zero_grad(&mut self) {
+    /// Clears the step's gradients; under ZeRO 3 frees the gathered weights.
+    fn end_step(&mut self) {
+        let free = self.dist.as_ref().is_some_and(|d| d.zero >= 3);
+        if let Some(d) = &mut self.dist {
+            d.grad_parts.clear();
+        }
         for s in &mut self.slots {
-            let mut g = s.value.grad();
-            if g.defined() {
-                // A failure here leaves gradients to be overwritten anyway
-                // by the next backward's accumulation only if they are
-                // zero, so report nothing and detach them instead.
-                let _ = g.f_zero_();
+            s.grad = None;
+            if free {
+                s.value = Tensor::new();
+                continue;
+            }
+            if s.value.defined() {
+                let mut g = s.value.grad();
+                if g.defined() {
+                    // A failure here leaves gradients to be overwritten anyway
+                    // by the next backward's accumulation only if they are
+                    // zero, so report nothing and detach them instead.
+                    let _ = g.f_zero_();
+                }
             }
         }
     }
@@ -632,7 +879,7 @@ struct Executed {
 fn unsupported(what: &str) -> Error {
     Error::new(
         ErrorKind::Unsupported,
-        format!("this one-process runtime cannot run {what}; lay the experiment out on one rank (`mesh {{ dp: 1 }}`)"),
+        format!("this runtime cannot run {what} yet (pipeline parallelism comes in a later release); lay the experiment out with data parallelism and ZeRO"),
     )
 }
 
@@ -664,7 +911,11 @@ impl Backend for TorchBackend {
     }
 
     fn parameters(&self) -> i64 {
-        self.slots.iter().map(|s| s.value.numel() as i64).sum()
+        // Whole copies, also while ZeRO 3 holds only slices of them.
+        self.slots
+            .iter()
+            .map(|s| s.shape.iter().product::<i64>())
+            .sum()
     }
 
     fn train_step(
@@ -757,21 +1008,16 @@ impl Backend for TorchBackend {
         Ok(EvalOutcome { loss, predictions })
     }
 
-    fn export(&self) -> Result<BTreeMap<String, HostTensor>, Error> {
+    fn export(&mut self) -> Result<BTreeMap<String, HostTensor>, Error> {
         let mut out = BTreeMap::new();
-        for s in &self.slots {
+        let whole = self.whole_state()?;
+        for (s, (value, m, v)) in self.slots.iter().zip(whole) {
             let get = |t: &Tensor, what: &str| {
                 download(t).map_err(|e| op_err(e, format!("reading {what} of `{}`", s.name)))
             };
-            out.insert(s.name.clone(), get(&s.value, "the weights")?);
-            out.insert(
-                format!("optim.m/{}", s.name),
-                get(&s.m, "the first moment")?,
-            );
-            out.insert(
-                format!("optim.v/{}", s.name),
-                get(&s.v, "the second moment")?,
-            );
+            out.insert(s.name.clone(), get(&value, "the weights")?);
+            out.insert(format!("optim.m/{}", s.name), get(&m, "the first moment")?);
+            out.insert(format!("optim.v/{}", s.name), get(&v, "the second moment")?);
         }
         // The step count as two f32 halves of 24 bits each, exact to 2^48.
         let t = self.t;
@@ -787,27 +1033,52 @@ impl Backend for TorchBackend {
 
     fn import(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<(), Error> {
         let mismatch = |m: String| Error::new(ErrorKind::Mismatch, m);
+        let device = self.device;
         tch::no_grad(|| -> Result<(), Error> {
             for s in &mut self.slots {
-                for (key, t) in [
-                    (s.name.clone(), &mut s.value),
-                    (format!("optim.m/{}", s.name), &mut s.m),
-                    (format!("optim.v/{}", s.name), &mut s.v),
-                ] {
+                let want: Vec<usize> = s.shape.iter().map(|&d| d as usize).collect();
+                let read = |key: String| -> Result<Tensor, Error> {
                     let h = state
                         .get(&key)
                         .ok_or_else(|| mismatch(format!("the checkpoint has no `{key}`")))?;
-                    let want: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
                     if h.shape != want {
                         return Err(mismatch(format!(
                             "`{key}` is {:?} in the checkpoint but {:?} in the model",
                             h.shape, want
                         )));
                     }
-                    let src = upload(h, self.device)
-                        .map_err(|e| op_err(e, format!("restoring `{key}`")))?;
-                    t.f_copy_(&src)
-                        .map_err(|e| op_err(OpError::from(e), format!("restoring `{key}`")))?;
+                    let t =
+                        upload(h, device).map_err(|e| op_err(e, format!("restoring `{key}`")))?;
+                    // Under ZeRO this rank keeps its slice of the whole.
+                    match s.own {
+                        Some((a, b)) => t
+                            .f_reshape([-1])
+                            .and_then(|t| t.f_narrow(0, a, b - a))
+                            .map_err(|e| op_err(e, format!("slicing `{key}`"))),
+                        None => Ok(t),
+                    }
+                };
+                let w = read(s.name.clone())?;
+                let m = read(format!("optim.m/{}", s.name))?;
+                let v = read(format!("optim.v/{}", s.name))?;
+                let copy = |dst: &mut Tensor, src: &Tensor, what: &str| {
+                    dst.f_copy_(src)
+                        .map(|_| ())
+                        .map_err(|e| op_err(e, format!("restoring {what} of `{}`", s.name)))
+                };
+                copy(&mut s.m, &m, "the first moment")?;
+                copy(&mut s.v, &v, "the second moment")?;
+                match &mut s.master {
+                    Some(master) => copy(master, &w, "the weights")?,
+                    None if s.value.defined() => {
+                        // The whole weights, though only a slice is read
+                        // under ZeRO 1 and 2: every rank restores all.
+                        let whole = state.get(&s.name).map(|h| upload(h, device));
+                        if let Some(Ok(whole)) = whole {
+                            copy(&mut s.value, &whole, "the weights")?;
+                        }
+                    }
+                    None => {}
                 }
             }
             Ok(())
@@ -820,5 +1091,35 @@ impl Backend for TorchBackend {
             _ => return Err(mismatch("`optim.t` is not two numbers".to_string())),
         }
         Ok(())
+    }
+
+    fn any_rank(&mut self, flag: bool) -> Result<bool, Error> {
+        let Some(d) = self.dist.as_mut() else {
+            return Ok(flag);
+        };
+        let world = d.comm.world();
+        let mut t = Tensor::from_slice(&[if flag { 1f32 } else { 0.0 }]);
+        d.comm
+            .all_reduce(world, &mut t)
+            .map_err(|e| dist::comm_err(e, "agreeing to stop"))?;
+        Ok(t.f_double_value(&[0])
+            .map_err(|e| op_err(e, "agreeing to stop"))?
+            > 0.0)
+    }
+
+    fn barrier(&mut self) -> Result<(), Error> {
+        let Some(d) = self.dist.as_mut() else {
+            return Ok(());
+        };
+        let world = d.comm.world();
+        d.comm
+            .barrier(world)
+            .map_err(|e| dist::comm_err(e, "waiting for every rank"))
+    }
+
+    fn finish(&mut self) {
+        if let Some(d) = self.dist.as_mut() {
+            d.comm.finish();
+        }
     }
 }

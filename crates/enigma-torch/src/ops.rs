@@ -23,8 +23,11 @@ pub struct Ctx<'a> {
     /// The run-time batch of this micro-batch.
     pub batch: i64,
     /// Keys the token masks of this micro-batch: sample `i` draws from
-    /// `derive(mask_key, i)`.
+    /// `derive(mask_key, first + i)`.
     pub mask_key: u64,
+    /// The position of this micro-batch's first sample among the samples
+    /// of every data-parallel rank (`MicroBatch::first`).
+    pub first: i64,
     /// Where nodes without inputs (`sinusoidal`) put their output.
     pub device: tch::Device,
     /// A dim position every token mask over that dim also hides.
@@ -492,7 +495,7 @@ fn mask_tokens(
     let b = ctx.batch;
     let mut mask = vec![false; (b * p) as usize];
     for i in 0..b {
-        let mut rng = SplitMix64::new(derive(ctx.mask_key, i as u64));
+        let mut rng = SplitMix64::new(derive(ctx.mask_key, (ctx.first + i) as u64));
         let mut idx: Vec<i64> = (0..p).collect();
         for j in 0..k {
             let r = j + rng.below((p - j) as u64) as i64;

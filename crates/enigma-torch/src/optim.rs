@@ -13,50 +13,47 @@ use tch::Tensor;
 use crate::OpError;
 use enigma::ir::train::Optimizer;
 
-/// One parameter copy with its optimiser state.
-pub struct Slot {
-    pub name: String,
-    pub value: Tensor,
+/// The tensors of one update (`step_one`'s view of a [`Target`]).
+struct Slot {
+    value: Tensor,
     /// First moment (Adam, Lion) or momentum buffer (SGD).
-    pub m: Tensor,
+    m: Tensor,
     /// Second moment (Adam); unused by SGD.
-    pub v: Tensor,
+    v: Tensor,
+    decay: bool,
+}
+
+/// The tensors one update touches: the weights (the whole parameter, or
+/// under ZeRO this rank's slice of it, as a view or its master copy), the
+/// moments of exactly those elements, and whether they decay.
+pub struct Target<'a> {
+    pub value: &'a mut Tensor,
+    pub m: &'a mut Tensor,
+    pub v: &'a mut Tensor,
     pub decay: bool,
-    /// For a per-session parameter, its session: it is updated only in
-    /// steps that saw that session.
-    pub session: Option<usize>,
 }
 
 /// Applies one update with learning rate `lr` at optimiser step `t`
-/// (1-based) to every slot the step used: all shared parameters, and the
-/// per-session parameters of the `sessions` in the step's batches.
+/// (1-based) to `s` with gradient `g` (of the same elements).
 ///
-/// This is PyTorch's behaviour with `zero_grad(set_to_none=True)` (its
-/// default): a parameter without a gradient in a step is not touched, so
-/// its moments do not decay. Deciding it from the sessions rather than
-/// from whether libtorch has allocated a gradient keeps a resumed run
-/// identical to an uninterrupted one.
-pub fn update(
-    opt: &Optimizer,
-    slots: &mut [Slot],
-    lr: f64,
-    t: u64,
-    sessions: &[usize],
-) -> Result<(), OpError> {
+/// Every optimiser here is elementwise, so updating a ZeRO slice of a
+/// parameter gives exactly the elements that updating the whole would.
+/// Which parameters a step updates is the caller's: a per-session
+/// parameter is skipped in steps that did not see its session, which is
+/// PyTorch's behaviour with `zero_grad(set_to_none=True)` (its default):
+/// a parameter without a gradient is not touched, so its moments do not
+/// decay.
+pub fn update(opt: &Optimizer, s: Target<'_>, g: &Tensor, lr: f64, t: u64) -> Result<(), OpError> {
     tch::no_grad(|| {
-        for s in slots.iter_mut() {
-            if s.session.is_some_and(|x| !sessions.contains(&x)) {
-                continue;
-            }
-            let g = s.value.grad();
-            let g = if g.defined() {
-                g
-            } else {
-                s.value.f_zeros_like()?
-            };
-            step_one(opt, s, &g, lr, t)?;
-        }
-        Ok(())
+        // Shallow clones share the storage, so updating them in place
+        // updates the caller's tensors.
+        let mut slot = Slot {
+            value: s.value.shallow_clone(),
+            m: s.m.shallow_clone(),
+            v: s.v.shallow_clone(),
+            decay: s.decay,
+        };
+        step_one(opt, &mut slot, g, lr, t)
     })
 }
 
@@ -143,12 +140,10 @@ mod tests {
     fn slot(w: &[f32], shape: [i64; 2]) -> Slot {
         let value = Tensor::from_slice(w).reshape(shape);
         Slot {
-            name: "w".into(),
             m: value.zeros_like(),
             v: value.zeros_like(),
             value,
             decay: true,
-            session: None,
         }
     }
 

@@ -56,15 +56,13 @@ fn inputs(g: &Graph, b: usize, salt: u32) -> Vec<HostTensor> {
 
 /// A CPU backend of the quickstart's plan, initialised from `seed`.
 fn backend(g: &Graph, plan: &Plan, config: &TrainConfig, seed: u64) -> TorchBackend {
-    TorchBackend::new(
-        g,
-        plan,
-        tch::Device::Cpu,
-        Precision::F32,
-        config.optimizer.clone(),
+    let config = TrainConfig {
         seed,
-    )
-    .unwrap()
+        precision: Precision::F32,
+        ..config.clone()
+    };
+    let program = plan.rank(0).unwrap();
+    TorchBackend::new(g, plan, program, tch::Device::Cpu, &config, None).unwrap()
 }
 
 /// Evaluates `data` as a batch of `session` with mask key `key`.
@@ -76,6 +74,7 @@ fn eval(
     key: u64,
 ) -> EvalOutcome {
     let micro = MicroBatch {
+        first: 0,
         session,
         inputs: data,
     };
@@ -90,6 +89,7 @@ fn the_quickstart_program_fits_a_fixed_batch() {
     assert_eq!(b.parameters(), 159_040);
     let data = inputs(&g, plan.micro_batch as usize, 1);
     let micro = [MicroBatch {
+        first: 0,
         session: 0,
         inputs: &data,
     }];
@@ -147,6 +147,7 @@ fn evaluation_scores_masked_entries_and_state_round_trips() {
     a.train_step(
         &plan.ranks[0],
         &[MicroBatch {
+            first: 0,
             session: 0,
             inputs: &train,
         }],
@@ -214,6 +215,7 @@ fn a_held_out_neuron_is_masked_at_every_step() {
     let data = inputs(&g, 2, 5);
     let program = plan.ranks[0].forward_only();
     let micro = || MicroBatch {
+        first: 0,
         session: 0,
         inputs: &data,
     };

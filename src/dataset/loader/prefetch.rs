@@ -50,12 +50,30 @@ impl Loader {
         from: Position,
         prefetch: usize,
     ) -> Loader {
+        Loader::start_part(dataset, batch_size, (0, 1), seed, from, prefetch)
+    }
+
+    /// Like [`Loader::start`] for data-parallel rank `part.0` of `part.1`:
+    /// the stream cuts the same batches of `part.1 x batch_size` windows
+    /// that one process would use and assembles only part `part.0` of
+    /// each (windows `part.0 x batch_size ..` of it), so the ranks together
+    /// train on exactly the one-process batches and each reads only its own
+    /// windows. Positions count those global batches, whatever the number
+    /// of parts.
+    pub fn start_part(
+        dataset: Arc<Dataset>,
+        batch_size: usize,
+        part: (usize, usize),
+        seed: u64,
+        from: Position,
+        prefetch: usize,
+    ) -> Loader {
         let (tx, rx) = sync_channel(prefetch.max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let spawned = std::thread::Builder::new()
             .name("enigma-loader".into())
-            .spawn(move || produce(&dataset, batch_size, seed, from, &tx, &flag));
+            .spawn(move || produce(&dataset, batch_size, part, seed, from, &tx, &flag));
         match spawned {
             Ok(handle) => Loader {
                 rx: Some(rx),
@@ -126,13 +144,16 @@ impl Drop for Loader {
 /// position after it, move on; roll over to the next epoch at its end.
 fn produce(
     dataset: &Dataset,
-    batch_size: usize,
+    part_size: usize,
+    (part, parts): (usize, usize),
     seed: u64,
     from: Position,
     tx: &SyncSender<Item>,
     stop: &AtomicBool,
 ) {
     let mut pos = from;
+    let batch_size = part_size * parts.max(1);
+    let mine = part * part_size..(part + 1) * part_size;
     let mut plan: Option<(u64, Vec<Vec<usize>>)> = None;
     while !stop.load(Ordering::SeqCst) {
         let batches = match &plan {
@@ -169,7 +190,11 @@ fn produce(
             };
             continue;
         }
-        let ids = batches.get(pos.index as usize).cloned().unwrap_or_default();
+        let ids = batches
+            .get(pos.index as usize)
+            .and_then(|b| b.get(mine.clone()))
+            .map(<[usize]>::to_vec)
+            .unwrap_or_default();
         let next = if pos.index + 1 == len {
             Position {
                 epoch: pos.epoch + 1,

@@ -1,0 +1,314 @@
+//! The MPI communicator: collectives on CPU tensors over OpenMPI, through
+//! the `mpi` crate (rsmpi).
+//!
+//! One sub-communicator is split off the world for each process group of
+//! the plan this rank belongs to (`super::partitions` gives every rank the
+//! same order of splits, which MPI requires). Buffers are the tensors' own
+//! memory: an f32 CPU tensor is passed to MPI as a slice of its storage;
+//! a bf16 tensor is widened to f32 for the exchange (MPI has no bf16 type,
+//! and summing in f32 is what NCCL does inside its bf16 reductions too).
+//!
+//! Shutting down matters as much as starting: `MPI_Finalize` waits for the
+//! other ranks, so a rank that fails and finalizes hangs the whole job
+//! (measured in docs/../shared/distributed.md, B8). The universe is
+//! therefore finalized only after [`MpiComm::finish`], which the backend
+//! calls when the run ends well; on any other path it is leaked, the
+//! process exits with its error, and `mpirun` (or `srun
+//! --kill-on-bad-exit`) ends the other ranks within about a second.
+
+use mpi::collective::SystemOperation;
+use mpi::environment::Universe;
+use mpi::topology::{Color, SimpleCommunicator};
+use mpi::traits::*;
+// rsmpi's own `Communicator` trait, under another name than ours.
+use mpi::topology::Communicator as _;
+use mpi::Threading;
+use tch::{Device, Kind, Tensor};
+
+use super::{memberships, partitions, CommError, Communicator};
+use enigma::plan::program::Group;
+
+/// OpenMPI collectives over the plan's groups.
+pub struct MpiComm {
+    universe: Option<Universe>,
+    world: SimpleCommunicator,
+    /// Per group id this rank belongs to: its communicator.
+    groups: Vec<(usize, SimpleCommunicator)>,
+    finished: bool,
+}
+
+impl MpiComm {
+    /// Initialises MPI and splits a communicator for each group of
+    /// `groups` this rank is in. Every rank of the world must call it with
+    /// the same groups.
+    pub fn init(groups: &[Group]) -> Result<MpiComm, CommError> {
+        let (universe, _) =
+            mpi::initialize_with_threading(Threading::Funneled).ok_or_else(|| {
+                CommError::new("MPI was initialised twice in this process (a bug of enigma)")
+            })?;
+        let world = universe.world();
+        let rank = world.rank() as usize;
+        let mine = memberships(groups, rank);
+        let mut comms = Vec::new();
+        for ids in partitions(groups) {
+            // The color is the group's position in its partition; a rank in
+            // none of them takes no part in the new communicator.
+            let index = ids
+                .iter()
+                .position(|id| mine.iter().any(|(g, _, _)| g == id));
+            let color = index.map_or(Color::undefined(), |i| Color::with_value(i as i32));
+            let key = ids
+                .iter()
+                .find_map(|id| mine.iter().find(|(g, _, _)| g == id))
+                .map_or(0, |(_, pos, _)| *pos as i32);
+            let sub = world.split_by_color_with_key(color, key);
+            if let (Some(sub), Some(i)) = (sub, index) {
+                let id = ids[i];
+                let want = groups[id].ranks.len();
+                if sub.size() as usize != want {
+                    return Err(CommError::new(format!(
+                        "the {} group {id} should have {want} ranks, but MPI split {}; is the world the plan's mesh?",
+                        groups[id].kind.as_str(),
+                        sub.size()
+                    )));
+                }
+                comms.push((id, sub));
+            }
+        }
+        comms.push((groups.len(), world.duplicate()));
+        Ok(MpiComm {
+            universe: Some(universe),
+            world,
+            groups: comms,
+            finished: false,
+        })
+    }
+
+    fn comm(&self, group: usize) -> Result<&SimpleCommunicator, CommError> {
+        self.groups
+            .iter()
+            .find(|(g, _)| *g == group)
+            .map(|(_, c)| c)
+            .ok_or_else(|| {
+                CommError::new(format!(
+                    "rank {} is not in group {group}, yet its program uses it",
+                    self.world.rank()
+                ))
+            })
+    }
+}
+
+impl Drop for MpiComm {
+    fn drop(&mut self) {
+        let comms = std::mem::take(&mut self.groups);
+        if let Some(u) = self.universe.take() {
+            if self.finished && !std::thread::panicking() {
+                // Sub-communicators are freed before MPI is finalized.
+                drop(comms);
+                drop(u);
+            } else {
+                // Finalizing (or freeing communicators) now would wait for
+                // ranks still inside a collective with this one: leave MPI
+                // as it is and let the process exit with its error.
+                std::mem::forget(comms);
+                std::mem::forget(u);
+            }
+        }
+    }
+}
+
+/// Checks that `t` can be handed to MPI as an f32 or bf16 host buffer of
+/// at most `i32::MAX` elements.
+fn check(t: &Tensor, what: &str) -> Result<Kind, CommError> {
+    if t.device() != Device::Cpu {
+        return Err(CommError::new(format!(
+            "{what}: the MPI communicator takes CPU tensors, this one is on {:?} (CUDA tensors use NCCL)",
+            t.device()
+        )));
+    }
+    if !t.is_contiguous() {
+        return Err(CommError::new(format!(
+            "{what}: the tensor is not contiguous"
+        )));
+    }
+    if t.numel() > i32::MAX as usize {
+        return Err(CommError::new(format!(
+            "{what}: {} elements is more than one MPI call carries; lower the bucket size",
+            t.numel()
+        )));
+    }
+    match t.kind() {
+        k @ (Kind::Float | Kind::BFloat16) => Ok(k),
+        k => Err(CommError::new(format!(
+            "{what}: MPI collectives carry f32 and bf16 tensors, not {k:?}"
+        ))),
+    }
+}
+
+/// The f32 view of `t`'s storage.
+///
+/// # Safety
+/// `t` must be a contiguous f32 CPU tensor that outlives the slice and is
+/// not resized meanwhile.
+unsafe fn view(t: &Tensor) -> &[f32] {
+    std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel())
+}
+
+/// # Safety
+/// As [`view`], and no other view of `t` may be alive.
+unsafe fn view_mut(t: &mut Tensor) -> &mut [f32] {
+    std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel())
+}
+
+/// Runs `f` on an f32 version of `t` (itself when it is f32) and copies the
+/// result back into a bf16 `t`.
+fn widened<R>(t: &mut Tensor, what: &str, f: impl FnOnce(&mut [f32]) -> R) -> Result<R, CommError> {
+    match check(t, what)? {
+        Kind::Float => Ok(f(unsafe { view_mut(t) })),
+        _ => {
+            let mut wide = t
+                .f_to_kind(Kind::Float)
+                .and_then(|w| w.f_contiguous())
+                .map_err(|e| CommError::new(format!("{what}: widening bf16: {e}")))?;
+            let r = f(unsafe { view_mut(&mut wide) });
+            t.f_copy_(&wide)
+                .map_err(|e| CommError::new(format!("{what}: narrowing to bf16: {e}")))?;
+            Ok(r)
+        }
+    }
+}
+
+/// The f32 contents of `t` (itself when it is f32).
+fn readable(t: &Tensor, what: &str) -> Result<Tensor, CommError> {
+    match check(t, what)? {
+        Kind::Float => Ok(t.shallow_clone()),
+        _ => t
+            .f_to_kind(Kind::Float)
+            .and_then(|w| w.f_contiguous())
+            .map_err(|e| CommError::new(format!("{what}: widening bf16: {e}"))),
+    }
+}
+
+impl Communicator for MpiComm {
+    fn rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+
+    fn size(&self) -> usize {
+        self.world.size() as usize
+    }
+
+    fn transport(&self) -> &'static str {
+        "mpi"
+    }
+
+    fn world(&self) -> usize {
+        // `init` keeps the world last, under the id after the plan's groups.
+        self.groups.last().map_or(0, |(id, _)| *id)
+    }
+
+    fn group_rank(&self, group: usize) -> Result<(usize, usize), CommError> {
+        let c = self.comm(group)?;
+        Ok((c.rank() as usize, c.size() as usize))
+    }
+
+    fn all_reduce(&mut self, group: usize, t: &mut Tensor) -> Result<(), CommError> {
+        let comm = self.comm(group)?;
+        widened(t, "all_reduce", |buf| {
+            let mut out = vec![0f32; buf.len()];
+            comm.all_reduce_into(&buf[..], &mut out[..], SystemOperation::sum());
+            buf.copy_from_slice(&out);
+        })
+    }
+
+    fn all_gather(
+        &mut self,
+        group: usize,
+        input: &Tensor,
+        output: &mut Tensor,
+    ) -> Result<(), CommError> {
+        let comm = self.comm(group)?;
+        let n = comm.size() as usize;
+        if output.numel() != input.numel() * n {
+            return Err(CommError::new(format!(
+                "all_gather over group {group}: {} elements out for {} in from each of {n} ranks",
+                output.numel(),
+                input.numel()
+            )));
+        }
+        let src = readable(input, "all_gather")?;
+        widened(output, "all_gather", |out| {
+            comm.all_gather_into(unsafe { view(&src) }, out);
+        })
+    }
+
+    fn reduce_scatter(
+        &mut self,
+        group: usize,
+        input: &Tensor,
+        output: &mut Tensor,
+    ) -> Result<(), CommError> {
+        let comm = self.comm(group)?;
+        let n = comm.size() as usize;
+        if input.numel() != output.numel() * n {
+            return Err(CommError::new(format!(
+                "reduce_scatter over group {group}: {} elements in for {} out on each of {n} ranks",
+                input.numel(),
+                output.numel()
+            )));
+        }
+        let src = readable(input, "reduce_scatter")?;
+        widened(output, "reduce_scatter", |out| {
+            comm.reduce_scatter_block_into(unsafe { view(&src) }, out, SystemOperation::sum());
+        })
+    }
+
+    fn broadcast(&mut self, group: usize, t: &mut Tensor, root: usize) -> Result<(), CommError> {
+        let comm = self.comm(group)?;
+        if root >= comm.size() as usize {
+            return Err(CommError::new(format!(
+                "broadcast over group {group} from position {root} of {}",
+                comm.size()
+            )));
+        }
+        widened(t, "broadcast", |buf| {
+            comm.process_at_rank(root as i32).broadcast_into(buf);
+        })
+    }
+
+    fn send(&mut self, t: &Tensor, peer: usize) -> Result<(), CommError> {
+        if peer >= self.size() {
+            return Err(CommError::new(format!(
+                "send to rank {peer} of {}",
+                self.size()
+            )));
+        }
+        let src = readable(t, "send")?;
+        self.world
+            .process_at_rank(peer as i32)
+            .send(unsafe { view(&src) });
+        Ok(())
+    }
+
+    fn recv(&mut self, t: &mut Tensor, peer: usize) -> Result<(), CommError> {
+        if peer >= self.size() {
+            return Err(CommError::new(format!(
+                "receive from rank {peer} of {}",
+                self.size()
+            )));
+        }
+        let from = self.world.process_at_rank(peer as i32);
+        widened(t, "recv", |buf| {
+            from.receive_into(buf);
+        })
+    }
+
+    fn barrier(&mut self, group: usize) -> Result<(), CommError> {
+        self.comm(group)?.barrier();
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+    }
+}
