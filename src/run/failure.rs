@@ -98,6 +98,65 @@ pub fn record(cause: &str) -> Option<PathBuf> {
     Some(path)
 }
 
+/// The fault-injection variable: `KIND@RANK:STEP` makes rank `RANK` fail
+/// at the start of step `STEP`, so that the tests (and anyone checking a
+/// cluster's set-up) can see how a job fails. `KIND` is `panic`, `error`
+/// (a returned error), `kill` (SIGKILL to itself, as the kernel's OOM
+/// killer would) or `hang` (sleeps forever, as a rank stuck in I/O would).
+pub const FAULT_VAR: &str = "ENIGMA_FAULT";
+
+/// A fault to inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    Panic,
+    Error,
+    Kill,
+    Hang,
+}
+
+/// Parses [`FAULT_VAR`]'s value.
+pub fn parse_fault(text: &str) -> Option<(Fault, usize, u64)> {
+    let (kind, at) = text.split_once('@')?;
+    let (rank, step) = at.split_once(':')?;
+    let kind = match kind {
+        "panic" => Fault::Panic,
+        "error" => Fault::Error,
+        "kill" => Fault::Kill,
+        "hang" => Fault::Hang,
+        _ => return None,
+    };
+    Some((kind, rank.parse().ok()?, step.parse().ok()?))
+}
+
+/// Injects the fault [`FAULT_VAR`] asks for, if it is for this rank and
+/// `step`.
+pub fn inject(rank: usize, step: u64) -> Result<(), crate::diagnostics::Error> {
+    let Some((kind, r, s)) = std::env::var(FAULT_VAR).ok().and_then(|v| parse_fault(&v)) else {
+        return Ok(());
+    };
+    if (r, s) != (rank, step) {
+        return Ok(());
+    }
+    match kind {
+        Fault::Panic => panic!("{FAULT_VAR} asked rank {rank} to panic at step {step}"),
+        Fault::Error => Err(crate::diagnostics::Error::internal(format!(
+            "{FAULT_VAR} asked rank {rank} to fail at step {step}"
+        ))),
+        Fault::Kill => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &std::process::id().to_string()])
+                .status();
+            // `kill` delivers the signal before it returns.
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+        Fault::Hang => loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        },
+    }
+}
+
 /// Makes a panic on any thread end this process at once with the rank,
 /// host, step and message on stderr and in the run directory, instead of
 /// unwinding into MPI's shutdown (which waits for the other ranks).
@@ -110,4 +169,19 @@ pub fn install_panic_hook() {
         }
         std::process::exit(EXIT_PANIC);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_name_kind_rank_and_step() {
+        assert_eq!(parse_fault("panic@1:3"), Some((Fault::Panic, 1, 3)));
+        assert_eq!(parse_fault("hang@0:12"), Some((Fault::Hang, 0, 12)));
+        assert_eq!(parse_fault("kill@2:1"), Some((Fault::Kill, 2, 1)));
+        assert_eq!(parse_fault("explode@1:3"), None);
+        assert_eq!(parse_fault("panic@1"), None);
+        assert_eq!(parse_fault("panic@x:3"), None);
+    }
 }

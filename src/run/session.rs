@@ -234,6 +234,7 @@ fn run_rank<R: Runtime>(
         progress: !quiet && std::io::stderr().is_terminal(),
         prefetch: 4,
         leader,
+        rank: world.rank,
     };
     let shape = StepShape {
         micro_batch: plan.micro_batch.max(1) as usize,

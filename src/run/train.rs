@@ -56,6 +56,8 @@ pub struct RunOptions {
     /// Whether this rank writes the run directory's shared files (metrics,
     /// plots, checkpoints): rank 0 of a job, or the one process.
     pub leader: bool,
+    /// This process's rank in the job.
+    pub rank: usize,
 }
 
 /// What a run did.
@@ -175,6 +177,7 @@ pub fn train<B: Backend>(
         // the first step is step 1, and step `done` ends with `done` done.
         let done = step + 1;
         super::failure::set_step(done);
+        super::failure::inject(opts.rank, done).map_err(|e| e.at_step(done))?;
         let mut batches = Vec::with_capacity(shape.microbatches);
         for _ in 0..shape.microbatches {
             let (pos, batch) = loader.next().map_err(|e| e.at_step(done))?;

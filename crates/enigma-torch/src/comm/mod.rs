@@ -27,6 +27,7 @@
 
 pub mod cuda;
 pub mod mpi;
+pub mod nccl;
 pub mod watchdog;
 
 use std::fmt;

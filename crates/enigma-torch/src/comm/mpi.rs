@@ -84,6 +84,33 @@ impl MpiComm {
         })
     }
 
+    /// Every rank's `mine` (any lengths), in rank order, over the world:
+    /// what bootstraps NCCL's unique ids under `mpirun` and `srun`.
+    pub fn all_gather_blobs(&mut self, mine: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
+        let n = self.world.size() as usize;
+        let mut lens = vec![0u64; n];
+        self.world
+            .all_gather_into(&(mine.len() as u64), &mut lens[..]);
+        let width = lens.iter().copied().max().unwrap_or(0) as usize;
+        if width == 0 {
+            return Ok(vec![Vec::new(); n]);
+        }
+        if width > i32::MAX as usize / n.max(1) {
+            return Err(CommError::new(format!(
+                "a bootstrap blob of {width} bytes is more than one MPI call carries"
+            )));
+        }
+        let mut padded = mine.to_vec();
+        padded.resize(width, 0);
+        let mut all = vec![0u8; width * n];
+        self.world.all_gather_into(&padded[..], &mut all[..]);
+        Ok(all
+            .chunks(width)
+            .zip(&lens)
+            .map(|(c, &l)| c[..(l as usize).min(c.len())].to_vec())
+            .collect())
+    }
+
     fn comm(&self, group: usize) -> Result<&SimpleCommunicator, CommError> {
         self.groups
             .iter()

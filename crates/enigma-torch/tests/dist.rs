@@ -1,0 +1,281 @@
+//! Many processes, end to end, under `mpirun` on the CPU: the quickstart
+//! trained for 20 steps in one process and under data parallelism with
+//! ZeRO 0 to 3 and hybrid sharding gives the same loss at every step
+//! (1e-4 relative; the largest difference is printed); a run whose rank is
+//! killed resumes bit-identically; a killed, panicking or hung rank ends
+//! the whole job within a minute with the rank named; a job whose size is
+//! not the mesh's is refused before training (E0301).
+//!
+//! The processes share the machine's two cores (`--oversubscribe`, one
+//! thread each), so the tests take turns.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use enigma::run::metrics::{read_records, RecordKind};
+
+/// One job at a time: they would only slow each other down.
+static MACHINE: Mutex<()> = Mutex::new(());
+
+fn runtime() -> &'static str {
+    env!("CARGO_BIN_EXE_enigma-run")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("enigma-dist-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The quickstart laid out as `layout` (the lines of a `parallel` block
+/// after its mesh), evaluated on one batch, checkpointed every
+/// `checkpoint` steps.
+fn experiment(dir: &Path, name: &str, layout: &str, checkpoint: u64) -> PathBuf {
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.enigma"),
+    )
+    .unwrap();
+    assert!(src.contains("  mesh { dp: 1 }\n  batch -> dp\n"));
+    let src = src
+        .replace("  mesh { dp: 1 }\n  batch -> dp\n", layout)
+        .replace("batches: 4", "batches: 1")
+        .replace(
+            "checkpoint { every: 200, keep: 2 }",
+            &format!("checkpoint {{ every: {checkpoint}, keep: 2 }}"),
+        );
+    let path = dir.join(format!("{name}.enigma"));
+    std::fs::write(&path, src).unwrap();
+    path
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// `mpirun -n N enigma-run run --quiet ARGS`, with `env`, waited for.
+fn mpirun(n: usize, args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
+    let mut c = Command::new("mpirun");
+    c.args(["-n", &n.to_string(), "--oversubscribe", "--bind-to", "none"]);
+    if is_root() {
+        c.arg("--allow-run-as-root");
+    }
+    c.args(["-x", "OMP_NUM_THREADS=1"]);
+    for (k, v) in env {
+        c.args(["-x", &format!("{k}={v}")]);
+    }
+    c.arg(runtime()).args(["run", "--quiet"]).args(args);
+    let t = Instant::now();
+    let out = c
+        .output()
+        .expect("mpirun (OpenMPI, installed by dev.sh) is needed");
+    (out, t.elapsed())
+}
+
+fn losses(run: &Path) -> Vec<(u64, f64)> {
+    read_records(&run.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .filter(|r| r.kind == RecordKind::Train)
+        .map(|r| (r.step, r.values["loss"]))
+        .collect()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The largest relative difference between two runs' losses, step by step.
+fn largest_difference(a: &[(u64, f64)], b: &[(u64, f64)]) -> f64 {
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    a.iter()
+        .zip(b)
+        .map(|((sa, la), (sb, lb))| {
+            assert_eq!(sa, sb);
+            (la - lb).abs() / la.abs().max(1e-12)
+        })
+        .fold(0.0, f64::max)
+}
+
+const DP2: &str = "  mesh { dp: 2 }\n  batch -> dp\n";
+
+#[test]
+fn data_parallel_and_zero_train_as_one_process_does() {
+    let _turn = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("equal");
+    let one = experiment(&dir, "one", "  mesh { dp: 1 }\n  batch -> dp\n", 200);
+    let out = Command::new(runtime())
+        .args(["run", "--quiet", "--steps", "20", "--out"])
+        .arg(dir.join("one"))
+        .arg(&one)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reference = losses(&dir.join("one"));
+    assert_eq!(reference.len(), 20);
+    let eval = |run: &Path| {
+        read_records(&run.join("metrics.jsonl"))
+            .unwrap()
+            .into_iter()
+            .find(|r| r.kind == RecordKind::Eval)
+            .map(|r| r.values["loss"])
+    };
+    let layouts = [
+        ("zero0", 2, format!("{DP2}  zero: 0\n")),
+        ("zero1", 2, format!("{DP2}  zero: 1\n")),
+        ("zero2", 2, format!("{DP2}  zero: 2\n")),
+        ("zero3", 2, format!("{DP2}  zero: 3\n")),
+        (
+            "hybrid",
+            4,
+            "  mesh { node: 2, gpu: 2 }\n  batch -> (node, gpu)\n  zero: 2\n  zero_scope: \"gpu\"\n"
+                .to_string(),
+        ),
+    ];
+    for (name, n, layout) in &layouts {
+        let exp = experiment(&dir, name, layout, 200);
+        let run = dir.join(name);
+        let args = [
+            "--steps",
+            "20",
+            "--out",
+            run.to_str().unwrap(),
+            exp.to_str().unwrap(),
+        ];
+        let (out, _) = if *name == "zero0" {
+            // The same job, started by `--nproc` rather than by hand.
+            let t = Instant::now();
+            let out = Command::new(runtime())
+                .args(["run", "--quiet", "--nproc", "2"])
+                .args(args)
+                .output()
+                .unwrap();
+            (out, t.elapsed())
+        } else {
+            mpirun(*n, &args, &[])
+        };
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let d = largest_difference(&reference, &losses(&run));
+        println!("{name} ({n} processes): largest relative loss difference over 20 steps {d:.2e}");
+        assert!(d < 1e-4, "{name}: {d}");
+        // Evaluation sees the one-process batches on every rank.
+        let (a, b) = (eval(&dir.join("one")).unwrap(), eval(&run).unwrap());
+        assert!((a - b).abs() / a < 1e-4, "{name}: eval loss {a} vs {b}");
+        // Only rank 0 writes the shared files, and its checkpoint holds
+        // the whole state.
+        let ckpt = run.join("checkpoints/step-00000020.safetensors");
+        let c = enigma::run::checkpoint::load(&ckpt).unwrap();
+        assert_eq!(
+            c.tensors["vt.proj.w"].shape,
+            vec![64, 768],
+            "{name}: weights are whole in the checkpoint"
+        );
+        assert_eq!(c.tensors["optim.m/vt.proj.w"].shape, vec![64, 768]);
+    }
+}
+
+#[test]
+fn a_run_whose_rank_was_killed_resumes_bit_identically() {
+    let _turn = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("resume");
+    let exp = experiment(&dir, "z1", &format!("{DP2}  zero: 1\n"), 4);
+    let whole = dir.join("whole");
+    let (out, _) = mpirun(
+        2,
+        &[
+            "--steps",
+            "8",
+            "--out",
+            whole.to_str().unwrap(),
+            exp.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cut = dir.join("cut");
+    let args = [
+        "--steps",
+        "8",
+        "--out",
+        cut.to_str().unwrap(),
+        exp.to_str().unwrap(),
+    ];
+    let (out, _) = mpirun(2, &args, &[("ENIGMA_FAULT", "kill@1:7")]);
+    assert!(!out.status.success());
+    assert!(cut.join("checkpoints/step-00000004.safetensors").is_file());
+    let mut resumed = vec!["--resume"];
+    resumed.extend(args);
+    let (out, _) = mpirun(2, &resumed, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(losses(&whole), losses(&cut), "losses differ after resuming");
+}
+
+/// Runs the 2-rank quickstart with `fault`, checks the job ended within a
+/// minute with a failure, and returns its stderr and run directory.
+fn failing_job(name: &str, fault: &str, layout: &str) -> (String, PathBuf) {
+    let dir = scratch(name);
+    let exp = experiment(&dir, name, layout, 200);
+    let run = dir.join("run");
+    let (out, took) = mpirun(
+        2,
+        &["--out", run.to_str().unwrap(), exp.to_str().unwrap()],
+        &[("ENIGMA_FAULT", fault)],
+    );
+    assert!(!out.status.success(), "{name}: the job succeeded");
+    println!("{name}: the job ended after {:.1} s", took.as_secs_f64());
+    assert!(took < Duration::from_secs(60), "{name}: took {took:?}");
+    (stderr(&out), run)
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_and_is_named() {
+    let _turn = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
+    let (err, _) = failing_job("killed", "kill@1:3", DP2);
+    assert!(err.contains("rank 1") && err.contains("signal 9"), "{err}");
+}
+
+#[test]
+fn a_panicking_rank_ends_the_job_naming_rank_host_and_step() {
+    let _turn = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
+    let (err, run) = failing_job("panic", "panic@1:3", DP2);
+    let host = enigma::run::launch::hostname();
+    assert!(
+        err.contains(&format!("rank 1 on {host}, step 3: panicked")),
+        "{err}"
+    );
+    let record = std::fs::read_to_string(run.join("failures/rank-1.txt")).unwrap();
+    assert!(record.contains("step 3: panicked"), "{record}");
+}
+
+#[test]
+fn a_hung_rank_is_named_by_the_collective_timeout() {
+    let _turn = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
+    let layout = format!("{DP2}  collective_timeout: 5s\n");
+    let (err, run) = failing_job("hang", "hang@1:3", &layout);
+    assert!(err.contains("E0508"), "{err}");
+    assert!(err.contains("did not complete within 5 s"), "{err}");
+    assert!(err.contains("ranks that did not arrive: 1"), "{err}");
+    assert!(run.join("failures/rank-0.txt").is_file());
+}
+
+#[test]
+fn a_job_of_the_wrong_size_stops_before_training() {
+    let _turn = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("world");
+    let exp = experiment(&dir, "dp2", DP2, 200);
+    let run = dir.join("run");
+    // One process for a mesh of two.
+    let out = Command::new(runtime())
+        .args(["run", "--quiet", "--out"])
+        .arg(&run)
+        .arg(&exp)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("E0301"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--nproc 2"), "{}", stderr(&out));
+    assert!(!run.join("metrics.jsonl").exists());
+}
