@@ -3,7 +3,7 @@
 //! The log holds one flat JSON object per line, for example
 //!
 //! ```text
-//! {"step":100,"kind":"train","grad_norm":1.2,"loss":0.53,"lr":0.0029,"steps_per_s":3.1}
+//! {"step":100,"kind":"train","grad_norm":1.2,"loss":0.53,"lr":0.0029,"step_s":0.31,"steps_per_s":3.1}
 //! {"step":100,"kind":"eval","split":"val","corr":0.41,"corr_chance":0.01,"loss":0.6}
 //! {"step":100,"kind":"event","note":"checkpoint saved"}
 //! ```

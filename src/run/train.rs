@@ -202,9 +202,11 @@ pub fn train<B: Backend>(
             clip: config.clip,
             on_nonfinite: config.on_nonfinite,
         };
+        let timer = Instant::now();
         let out = backend
             .train_step(program, &micro, keys, update)
             .map_err(|e| e.at_step(done))?;
+        let step_s = timer.elapsed().as_secs_f64();
         summary.steps = done;
         summary.last_loss = Some(out.loss);
         let rate = (done - start) as f64 / clock.elapsed().as_secs_f64().max(1e-9);
@@ -212,7 +214,8 @@ pub fn train<B: Backend>(
             .with("loss", out.loss)
             .with("lr", lr)
             .with("grad_norm", out.grad_norm)
-            .with("steps_per_s", rate);
+            .with("steps_per_s", rate)
+            .with("step_s", step_s);
         if let Some(why) = &out.skipped {
             summary.skipped_steps += 1;
             rec = rec.with("skipped", 1.0);
