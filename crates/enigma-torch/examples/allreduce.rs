@@ -73,7 +73,8 @@ fn main() {
             times.sort_by(f64::total_cmp);
             times[times.len() / 2]
         };
-        let raw = best(&mut || world.all_reduce_into(&send[..], &mut recv[..], SystemOperation::sum()));
+        let raw =
+            best(&mut || world.all_reduce_into(&send[..], &mut recv[..], SystemOperation::sum()));
         let mine = best(&mut || {
             let _ = ours.all_reduce(0, &mut t);
         });
