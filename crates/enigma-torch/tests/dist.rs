@@ -3,7 +3,8 @@
 //! ZeRO 0 to 3 and hybrid sharding gives the same loss at every step
 //! (1e-4 relative; the largest difference is printed); a run whose rank is
 //! killed resumes bit-identically; a killed, panicking or hung rank ends
-//! the whole job within a minute with the rank named; a job whose size is
+//! the whole job within a minute with the rank named; SIGINT to `enigma
+//! run --nproc` checkpoints every rank and exits 130; a job whose size is
 //! not the mesh's is refused before training (E0301).
 //!
 //! The processes share the machine's two cores (`--oversubscribe`, one
@@ -291,4 +292,48 @@ fn a_job_of_the_wrong_size_stops_before_training() {
     assert!(stderr(&out).contains("E0301"), "{}", stderr(&out));
     assert!(stderr(&out).contains("--nproc 2"), "{}", stderr(&out));
     assert!(!run.join("metrics.jsonl").exists());
+}
+
+#[test]
+fn sigint_to_the_launcher_checkpoints_every_rank_and_exits_130() {
+    let _turn = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("sigint");
+    let exp = experiment(&dir, "dp2", DP2, 200);
+    let run = dir.join("run");
+    let mut child = Command::new(runtime())
+        .args(["run", "--quiet", "--nproc", "2", "--out"])
+        .arg(&run)
+        .arg(&exp)
+        .spawn()
+        .unwrap();
+    // Wait for two logged steps, then interrupt the launcher only.
+    let started = Instant::now();
+    while losses_so_far(&run) < 2 {
+        assert!(started.elapsed() < Duration::from_secs(120), "no steps");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130));
+    let records = read_records(&run.join("metrics.jsonl")).unwrap();
+    let last = records.last().unwrap();
+    assert_eq!(
+        last.note.as_deref(),
+        Some("stopped by a signal after checkpointing")
+    );
+    let ckpt = run
+        .join("checkpoints")
+        .join(format!("step-{:08}.safetensors", last.step));
+    assert!(ckpt.is_file(), "no checkpoint at step {}", last.step);
+}
+
+/// Training records logged so far (0 before the log exists).
+fn losses_so_far(run: &Path) -> usize {
+    read_records(&run.join("metrics.jsonl"))
+        .map(|r| r.iter().filter(|r| r.kind == RecordKind::Train).count())
+        .unwrap_or(0)
 }
