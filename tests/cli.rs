@@ -191,6 +191,43 @@ fn explain_prints_pages_and_rejects_unknown_codes() {
 }
 
 #[test]
+fn consolidate_says_when_a_run_has_no_checkpoint_and_copies_one_it_has() {
+    use enigma::base::host::HostTensor;
+    use enigma::run::checkpoint::{load, sharded, CheckpointDir};
+    let dir = scratch("consolidate");
+    let out = enigma(&["checkpoint", "consolidate", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds no checkpoint"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two ranks' halves of one tensor, published as a job publishes them.
+    let ckpts = dir.join("checkpoints");
+    let part = |start: usize, data: &[f32]| sharded::Part {
+        name: "w".into(),
+        shape: vec![2, 2],
+        start,
+        data: data.to_vec(),
+    };
+    sharded::write_shard(&ckpts, 5, 0, &[part(0, &[1., 2.])]).unwrap();
+    sharded::write_shard(&ckpts, 5, 1, &[part(2, &[3., 4.])]).unwrap();
+    CheckpointDir::new(&ckpts, 2)
+        .publish_sharded(5, 2, &Default::default())
+        .unwrap();
+    let out = enigma(&["checkpoint", "consolidate", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let one = load(&dir.join("consolidated/step-00000005.safetensors")).unwrap();
+    assert_eq!(
+        one.tensors["w"],
+        HostTensor {
+            shape: vec![2, 2],
+            data: vec![1., 2., 3., 4.]
+        }
+    );
+}
+
+#[test]
 fn user_modules_are_found_relative_to_the_importing_file() {
     let dir = scratch("modules");
     std::fs::create_dir_all(dir.join("lib")).unwrap();

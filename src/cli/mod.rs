@@ -12,6 +12,7 @@
 //! libtorch and runs [`main_with`] with its trainer.
 
 mod check;
+mod checkpoint;
 mod delegate;
 mod explain;
 mod fmt;
@@ -172,6 +173,26 @@ pub enum Command {
         /// The code to explain; omit it to list every code.
         code: Option<String>,
     },
+    /// Work with a run's checkpoints.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CheckpointCommand {
+    /// Write a run's newest checkpoint (a job's shards assembled) as one
+    /// safetensors file of whole tensors.
+    Consolidate {
+        /// The run directory (with `checkpoints/`).
+        run_dir: PathBuf,
+        /// The directory to write `step-XXXXXXXX.safetensors` into
+        /// (default: RUN_DIR/consolidated).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// This step's checkpoint rather than the newest.
+        #[arg(long, value_name = "N")]
+        step: Option<u64>,
+    },
 }
 
 fn version() -> &'static str {
@@ -256,6 +277,9 @@ where
         },
         Command::Fmt { check, files } => fmt::run(&out, &files, check),
         Command::Explain { code } => explain::run(code.as_deref()),
+        Command::Checkpoint(CheckpointCommand::Consolidate { run_dir, out, step }) => {
+            checkpoint::consolidate(&run_dir, out, step)
+        }
     }
 }
 

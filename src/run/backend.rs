@@ -12,6 +12,7 @@ use crate::base::host::HostTensor;
 use crate::diagnostics::Error;
 use crate::ir::train::NonFinite;
 use crate::plan::program::RankProgram;
+use crate::run::checkpoint::sharded::Part;
 
 /// One micro-batch's data: the model's inputs, in the IR's input order,
 /// each `[B, ...]`, and the session they come from (which picks the
@@ -124,6 +125,14 @@ pub trait Backend {
     /// gather their slices for it, so every rank calls it at the same
     /// step.
     fn export(&mut self) -> Result<BTreeMap<String, HostTensor>, Error>;
+
+    /// The parts of the training state this rank writes to a job's
+    /// checkpoint (`run::checkpoint::sharded`), named as
+    /// [`Backend::export`] names the whole tensors: under ZeRO this rank's
+    /// slices (on the first replica of each slice), else the whole tensors
+    /// (on the first rank of the data-parallel group). No collective runs,
+    /// and together the ranks' parts cover the state exactly once.
+    fn export_parts(&mut self) -> Result<Vec<Part>, Error>;
 
     /// Restores what [`Backend::export`] gave; every name and shape must
     /// match.

@@ -235,6 +235,7 @@ fn run_rank<R: Runtime>(
         prefetch: 4,
         leader,
         rank: world.rank,
+        world: world.size,
     };
     let shape = StepShape {
         micro_batch: plan.micro_batch.max(1) as usize,

@@ -58,6 +58,9 @@ pub struct RunOptions {
     pub leader: bool,
     /// This process's rank in the job.
     pub rank: usize,
+    /// The number of processes in the job: with more than one, checkpoints
+    /// are sharded (`checkpoint::sharded`).
+    pub world: usize,
 }
 
 /// What a run did.
@@ -245,7 +248,7 @@ pub fn train<B: Backend>(
         }
         let due = config.checkpoint_every.is_some_and(|e| done % e == 0);
         if due || done == end || interrupted {
-            save(backend, &ckpts, done, position, config, opts.leader)?;
+            save(backend, &ckpts, done, position, config, opts)?;
             write(&mut log, Record::event(done, "checkpoint saved"))?;
         }
         if interrupted {
@@ -354,20 +357,17 @@ fn evaluate<B: Backend>(
     Ok((loss, c, ch))
 }
 
-/// Saves a checkpoint of `step`: every rank gives its state (under ZeRO
-/// the ranks gather their slices), and the leader writes it.
+/// Saves a checkpoint of `step`. One process writes one file; in a job
+/// every rank writes its shard, the ranks meet, and the leader publishes
+/// the manifest (`checkpoint::sharded`).
 fn save<B: Backend>(
     backend: &mut B,
     ckpts: &CheckpointDir,
     step: u64,
     position: Position,
     config: &TrainConfig,
-    leader: bool,
+    opts: &RunOptions,
 ) -> Result<(), Error> {
-    let tensors = backend.export()?;
-    if !leader {
-        return Ok(());
-    }
     let mut metadata = BTreeMap::new();
     metadata.insert("loader.epoch".to_string(), position.epoch.to_string());
     metadata.insert("loader.index".to_string(), position.index.to_string());
@@ -376,18 +376,32 @@ fn save<B: Backend>(
         "rng".to_string(),
         "derived from the seed and the step (masks, dropout) and the epoch (order)".to_string(),
     );
-    let ckpt = Checkpoint {
-        step,
-        tensors,
-        metadata,
-    };
-    ckpts.save(&ckpt).map(|_| ()).map_err(|e| {
+    let failed = |e: super::checkpoint::CheckpointError| {
         Error::new(
             ErrorKind::Checkpoint,
             format!("{e} (the previous checkpoint is intact)"),
         )
         .at_step(step)
-    })
+    };
+    if opts.world > 1 {
+        let parts = backend.export_parts()?;
+        super::checkpoint::sharded::write_shard(ckpts.dir(), step, opts.rank, &parts)
+            .map_err(failed)?;
+        // Every shard is on disk before the manifest names them.
+        backend.barrier()?;
+        if opts.leader {
+            ckpts
+                .publish_sharded(step, opts.world, &metadata)
+                .map_err(failed)?;
+        }
+        return Ok(());
+    }
+    let ckpt = Checkpoint {
+        step,
+        tensors: backend.export()?,
+        metadata,
+    };
+    ckpts.save(&ckpt).map(|_| ()).map_err(failed)
 }
 
 fn read_position(meta: &BTreeMap<String, String>, path: &Path) -> Result<Position, Error> {

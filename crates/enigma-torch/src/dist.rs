@@ -39,9 +39,10 @@ use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
 use crate::comm::Communicator;
-use crate::{op_err, TorchBackend};
+use crate::{download, op_err, TorchBackend};
 use enigma::diagnostics::{Error, ErrorKind};
 use enigma::plan::program::{Collective, CollectiveKind, Group, GroupKind, Purpose, RankProgram};
+use enigma::run::checkpoint::sharded::Part;
 
 /// One placement as this rank holds it.
 #[derive(Clone, Debug)]
@@ -67,6 +68,7 @@ pub struct Dist {
     /// This rank's group of each kind, if any.
     pub data: Option<usize>,
     pub zero_group: Option<usize>,
+    pub replica: Option<usize>,
     /// Per placement this rank holds.
     pub shards: BTreeMap<usize, Shard>,
     /// Under ZeRO 2 and 3, the reduced gradient of each placement's slice.
@@ -533,6 +535,93 @@ impl TorchBackend {
             })
             .collect()
     }
+}
+
+impl TorchBackend {
+    /// The parts of the state this rank writes to a job's checkpoint
+    /// ([`enigma::run::backend::Backend::export_parts`]).
+    pub(crate) fn state_parts(&mut self) -> Result<Vec<Part>, Error> {
+        let get = |t: &Tensor, what: &str, name: &str| {
+            download(t).map_err(|e| op_err(e, format!("reading {what} of `{name}`")))
+        };
+        let mut out = Vec::new();
+        let (zero, writer, first) = match &self.dist {
+            None => (0, true, true),
+            Some(d) => {
+                // The first rank of the group whose ranks hold the same
+                // state writes it.
+                let same = if d.zero > 0 { d.replica } else { d.data };
+                let writer = match same {
+                    Some(g) => {
+                        d.comm
+                            .group_rank(g)
+                            .map_err(|e| comm_err(e, "the checkpoint's writers"))?
+                            .0
+                            == 0
+                    }
+                    None => true,
+                };
+                (d.zero, writer, d.comm.rank() == 0)
+            }
+        };
+        if writer {
+            for (i, place) in self.updated_slots() {
+                let s = &self.slots[i];
+                let shape: Vec<usize> = s.shape.iter().map(|&d| d.max(0) as usize).collect();
+                let part =
+                    |name: String, start: i64, t: &Tensor, what: &str| -> Result<Part, Error> {
+                        Ok(Part {
+                            name,
+                            shape: shape.clone(),
+                            start: start as usize,
+                            data: get(t, what, &s.name)?.data,
+                        })
+                    };
+                let (start, value) = match (zero, s.own, place) {
+                    (0, _, _) | (_, None, _) => (0, s.value.shallow_clone()),
+                    (_, Some((a, b)), _) if a == b => continue,
+                    (_, Some((a, b)), _) => match &s.master {
+                        Some(m) => (a, m.shallow_clone()),
+                        None => (
+                            a,
+                            s.value
+                                .f_reshape([-1])
+                                .and_then(|v| v.f_narrow(0, a, b - a))
+                                .map_err(|e| t_err(e, "a weight slice"))?,
+                        ),
+                    },
+                };
+                out.push(part(s.name.clone(), start, &value, "the weights")?);
+                out.push(part(
+                    format!("optim.m/{}", s.name),
+                    start,
+                    &s.m,
+                    "the first moment",
+                )?);
+                out.push(part(
+                    format!("optim.v/{}", s.name),
+                    start,
+                    &s.v,
+                    "the second moment",
+                )?);
+            }
+        }
+        if first {
+            out.push(Part {
+                name: "optim.t".to_string(),
+                shape: vec![2],
+                start: 0,
+                data: step_count(self.t).to_vec(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The optimiser's step count as two f32 halves of 24 bits each, exact to
+/// 2^48 (how checkpoints store it).
+pub fn step_count(t: u64) -> [f32; 2] {
+    [(t >> 24) as f32, (t & 0xFF_FFFF) as f32]
 }
 
 /// The elements `(a, b)` of copy `c` of placement `sh` that lie in this

@@ -286,6 +286,7 @@ impl TorchBackend {
                     zero,
                     data: Dist::group_of(&groups, rank, GroupKind::Data),
                     zero_group,
+                    replica: Dist::group_of(&groups, rank, GroupKind::Replica),
                     groups,
                     shards,
                     grad_parts: BTreeMap::new(),
@@ -890,7 +891,7 @@ fn upload(h: &HostTensor, device: Device) -> Result<Tensor, OpError> {
         .f_to_device(device)?)
 }
 
-fn download(t: &Tensor) -> Result<HostTensor, OpError> {
+pub(crate) fn download(t: &Tensor) -> Result<HostTensor, OpError> {
     let shape: Vec<usize> = t.size().iter().map(|&d| d.max(0) as usize).collect();
     let flat = t
         .f_to_kind(Kind::Float)?
@@ -1019,13 +1020,11 @@ impl Backend for TorchBackend {
             out.insert(format!("optim.m/{}", s.name), get(&m, "the first moment")?);
             out.insert(format!("optim.v/{}", s.name), get(&v, "the second moment")?);
         }
-        // The step count as two f32 halves of 24 bits each, exact to 2^48.
-        let t = self.t;
         out.insert(
             "optim.t".to_string(),
             HostTensor {
                 shape: vec![2],
-                data: vec![(t >> 24) as f32, (t & 0xFF_FFFF) as f32],
+                data: dist::step_count(self.t).to_vec(),
             },
         );
         Ok(out)
@@ -1091,6 +1090,10 @@ impl Backend for TorchBackend {
             _ => return Err(mismatch("`optim.t` is not two numbers".to_string())),
         }
         Ok(())
+    }
+
+    fn export_parts(&mut self) -> Result<Vec<enigma::run::checkpoint::sharded::Part>, Error> {
+        self.state_parts()
     }
 
     fn any_rank(&mut self, flag: bool) -> Result<bool, Error> {

@@ -2,7 +2,8 @@
 //! trained for 20 steps in one process and under data parallelism with
 //! ZeRO 0 to 3 and hybrid sharding gives the same loss at every step
 //! (1e-4 relative; the largest difference is printed); a run whose rank is
-//! killed resumes bit-identically; a killed, panicking or hung rank ends
+//! killed resumes bit-identically from its sharded checkpoint, which also
+//! consolidates into one file and resumes in one process; a killed, panicking or hung rank ends
 //! the whole job within a minute with the rank named; SIGINT to `enigma
 //! run --nproc` checkpoints every rank and exits 130; a job whose size is
 //! not the mesh's is refused before training (E0301).
@@ -165,9 +166,20 @@ fn data_parallel_and_zero_train_as_one_process_does() {
         // Evaluation sees the one-process batches on every rank.
         let (a, b) = (eval(&dir.join("one")).unwrap(), eval(&run).unwrap());
         assert!((a - b).abs() / a < 1e-4, "{name}: eval loss {a} vs {b}");
-        // Only rank 0 writes the shared files, and its checkpoint holds
-        // the whole state.
-        let ckpt = run.join("checkpoints/step-00000020.safetensors");
+        // The checkpoint is a shard per rank holding state of its own (both
+        // ranks' slices under ZeRO, one copy of the whole without it) and a
+        // manifest; it loads as the whole state.
+        let ckpt = run.join("checkpoints/step-00000020");
+        assert!(ckpt.join("manifest.json").is_file(), "{name}");
+        let shards = std::fs::read_dir(&ckpt)
+            .unwrap()
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                n.to_str().unwrap().ends_with(".safetensors")
+            })
+            .count();
+        let writers = if *name == "zero0" { 1 } else { 2 };
+        assert_eq!(shards, writers, "{name}: shard files");
         let c = enigma::run::checkpoint::load(&ckpt).unwrap();
         assert_eq!(
             c.tensors["vt.proj.w"].shape,
@@ -206,12 +218,54 @@ fn a_run_whose_rank_was_killed_resumes_bit_identically() {
     ];
     let (out, _) = mpirun(2, &args, &[("ENIGMA_FAULT", "kill@1:7")]);
     assert!(!out.status.success());
-    assert!(cut.join("checkpoints/step-00000004.safetensors").is_file());
+    assert!(cut
+        .join("checkpoints/step-00000004/manifest.json")
+        .is_file());
     let mut resumed = vec!["--resume"];
     resumed.extend(args);
     let (out, _) = mpirun(2, &resumed, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(losses(&whole), losses(&cut), "losses differ after resuming");
+
+    // The job's checkpoint as one file of whole tensors.
+    let out = Command::new(runtime())
+        .args(["checkpoint", "consolidate"])
+        .arg(&whole)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let one = enigma::run::checkpoint::load(&whole.join("consolidated/step-00000008.safetensors"))
+        .unwrap();
+    let sharded = enigma::run::checkpoint::load(&whole.join("checkpoints/step-00000008")).unwrap();
+    assert_eq!(one, sharded);
+    assert_eq!(one.tensors["optim.m/vt.proj.w"].shape, vec![64, 768]);
+
+    // Resharding on load: the 2-rank ZeRO-1 checkpoint of step 8 resumed
+    // by one process trains steps 9 to 12 as the 2-rank job does.
+    let longer = dir.join("longer");
+    let (out, _) = mpirun(
+        2,
+        &[
+            "--steps",
+            "12",
+            "--out",
+            longer.to_str().unwrap(),
+            exp.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let single = experiment(&dir, "one", "  mesh { dp: 1 }\n  batch -> dp\n", 4);
+    let out = Command::new(runtime())
+        .args(["run", "--quiet", "--resume", "--steps", "12", "--out"])
+        .arg(&whole)
+        .arg(&single)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let d = largest_difference(&losses(&longer), &losses(&whole));
+    println!("resumed by one process from a 2-rank ZeRO-1 checkpoint: largest relative difference {d:.2e}");
+    assert!(d < 1e-4, "{d}");
 }
 
 /// Runs the 2-rank quickstart with `fault` (at step 3), checks the job

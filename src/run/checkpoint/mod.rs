@@ -32,8 +32,16 @@
 //! and never removes the file just written.
 //!
 //! One process writes a directory at a time; readers may run alongside it.
+//!
+//! # Jobs of several processes
+//!
+//! A job writes a step *directory* instead of a file: one shard per rank
+//! and a manifest written last ([`sharded`]). [`CheckpointDir::list`] and
+//! [`CheckpointDir::latest`] treat a published step directory like a file,
+//! and [`load`] assembles its shards into the same [`Checkpoint`].
 
 mod format;
+pub mod sharded;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -288,12 +296,30 @@ impl CheckpointDir {
         })?;
         let excess = found.finished.len().saturating_sub(self.keep);
         let old = found.finished.iter().take(excess).map(|(_, p)| p);
+        // A job's step directory without a manifest, older than the
+        // checkpoint just published, was left by a crash: no rank writes it
+        // any more.
+        let written_step = found
+            .finished
+            .iter()
+            .find(|(_, p)| p == written)
+            .map(|(s, _)| *s);
+        let abandoned = found
+            .unpublished
+            .iter()
+            .filter(|(s, _)| written_step.is_some_and(|w| *s < w))
+            .map(|(_, p)| p);
         let mut first_error = None;
-        for path in found.stale.iter().chain(old) {
+        for path in found.stale.iter().chain(old).chain(abandoned) {
             if path == written {
                 continue;
             }
-            match self.fs.remove(path) {
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(path)
+            } else {
+                self.fs.remove(path)
+            };
+            match removed {
                 // Someone else removed it first: the outcome is the same.
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
                     let context = format!(
@@ -312,9 +338,33 @@ impl CheckpointDir {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// The finished checkpoints, by step ascending. `.tmp` files and names
-    /// that are not `step-<digits>.safetensors` are ignored; a directory
-    /// that does not exist holds no checkpoints.
+    /// Rank 0 of a job, once every rank has written its shard of `step`
+    /// (`sharded::write_shard`) and they have met at a barrier: writes the
+    /// manifest that makes the step a checkpoint, then prunes as
+    /// [`CheckpointDir::save`] does. Returns the step directory.
+    pub fn publish_sharded(
+        &self,
+        step: u64,
+        world: usize,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<PathBuf, CheckpointError> {
+        if let Some(key) = metadata.keys().find(|k| k.starts_with(RESERVED_PREFIX)) {
+            return Err(CheckpointError::new(
+                CheckpointErrorKind::Invalid,
+                &self.dir,
+                format!("metadata key `{key}` is reserved"),
+            ));
+        }
+        let dir = sharded::publish(&self.dir, step, world, metadata)?;
+        self.prune(&dir)?;
+        Ok(dir)
+    }
+
+    /// The finished checkpoints, by step ascending: single files
+    /// `step-<digits>.safetensors`, and a job's step directories
+    /// `step-<digits>/` with their manifest. `.tmp` files, step directories
+    /// without a manifest and other names are ignored; a directory that
+    /// does not exist holds no checkpoints.
     pub fn list(&self) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
         Ok(scan(&self.dir)?.finished)
     }
@@ -373,8 +423,12 @@ impl CheckpointDir {
     }
 }
 
-/// Reads and verifies the checkpoint at `path`.
+/// Reads and verifies the checkpoint at `path`: one file, or a job's step
+/// directory (its shards assembled into whole tensors).
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    if path.is_dir() {
+        return sharded::load_dir(path);
+    }
     let bytes = fs::read(path).map_err(|e| CheckpointError::io("could not read", path, &e))?;
     format::decode(&bytes, path)
 }
@@ -389,6 +443,16 @@ fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push(".tmp");
     PathBuf::from(name)
+}
+
+/// The step of a job's checkpoint directory name (`step-00000200`).
+fn parse_dir_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("step-")?;
+    if digits.len() < 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let step = digits.parse().ok()?;
+    (format!("step-{step:08}") == name).then_some(step)
 }
 
 /// The step of a checkpoint file name. Only the exact names
@@ -409,6 +473,9 @@ struct Scan {
     finished: Vec<(u64, PathBuf)>,
     /// `.tmp` files of checkpoints, left by a crash or a failed save.
     stale: Vec<PathBuf>,
+    /// Step directories of a job without a manifest: being written, or
+    /// left by a crash.
+    unpublished: Vec<(u64, PathBuf)>,
 }
 
 fn scan(dir: &Path) -> Result<Scan, CheckpointError> {
@@ -427,6 +494,13 @@ fn scan(dir: &Path) -> Result<Scan, CheckpointError> {
             found.finished.push((step, entry.path()));
         } else if name.strip_suffix(".tmp").and_then(parse_name).is_some() {
             found.stale.push(entry.path());
+        } else if let Some(step) = parse_dir_name(name).filter(|_| entry.path().is_dir()) {
+            // A job's sharded checkpoint counts once its manifest is there.
+            if sharded::is_published(&entry.path()) {
+                found.finished.push((step, entry.path()));
+            } else {
+                found.unpublished.push((step, entry.path()));
+            }
         }
     }
     found.finished.sort();
