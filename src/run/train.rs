@@ -226,7 +226,9 @@ pub fn train<B: Backend>(
                 &mut log,
                 Record::event(done, &format!("step skipped: {why}")),
             )?;
-            progress.println(&format!("step {done}: skipped ({why})"));
+            if opts.leader {
+                progress.println(&format!("step {done}: skipped ({why})"));
+            }
         }
         write(&mut log, rec)?;
         progress.update(done, out.loss, lr);
@@ -257,7 +259,9 @@ pub fn train<B: Backend>(
                 &mut log,
                 Record::event(done, "stopped by a signal after checkpointing"),
             )?;
-            progress.println(&format!("stopped at step {done}; resume with --resume"));
+            if opts.leader {
+                progress.println(&format!("stopped at step {done}; resume with --resume"));
+            }
             break;
         }
     }

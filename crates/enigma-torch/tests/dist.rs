@@ -381,7 +381,8 @@ fn sigint_to_the_launcher_checkpoints_every_rank_and_exits_130() {
     );
     let ckpt = run
         .join("checkpoints")
-        .join(format!("step-{:08}.safetensors", last.step));
+        .join(format!("step-{:08}", last.step))
+        .join("manifest.json");
     assert!(ckpt.is_file(), "no checkpoint at step {}", last.step);
 }
 
