@@ -120,10 +120,10 @@ pub trait Backend {
         hold_out: Option<&HoldOut>,
     ) -> Result<EvalOutcome, Error>;
 
-    /// The training state: every parameter copy and the optimiser's
-    /// moments (and its step count), by name, whole. Under ZeRO the ranks
-    /// gather their slices for it, so every rank calls it at the same
-    /// step.
+    /// The training state of one process: every parameter copy and the
+    /// optimiser's moments (and its step count), by name, whole. A job of
+    /// several processes writes its state in parts
+    /// ([`Backend::export_parts`]) instead.
     fn export(&mut self) -> Result<BTreeMap<String, HostTensor>, Error>;
 
     /// The parts of the training state this rank writes to a job's

@@ -14,6 +14,9 @@
 //! | 2 | reduce-scattered over the ZeRO group (then all-reduced over the replica group when sharding is hybrid) | slice | as 1 |
 //! | 3 | as 2 | slice | only the slice (the master copy) between steps; gathered before use |
 //!
+//! Checkpoints need no collective: each rank writes the parts it holds
+//! (`state_parts`), and loading assembles them.
+//!
 //! Sums are divided by the group's size, so a gradient is the mean over the
 //! data-parallel ranks of their micro-batch means: the one-process gradient
 //! of the whole batch whenever every rank's loss weighs the same (fixed
@@ -123,7 +126,8 @@ impl Dist {
         Ok(out)
     }
 
-    fn size_of(&self, group: usize) -> Result<usize, Error> {
+    /// The number of ranks in `group`.
+    pub(crate) fn size_of(&self, group: usize) -> Result<usize, Error> {
         self.comm
             .group_rank(group)
             .map(|(_, n)| n)
@@ -440,100 +444,6 @@ impl TorchBackend {
         part.f_narrow(0, start, b - a)
             .map(Some)
             .map_err(|e| t_err(e, "a gradient slice"))
-    }
-}
-
-impl TorchBackend {
-    /// Every slot's weights and moments, whole: under ZeRO the ranks of the
-    /// ZeRO group gather their slices (one all-gather per placement and
-    /// tensor), so every rank must call it at the same point.
-    pub(crate) fn whole_state(&mut self) -> Result<Vec<(Tensor, Tensor, Tensor)>, Error> {
-        let mut out: Vec<(Tensor, Tensor, Tensor)> = self
-            .slots
-            .iter()
-            .map(|s| {
-                (
-                    s.value.shallow_clone(),
-                    s.m.shallow_clone(),
-                    s.v.shallow_clone(),
-                )
-            })
-            .collect();
-        let (shards, group) = match &self.dist {
-            Some(d) if d.zero > 0 => match d.zero_group {
-                Some(g) => (d.shards.clone(), g),
-                None => return Ok(out),
-            },
-            _ => return Ok(out),
-        };
-        for sh in shards.values() {
-            let take = |f: fn(&crate::Slot) -> Tensor| -> Vec<Tensor> {
-                sh.slots.iter().map(|&i| f(&self.slots[i])).collect()
-            };
-            let (m, v) = (take(|s| s.m.shallow_clone()), take(|s| s.v.shallow_clone()));
-            let master = self
-                .slots
-                .get(sh.slots[0])
-                .is_some_and(|s| s.master.is_some())
-                .then(|| {
-                    take(|s| {
-                        s.master
-                            .as_ref()
-                            .map_or_else(Tensor::new, Tensor::shallow_clone)
-                    })
-                });
-            let ms = self.gather_placement(group, sh, m)?;
-            let vs = self.gather_placement(group, sh, v)?;
-            let ws = match master {
-                Some(w) => Some(self.gather_placement(group, sh, w)?),
-                None => None,
-            };
-            for (c, &i) in sh.slots.iter().enumerate() {
-                out[i].1 = ms[c].shallow_clone();
-                out[i].2 = vs[c].shallow_clone();
-                if let Some(ws) = &ws {
-                    out[i].0 = ws[c].shallow_clone();
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The whole copies of placement `sh` from every rank's `own` parts
-    /// (one flat tensor per copy, empty where the copy has none here).
-    fn gather_placement(
-        &mut self,
-        group: usize,
-        sh: &Shard,
-        own: Vec<Tensor>,
-    ) -> Result<Vec<Tensor>, Error> {
-        let present: Vec<Tensor> = own.into_iter().filter(|t| t.numel() > 0).collect();
-        let mine = if present.is_empty() {
-            Tensor::f_zeros([0], (Kind::Float, self.device)).map_err(|e| t_err(e, "a slice"))?
-        } else {
-            Tensor::f_cat(&present, 0).map_err(|e| t_err(e, "a slice"))?
-        };
-        let input = pad(&mine, sh.piece)?;
-        let d = self.dist()?;
-        let n = d.size_of(group)? as i64;
-        let mut out = input
-            .f_new_zeros([sh.piece * n], (Kind::Float, input.device()))
-            .map_err(|e| t_err(e, "a gathered placement"))?;
-        d.comm
-            .all_gather(group, &input, &mut out)
-            .map_err(|e| comm_err(e, "all-gathering the state for a checkpoint"))?;
-        let flat = out
-            .f_narrow(0, 0, sh.total)
-            .map_err(|e| t_err(e, "a gathered placement"))?;
-        sh.slots
-            .iter()
-            .enumerate()
-            .map(|(c, &i)| {
-                flat.f_narrow(0, c as i64 * sh.numel, sh.numel)
-                    .and_then(|t| t.f_reshape(self.slots[i].shape.as_slice()))
-                    .map_err(|e| t_err(e, "a gathered copy"))
-            })
-            .collect()
     }
 }
 

@@ -710,12 +710,7 @@ impl TorchBackend {
         let local = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
         let data = self.dist.as_ref().and_then(|d| d.data);
         let ranks = match (&self.dist, data) {
-            (Some(d), Some(g)) => {
-                d.comm
-                    .group_rank(g)
-                    .map_err(|e| dist::comm_err(e, "the data group"))?
-                    .1
-            }
+            (Some(d), Some(g)) => d.size_of(g)?,
             _ => 1,
         };
         let loss = self.sum_over(data, local, "averaging the loss")? / ranks as f64;
@@ -1010,24 +1005,22 @@ impl Backend for TorchBackend {
     }
 
     fn export(&mut self) -> Result<BTreeMap<String, HostTensor>, Error> {
-        let mut out = BTreeMap::new();
-        let whole = self.whole_state()?;
-        for (s, (value, m, v)) in self.slots.iter().zip(whole) {
-            let get = |t: &Tensor, what: &str| {
-                download(t).map_err(|e| op_err(e, format!("reading {what} of `{}`", s.name)))
-            };
-            out.insert(s.name.clone(), get(&value, "the weights")?);
-            out.insert(format!("optim.m/{}", s.name), get(&m, "the first moment")?);
-            out.insert(format!("optim.v/{}", s.name), get(&v, "the second moment")?);
+        // One process holds every tensor whole, so its parts are its state;
+        // a job writes its parts as shards, which loading assembles.
+        if self.dist.is_some() {
+            return Err(Error::internal(
+                "a job of several processes exports its state in parts (a sharded checkpoint)"
+                    .to_string(),
+            ));
         }
-        out.insert(
-            "optim.t".to_string(),
-            HostTensor {
-                shape: vec![2],
-                data: dist::step_count(self.t).to_vec(),
-            },
-        );
-        Ok(out)
+        self.state_parts()?
+            .into_iter()
+            .map(|p| {
+                let t = HostTensor::new(p.shape, p.data)
+                    .map_err(|e| Error::internal(format!("`{}`: {e}", p.name)))?;
+                Ok((p.name, t))
+            })
+            .collect()
     }
 
     fn import(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<(), Error> {
