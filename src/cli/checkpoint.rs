@@ -10,16 +10,23 @@
 
 use std::path::{Path, PathBuf};
 
+use super::output::Output;
 use super::{EXIT_OK, EXIT_USAGE};
+use crate::diagnostics::{Error, ErrorKind};
 use crate::run::checkpoint::{load, CheckpointDir};
 
 /// Writes the checkpoint of `step` (default: the newest that loads) of
 /// `run_dir` to `out` (default `RUN_DIR/consolidated`) as
 /// `step-XXXXXXXX.safetensors`.
-pub fn consolidate(run_dir: &Path, out: Option<PathBuf>, step: Option<u64>) -> i32 {
+pub fn consolidate(
+    output: &Output,
+    run_dir: &Path,
+    out: Option<PathBuf>,
+    step: Option<u64>,
+) -> i32 {
     let ckpts = CheckpointDir::new(run_dir.join("checkpoints"), usize::MAX);
     let fail = |m: String| {
-        eprintln!("error[E0505]: {m}");
+        output.error(&Error::new(ErrorKind::Checkpoint, m), &Default::default());
         EXIT_USAGE
     };
     let checkpoint = match step {

@@ -259,7 +259,7 @@ where
             stdlib,
             nproc,
         } => match (nproc, trainer) {
-            (Some(n), _) => start_processes(n, &args, trainer.is_some()),
+            (Some(n), _) => start_processes(&out, n, &args, trainer.is_some()),
             (None, None) => delegate::delegate(&args),
             (None, Some(trainer)) => run::run(
                 &out,
@@ -277,20 +277,27 @@ where
         },
         Command::Fmt { check, files } => fmt::run(&out, &files, check),
         Command::Explain { code } => explain::run(code.as_deref()),
-        Command::Checkpoint(CheckpointCommand::Consolidate { run_dir, out, step }) => {
-            checkpoint::consolidate(&run_dir, out, step)
-        }
+        Command::Checkpoint(CheckpointCommand::Consolidate {
+            run_dir,
+            out: dir,
+            step,
+        }) => checkpoint::consolidate(&out, &run_dir, dir, step),
     }
 }
 
 /// `run --nproc N`: starts the job's processes, unless this process is
 /// already one of a launched job of N (then `--nproc` is a no-op that
 /// would otherwise recurse).
-fn start_processes(n: usize, args: &[std::ffi::OsString], in_runtime: bool) -> i32 {
+fn start_processes(
+    out: &output::Output,
+    n: usize,
+    args: &[std::ffi::OsString],
+    in_runtime: bool,
+) -> i32 {
     let world = match crate::run::launch::World::from_env() {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("error[{}]: {e}", e.kind.code());
+            out.error(&e, &Default::default());
             return EXIT_USAGE;
         }
     };

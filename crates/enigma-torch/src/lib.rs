@@ -224,7 +224,8 @@ impl TorchBackend {
         let mut per_layer = vec![false; graph.params.len()];
         let mut per_session = vec![false; graph.params.len()];
         let mut slots_of: BTreeMap<usize, (Vec<usize>, i64)> = BTreeMap::new();
-        let held: Vec<usize> = program.params.iter().map(|p| p.placement).collect();
+        let held: std::collections::BTreeSet<usize> =
+            program.params.iter().map(|p| p.placement).collect();
         for (k, pl) in plan.placements.iter().enumerate() {
             if !held.contains(&k) {
                 continue;

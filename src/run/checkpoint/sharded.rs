@@ -31,12 +31,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{format, Checkpoint, CheckpointError, CheckpointErrorKind as Kind};
+use super::{format, Checkpoint, CheckpointError, CheckpointErrorKind as Kind, Fs, RealFs};
 use crate::base::host::HostTensor;
 
 /// The manifest's file name.
@@ -79,26 +79,22 @@ fn shard_name(rank: usize) -> String {
     format!("rank-{rank:05}.safetensors")
 }
 
-/// Writes `content` to `path` atomically: a synced `.tmp` file renamed into
-/// place, then the directory synced.
+/// Writes `content` to `path` atomically, with the calls single-file
+/// checkpoints make ([`RealFs`]): a synced `.tmp` file renamed into place,
+/// then the directory synced.
 fn write_atomic(path: &Path, content: &[u8]) -> Result<(), CheckpointError> {
+    let fs = RealFs;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let written = File::create(&tmp)
-        .and_then(|mut f| f.write_all(content).and_then(|_| f.sync_all()))
-        .and_then(|_| fs::rename(&tmp, path));
+    let tmp = super::tmp_path(path);
+    let written = fs
+        .write_synced(&tmp, content)
+        .and_then(|_| fs.rename(&tmp, path));
     if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs.remove(&tmp);
         return Err(CheckpointError::io("could not write", path, &e));
     }
-    if let Ok(d) = File::open(dir) {
-        // As for single files: a file system that cannot sync a directory
-        // makes the rename as durable as it can.
-        let _ = d.sync_all();
-    }
-    Ok(())
+    fs.sync_dir(dir)
+        .map_err(|e| CheckpointError::io("could not sync the directory of", path, &e))
 }
 
 /// Writes `rank`'s `parts` of the checkpoint of `step` into its step
@@ -141,25 +137,50 @@ pub fn write_shard(
 
 /// The content hash a checkpoint file records, read from its header only.
 fn recorded_hash(path: &Path) -> Result<String, CheckpointError> {
-    let corrupt = |m: &str| CheckpointError::new(Kind::Corrupt, path, m.to_string());
     let mut f = File::open(path).map_err(|e| CheckpointError::io("could not open", path, &e))?;
     let mut len = [0u8; 8];
     f.read_exact(&mut len)
         .map_err(|e| CheckpointError::io("could not read the header", path, &e))?;
     let n = u64::from_le_bytes(len);
-    if n > 100 << 20 {
-        return Err(corrupt("the header is larger than 100 MB"));
+    if n > MAX_HEADER {
+        return Err(CheckpointError::new(
+            Kind::Corrupt,
+            path,
+            "the header is larger than 100 MB".to_string(),
+        ));
     }
     let mut header = vec![0u8; n as usize];
     f.read_exact(&mut header)
         .map_err(|e| CheckpointError::io("could not read the header", path, &e))?;
-    let v: Value =
-        serde_json::from_slice(&header).map_err(|_| corrupt("the header is not JSON"))?;
+    header_hash(&header, path)
+}
+
+/// The largest safetensors header read.
+const MAX_HEADER: u64 = 100 << 20;
+
+/// The content hash recorded in a safetensors `header` (its JSON).
+fn header_hash(header: &[u8], path: &Path) -> Result<String, CheckpointError> {
+    let corrupt = |m: &str| CheckpointError::new(Kind::Corrupt, path, m.to_string());
+    let v: Value = serde_json::from_slice(header).map_err(|_| corrupt("the header is not JSON"))?;
     v.get("__metadata__")
         .and_then(|m| m.get(format::HASH_KEY))
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| corrupt("the header records no content hash"))
+}
+
+/// The content hash recorded in a whole checkpoint file's `bytes`.
+fn bytes_hash(bytes: &[u8], path: &Path) -> Result<String, CheckpointError> {
+    let header = bytes
+        .get(..8)
+        .and_then(|l| l.try_into().ok())
+        .map(u64::from_le_bytes)
+        .filter(|&n| n <= MAX_HEADER)
+        .and_then(|n| bytes.get(8..8 + n as usize))
+        .ok_or_else(|| {
+            CheckpointError::new(Kind::Corrupt, path, "the header is damaged".to_string())
+        })?;
+    header_hash(header, path)
 }
 
 /// Rank 0, once every rank has written its shard of `step`: writes the
@@ -263,7 +284,9 @@ pub fn load_dir(dir: &Path) -> Result<Checkpoint, CheckpointError> {
         let bytes =
             fs::read(&path).map_err(|e| CheckpointError::io("could not read", &path, &e))?;
         let shard = format::decode(&bytes, &path)?;
-        if recorded_hash(&path)? != want || shard.step != step {
+        // The bytes read once: decoded and verified above, their recorded
+        // hash compared with the manifest's here.
+        if bytes_hash(&bytes, &path)? != want || shard.step != step {
             return Err(CheckpointError::new(
                 Kind::Corrupt,
                 &path,
