@@ -207,6 +207,7 @@ fn consolidate_says_when_a_run_has_no_checkpoint_and_copies_one_it_has() {
     let part = |start: usize, data: &[f32]| sharded::Part {
         name: "w".into(),
         shape: vec![2, 2],
+        region: Vec::new(),
         start,
         data: data.to_vec(),
     };

@@ -105,9 +105,11 @@ pub struct RankProgram {
 
 impl RankProgram {
     /// The loads and first forward ops of micro-batch 0, in program order,
-    /// with the ZeRO-3 gathers of the weights they use: what an evaluation
-    /// runs (no backward, collectives of gradients or step; recomputations
-    /// are the backward pass's).
+    /// with the ZeRO-3 gathers of the weights they use, the tensor-parallel
+    /// collectives of their values and the transfers of its activations
+    /// between pipeline stages: what an evaluation runs (no backward,
+    /// collectives of gradients or step; recomputations are the backward
+    /// pass's).
     pub fn forward_only(&self) -> RankProgram {
         let first_backward = self
             .ops
@@ -118,17 +120,29 @@ impl RankProgram {
             .ops
             .iter()
             .enumerate()
-            .filter(|(i, op)| match op {
-                Instr::Load { micro, .. } => *micro == 0,
-                Instr::Forward {
-                    micro, recompute, ..
-                } => *micro == 0 && !*recompute,
-                Instr::Collective(c) => {
-                    matches!(c.purpose, Purpose::GatherParams(_)) && *i < first_backward
-                }
-                _ => false,
+            .filter_map(|(i, op)| {
+                let keep = match op {
+                    Instr::Load { micro, .. } => *micro == 0,
+                    Instr::Forward {
+                        micro, recompute, ..
+                    } => *micro == 0 && !*recompute,
+                    Instr::Collective(c) => match &c.purpose {
+                        Purpose::GatherParams(_) => i < first_backward,
+                        Purpose::Forward(v) => v.micro == 0 && i < first_backward,
+                        _ => false,
+                    },
+                    Instr::P2p(ts) => {
+                        let first: Vec<Transfer> = ts
+                            .iter()
+                            .filter(|t| t.value.micro == 0 && !t.grad)
+                            .cloned()
+                            .collect();
+                        return (!first.is_empty()).then_some(Instr::P2p(first));
+                    }
+                    Instr::Backward { .. } | Instr::Step => false,
+                };
+                keep.then(|| op.clone())
             })
-            .map(|(_, op)| op.clone())
             .collect();
         RankProgram {
             ops,
@@ -214,6 +228,11 @@ pub struct Collective {
     pub dtype: DType,
     /// Elements of the whole buffer (see the module docs).
     pub elems: i64,
+    /// The dim a tensor-parallel all-gather concatenates along or a
+    /// reduce-scatter splits (the sequence under sequence parallelism, the
+    /// split dim of a gathered or narrowed value); `None` for flat buffers
+    /// (ZeRO, gradients) and all-reduces.
+    pub dim: Option<usize>,
     pub purpose: Purpose,
 }
 
@@ -260,6 +279,16 @@ pub enum Instr {
         /// (its index in the tensor group, as for every split) before the
         /// node runs.
         narrow: Vec<(usize, usize)>,
+        /// Inputs (by position) that this rank holds split but the node
+        /// takes whole: the tensor-parallel all-gather before it (listed
+        /// once per pass, for its first consumer) supplies them.
+        gather: Vec<usize>,
+        /// Inputs (by position) whose gradient this application leaves
+        /// partial on each rank of the tensor group: it is summed (or, when
+        /// gathered from sequence shards, reduce-scattered) by the
+        /// `Backward` collective on that value before it joins the value's
+        /// other gradients.
+        partial_grad: Vec<usize>,
     },
     /// A node's backward application: gradients of its inputs from the
     /// gradient of its output. Its FLOPs are twice the forward's for matrix

@@ -240,6 +240,7 @@ fn run_rank<R: Runtime>(
     let shape = StepShape {
         micro_batch: plan.micro_batch.max(1) as usize,
         microbatches: plan.microbatches.max(1),
+        pipeline: plan.layout.microbatches.max(1),
         data_part: data_part(plan, world.rank),
     };
     if !quiet {

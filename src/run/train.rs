@@ -29,8 +29,9 @@ use super::checkpoint::{Checkpoint, CheckpointDir};
 use super::corr::{mean, WindowedCorr};
 use super::metrics::{MetricsLog, Record};
 use super::progress::Progress;
+use crate::base::host::HostTensor;
 use crate::base::rng::derive;
-use crate::dataset::loader::{Dataset, Loader, Position};
+use crate::dataset::loader::{Batch, Dataset, Loader, Position};
 use crate::diagnostics::{Error, ErrorKind};
 use crate::ir::train::TrainConfig;
 use crate::plan::program::RankProgram;
@@ -84,21 +85,27 @@ pub struct Summary {
 #[derive(Clone, Copy, Debug)]
 pub struct StepShape {
     pub micro_batch: usize,
+    /// Micro-batches per rank per step: pipeline micro-batches times
+    /// gradient accumulation.
     pub microbatches: usize,
+    /// The pipeline micro-batches among them (the `parallel` block's
+    /// `microbatches`).
+    pub pipeline: usize,
     /// This rank's part of each batch among the data-parallel ranks: its
     /// position and their number (`(0, 1)` in one process).
     pub data_part: (usize, usize),
 }
 
 impl StepShape {
-    /// Windows per micro-batch summed over the data-parallel ranks: the
-    /// micro-batch one process of the same experiment runs. Evaluation
-    /// uses it on every rank, so its figures are the one-process figures
-    /// whatever the layout (each rank evaluates every window; the ranks'
-    /// forward passes are not split, which is exact and costs evaluation
-    /// time on large jobs).
+    /// The evaluation batch: the step's batch divided by gradient
+    /// accumulation, which is the batch one process of the same experiment
+    /// runs through the model at once. Evaluation uses it on every rank,
+    /// so its figures are the one-process figures whatever the layout
+    /// (each rank evaluates every window, through the pipeline when there
+    /// is one; the forward passes are not split over data-parallel ranks,
+    /// which is exact and costs evaluation time on large jobs).
     pub fn global_micro_batch(&self) -> usize {
-        self.micro_batch * self.data_part.1.max(1)
+        self.micro_batch * self.data_part.1.max(1) * self.pipeline.max(1)
     }
 }
 
@@ -148,9 +155,13 @@ pub fn train<B: Backend>(
     let end = opts
         .stop_after
         .map_or(config.steps, |s| s.min(config.steps));
+    // One loader batch per step: this rank's part of the step's global
+    // batch (the batch one process takes), cut into the step's
+    // micro-batches below, so that every layout sees the windows one
+    // process sees, in its order.
     let mut loader = Loader::start_part(
         dataset.clone(),
-        shape.micro_batch,
+        shape.micro_batch * shape.microbatches.max(1),
         shape.data_part,
         config.seed,
         position,
@@ -181,20 +192,34 @@ pub fn train<B: Backend>(
         let done = step + 1;
         super::failure::set_step(done);
         super::failure::inject(opts.rank, done).map_err(|e| e.at_step(done))?;
-        let mut batches = Vec::with_capacity(shape.microbatches);
-        for _ in 0..shape.microbatches {
-            let (pos, batch) = loader.next().map_err(|e| e.at_step(done))?;
-            position = pos;
-            batches.push(batch);
-        }
-        let micro: Vec<MicroBatch<'_>> = batches
-            .iter()
-            .map(|b| MicroBatch {
-                session: b.session,
-                inputs: &b.inputs,
-                first: shape.data_part.0 * shape.micro_batch,
-            })
-            .collect();
+        let (pos, batch) = loader.next().map_err(|e| e.at_step(done))?;
+        position = pos;
+        // Sample `i` of micro-batch `j` is window `first + i` of the step's
+        // global batch, which keys its token mask.
+        let n = shape.microbatches.max(1);
+        let first = |j: usize| shape.data_part.0 * shape.micro_batch * n + j * shape.micro_batch;
+        let split = if n > 1 {
+            split_batch(&batch, n)
+        } else {
+            Vec::new()
+        };
+        let micro: Vec<MicroBatch<'_>> = if n > 1 {
+            split
+                .iter()
+                .enumerate()
+                .map(|(j, b)| MicroBatch {
+                    session: batch.session,
+                    inputs: b,
+                    first: first(j),
+                })
+                .collect()
+        } else {
+            vec![MicroBatch {
+                session: batch.session,
+                inputs: &batch.inputs,
+                first: first(0),
+            }]
+        };
         let lr = config.optimizer.lr() * config.schedule.factor(step, config.steps);
         let keys = StepKeys {
             mask: derive(derive(config.seed, MASK), step),
@@ -274,6 +299,32 @@ pub fn train<B: Backend>(
             .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     }
     Ok(summary)
+}
+
+/// `batch`'s inputs cut along their first (batch) dim into `n` equal
+/// micro-batches, in order.
+fn split_batch(batch: &Batch, n: usize) -> Vec<Vec<HostTensor>> {
+    (0..n)
+        .map(|j| {
+            batch
+                .inputs
+                .iter()
+                .map(|t| {
+                    let rows = t.shape.first().copied().unwrap_or(0);
+                    let per = rows / n.max(1);
+                    let row = t.numel() / rows.max(1);
+                    let mut shape = t.shape.clone();
+                    if let Some(first) = shape.first_mut() {
+                        *first = per;
+                    }
+                    HostTensor {
+                        shape,
+                        data: t.data[j * per * row..(j + 1) * per * row].to_vec(),
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Evaluates on the first `eval.batches` batches of the evaluation split:

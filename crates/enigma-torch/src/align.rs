@@ -91,3 +91,21 @@ pub fn shape(ty: &Ty, batch: i64) -> Result<Vec<i64>, OpError> {
         })
         .collect()
 }
+
+/// The run-time shape of a value the plan gives as `planned` (this rank's
+/// part of a split dim, the plan's micro-batch), with `batch` samples: the
+/// planned sizes, except the `batch` dims of `ty`.
+pub fn local_shape(ty: &Ty, planned: &[i64], batch: i64) -> Vec<i64> {
+    let b = Size::symbol("batch");
+    planned
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| {
+            if ty.dims.get(k).is_some_and(|d| d.name == b) {
+                batch
+            } else {
+                n
+            }
+        })
+        .collect()
+}

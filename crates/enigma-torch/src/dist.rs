@@ -160,35 +160,35 @@ impl TorchBackend {
             })?;
         tch::no_grad(|| {
             match (&c.purpose, c.kind) {
-            (Purpose::Gradients(pls), CollectiveKind::AllReduce) => {
-                if group == GroupKind::Replica {
-                    self.reduce_grad_parts(c.group, pls)
-                } else {
-                    self.all_reduce_grads(c.group, pls)
+                (Purpose::Gradients(pls), CollectiveKind::AllReduce) => {
+                    // Data-parallel ranks average; the ranks of a tensor group
+                    // (partial gradients of a whole parameter) and the stages
+                    // holding a tied parameter add their contributions.
+                    let average = !matches!(group, GroupKind::Tensor | GroupKind::Tied);
+                    let sliced = self
+                        .dist
+                        .as_ref()
+                        .is_some_and(|d| pls.iter().all(|p| d.grad_parts.contains_key(p)));
+                    if group == GroupKind::Replica || (sliced && !average) {
+                        self.reduce_grad_parts(c.group, pls, average)
+                    } else {
+                        self.all_reduce_grads(c.group, pls, average)
+                    }
                 }
+                (Purpose::Gradients(pls), CollectiveKind::ReduceScatter) => {
+                    self.reduce_scatter_grads(c.group, pls)
+                }
+                (Purpose::UpdatedParams(pls), CollectiveKind::AllGather) => {
+                    self.gather_weights(c.group, pls, false)
+                }
+                (Purpose::GatherParams(pls), CollectiveKind::AllGather) => {
+                    self.gather_weights(c.group, pls, true)
+                }
+                (p, k) => Err(Error::internal(format!(
+                    "the plan asks for {} of {p:?}, which no layout needs",
+                    k.as_str()
+                ))),
             }
-            (Purpose::Gradients(pls), CollectiveKind::ReduceScatter) => {
-                self.reduce_scatter_grads(c.group, pls)
-            }
-            (Purpose::UpdatedParams(pls), CollectiveKind::AllGather) => {
-                self.gather_weights(c.group, pls, false)
-            }
-            (Purpose::GatherParams(pls), CollectiveKind::AllGather) => {
-                self.gather_weights(c.group, pls, true)
-            }
-            (Purpose::Forward(_) | Purpose::Backward(_), _) => Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "the tensor-parallel {} over the {} group (tensor parallelism runs in a later release; lay the experiment out with data parallelism and ZeRO)",
-                    c.kind.as_str(),
-                    group.as_str()
-                ),
-            )),
-            (p, k) => Err(Error::internal(format!(
-                "the plan asks for {} of {p:?}, which no layout needs",
-                k.as_str()
-            ))),
-        }
         })
     }
 
@@ -244,15 +244,21 @@ impl TorchBackend {
     }
 
     /// ZeRO 0 and 1: the whole gradients of a bucket, averaged over the
-    /// data group.
-    fn all_reduce_grads(&mut self, group: usize, pls: &[usize]) -> Result<(), Error> {
+    /// data group (or, unless `average`, summed over a tensor or tied
+    /// group).
+    fn all_reduce_grads(
+        &mut self,
+        group: usize,
+        pls: &[usize],
+        average: bool,
+    ) -> Result<(), Error> {
         let flats: Vec<Tensor> = pls
             .iter()
             .map(|&p| self.flat_grad(p))
             .collect::<Result<_, _>>()?;
         let mut buf = Tensor::f_cat(&flats, 0).map_err(|e| t_err(e, "a gradient bucket"))?;
         let d = self.dist()?;
-        let n = d.size_of(group)?;
+        let n = if average { d.size_of(group)? } else { 1 };
         d.comm
             .all_reduce(group, &mut buf)
             .map_err(|e| comm_err(e, "all-reducing gradients"))?;
@@ -311,10 +317,16 @@ impl TorchBackend {
     }
 
     /// Hybrid sharding: the slices the ZeRO group reduced, averaged over
-    /// the replicas.
-    fn reduce_grad_parts(&mut self, group: usize, pls: &[usize]) -> Result<(), Error> {
+    /// the replicas (or, unless `average`, summed over a tensor or tied
+    /// group).
+    fn reduce_grad_parts(
+        &mut self,
+        group: usize,
+        pls: &[usize],
+        average: bool,
+    ) -> Result<(), Error> {
         let d = self.dist()?;
-        let n = d.size_of(group)?;
+        let n = if average { d.size_of(group)? } else { 1 };
         let parts: Vec<Tensor> = pls
             .iter()
             .map(|p| {
@@ -477,12 +489,27 @@ impl TorchBackend {
         if writer {
             for (i, place) in self.updated_slots() {
                 let s = &self.slots[i];
-                let shape: Vec<usize> = s.shape.iter().map(|&d| d.max(0) as usize).collect();
+                // A copy held whole by several ranks of the replica (a
+                // tensor-parallel copy of a whole parameter, a tied copy)
+                // is written by its owner.
+                if !s.owner {
+                    continue;
+                }
+                let shape: Vec<usize> = s.whole.iter().map(|&d| d.max(0) as usize).collect();
+                let region: Vec<(usize, usize)> = if s.shape == s.whole {
+                    Vec::new()
+                } else {
+                    s.ranges
+                        .iter()
+                        .map(|&(a, b)| (a.max(0) as usize, b.max(0) as usize))
+                        .collect()
+                };
                 let part =
                     |name: String, start: i64, t: &Tensor, what: &str| -> Result<Part, Error> {
                         Ok(Part {
                             name,
                             shape: shape.clone(),
+                            region: region.clone(),
                             start: start as usize,
                             data: get(t, what, &s.name)?.data,
                         })
@@ -520,6 +547,7 @@ impl TorchBackend {
             out.push(Part {
                 name: "optim.t".to_string(),
                 shape: vec![2],
+                region: Vec::new(),
                 start: 0,
                 data: step_count(self.t).to_vec(),
             });

@@ -14,9 +14,15 @@
 //!   in reverse order, which is the order the plan lists) and frees the
 //!   micro-batch's values; `step` clips and applies the optimiser.
 //! - Collectives run on the communicator (`comm/`: MPI for CPU tensors,
-//!   NCCL for CUDA tensors), data parallelism and ZeRO as `dist.rs` says;
-//!   tensor-parallel collectives and pipeline transfers are refused with
-//!   an error (E0501) rather than skipped.
+//!   NCCL for CUDA tensors), data parallelism and ZeRO as `dist.rs` says,
+//!   tensor-parallel collectives and pipeline transfers as
+//!   `model_parallel.rs` says. Under tensor or pipeline parallelism (and
+//!   activation checkpointing) the backward pass runs node by node as the
+//!   plan lists it (`nodewise.rs`) instead of in one autograd call.
+//! - A rank holds the part of each parameter its plan gives it (a
+//!   tensor-parallel shard, the parameters of its pipeline stage), cut from
+//!   the one-process initialisation, so every layout starts from the same
+//!   weights.
 //! - Parameters are f32 master weights; with `precision: bf16` on CUDA the
 //!   forward runs under autocast, so matrix products and attention run in
 //!   bf16 and norms, softmax and losses in f32.
@@ -26,6 +32,8 @@
 mod align;
 pub mod comm;
 mod dist;
+mod model_parallel;
+mod nodewise;
 mod ops;
 mod optim;
 
@@ -40,7 +48,7 @@ use enigma::diagnostics::{Error, ErrorKind, NodePlace};
 use enigma::ir::train::TrainConfig;
 use enigma::ir::train::{NonFinite, Optimizer, Precision};
 use enigma::ir::{Experiment, Graph, Op, ValueRef};
-use enigma::plan::program::{GroupKind, Instr, Plan, RankProgram};
+use enigma::plan::program::{GroupKind, Instr, Plan, Purpose, RankProgram, Value};
 use enigma::run::backend::{
     Backend, EvalOutcome, HoldOut, MicroBatch, Prediction, StepKeys, StepOutcome, Update,
 };
@@ -167,6 +175,17 @@ pub struct TorchBackend {
     body_of: Vec<Option<usize>>,
     /// The position held out by the evaluation under way, if any.
     hold_out: Option<HoldOut>,
+    /// Whether the backward pass runs node by node (`nodewise.rs`).
+    nodewise: bool,
+    /// Per node: whether its output carries a gradient (it is floating
+    /// point and depends on a parameter), as the planner decides it.
+    needs_grad: Vec<bool>,
+    /// This rank's tensor-parallel group, under tensor parallelism.
+    tensor: Option<model_parallel::TensorGroup>,
+    /// Whether the model is split into pipeline stages, and the world rank
+    /// of the last stage that serves evaluations (the outputs are its).
+    pipelined: bool,
+    eval_root: usize,
 }
 
 /// The name of a parameter copy: `path`, `path#layer`, `path@session`.
@@ -205,6 +224,13 @@ pub struct Slot {
     /// For a per-session parameter, its session: it is updated only in
     /// steps that saw that session.
     pub session: Option<usize>,
+    /// The whole copy's shape, and the part of it this rank holds (a
+    /// tensor-parallel shard; all of it otherwise).
+    pub whole: Vec<i64>,
+    pub ranges: Vec<(i64, i64)>,
+    /// Whether this rank counts the copy among the ranks of its replica
+    /// that hold the same part (gradient norm, checkpoints).
+    pub owner: bool,
 }
 
 impl TorchBackend {
@@ -239,14 +265,24 @@ impl TorchBackend {
             per_layer[pl.param] = pl.layer.is_some();
             per_session[pl.param] = param.per_session;
             let shape: Vec<usize> = pl.shape.iter().map(|&d| d.max(0) as usize).collect();
-            let numel: i64 = pl.shape.iter().product();
+            let lp = program.params.iter().find(|lp| lp.placement == k);
+            let ranges: Vec<(i64, i64)> = match lp {
+                Some(lp) if lp.ranges.len() == pl.shape.len() => lp.ranges.clone(),
+                _ => pl.shape.iter().map(|&n| (0, n)).collect(),
+            };
+            let local: Vec<i64> = ranges.iter().map(|(a, b)| b - a).collect();
+            let numel: i64 = local.iter().product();
             for c in 0..pl.copies.max(1) as usize {
                 let copy = (pl.copies > 1).then_some(c);
                 let name = slot_name(&param.path, pl.layer, copy);
+                // The whole copy as one process initialises it, then this
+                // rank's part: any tensor-parallel degree starts from the
+                // same weights.
                 let host = enigma::run::init::init(&name, &param.init, &shape, config.seed)
                     .map_err(|e| Error::new(ErrorKind::Unsupported, e.to_string()))?;
-                let value =
-                    upload(&host, device).map_err(|e| op_err(e, format!("placing `{name}`")))?;
+                let value = upload(&host, device)
+                    .and_then(|t| part_of(&t, &ranges))
+                    .map_err(|e| op_err(e, format!("placing `{name}`")))?;
                 index.insert((pl.param, pl.layer.unwrap_or(0), c), slots.len());
                 let entry = slots_of.entry(k).or_insert((Vec::new(), numel));
                 entry.0.push(slots.len());
@@ -254,7 +290,10 @@ impl TorchBackend {
                     m: Tensor::new(),
                     v: Tensor::new(),
                     value: value.set_requires_grad(true),
-                    shape: pl.shape.clone(),
+                    shape: local.clone(),
+                    whole: pl.shape.clone(),
+                    ranges: ranges.clone(),
+                    owner: lp.is_none_or(|lp| lp.owner),
                     own: None,
                     master: None,
                     grad: None,
@@ -324,7 +363,43 @@ impl TorchBackend {
             s.v = zeros().map_err(|e| op_err(e, format!("optimiser state of `{}`", s.name)))?;
         }
         let body_of = graph.bodies();
+        let tensor = match &dist {
+            Some(d) => match Dist::group_of(&d.groups, program.rank, GroupKind::Tensor) {
+                Some(id) => {
+                    let (pos, size) = d
+                        .comm
+                        .group_rank(id)
+                        .map_err(|e| dist::comm_err(e, "the tensor-parallel group"))?;
+                    Some(model_parallel::TensorGroup { pos, size })
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let layout = &plan.layout;
+        let stages = layout.stages().max(1);
+        let eval_root = plan
+            .ranks
+            .iter()
+            .filter(|r| r.stage == stages - 1)
+            .map(|r| r.rank)
+            .min()
+            .unwrap_or(0);
+        let mut needs_grad = vec![false; graph.nodes.len()];
+        for (i, n) in graph.nodes.iter().enumerate() {
+            let from_param = n.inputs.iter().any(|v| match *v {
+                ValueRef::Param(_) => true,
+                ValueRef::Node(j) => needs_grad.get(j).copied().unwrap_or(false),
+                ValueRef::Input(_) => false,
+            });
+            needs_grad[i] = from_param && n.out.dtype.is_float();
+        }
         Ok(TorchBackend {
+            needs_grad,
+            nodewise: layout.tensor_degree() > 1 || stages > 1 || layout.checkpoint_activations,
+            tensor,
+            pipelined: stages > 1,
+            eval_root,
             graph: graph.clone(),
             device,
             autocast: config.precision != Precision::F32 && device != Device::Cpu,
@@ -385,7 +460,22 @@ impl TorchBackend {
         let losses = self.graph.loss_nodes();
         let n_micro = micro.len().max(1) as f64;
         let mut done_backward = vec![false; micro.len()];
-        for op in &program.ops {
+        let nodewise = self.nodewise && train;
+        // Under the node-by-node step, a micro-batch's values are dropped
+        // after the last instruction that concerns it.
+        let last_of = if nodewise {
+            last_uses(program)
+        } else {
+            HashMap::new()
+        };
+        for (at, op) in program.ops.iter().enumerate() {
+            // A forward chunk ends at the first instruction of another kind:
+            // the outputs its checkpointed blocks did not save go.
+            if !ex.nw.unsaved.is_empty() && !is_forward(op) {
+                for k in std::mem::take(&mut ex.nw.unsaved) {
+                    ex.values.remove(&k);
+                }
+            }
             match op {
                 Instr::Load {
                     input, micro: m, ..
@@ -422,62 +512,87 @@ impl TorchBackend {
                     node,
                     copy,
                     micro: m,
+                    shape,
+                    saved,
+                    recompute,
                     narrow,
+                    gather,
+                    partial_grad,
                     ..
                 } => {
-                    if !narrow.is_empty() {
-                        return Err(Error::new(
-                            ErrorKind::Unsupported,
-                            "this runtime cannot run tensor parallelism yet (it comes in a later release); lay the experiment out with data parallelism and ZeRO".to_string(),
-                        ));
-                    }
                     let mb = micro.get(*m).ok_or_else(|| {
                         Error::new(ErrorKind::Mismatch, format!("no micro-batch {m}"))
                     })?;
-                    self.forward(
-                        &mut ex,
-                        *node,
-                        *copy,
-                        *m,
-                        mb,
-                        derive(keys.mask, *m as u64),
-                        train,
-                    )?;
+                    let app = App {
+                        key: (*node, *copy, *m),
+                        planned: shape,
+                        narrow,
+                        gather,
+                        partial: partial_grad,
+                        // A checkpointed block's first forward keeps no
+                        // graph; its recomputation does.
+                        record: nodewise && (*saved || *recompute),
+                        unsaved: nodewise && !*saved && !*recompute,
+                        // One key per step: `first` tells the micro-batches'
+                        // samples apart, as one process's batch does.
+                        mask_key: keys.mask,
+                        dropout_key: keys.dropout,
+                    };
+                    self.forward(&mut ex, &app, mb, train)?;
                 }
-                Instr::Backward { micro: m, .. } => {
+                Instr::Backward {
+                    node,
+                    copy,
+                    micro: m,
+                    ..
+                } => {
                     if !train || done_backward.get(*m).copied().unwrap_or(true) {
+                        if nodewise {
+                            self.backward_node(&mut ex.nw, (*node, *copy, *m))?;
+                        }
                         continue;
                     }
                     done_backward[*m] = true;
-                    let loss = self.loss(&ex, &losses, *m)?;
-                    let value = loss.double_value(&[]);
-                    ex.losses.push(value);
-                    if !value.is_finite() {
-                        // Found only now, while the activations are still
-                        // here: checking every op's output on every step
-                        // would cost a pass over each tensor.
-                        if let Some(c) = self.first_non_finite(program, &ex, *m) {
-                            ex.culprits.push((*m, c));
+                    // Only the last pipeline stage computes the loss.
+                    let here = !losses.is_empty()
+                        && losses.iter().all(|&n| ex.values.contains_key(&(n, 0, *m)));
+                    if here {
+                        let loss = self.loss(&ex, &losses, *m)?;
+                        let value = loss.double_value(&[]);
+                        ex.losses.push(value);
+                        if !value.is_finite() {
+                            // Found only now, while the activations are still
+                            // here: checking every op's output on every step
+                            // would cost a pass over each tensor.
+                            if let Some(c) = self.first_non_finite(program, &ex, *m) {
+                                ex.culprits.push((*m, c));
+                            }
+                        } else if nodewise {
+                            self.seed_loss(&mut ex.nw, &ex.values, &losses, *m, 1.0 / n_micro)?;
+                        } else {
+                            let scaled = loss
+                                .f_div_scalar(n_micro)
+                                .map_err(|e| op_err(e, "scaling the loss"))?;
+                            scaled
+                                .f_backward()
+                                .map_err(|e| op_err(e, format!("backward of micro-batch {m}")))?;
                         }
                     }
-                    if value.is_finite() {
-                        let scaled = loss
-                            .f_div_scalar(n_micro)
-                            .map_err(|e| op_err(e, "scaling the loss"))?;
-                        scaled
-                            .f_backward()
-                            .map_err(|e| op_err(e, format!("backward of micro-batch {m}")))?;
+                    if nodewise {
+                        self.backward_node(&mut ex.nw, (*node, *copy, *m))?;
+                    } else {
+                        // The micro-batch's activations are no longer needed.
+                        ex.values.retain(|k, _| k.2 != *m);
+                        ex.masks.retain(|k, _| k.2 != *m);
                     }
-                    // The micro-batch's activations are no longer needed.
-                    ex.values.retain(|k, _| k.2 != *m);
-                    ex.masks.retain(|k, _| k.2 != *m);
                 }
-                Instr::Collective(c) => self.collective(c)?,
-                Instr::P2p(_) => {
-                    return Err(unsupported(
-                        "point-to-point transfers between pipeline stages",
-                    ))
-                }
+                Instr::Collective(c) => match c.purpose {
+                    Purpose::Forward(_) | Purpose::Backward(_) => {
+                        self.tensor_collective(&mut ex, c, micro)?
+                    }
+                    _ => self.collective(c)?,
+                },
+                Instr::P2p(ts) => self.transfers(&mut ex, ts, micro, train)?,
                 Instr::Step => {
                     if let Some(u) = update {
                         let sessions: Vec<usize> = micro.iter().map(|m| m.session).collect();
@@ -485,21 +600,21 @@ impl TorchBackend {
                     }
                 }
             }
+            for (&m, _) in last_of.iter().filter(|(_, &last)| last == at) {
+                ex.forget(m);
+            }
         }
         Ok(ex)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         ex: &mut Executed,
-        node: usize,
-        copy: usize,
-        m: usize,
+        app: &App<'_>,
         mb: &MicroBatch<'_>,
-        mask_key: u64,
         train: bool,
     ) -> Result<(), Error> {
+        let (node, copy, m) = app.key;
         let n = self.graph.nodes.get(node).ok_or_else(|| {
             Error::new(
                 ErrorKind::Mismatch,
@@ -509,61 +624,206 @@ impl TorchBackend {
         let failed =
             |message: String| Error::new(ErrorKind::Op, message).in_node(self.place(node, copy));
         if let Op::TokenMask { of } = n.op {
-            let mask = ex
-                .masks
-                .get(&(of, 0, m))
-                .ok_or_else(|| failed(format!("the mask of %{of} was not drawn")))?;
-            ex.values.insert((node, copy, m), mask.shallow_clone());
+            let mask = match ex.masks.get(&(of, 0, m)) {
+                Some(mask) => mask.shallow_clone(),
+                // Drawn on an earlier pipeline stage: the draw depends only
+                // on the keys and shapes, so it is drawn again here.
+                None => self
+                    .redraw_mask(of, mb, app.mask_key, train)
+                    .map_err(|e| failed(format!("drawing the mask of %{of} again: {e}")))?,
+            };
+            ex.values.insert((node, copy, m), mask);
             return Ok(());
         }
         let mut ins = Vec::with_capacity(n.inputs.len());
         let mut tys = Vec::with_capacity(n.inputs.len());
-        for v in &n.inputs {
-            let t = match *v {
-                ValueRef::Input(i) => ex.inputs.get(&(i, m)).map(Tensor::shallow_clone),
-                ValueRef::Param(p) => Some(self.param(p, copy, mb.session)?.shallow_clone()),
-                ValueRef::Node(_) => self
-                    .graph
-                    .producer(&self.body_of, node, copy, *v)
-                    .and_then(|k| ex.values.get(&(k.0, k.1, m)).map(Tensor::shallow_clone)),
-            };
-            let t = t.ok_or_else(|| {
-                failed(format!(
-                    "its input {} was not computed before it",
-                    v.label()
-                ))
-            })?;
+        let mut leaves = Vec::new();
+        for (i, v) in n.inputs.iter().enumerate() {
+            let t = self.input(ex, app, i, *v, mb.session, &mut leaves)?;
             ins.push(t);
             tys.push(self.graph.type_of(*v));
         }
-        let batch = mb
-            .inputs
-            .first()
-            .and_then(|t| t.shape.first())
-            .copied()
-            .unwrap_or(1) as i64;
+        let batch = self.batch_of(mb);
+        let local = self
+            .tensor
+            .map(|_| align::local_shape(&n.out, app.planned, batch));
         let ctx = ops::Ctx {
             train,
             batch,
             first: mb.first as i64,
-            mask_key,
+            mask_key: app.mask_key,
             device: self.device,
             hold_out: self.hold_out.as_ref(),
+            local: local.as_deref(),
         };
-        let applied =
-            tch::autocast(self.autocast, || ops::apply(&ctx, n, &ins, &tys)).map_err(|e| {
-                if e.kind == ErrorKind::Unsupported {
-                    // Not a failure on these inputs: their shapes say nothing.
-                    return Error::new(e.kind, e.message).in_node(self.place(node, copy));
-                }
-                let shapes: Vec<String> = ins.iter().map(|t| format!("{:?}", t.size())).collect();
-                failed(format!("on inputs of shape {}: {e}", shapes.join(", ")))
-            })?;
-        if let Some(mask) = applied.mask {
-            ex.masks.insert((node, copy, m), mask);
+        if self.nodewise && matches!(n.op, Op::Dropout { .. }) {
+            // Each application draws from its own generator, so that a
+            // recomputation draws the mask the first forward drew.
+            tch::manual_seed(derive(
+                derive(app.dropout_key, node as u64),
+                (copy * 1_000_003 + m) as u64,
+            ) as i64);
         }
-        ex.values.insert((node, copy, m), applied.out);
+        let run = || tch::autocast(self.autocast, || ops::apply(&ctx, n, &ins, &tys));
+        let applied = if app.unsaved {
+            tch::no_grad(run)
+        } else {
+            run()
+        }
+        .map_err(|e| {
+            if e.kind == ErrorKind::Unsupported {
+                // Not a failure on these inputs: their shapes say nothing.
+                return Error::new(e.kind, e.message).in_node(self.place(node, copy));
+            }
+            let shapes: Vec<String> = ins.iter().map(|t| format!("{:?}", t.size())).collect();
+            failed(format!("on inputs of shape {}: {e}", shapes.join(", ")))
+        })?;
+        if let Some(mask) = applied.mask {
+            ex.masks.insert(app.key, mask);
+        }
+        if app.record && applied.out.requires_grad() {
+            ex.nw.apps.insert(
+                app.key,
+                nodewise::App {
+                    out: applied.out.shallow_clone(),
+                    leaves,
+                },
+            );
+        }
+        if app.unsaved {
+            ex.nw.unsaved.push(app.key);
+        }
+        ex.values.insert(app.key, applied.out);
         Ok(())
+    }
+
+    /// Input `i` (value `v`) of an application as its node takes it: whole
+    /// from the tensor-parallel gather, narrowed to this rank's part, or as
+    /// held; under the node-by-node step, through a leaf whose gradient
+    /// goes where the plan says (`nodewise::Route`).
+    fn input(
+        &self,
+        ex: &Executed,
+        app: &App<'_>,
+        i: usize,
+        v: ValueRef,
+        session: usize,
+        leaves: &mut Vec<(Tensor, nodewise::Route)>,
+    ) -> Result<Tensor, Error> {
+        let (node, copy, m) = app.key;
+        let failed =
+            |message: String| Error::new(ErrorKind::Op, message).in_node(self.place(node, copy));
+        let producer = match v {
+            ValueRef::Node(_) => self
+                .graph
+                .producer(&self.body_of, node, copy, v)
+                .map(|(p, c)| (p, c, m)),
+            _ => None,
+        };
+        let raw = match v {
+            ValueRef::Input(i) => ex.inputs.get(&(i, m)).map(Tensor::shallow_clone),
+            ValueRef::Param(p) => Some(self.param(p, copy, session)?.shallow_clone()),
+            ValueRef::Node(_) => {
+                producer.and_then(|k| ex.values.get(&k).map(Tensor::shallow_clone))
+            }
+        }
+        .ok_or_else(|| {
+            failed(format!(
+                "its input {} was not computed before it",
+                v.label()
+            ))
+        })?;
+        let t_err = |e: tch::TchError| {
+            failed(format!(
+                "preparing input {}: {}",
+                v.label(),
+                OpError::from(e)
+            ))
+        };
+        // A value computed under no autograd (a collective's result, a
+        // checkpointed block's first forward, a received activation) still
+        // carries a gradient when the plan says it does.
+        let grad = app.record
+            && (raw.requires_grad()
+                || producer.is_some_and(|k| self.needs_grad.get(k.0).copied().unwrap_or(false)));
+        let partial = app.partial.contains(&i);
+        let narrow = app.narrow.iter().find(|(j, _)| *j == i).map(|&(_, d)| d);
+        let gathered = if app.gather.contains(&i) {
+            let key = Value {
+                value: v,
+                copy: producer.map_or(copy, |k| k.1),
+                micro: m,
+            };
+            let (whole, d) = ex.nw.gathered.get(&key).ok_or_else(|| {
+                failed(format!(
+                    "its input {} was not gathered before it",
+                    v.label()
+                ))
+            })?;
+            Some((whole.shallow_clone(), *d))
+        } else {
+            None
+        };
+        let tp = self.tensor;
+        let part = |t: &Tensor, d: usize| -> Result<Tensor, Error> {
+            let tg =
+                tp.ok_or_else(|| failed("a narrowed input without tensor parallelism".into()))?;
+            let n = t.size().get(d).copied().unwrap_or(0) / tg.size as i64;
+            t.f_narrow(d as i64, tg.pos as i64 * n, n).map_err(t_err)
+        };
+        let mut route = |l: &Tensor, r: nodewise::Route| {
+            if l.requires_grad() {
+                leaves.push((l.shallow_clone(), r));
+            }
+        };
+        Ok(match (producer, gathered, narrow) {
+            // Gathered from sequence shards for a node that leaves its
+            // gradient partial: the plan's reduce-scatter returns it.
+            (Some(k), Some((whole, _)), _) if partial => {
+                let l = nodewise::leaf(&whole, grad);
+                route(&l, nodewise::Route::Partial(k));
+                l
+            }
+            // Gathered for a node that computes whole: this rank's slice
+            // of the gradient is its own part's, through the splice.
+            (_, Some((whole, d)), _) => {
+                let own = match producer {
+                    Some(k) => {
+                        let l = nodewise::leaf(&raw, grad);
+                        route(&l, nodewise::Route::Whole(k));
+                        l
+                    }
+                    None => raw,
+                };
+                let tg =
+                    tp.ok_or_else(|| failed("a gathered input without tensor parallelism".into()))?;
+                let mut pieces = whole.f_chunk(tg.size as i64, d as i64).map_err(t_err)?;
+                if let Some(p) = pieces.get_mut(tg.pos) {
+                    *p = own;
+                }
+                Tensor::f_cat(&pieces, d as i64).map_err(t_err)?
+            }
+            (Some(k), None, Some(d)) => {
+                let l = nodewise::leaf(&part(&raw.detach(), d)?, grad);
+                route(&l, nodewise::Route::Narrowed(k));
+                l
+            }
+            // A parameter or data narrowed: autograd's narrow gives the
+            // parameter this part's gradient (summed over the group by the
+            // plan's gradient all-reduce).
+            (None, None, Some(d)) => part(&raw, d)?,
+            (Some(k), None, None) if app.record => {
+                let l = nodewise::leaf(&raw, grad);
+                let r = if partial {
+                    nodewise::Route::Partial(k)
+                } else {
+                    nodewise::Route::Whole(k)
+                };
+                route(&l, r);
+                l
+            }
+            _ => raw,
+        })
     }
 
     /// Node `node`'s application `copy`, as errors name it: its op, number
@@ -578,6 +838,46 @@ impl TorchBackend {
                 .and_then(|n| self.graph.scopes.get(n.scope))
                 .map_or(String::new(), |s| s.path.clone()),
         }
+    }
+
+    /// The token mask node `of` (a `mask_tokens`) drew for micro-batch
+    /// `mb`, drawn again from the same keys and sizes.
+    fn redraw_mask(
+        &self,
+        of: usize,
+        mb: &MicroBatch<'_>,
+        mask_key: u64,
+        train: bool,
+    ) -> Result<Tensor, OpError> {
+        let n = self
+            .graph
+            .nodes
+            .get(of)
+            .ok_or_else(|| OpError::new(format!("no node %{of}")))?;
+        let (Op::MaskTokens { ratio, axes }, Some(x)) = (&n.op, n.inputs.first()) else {
+            return Err(OpError::new(format!("%{of} is not a `mask_tokens`")));
+        };
+        let x_ty = self.graph.type_of(*x);
+        let batch = self.batch_of(mb);
+        let full = align::shape(x_ty, batch)?;
+        let dims: Vec<i64> = axes
+            .iter()
+            .map(|&d| {
+                full.get(d)
+                    .copied()
+                    .ok_or_else(|| OpError::new("bad mask dim".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        let ctx = ops::Ctx {
+            train,
+            batch,
+            first: mb.first as i64,
+            mask_key,
+            device: self.device,
+            hold_out: self.hold_out.as_ref(),
+            local: None,
+        };
+        ops::draw_mask(&ctx, *ratio, axes, &dims, Some(x_ty), self.device)
     }
 
     /// The first forward value of micro-batch `m`, in execution order,
@@ -714,7 +1014,18 @@ impl TorchBackend {
             (Some(d), Some(g)) => d.size_of(g)?,
             _ => 1,
         };
-        let loss = self.sum_over(data, local, "averaging the loss")? / ranks as f64;
+        // Under tensor or pipeline parallelism only the last stage computes
+        // the loss, and each rank of its tensor group the same one: the
+        // first counts it, and the sum over the world is over replicas.
+        let model_parallel = self.tensor.is_some() || self.pipelined;
+        let world = self.dist.as_ref().map(|d| d.comm.world());
+        let loss = if model_parallel {
+            let counts = !losses.is_empty() && self.tensor.is_none_or(|t| t.pos == 0);
+            let mine = if counts { local } else { 0.0 };
+            self.sum_over(world, mine, "averaging the loss")? / ranks as f64
+        } else {
+            self.sum_over(data, local, "averaging the loss")? / ranks as f64
+        };
         let sliced = self.dist.as_ref().is_some_and(|d| d.zero >= 2);
         let mut sq = 0.0f64;
         let mut bad: Option<String> = None;
@@ -730,14 +1041,20 @@ impl TorchBackend {
             sq += n;
             Ok(())
         };
+        // Each element counts once: a tensor-parallel replica of a whole
+        // parameter, or a tied copy on another stage, only on its owner.
+        let counted = |s: &Slot| !model_parallel || s.owner;
         if sliced {
             for (i, place) in self.updated_slots() {
+                if !counted(&self.slots[i]) {
+                    continue;
+                }
                 if let Some(g) = self.update_grad(i, place)? {
                     square(&g, &self.slots[i].name)?;
                 }
             }
         } else {
-            for s in &self.slots {
+            for s in self.slots.iter().filter(|s| counted(s)) {
                 let g = match &s.grad {
                     Some(g) => g.shallow_clone(),
                     None if s.value.defined() => s.value.grad(),
@@ -748,7 +1065,16 @@ impl TorchBackend {
                 }
             }
         }
-        if sliced {
+        if model_parallel {
+            // Summed over the world, each element is counted by every
+            // data-parallel rank that holds it.
+            let zero = self.dist.as_ref().and_then(|d| d.zero_group);
+            let holders = match (&self.dist, zero) {
+                (Some(d), Some(g)) if sliced => ranks / d.size_of(g)?.max(1),
+                _ => ranks,
+            };
+            sq = self.sum_over(world, sq, "summing the gradient norm")? / holders.max(1) as f64;
+        } else if sliced {
             let zero = self.dist.as_ref().and_then(|d| d.zero_group);
             sq = self.sum_over(zero, sq, "summing the gradient norm")?;
         }
@@ -861,11 +1187,72 @@ impl TorchBackend {
     }
 }
 
+/// One forward application as the plan gives it.
+struct App<'a> {
+    key: nodewise::Key,
+    /// This rank's shape of the output, with the plan's micro-batch.
+    planned: &'a [i64],
+    narrow: &'a [(usize, usize)],
+    gather: &'a [usize],
+    partial: &'a [usize],
+    /// Whether its graph is kept for a node-by-node backward.
+    record: bool,
+    /// Whether it is a checkpointed block's first forward, run without
+    /// autograd and dropped when its chunk ends.
+    unsaved: bool,
+    mask_key: u64,
+    dropout_key: u64,
+}
+
+/// Whether `op` belongs to a forward chunk.
+fn is_forward(op: &Instr) -> bool {
+    match op {
+        Instr::Load { .. } | Instr::Forward { .. } => true,
+        Instr::Collective(c) => matches!(c.purpose, Purpose::Forward(_) | Purpose::GatherParams(_)),
+        _ => false,
+    }
+}
+
+/// Per micro-batch, the position of the last instruction that concerns it.
+fn last_uses(program: &RankProgram) -> HashMap<usize, usize> {
+    let mut last = HashMap::new();
+    for (at, op) in program.ops.iter().enumerate() {
+        let mut mark = |m: usize| {
+            last.insert(m, at);
+        };
+        match op {
+            Instr::Load { micro, .. }
+            | Instr::Forward { micro, .. }
+            | Instr::Backward { micro, .. } => mark(*micro),
+            Instr::Collective(c) => match &c.purpose {
+                Purpose::Forward(v) | Purpose::Backward(v) => mark(v.micro),
+                _ => {}
+            },
+            Instr::P2p(ts) => ts.iter().for_each(|t| mark(t.value.micro)),
+            Instr::Step => {}
+        }
+    }
+    last
+}
+
+/// The part `ranges` (a half-open range per dim) of `t`, contiguous.
+fn part_of(t: &Tensor, ranges: &[(i64, i64)]) -> Result<Tensor, OpError> {
+    let mut x = t.shallow_clone();
+    for (d, &(a, b)) in ranges.iter().enumerate() {
+        if x.size().get(d) != Some(&(b - a)) || a != 0 {
+            x = x.f_narrow(d as i64, a, b - a)?;
+        }
+    }
+    Ok(x.f_contiguous()?)
+}
+
 #[derive(Default)]
 struct Executed {
     inputs: HashMap<(usize, usize), Tensor>,
     values: HashMap<(usize, usize, usize), Tensor>,
     masks: HashMap<(usize, usize, usize), Tensor>,
+    /// The node-by-node step's graphs and gradients.
+    nw: nodewise::State,
     losses: Vec<f64>,
     /// For a micro-batch whose loss is not finite, the first value of its
     /// forward pass that was not, described for the error.
@@ -873,11 +1260,20 @@ struct Executed {
     outcome: Option<StepOutcome>,
 }
 
-fn unsupported(what: &str) -> Error {
-    Error::new(
-        ErrorKind::Unsupported,
-        format!("this runtime cannot run {what} yet (pipeline parallelism comes in a later release); lay the experiment out with data parallelism and ZeRO"),
-    )
+impl Executed {
+    /// Drops everything of micro-batch `m` (its backward is done).
+    fn forget(&mut self, m: usize) {
+        self.inputs.retain(|k, _| k.1 != m);
+        self.values.retain(|k, _| k.2 != m);
+        self.masks.retain(|k, _| k.2 != m);
+        let nw = &mut self.nw;
+        nw.apps.retain(|k, _| k.2 != m);
+        nw.grads.retain(|k, _| k.2 != m);
+        nw.partial.retain(|k, _| k.2 != m);
+        nw.narrowed.retain(|k, _| k.2 != m);
+        nw.gathered.retain(|k, _| k.micro != m);
+        nw.scattered.retain(|k| k.2 != m);
+    }
 }
 
 fn upload(h: &HostTensor, device: Device) -> Result<Tensor, OpError> {
@@ -947,50 +1343,84 @@ impl Backend for TorchBackend {
         let ex = tch::no_grad(|| self.execute(program, &[batch], keys, false, None));
         self.hold_out = None;
         let ex = ex?;
+        // Under pipeline parallelism the last stage holds the loss and the
+        // outputs; every rank gets them from it, so that every rank (and
+        // rank 0, which reports) sees the one evaluation.
+        let rank = self.dist.as_ref().map_or(0, |d| d.comm.rank());
+        let holds = !self.pipelined || rank == self.eval_root;
+        let root = self.eval_root;
         let losses = self.graph.loss_nodes();
-        let loss = self.loss(&ex, &losses, 0)?.double_value(&[]);
-        let mask = self
+        let loss = if holds {
+            Some(self.loss(&ex, &losses, 0)?)
+        } else {
+            None
+        };
+        let loss = if self.pipelined {
+            self.shared(loss.as_ref(), &[], root, "sharing the evaluation loss")?
+        } else {
+            loss.ok_or_else(|| Error::internal("no evaluation loss".to_string()))?
+        };
+        let loss = loss
+            .f_double_value(&[])
+            .map_err(|e| op_err(e, "the evaluation loss"))?;
+        let mask_node = self
             .graph
             .nodes
             .iter()
-            .position(|n| matches!(n.op, Op::TokenMask { .. }))
-            .and_then(|i| Some((ex.values.get(&(i, 0, 0))?, &self.graph.nodes[i].out)));
+            .position(|n| matches!(n.op, Op::TokenMask { .. }));
+        let mask = mask_node.and_then(|i| {
+            Some((
+                ex.values.get(&(i, 0, 0))?.shallow_clone(),
+                self.graph.nodes[i].out.clone(),
+            ))
+        });
+        let b = self.batch_of(&batch);
         let mut predictions = Vec::new();
-        for o in &self.graph.outputs {
+        let outputs = self.graph.outputs.clone();
+        for o in &outputs {
             let (ValueRef::Node(n), Some(target)) = (
                 o.value,
                 self.graph.inputs.iter().position(|i| i.name == o.name),
             ) else {
                 continue;
             };
-            let Some(pred) = ex.values.get(&(n, 0, 0)) else {
-                continue;
-            };
             let Some(target) = batch.inputs.get(target) else {
                 continue;
             };
-            let pred = download(pred)
-                .map_err(|e| op_err(e, format!("reading prediction `{}`", o.name)))?;
-            let mask = match mask {
-                Some((m, mask_ty)) => {
-                    // The mask is [batch, drawn dims]: aligned by dim name
-                    // with the prediction, then broadcast over the rest
-                    // (a whole-unit mask `[batch, N]` covers every step).
-                    let full = align::align(m, mask_ty, &self.graph.nodes[n].out)
+            let ty = self.graph.nodes[n].out.clone();
+            let pred = ex.values.get(&(n, 0, 0)).map(Tensor::shallow_clone);
+            // The mask is [batch, drawn dims]: aligned by dim name with the
+            // prediction, then broadcast over the rest (a whole-unit mask
+            // `[batch, N]` covers every step).
+            let full = match (&pred, &mask) {
+                (Some(p), Some((m, mask_ty))) => Some(
+                    align::align(m, mask_ty, &ty)
                         .and_then(|m| Ok(m.f_to_kind(Kind::Float)?))
-                        .and_then(|m| {
-                            Ok(m.f_expand(
-                                pred.shape
-                                    .iter()
-                                    .map(|&d| d as i64)
-                                    .collect::<Vec<_>>()
-                                    .as_slice(),
-                                false,
-                            )?)
-                        });
-                    let h = full
-                        .and_then(|t| download(&t))
-                        .map_err(|e| op_err(e, "reading the token mask"))?;
+                        .and_then(|m| Ok(m.f_expand(p.size().as_slice(), false)?))
+                        .map_err(|e| op_err(e, "reading the token mask"))?,
+                ),
+                _ => None,
+            };
+            let (pred, full) = if self.pipelined {
+                let shape = align::shape(&ty, b).map_err(|e| op_err(e, "a prediction's shape"))?;
+                let what = format!("sharing prediction `{}`", o.name);
+                let pred = self.shared(pred.as_ref(), &shape, root, &what)?;
+                let full = match mask_node {
+                    Some(_) => Some(self.shared(full.as_ref(), &shape, root, &what)?),
+                    None => None,
+                };
+                (pred, full)
+            } else {
+                match pred {
+                    Some(p) => (p, full),
+                    None => continue,
+                }
+            };
+            let pred = download(&pred)
+                .map_err(|e| op_err(e, format!("reading prediction `{}`", o.name)))?;
+            let mask = match full {
+                Some(t) => {
+                    let h = download(&t).map_err(|e| op_err(e, "reading the token mask"))?;
                     Some(h.data.iter().map(|&v| v > 0.5).collect())
                 }
                 None => None,
@@ -1029,7 +1459,7 @@ impl Backend for TorchBackend {
         let device = self.device;
         tch::no_grad(|| -> Result<(), Error> {
             for s in &mut self.slots {
-                let want: Vec<usize> = s.shape.iter().map(|&d| d as usize).collect();
+                let want: Vec<usize> = s.whole.iter().map(|&d| d as usize).collect();
                 let read = |key: String| -> Result<Tensor, Error> {
                     let h = state
                         .get(&key)
@@ -1040,9 +1470,11 @@ impl Backend for TorchBackend {
                             h.shape, want
                         )));
                     }
-                    let t =
-                        upload(h, device).map_err(|e| op_err(e, format!("restoring `{key}`")))?;
-                    // Under ZeRO this rank keeps its slice of the whole.
+                    // This rank's part of the whole (its tensor-parallel
+                    // shard), and under ZeRO its slice of that.
+                    let t = upload(h, device)
+                        .and_then(|t| part_of(&t, &s.ranges))
+                        .map_err(|e| op_err(e, format!("restoring `{key}`")))?;
                     match s.own {
                         Some((a, b)) => t
                             .f_reshape([-1])
@@ -1066,7 +1498,9 @@ impl Backend for TorchBackend {
                     None if s.value.defined() => {
                         // The whole weights, though only a slice is read
                         // under ZeRO 1 and 2: every rank restores all.
-                        let whole = state.get(&s.name).map(|h| upload(h, device));
+                        let whole = state
+                            .get(&s.name)
+                            .map(|h| upload(h, device).and_then(|t| part_of(&t, &s.ranges)));
                         if let Some(Ok(whole)) = whole {
                             copy(&mut s.value, &whole, "the weights")?;
                         }

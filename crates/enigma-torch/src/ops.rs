@@ -32,6 +32,10 @@ pub struct Ctx<'a> {
     pub device: tch::Device,
     /// A dim position every token mask over that dim also hides.
     pub hold_out: Option<&'a HoldOut>,
+    /// Under tensor parallelism, this rank's shape of the output (a split
+    /// dim is its part), which `reshape` and `select` produce instead of
+    /// the IR's whole shape.
+    pub local: Option<&'a [i64]>,
 }
 
 /// The output of a node, and for `mask_tokens` the mask it drew.
@@ -198,13 +202,13 @@ pub fn apply(ctx: &Ctx<'_>, node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<
             let dims = if a.is_empty() { vec![-1] } else { axes(a) };
             softmax(*log, x()?, &dims)?
         }
-        Op::Reshape(_) => x()?.f_reshape(shape(&node.out, ctx.batch)?.as_slice())?,
+        Op::Reshape(_) => x()?.f_reshape(out_shape(ctx, node)?.as_slice())?,
         Op::Concat { axis } => Tensor::f_cat(ins, *axis as i64)?,
         Op::Select { axis, start, .. } => {
             let start = start
                 .as_const()
                 .ok_or_else(|| OpError::new(format!("the start `{start}` is not a number")))?;
-            let len = shape(&node.out, ctx.batch)?;
+            let len = out_shape(ctx, node)?;
             let len = *len
                 .get(*axis)
                 .ok_or_else(|| OpError::new("the output lacks the selected axis".into()))?;
@@ -270,6 +274,14 @@ pub fn apply(ctx: &Ctx<'_>, node: &Node, ins: &[Tensor], tys: &[&Ty]) -> Result<
         | Op::Stack) => return Err(not_yet(op)),
     };
     Ok(Applied { out, mask: None })
+}
+
+/// The shape of `node`'s output on this rank.
+fn out_shape(ctx: &Ctx<'_>, node: &Node) -> Result<Vec<i64>, OpError> {
+    match ctx.local {
+        Some(local) => Ok(local.to_vec()),
+        None => shape(&node.out, ctx.batch),
+    }
 }
 
 fn norm(kind: NormKind, eps: f64, ins: &[Tensor]) -> Result<Tensor, OpError> {
@@ -490,6 +502,33 @@ fn mask_tokens(
                 .ok_or_else(|| OpError::new("bad mask dim".into()))
         })
         .collect::<Result<_, _>>()?;
+    let m = draw_mask(ctx, ratio, drawn, &dims, x_ty, x.device())?;
+    let b = ctx.batch;
+    // Broadcast the mask over the dims not drawn: [B, D...] to x's rank.
+    let mut view = vec![1i64; s.len()];
+    if let Some(first) = view.first_mut() {
+        *first = b;
+    }
+    for (&d, &n) in drawn.iter().zip(&dims) {
+        view[d] = n;
+    }
+    let mb = m.f_reshape(view.as_slice())?;
+    let out = token.f_expand_as(x)?.f_where_self(&mb, x)?;
+    Ok(Applied { out, mask: Some(m) })
+}
+
+/// The mask `mask_tokens` draws over drawn dims of sizes `dims`: `[B,
+/// dims...]`, true where masked. It depends only on the keys, the sizes
+/// and the hold-out, so a pipeline stage that did not apply the node draws
+/// the same mask again.
+pub fn draw_mask(
+    ctx: &Ctx<'_>,
+    ratio: f64,
+    drawn: &[usize],
+    dims: &[i64],
+    x_ty: Option<&Ty>,
+    device: tch::Device,
+) -> Result<Tensor, OpError> {
     let p: i64 = dims.iter().product();
     let k = ((ratio * p as f64).round() as i64).clamp(0, p);
     let b = ctx.batch;
@@ -529,19 +568,8 @@ fn mask_tokens(
         }
     }
     let mut mshape = vec![b];
-    mshape.extend(&dims);
-    let m = Tensor::f_from_slice(&mask)?
+    mshape.extend(dims);
+    Ok(Tensor::f_from_slice(&mask)?
         .f_reshape(mshape.as_slice())?
-        .f_to_device(x.device())?;
-    // Broadcast the mask over the dims not drawn: [B, D...] to x's rank.
-    let mut view = vec![1i64; s.len()];
-    if let Some(first) = view.first_mut() {
-        *first = b;
-    }
-    for (&d, &n) in drawn.iter().zip(&dims) {
-        view[d] = n;
-    }
-    let mb = m.f_reshape(view.as_slice())?;
-    let out = token.f_expand_as(x)?.f_where_self(&mb, x)?;
-    Ok(Applied { out, mask: Some(m) })
+        .f_to_device(device)?)
 }

@@ -106,6 +106,8 @@ fn fwd(micro: usize, seconds: f64, saved: bool, recompute: bool) -> Instr {
         saved,
         recompute,
         narrow: Vec::new(),
+        gather: Vec::new(),
+        partial_grad: Vec::new(),
     }
 }
 
@@ -168,6 +170,7 @@ fn gradient_reductions_overlap_compute_until_the_step() {
         group: 0,
         dtype: DType::Float,
         elems: 800_000_000,
+        dim: None,
         purpose: Purpose::Gradients(vec![0]),
     });
     let t = collective_time(
@@ -409,6 +412,7 @@ fn parameter_gathers_prefetch_past_gradient_reductions() {
             group: 0,
             dtype: DType::BF16,
             elems,
+            dim: None,
             purpose,
         })
     };
@@ -418,6 +422,7 @@ fn parameter_gathers_prefetch_past_gradient_reductions() {
             group: 0,
             dtype: DType::BF16,
             elems: 100_000_000,
+            dim: None,
             purpose: Purpose::GatherParams(Vec::new()),
         })
     };

@@ -224,6 +224,12 @@ enum OpDoc<'a> {
         /// `[input position, dim]` pairs cut to this rank's part.
         #[serde(skip_serializing_if = "Vec::is_empty")]
         narrow: Vec<[usize; 2]>,
+        /// Inputs taken whole from the tensor-parallel gather before.
+        #[serde(skip_serializing_if = "<[usize]>::is_empty")]
+        gather: &'a [usize],
+        /// Inputs whose gradient this application leaves partial.
+        #[serde(skip_serializing_if = "<[usize]>::is_empty")]
+        partial_grad: &'a [usize],
     },
     Backward {
         node: usize,
@@ -248,6 +254,9 @@ struct CollectiveDoc {
     dtype: &'static str,
     /// Elements of the whole buffer on one rank.
     elems: i64,
+    /// The dim a tensor-parallel gather or scatter works along.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dim: Option<usize>,
     purpose: PurposeDoc,
 }
 
@@ -301,6 +310,7 @@ fn collective(c: &Collective, float: &'static str) -> CollectiveDoc {
         group: c.group,
         dtype: dtype(c.dtype, float),
         elems: c.elems,
+        dim: c.dim,
         purpose: match &c.purpose {
             Purpose::Forward(v) => PurposeDoc::Forward(value(v)),
             Purpose::Backward(v) => PurposeDoc::Backward(value(v)),
@@ -361,6 +371,8 @@ fn op<'a>(g: &'a Graph, float: &'static str, op: &'a Instr) -> OpDoc<'a> {
             saved,
             recompute,
             narrow,
+            gather,
+            partial_grad,
         } => OpDoc::Forward {
             node: *node,
             prim: prim(*node),
@@ -372,6 +384,8 @@ fn op<'a>(g: &'a Graph, float: &'static str, op: &'a Instr) -> OpDoc<'a> {
             saved: *saved,
             recompute: *recompute,
             narrow: narrow.iter().map(|&(i, d)| [i, d]).collect(),
+            gather,
+            partial_grad,
         },
         Instr::Backward {
             node,

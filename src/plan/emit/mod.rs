@@ -111,6 +111,8 @@ pub(crate) mod sample {
             saved: !recompute,
             recompute,
             narrow: Vec::new(),
+            gather: Vec::new(),
+            partial_grad: Vec::new(),
         };
         let backward = |node, micro| Instr::Backward {
             node,
@@ -124,6 +126,7 @@ pub(crate) mod sample {
                 group,
                 dtype: DType::Float,
                 elems: 32,
+                dim: None,
                 purpose,
             })
         };
@@ -160,6 +163,7 @@ pub(crate) mod sample {
                 group: 0,
                 dtype: DType::Float,
                 elems: 64,
+                dim: None,
                 purpose: Purpose::Gradients(vec![0]),
             }),
             Instr::Collective(Collective {
@@ -167,6 +171,7 @@ pub(crate) mod sample {
                 group: 0,
                 dtype: DType::F32,
                 elems: 64,
+                dim: None,
                 purpose: Purpose::UpdatedParams(vec![0]),
             }),
             Instr::Step,

@@ -31,12 +31,14 @@ impl Builder<'_, '_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn collective(
         &mut self,
         kind: CollectiveKind,
         group: Option<usize>,
         dtype: DType,
         elems: i64,
+        dim: Option<usize>,
         purpose: Purpose,
     ) {
         if let Some(group) = group {
@@ -45,6 +47,7 @@ impl Builder<'_, '_> {
                 group,
                 dtype,
                 elems,
+                dim,
                 purpose,
             }));
         }
@@ -117,6 +120,7 @@ impl Builder<'_, '_> {
             self.zero,
             DType::Float,
             elems,
+            None,
             Purpose::GatherParams(members),
         );
     }
@@ -163,11 +167,19 @@ impl Builder<'_, '_> {
                     )
                 }
             };
+            let dim = match v {
+                ValueRef::Node(j) => lw.out_split(j),
+                ValueRef::Param(p) => lw
+                    .placement(p, inst)
+                    .and_then(|k| lw.placements[k].split.iter().position(|a| !a.is_empty())),
+                ValueRef::Input(_) => None,
+            };
             self.collective(
                 CollectiveKind::AllGather,
                 self.tensor,
                 compute_dtype(lw.g.type_of(v).dtype),
                 elems,
+                dim,
                 Purpose::Forward(value),
             );
         }
@@ -190,6 +202,16 @@ impl Builder<'_, '_> {
             saved: recompute || !checkpointed || carry_out == Some(ValueRef::Node(inst.node)),
             recompute,
             narrow: lw.narrowed(inst),
+            gather: plan.gather.clone(),
+            partial_grad: plan
+                .reduce_grad
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    lw.producer(inst, node.inputs[i])
+                        .is_some_and(|p| lw.needs_grad[p.node])
+                })
+                .collect(),
         });
         if plan.reduce_out || plan.scatter_out.is_some() {
             let kind = if plan.reduce_out {
@@ -202,6 +224,7 @@ impl Builder<'_, '_> {
                 self.tensor,
                 compute_dtype(node.out.dtype),
                 lw.whole_elems(inst.node),
+                plan.scatter_out,
                 Purpose::Forward(Value {
                     value: ValueRef::Node(inst.node),
                     copy: inst.copy,
@@ -291,6 +314,7 @@ impl Builder<'_, '_> {
                     self.tensor,
                     DType::Float,
                     lw.whole_elems(inst.node),
+                    lw.tp[inst.node].scatter_out,
                     Purpose::Backward(this),
                 );
             }
@@ -302,8 +326,8 @@ impl Builder<'_, '_> {
             });
             // A narrowed input has a gradient for this rank's part only;
             // gather the parts to the whole value's gradient.
-            for (i, _) in lw.narrowed(inst) {
-                self.input_grad(CollectiveKind::AllGather, inst, i, mb);
+            for (i, d) in lw.narrowed(inst) {
+                self.input_grad(CollectiveKind::AllGather, inst, i, mb, Some(d));
             }
             let kind = if lw.tp[inst.node].scatter_grad {
                 CollectiveKind::ReduceScatter
@@ -311,7 +335,13 @@ impl Builder<'_, '_> {
                 CollectiveKind::AllReduce
             };
             for &i in &lw.reduce_grad[inst.node] {
-                self.input_grad(kind, inst, i, mb);
+                // A reduce-scatter returns the gradient to the sequence
+                // shards the input was gathered from.
+                let dim = match (kind, node.inputs[i]) {
+                    (CollectiveKind::ReduceScatter, ValueRef::Node(j)) => lw.out_split(j),
+                    _ => None,
+                };
+                self.input_grad(kind, inst, i, mb, dim);
             }
             for b in buckets.iter().filter(|b| b.ready == k) {
                 self.reduce_bucket(b, last);
@@ -326,7 +356,14 @@ impl Builder<'_, '_> {
 
     /// A tensor-group collective on the gradient of input `i` of `inst`,
     /// when that input is a value with a gradient.
-    fn input_grad(&mut self, kind: CollectiveKind, inst: Inst, i: usize, mb: usize) {
+    fn input_grad(
+        &mut self,
+        kind: CollectiveKind,
+        inst: Inst,
+        i: usize,
+        mb: usize,
+        dim: Option<usize>,
+    ) {
         let lw = self.lw;
         let v = lw.g.nodes[inst.node].inputs[i];
         let Some(p) = lw.producer(inst, v).filter(|p| lw.needs_grad[p.node]) else {
@@ -337,6 +374,7 @@ impl Builder<'_, '_> {
             self.tensor,
             DType::Float,
             lw.whole_elems(p.node),
+            dim,
             Purpose::Backward(Value {
                 value: v,
                 copy: p.copy,
@@ -357,6 +395,7 @@ impl Builder<'_, '_> {
                 self.zero,
                 DType::Float,
                 b.elems,
+                None,
                 purpose.clone(),
             );
             if last {
@@ -373,6 +412,7 @@ impl Builder<'_, '_> {
                     self.replica,
                     DType::Float,
                     slice,
+                    None,
                     purpose,
                 );
             }
@@ -382,6 +422,7 @@ impl Builder<'_, '_> {
                 self.data,
                 DType::Float,
                 b.elems,
+                None,
                 purpose,
             );
         }
@@ -420,6 +461,7 @@ impl Builder<'_, '_> {
                 tied,
                 DType::Float,
                 elems,
+                None,
                 Purpose::Gradients(vec![k]),
             );
         }
@@ -436,6 +478,7 @@ impl Builder<'_, '_> {
                 self.tensor,
                 DType::Float,
                 elems,
+                None,
                 Purpose::Gradients(vec![k]),
             );
         }
@@ -447,6 +490,7 @@ impl Builder<'_, '_> {
                     self.zero,
                     DType::Float,
                     b.elems,
+                    None,
                     Purpose::UpdatedParams(b.placements.clone()),
                 );
             }

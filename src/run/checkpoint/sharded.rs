@@ -49,11 +49,15 @@ const FORMAT: &str = "enigma-sharded-1";
 const PART_PREFIX: &str = "part/";
 
 /// A run of a tensor's flattened elements: `data` from element `start` of
-/// the tensor `name`, whose whole shape is `shape`.
+/// the tensor `name`, whose whole shape is `shape`; or, when `region` is
+/// not empty, from element `start` of the box `region` (a half-open range
+/// per dim) of it, flattened: a tensor-parallel shard, or a ZeRO slice of
+/// one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Part {
     pub name: String,
     pub shape: Vec<usize>,
+    pub region: Vec<(usize, usize)>,
     pub start: usize,
     pub data: Vec<f32>,
 }
@@ -64,6 +68,7 @@ impl Part {
         Part {
             name: name.to_string(),
             shape: t.shape.clone(),
+            region: Vec::new(),
             start: 0,
             data: t.data.clone(),
         }
@@ -118,10 +123,14 @@ pub fn write_shard(
     };
     for p in parts {
         let shape: Vec<String> = p.shape.iter().map(usize::to_string).collect();
-        ckpt.metadata.insert(
-            format!("{PART_PREFIX}{}", p.name),
-            format!("{}:{}", p.start, shape.join(",")),
-        );
+        let mut place = format!("{}:{}", p.start, shape.join(","));
+        if !p.region.is_empty() {
+            let region: Vec<String> = p.region.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+            place.push(':');
+            place.push_str(&region.join(","));
+        }
+        ckpt.metadata
+            .insert(format!("{PART_PREFIX}{}", p.name), place);
         ckpt.tensors.insert(
             p.name.clone(),
             HostTensor {
@@ -300,7 +309,7 @@ pub fn load_dir(dir: &Path) -> Result<Checkpoint, CheckpointError> {
                 .ok_or_else(|| {
                     CheckpointError::new(Kind::Corrupt, &path, format!("`{name}` has no place"))
                 })?;
-            let (start, shape) = parse_place(spec).ok_or_else(|| {
+            let (start, shape, region) = parse_place(spec).ok_or_else(|| {
                 CheckpointError::new(
                     Kind::Corrupt,
                     &path,
@@ -320,29 +329,12 @@ pub fn load_dir(dir: &Path) -> Result<Checkpoint, CheckpointError> {
                     ),
                 ));
             }
-            entry.1.push((start, t.data));
+            entry.1.push((region, start, t.data));
         }
     }
     let mut tensors = BTreeMap::new();
-    for (name, (shape, mut runs)) in parts {
-        let numel: usize = shape.iter().product();
-        runs.sort_by_key(|(s, _)| *s);
-        let mut data = Vec::with_capacity(numel);
-        for (start, run) in runs {
-            if start != data.len() {
-                return Err(corrupt(format!(
-                    "the parts of `{name}` leave elements {}..{start} uncovered or covered twice",
-                    data.len()
-                )));
-            }
-            data.extend_from_slice(&run);
-        }
-        if data.len() != numel {
-            return Err(corrupt(format!(
-                "the parts of `{name}` cover {} of its {numel} elements",
-                data.len()
-            )));
-        }
+    for (name, (shape, runs)) in parts {
+        let data = assemble(&shape, &runs).map_err(|m| corrupt(format!("`{name}`: {m}")))?;
         tensors.insert(name, HostTensor { shape, data });
     }
     Ok(Checkpoint {
@@ -352,12 +344,76 @@ pub fn load_dir(dir: &Path) -> Result<Checkpoint, CheckpointError> {
     })
 }
 
-/// A tensor's whole shape and the runs of it the shards hold, by start.
-type Runs = (Vec<usize>, Vec<(usize, Vec<f32>)>);
+/// A box of a tensor: a half-open range per dim (empty: all of it).
+type Region = Vec<(usize, usize)>;
 
-/// `<start>:<d0>,<d1>,...` (no dims for a scalar).
-fn parse_place(spec: &str) -> Option<(usize, Vec<usize>)> {
-    let (start, shape) = spec.split_once(':')?;
+/// A run of a part: its region, its start in the region's flattened
+/// elements, and its elements.
+type Run = (Region, usize, Vec<f32>);
+
+/// A tensor's whole shape and the runs of it the shards hold.
+type Runs = (Vec<usize>, Vec<Run>);
+
+/// The whole tensor of `shape` from `runs`, which must cover every element
+/// exactly once.
+fn assemble(shape: &[usize], runs: &[Run]) -> Result<Vec<f32>, String> {
+    let numel: usize = shape.iter().product();
+    let mut data = vec![0f32; numel];
+    let mut covered = vec![false; numel];
+    for (region, start, run) in runs {
+        let region: Vec<(usize, usize)> = if region.is_empty() {
+            shape.iter().map(|&n| (0, n)).collect()
+        } else {
+            region.clone()
+        };
+        if region.len() != shape.len()
+            || region.iter().zip(shape).any(|(&(a, b), &n)| a > b || b > n)
+        {
+            return Err(format!(
+                "a part's region {region:?} is not inside {shape:?}"
+            ));
+        }
+        let extent: Vec<usize> = region.iter().map(|(a, b)| b - a).collect();
+        let boxed: usize = extent.iter().product();
+        if start + run.len() > boxed {
+            return Err(format!(
+                "a part of {} elements from {start} overruns its region of {boxed}",
+                run.len()
+            ));
+        }
+        for (j, &x) in run.iter().enumerate() {
+            // The element's coordinates in the box, then in the whole.
+            let mut rest = start + j;
+            let mut index = 0;
+            let mut stride = 1;
+            for k in (0..shape.len()).rev() {
+                let c = rest % extent[k];
+                rest /= extent[k];
+                index += (region[k].0 + c) * stride;
+                stride *= shape[k];
+            }
+            if covered[index] {
+                return Err(format!("element {index} is covered twice"));
+            }
+            covered[index] = true;
+            data[index] = x;
+        }
+    }
+    if let Some(i) = covered.iter().position(|c| !c) {
+        let n = covered.iter().filter(|c| **c).count();
+        return Err(format!(
+            "the parts cover {n} of its {numel} elements (element {i} is missing)"
+        ));
+    }
+    Ok(data)
+}
+
+/// `<start>:<d0>,<d1>,...[:<a0>-<b0>,<a1>-<b1>,...]` (no dims for a
+/// scalar; the region only for part of a box).
+fn parse_place(spec: &str) -> Option<(usize, Vec<usize>, Region)> {
+    let mut fields = spec.split(':');
+    let start = fields.next()?.parse().ok()?;
+    let shape = fields.next()?;
     let shape = if shape.is_empty() {
         Vec::new()
     } else {
@@ -366,7 +422,20 @@ fn parse_place(spec: &str) -> Option<(usize, Vec<usize>)> {
             .map(|d| d.parse().ok())
             .collect::<Option<Vec<usize>>>()?
     };
-    Some((start.parse().ok()?, shape))
+    let region = match fields.next() {
+        None => Vec::new(),
+        Some(r) => r
+            .split(',')
+            .map(|x| {
+                let (a, b) = x.split_once('-')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect::<Option<Vec<(usize, usize)>>>()?,
+    };
+    if fields.next().is_some() {
+        return None;
+    }
+    Some((start, shape, region))
 }
 
 #[cfg(test)]
@@ -384,9 +453,34 @@ mod tests {
         Part {
             name: name.into(),
             shape: shape.to_vec(),
+            region: Vec::new(),
             start,
             data: data.to_vec(),
         }
+    }
+
+    #[test]
+    fn tensor_parallel_boxes_and_their_zero_slices_assemble() {
+        // A [2, 4] weight split by columns over two ranks; rank 1's box is
+        // further cut in two ZeRO slices of two elements each.
+        let d = scratch("boxes");
+        let boxed = |start: usize, region: &[(usize, usize)], data: &[f32]| Part {
+            region: region.to_vec(),
+            ..part("w", &[2, 4], start, data)
+        };
+        write_shard(&d, 5, 0, &[boxed(0, &[(0, 2), (0, 2)], &[0., 1., 4., 5.])]).unwrap();
+        write_shard(&d, 5, 1, &[boxed(0, &[(0, 2), (2, 4)], &[2., 3.])]).unwrap();
+        write_shard(&d, 5, 2, &[boxed(2, &[(0, 2), (2, 4)], &[6., 7.])]).unwrap();
+        let dir = publish(&d, 5, 3, &BTreeMap::new()).unwrap();
+        let c = load_dir(&dir).unwrap();
+        assert_eq!(c.tensors["w"].data, vec![0., 1., 2., 3., 4., 5., 6., 7.]);
+        // The same box twice is an error, not a silent overwrite.
+        write_shard(&d, 6, 0, &[boxed(0, &[(0, 2), (0, 2)], &[0., 1., 4., 5.])]).unwrap();
+        write_shard(&d, 6, 1, &[boxed(0, &[(0, 2), (0, 2)], &[0., 1., 4., 5.])]).unwrap();
+        let dir = publish(&d, 6, 2, &BTreeMap::new()).unwrap();
+        let e = load_dir(&dir).unwrap_err();
+        assert!(e.message.contains("covered twice"), "{e}");
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -434,8 +528,13 @@ mod tests {
 
     #[test]
     fn places_parse_with_and_without_dims() {
-        assert_eq!(parse_place("12:3,4"), Some((12, vec![3, 4])));
-        assert_eq!(parse_place("0:"), Some((0, vec![])));
+        assert_eq!(parse_place("12:3,4"), Some((12, vec![3, 4], vec![])));
+        assert_eq!(parse_place("0:"), Some((0, vec![], vec![])));
+        assert_eq!(
+            parse_place("2:4,6:0-2,3-6"),
+            Some((2, vec![4, 6], vec![(0, 2), (3, 6)]))
+        );
         assert_eq!(parse_place("x:3"), None);
+        assert_eq!(parse_place("0:3:0-"), None);
     }
 }

@@ -119,6 +119,13 @@ impl Communicator for WithMpi {
     fn recv(&mut self, t: &mut Tensor, peer: usize) -> Result<(), CommError> {
         self.nccl.recv(t, peer)
     }
+    fn exchange(
+        &mut self,
+        sends: &[(&Tensor, usize)],
+        recvs: &mut [(&mut Tensor, usize)],
+    ) -> Result<(), CommError> {
+        self.nccl.exchange(sends, recvs)
+    }
     fn barrier(&mut self, group: usize) -> Result<(), CommError> {
         self.nccl.barrier(group)
     }

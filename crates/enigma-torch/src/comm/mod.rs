@@ -110,6 +110,16 @@ pub trait Communicator {
     /// Receives into `t` from world rank `peer`.
     fn recv(&mut self, t: &mut Tensor, peer: usize) -> Result<(), CommError>;
 
+    /// Posts every send of `sends` (tensor, world rank) and every receive
+    /// of `recvs`, then waits for all of them (NCCL's group semantics): two
+    /// neighbouring pipeline stages exchanging activations one way and
+    /// gradients the other never wait on each other, whatever the sizes.
+    fn exchange(
+        &mut self,
+        sends: &[(&Tensor, usize)],
+        recvs: &mut [(&mut Tensor, usize)],
+    ) -> Result<(), CommError>;
+
     /// Waits until every rank of the group has arrived.
     fn barrier(&mut self, group: usize) -> Result<(), CommError>;
 

@@ -343,6 +343,63 @@ impl Communicator for MpiComm {
         })
     }
 
+    fn exchange(
+        &mut self,
+        sends: &[(&Tensor, usize)],
+        recvs: &mut [(&mut Tensor, usize)],
+    ) -> Result<(), CommError> {
+        let n = self.size();
+        if let Some(peer) = sends
+            .iter()
+            .map(|(_, p)| *p)
+            .chain(recvs.iter().map(|(_, p)| *p))
+            .find(|&p| p >= n)
+        {
+            return Err(CommError::new(format!("exchange with rank {peer} of {n}")));
+        }
+        let outgoing: Vec<Tensor> = sends
+            .iter()
+            .map(|(t, _)| readable(t, "send"))
+            .collect::<Result<_, _>>()?;
+        // Receives land in f32 buffers of their own, copied into the
+        // tensors once every request is done.
+        let mut incoming: Vec<Vec<f32>> = recvs
+            .iter()
+            .map(|(t, _)| check(t, "recv").map(|_| vec![0f32; t.numel()]))
+            .collect::<Result<_, _>>()?;
+        let world = &self.world;
+        mpi::request::scope(|scope| {
+            let mut requests = Vec::with_capacity(sends.len() + recvs.len());
+            for (t, (_, peer)) in outgoing.iter().zip(sends) {
+                // SAFETY: `t` is a contiguous f32 CPU tensor (checked by
+                // `readable`) that outlives the scope.
+                let buf = unsafe { view(t) };
+                requests.push(
+                    world
+                        .process_at_rank(*peer as i32)
+                        .immediate_send(scope, buf),
+                );
+            }
+            for (buf, (_, peer)) in incoming.iter_mut().zip(recvs.iter()) {
+                requests.push(
+                    world
+                        .process_at_rank(*peer as i32)
+                        .immediate_receive_into(scope, &mut buf[..]),
+                );
+            }
+            for r in requests {
+                r.wait();
+            }
+        });
+        for (buf, (t, _)) in incoming.iter().zip(recvs.iter_mut()) {
+            Tensor::f_from_slice(buf)
+                .and_then(|g| g.f_reshape(t.size()))
+                .and_then(|g| t.f_copy_(&g))
+                .map_err(|e| CommError::new(format!("recv: storing the message: {e}")))?;
+        }
+        Ok(())
+    }
+
     fn barrier(&mut self, group: usize) -> Result<(), CommError> {
         self.comm(group)?.barrier();
         Ok(())

@@ -281,6 +281,13 @@ impl<C: Communicator> Communicator for Watched<C> {
     fn recv(&mut self, t: &mut Tensor, peer: usize) -> Result<(), CommError> {
         self.run("recv", None, |c| c.recv(t, peer))
     }
+    fn exchange(
+        &mut self,
+        sends: &[(&Tensor, usize)],
+        recvs: &mut [(&mut Tensor, usize)],
+    ) -> Result<(), CommError> {
+        self.run("exchange", None, |c| c.exchange(sends, recvs))
+    }
     fn barrier(&mut self, group: usize) -> Result<(), CommError> {
         self.run("barrier", Some(group), |c| c.barrier(group))
     }

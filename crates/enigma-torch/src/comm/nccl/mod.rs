@@ -671,6 +671,61 @@ impl Communicator for NcclComm {
         })
     }
 
+    fn exchange(
+        &mut self,
+        sends: &[(&Tensor, usize)],
+        recvs: &mut [(&mut Tensor, usize)],
+    ) -> Result<(), CommError> {
+        let comm = self.world_comm("exchange")?;
+        let mut calls: Vec<(
+            bool,
+            *mut std::ffi::c_void,
+            usize,
+            nccl_sys::ncclDataType_t,
+            usize,
+        )> = Vec::new();
+        for (t, peer) in sends {
+            let (dtype, n) = self.check("send", "tensor", t)?;
+            calls.push((true, t.data_ptr(), n, dtype, *peer));
+        }
+        for (t, peer) in recvs.iter() {
+            let (dtype, n) = self.check("recv", "tensor", t)?;
+            calls.push((false, t.data_ptr(), n, dtype, *peer));
+        }
+        if let Some(&(_, _, _, _, peer)) =
+            calls.iter().find(|c| c.4 >= self.world || c.4 == self.rank)
+        {
+            return Err(CommError::new(format!(
+                "nccl exchange: peer {peer} is not another rank of a world of {} (this is rank {})",
+                self.world, self.rank
+            )));
+        }
+        let what = "the world (pipeline transfers)".to_string();
+        self.run("exchange", &what, comm, || {
+            nccl::group_start()?;
+            for &(send, p, n, dtype, peer) in &calls {
+                if n == 0 {
+                    continue;
+                }
+                // SAFETY: every pointer was checked to be a contiguous
+                // tensor of `n` elements on this device, alive until the
+                // group ends and the device has waited.
+                let r = unsafe {
+                    if send {
+                        nccl::send(p, n, dtype, peer as c_int, comm, null_stream())
+                    } else {
+                        nccl::recv(p, n, dtype, peer as c_int, comm, null_stream())
+                    }
+                };
+                if let Err(e) = r {
+                    let _ = nccl::group_end();
+                    return Err(e);
+                }
+            }
+            nccl::group_end()
+        })
+    }
+
     /// Sums a one-element buffer over the group and waits for the default
     /// stream: that reduction cannot finish before every member has
     /// enqueued it, so returning means every member arrived.
