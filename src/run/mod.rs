@@ -17,6 +17,7 @@ pub mod launch;
 pub mod metrics;
 pub mod plots;
 pub mod progress;
+pub mod ranks;
 pub mod recovery;
 pub mod session;
 pub mod train;

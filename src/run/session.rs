@@ -200,6 +200,9 @@ fn run_rank<R: Runtime>(
         run_dir: &dir,
         collective_timeout: Duration::from_secs_f64(x.parallel.collective_timeout.max(1.0)),
     };
+    // What the process holds before the model is placed: the growth from
+    // here to the peak is the model's state and activations.
+    let rss_start = super::ranks::status_bytes("VmRSS");
     let mut backend = runtime.backend(x, plan, program, config, cuda, &job)?;
     if leader {
         let source = std::fs::read_to_string(&x.path).map_err(|e| {
@@ -286,6 +289,15 @@ fn run_rank<R: Runtime>(
             leader,
         )?;
     }
+    let measured = super::ranks::Measured {
+        device: backend.device(),
+        step_s: s.step_s.clone(),
+        rss_start,
+        peak_rss: super::ranks::status_bytes("VmHWM"),
+    };
+    let memory = crate::plan::cost::memory(&x.graph, plan, program);
+    let estimate = planned.estimate.as_ref().map(|e| e.step_s);
+    super::ranks::write(&dir, plan, program, &measured, Some(memory), estimate)?;
     backend.barrier()?;
     backend.finish();
     if !quiet {

@@ -78,6 +78,8 @@ pub struct Summary {
     pub interrupted: bool,
     pub skipped_steps: u64,
     pub plots: Vec<PathBuf>,
+    /// The seconds each of this run's steps took on this rank.
+    pub step_s: Vec<f64>,
 }
 
 /// The plan's shape of a step: windows per micro-batch and micro-batches
@@ -176,6 +178,7 @@ pub fn train<B: Backend>(
         interrupted: false,
         skipped_steps: 0,
         plots: Vec::new(),
+        step_s: Vec::new(),
     };
     let write = |log: &mut Option<MetricsLog>, r: Record| match log {
         Some(log) => log
@@ -235,6 +238,7 @@ pub fn train<B: Backend>(
             .train_step(program, &micro, keys, update)
             .map_err(|e| e.at_step(done))?;
         let step_s = timer.elapsed().as_secs_f64();
+        summary.step_s.push(step_s);
         summary.steps = done;
         summary.last_loss = Some(out.loss);
         let rate = (done - start) as f64 / clock.elapsed().as_secs_f64().max(1e-9);

@@ -533,9 +533,12 @@ impl TorchBackend {
                         // graph; its recomputation does.
                         record: nodewise && (*saved || *recompute),
                         unsaved: nodewise && !*saved && !*recompute,
-                        // One key per step: `first` tells the micro-batches'
-                        // samples apart, as one process's batch does.
-                        mask_key: keys.mask,
+                        // One key for every micro-batch of the step: `first`
+                        // tells their samples apart, as one process's batch
+                        // does (the key is what a step's single micro-batch
+                        // always drew from, so one process draws the masks
+                        // it drew before pipelines split its batch).
+                        mask_key: derive(keys.mask, 0),
                         dropout_key: keys.dropout,
                     };
                     self.forward(&mut ex, &app, mb, train)?;

@@ -11,26 +11,14 @@
 //! The processes share the machine's two cores (`--oversubscribe`, one
 //! thread each), so the tests take turns.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::*;
 use enigma::run::metrics::{read_records, RecordKind};
-
-/// One job at a time: they would only slow each other down.
-static MACHINE: Mutex<()> = Mutex::new(());
-
-fn runtime() -> &'static str {
-    env!("CARGO_BIN_EXE_enigma-run")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("enigma-dist-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// The quickstart laid out as `layout` (the lines of a `parallel` block
 /// after its mesh), evaluated on one batch, checkpointed every
@@ -51,55 +39,6 @@ fn experiment(dir: &Path, name: &str, layout: &str, checkpoint: u64) -> PathBuf 
     let path = dir.join(format!("{name}.enigma"));
     std::fs::write(&path, src).unwrap();
     path
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// `mpirun -n N enigma-run run --quiet ARGS`, with `env`, waited for.
-fn mpirun(n: usize, args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
-    let mut c = Command::new("mpirun");
-    c.args(["-n", &n.to_string(), "--oversubscribe", "--bind-to", "none"]);
-    if is_root() {
-        c.arg("--allow-run-as-root");
-    }
-    c.args(["-x", "OMP_NUM_THREADS=1"]);
-    for (k, v) in env {
-        c.args(["-x", &format!("{k}={v}")]);
-    }
-    c.arg(runtime()).args(["run", "--quiet"]).args(args);
-    let t = Instant::now();
-    let out = c
-        .output()
-        .expect("mpirun (OpenMPI, installed by dev.sh) is needed");
-    (out, t.elapsed())
-}
-
-fn losses(run: &Path) -> Vec<(u64, f64)> {
-    read_records(&run.join("metrics.jsonl"))
-        .unwrap()
-        .iter()
-        .filter(|r| r.kind == RecordKind::Train)
-        .map(|r| (r.step, r.values["loss"]))
-        .collect()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The largest relative difference between two runs' losses, step by step.
-fn largest_difference(a: &[(u64, f64)], b: &[(u64, f64)]) -> f64 {
-    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
-    a.iter()
-        .zip(b)
-        .map(|((sa, la), (sb, lb))| {
-            assert_eq!(sa, sb);
-            (la - lb).abs() / la.abs().max(1e-12)
-        })
-        .fold(0.0, f64::max)
 }
 
 const DP2: &str = "  mesh { dp: 2 }\n  batch -> dp\n";
