@@ -14,9 +14,11 @@
 # the 2 cores (oversubscribed): their step times include that sharing,
 # which the cost model does not know of.
 #
-# Measured memory is the growth of each rank's resident set from before
-# the model was placed to its peak (ranks/rank-N.json); the estimate is the
-# planner's model state, activations and buffers for the rank's stage.
+# Measured memory is the growth of each rank's resident set from the start
+# of training (weights and optimiser state placed, data opened) to its peak
+# during training (ranks/rank-N.json); the estimate beside it is what the
+# planner counts for the same: the rank's activations, gradients and
+# communication buffers.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 eval "$(./dev.sh env)"
@@ -72,6 +74,8 @@ for name, n in layouts:
     for r in range(n):
         rec = json.load(open(os.path.join(run, "ranks", f"rank-{r:05}.json")))
         grow = rec["memory"]["peak_rss_bytes"] - rec["memory"]["rss_start_bytes"]
+        e = rec["estimate"]
+        added = e["activations_bytes"] + e["grads_bytes"] + e["buffers_bytes"]
         print(f"| {name} | {n} | {r} | {rec['stage']} | {rec['step_s']['median']:.3f} s | "
-              f"{est:.3f} s | {grow / 1e6:.0f} MB | {rec['estimate']['memory_bytes'] / 1e6:.0f} MB |")
+              f"{est:.3f} s | {grow / 1e6:.0f} MB | {added / 1e6:.0f} MB |")
 PY

@@ -4,18 +4,23 @@
 //! ```json
 //! {"rank": 2, "stage": 1, "coords": {"stage": 1, "tp": 0}, "device": "cpu",
 //!  "steps": 20, "step_s": {"median": 0.41, "mean": 0.43},
-//!  "memory": {"rss_start_bytes": 612000000, "peak_rss_bytes": 731000000},
-//!  "estimate": {"memory_bytes": 98000000, "step_s": 0.000126}}
+//!  "memory": {"rss_start_bytes": 612000000, "peak_rss_bytes": 731000000,
+//!             "peak_since_start": true},
+//!  "estimate": {"memory_bytes": 98000000, "params_bytes": 320000, ...,
+//!               "activations_bytes": 97000000, "step_s": 0.000126}}
 //! ```
 //!
 //! Every rank writes its own file when its training ends, so a job's files
 //! together give the per-rank peak memory and step time that
 //! `docs/benchmarks.md` sets beside `enigma plan`'s estimates. On the CPU
-//! the memory is the process's resident set (`VmHWM`, the high-water mark,
-//! and `VmRSS` before the model was placed, from `/proc/self/status`): the
-//! model's state and activations are the growth between the two, which is
-//! what the planner's memory estimate counts. The median step time leaves
-//! out the first step (warm-up) when there are others.
+//! the memory is the process's resident set, from `/proc/self/status`:
+//! `VmRSS` when training starts (the weights and optimiser state placed, the
+//! data opened), with the high-water mark reset then (`/proc/self/
+//! clear_refs`), and `VmHWM` when it ends. The growth between the two is
+//! what training adds: activations, gradients and communication buffers,
+//! which the estimate's parts of the same names count (with the loader's
+//! prefetched batches and libtorch's temporaries on top). The median step
+//! time leaves out the first step (warm-up) when there are others.
 
 use std::path::{Path, PathBuf};
 
@@ -34,14 +39,25 @@ pub fn status_bytes(field: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Resets the process's resident-set high-water mark (`VmHWM`) to its
+/// current size, so that a later reading is the peak since now; false
+/// where Linux does not allow it.
+pub fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// What one rank measured.
 #[derive(Clone, Debug, Default)]
 pub struct Measured {
     pub device: String,
     /// Seconds of each step this run took.
     pub step_s: Vec<f64>,
+    /// The resident set when training started, and its peak since then
+    /// (since the process started where the peak could not be reset).
     pub rss_start: Option<u64>,
     pub peak_rss: Option<u64>,
+    /// Whether the peak was reset when training started.
+    pub peak_since_start: bool,
 }
 
 /// The median of `xs` without the first (warm-up) when there are others.
@@ -100,6 +116,7 @@ pub fn write(
         "memory": {
             "rss_start_bytes": measured.rss_start,
             "peak_rss_bytes": measured.peak_rss,
+            "peak_since_start": measured.peak_since_start,
         },
         "estimate": {
             "memory_bytes": memory.map(|m| m.total),
@@ -107,6 +124,7 @@ pub fn write(
             "grads_bytes": memory.map(|m| m.grads),
             "optimizer_bytes": memory.map(|m| m.optimizer),
             "activations_bytes": memory.map(|m| m.activations),
+            "buffers_bytes": memory.map(|m| m.buffers),
             "step_s": step_s,
         },
     });

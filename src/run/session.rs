@@ -200,9 +200,6 @@ fn run_rank<R: Runtime>(
         run_dir: &dir,
         collective_timeout: Duration::from_secs_f64(x.parallel.collective_timeout.max(1.0)),
     };
-    // What the process holds before the model is placed: the growth from
-    // here to the peak is the model's state and activations.
-    let rss_start = super::ranks::status_bytes("VmRSS");
     let mut backend = runtime.backend(x, plan, program, config, cuda, &job)?;
     if leader {
         let source = std::fs::read_to_string(&x.path).map_err(|e| {
@@ -267,6 +264,10 @@ fn run_rank<R: Runtime>(
             dir.display()
         );
     }
+    // What training adds to the process is measured from here (the weights
+    // placed, the data opened): `ranks/rank-N.json`.
+    let peak_since_start = super::ranks::reset_peak();
+    let rss_start = super::ranks::status_bytes("VmRSS");
     let s = train(
         &mut backend,
         program,
@@ -294,6 +295,7 @@ fn run_rank<R: Runtime>(
         step_s: s.step_s.clone(),
         rss_start,
         peak_rss: super::ranks::status_bytes("VmHWM"),
+        peak_since_start,
     };
     let memory = crate::plan::cost::memory(&x.graph, plan, program);
     let estimate = planned.estimate.as_ref().map(|e| e.step_s);
