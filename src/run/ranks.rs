@@ -16,11 +16,14 @@
 //! the memory is the process's resident set, from `/proc/self/status`:
 //! `VmRSS` when training starts (the weights and optimiser state placed, the
 //! data opened), with the high-water mark reset then (`/proc/self/
-//! clear_refs`), and `VmHWM` when it ends. The growth between the two is
-//! what training adds: activations, gradients and communication buffers,
-//! which the estimate's parts of the same names count (with the loader's
-//! prefetched batches and libtorch's temporaries on top). The median step
-//! time leaves out the first step (warm-up) when there are others.
+//! clear_refs`), and the highest `VmHWM` of the training steps: read
+//! before each evaluation and at the end, and reset after each evaluation,
+//! so an evaluation's batch (larger than a pipeline's micro-batch) does not
+//! count. The growth between the two is what training adds: activations,
+//! gradients and communication buffers, which the estimate's parts of the
+//! same names count (with the loader's prefetched batches and libtorch's
+//! temporaries on top). The median step time leaves out the first step
+//! (warm-up) when there are others.
 
 use std::path::{Path, PathBuf};
 

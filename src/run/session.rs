@@ -294,7 +294,7 @@ fn run_rank<R: Runtime>(
         device: backend.device(),
         step_s: s.step_s.clone(),
         rss_start,
-        peak_rss: super::ranks::status_bytes("VmHWM"),
+        peak_rss: s.peak_rss,
         peak_since_start,
     };
     let memory = crate::plan::cost::memory(&x.graph, plan, program);

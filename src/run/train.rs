@@ -80,6 +80,9 @@ pub struct Summary {
     pub plots: Vec<PathBuf>,
     /// The seconds each of this run's steps took on this rank.
     pub step_s: Vec<f64>,
+    /// The resident set's peak during the training steps (evaluations
+    /// left out where the mark can be reset), in bytes.
+    pub peak_rss: Option<u64>,
 }
 
 /// The plan's shape of a step: windows per micro-batch and micro-batches
@@ -179,6 +182,7 @@ pub fn train<B: Backend>(
         skipped_steps: 0,
         plots: Vec::new(),
         step_s: Vec::new(),
+        peak_rss: None,
     };
     let write = |log: &mut Option<MetricsLog>, r: Record| match log {
         Some(log) => log
@@ -268,7 +272,12 @@ pub fn train<B: Backend>(
         if config.eval_every.is_some_and(|e| done % e == 0)
             || (done == end && config.eval_every.is_some())
         {
+            // The resident peak of the training steps is read before an
+            // evaluation (whose batch may be larger than a micro-batch)
+            // and the mark reset after it (`ranks.rs`).
+            note_peak(&mut summary.peak_rss);
             let (loss, corr, chance) = evaluate(backend, &eval_program, &dataset, config, shape)?;
+            super::ranks::reset_peak();
             summary.corr = corr;
             summary.corr_chance = chance;
             let mut r = Record::eval(done, config.eval_split.name()).with("loss", loss);
@@ -294,6 +303,7 @@ pub fn train<B: Backend>(
             break;
         }
     }
+    note_peak(&mut summary.peak_rss);
     progress.finish();
     loader.stop();
     if opts.leader {
@@ -303,6 +313,13 @@ pub fn train<B: Backend>(
             .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     }
     Ok(summary)
+}
+
+/// Raises `peak` to the resident set's high-water mark now.
+fn note_peak(peak: &mut Option<u64>) {
+    if let Some(now) = super::ranks::status_bytes("VmHWM") {
+        *peak = Some(peak.map_or(now, |p| p.max(now)));
+    }
 }
 
 /// `batch`'s inputs cut along their first (batch) dim into `n` equal
