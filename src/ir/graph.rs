@@ -253,6 +253,22 @@ impl Graph {
         Some((j, c))
     }
 
+    /// Per node, whether its output carries a gradient: it is floating
+    /// point and computed from a parameter. The planner sends gradients
+    /// only for these values, and the runtime keeps graphs only for them.
+    pub fn grad_carriers(&self) -> Vec<bool> {
+        let mut carries = vec![false; self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            let from_param = n.inputs.iter().any(|v| match *v {
+                ValueRef::Param(_) => true,
+                ValueRef::Node(j) => carries.get(j).copied().unwrap_or(false),
+                ValueRef::Input(_) => false,
+            });
+            carries[i] = from_param && n.out.dtype.is_float();
+        }
+        carries
+    }
+
     /// The nodes whose outputs are the `loss` items, summed into the
     /// training loss.
     pub fn loss_nodes(&self) -> Vec<usize> {

@@ -177,8 +177,8 @@ pub struct TorchBackend {
     hold_out: Option<HoldOut>,
     /// Whether the backward pass runs node by node (`nodewise.rs`).
     nodewise: bool,
-    /// Per node: whether its output carries a gradient (it is floating
-    /// point and depends on a parameter), as the planner decides it.
+    /// Per node: whether its output carries a gradient
+    /// (`Graph::grad_carriers`, as the planner decides it).
     needs_grad: Vec<bool>,
     /// This rank's tensor-parallel group, under tensor parallelism.
     tensor: Option<model_parallel::TensorGroup>,
@@ -385,17 +385,8 @@ impl TorchBackend {
             .map(|r| r.rank)
             .min()
             .unwrap_or(0);
-        let mut needs_grad = vec![false; graph.nodes.len()];
-        for (i, n) in graph.nodes.iter().enumerate() {
-            let from_param = n.inputs.iter().any(|v| match *v {
-                ValueRef::Param(_) => true,
-                ValueRef::Node(j) => needs_grad.get(j).copied().unwrap_or(false),
-                ValueRef::Input(_) => false,
-            });
-            needs_grad[i] = from_param && n.out.dtype.is_float();
-        }
         Ok(TorchBackend {
-            needs_grad,
+            needs_grad: graph.grad_carriers(),
             nodewise: layout.tensor_degree() > 1 || stages > 1 || layout.checkpoint_activations,
             tensor,
             pipelined: stages > 1,

@@ -39,6 +39,32 @@ fn t_err(e: tch::TchError, what: &str) -> Error {
     op_err(crate::OpError::from(e), what)
 }
 
+/// Runs `exchange` on `t` with `dim` moved first, so that each rank's part
+/// is one contiguous run, into a buffer of `rows(dim's size)` rows, and
+/// moves the dim back.
+fn along(
+    t: &Tensor,
+    dim: usize,
+    what: &str,
+    rows: impl FnOnce(i64) -> Result<i64, Error>,
+    exchange: impl FnOnce(&Tensor, &mut Tensor) -> Result<(), crate::comm::CommError>,
+) -> Result<Tensor, Error> {
+    let d = dim as i64;
+    let x = t
+        .f_movedim([d], [0])
+        .and_then(|x| x.f_contiguous())
+        .map_err(|e| t_err(e, what))?;
+    let mut size = x.size();
+    if let Some(first) = size.first_mut() {
+        *first = rows(*first)?;
+    }
+    let mut out = x
+        .f_new_zeros(size.as_slice(), (x.kind(), x.device()))
+        .map_err(|e| t_err(e, what))?;
+    exchange(&x, &mut out).map_err(|e| comm_err(e, what))?;
+    out.f_movedim([0], [d]).map_err(|e| t_err(e, what))
+}
+
 /// Concatenates every rank's `t` along `dim`, in group order.
 pub fn gather_along(
     comm: &mut dyn Communicator,
@@ -48,21 +74,13 @@ pub fn gather_along(
     dim: usize,
     what: &str,
 ) -> Result<Tensor, Error> {
-    let d = dim as i64;
-    let x = t
-        .f_movedim([d], [0])
-        .and_then(|x| x.f_contiguous())
-        .map_err(|e| t_err(e, what))?;
-    let mut size = x.size();
-    if let Some(first) = size.first_mut() {
-        *first *= n as i64;
-    }
-    let mut out = x
-        .f_new_zeros(size.as_slice(), (x.kind(), x.device()))
-        .map_err(|e| t_err(e, what))?;
-    comm.all_gather(group, &x, &mut out)
-        .map_err(|e| comm_err(e, what))?;
-    out.f_movedim([0], [d]).map_err(|e| t_err(e, what))
+    along(
+        t,
+        dim,
+        what,
+        |rows| Ok(rows * n as i64),
+        |x, out| comm.all_gather(group, x, out),
+    )
 }
 
 /// Sums `t` over the group and keeps this rank's part of `dim`.
@@ -74,27 +92,21 @@ pub fn scatter_along(
     dim: usize,
     what: &str,
 ) -> Result<Tensor, Error> {
-    let d = dim as i64;
-    let x = t
-        .f_movedim([d], [0])
-        .and_then(|x| x.f_contiguous())
-        .map_err(|e| t_err(e, what))?;
-    let mut size = x.size();
-    let whole = size.first().copied().unwrap_or(0);
-    if whole % n as i64 != 0 {
-        return Err(Error::internal(format!(
-            "{what}: a dim of {whole} does not split in {n} equal parts"
-        )));
-    }
-    if let Some(first) = size.first_mut() {
-        *first = whole / n as i64;
-    }
-    let mut out = x
-        .f_new_zeros(size.as_slice(), (x.kind(), x.device()))
-        .map_err(|e| t_err(e, what))?;
-    comm.reduce_scatter(group, &x, &mut out)
-        .map_err(|e| comm_err(e, what))?;
-    out.f_movedim([0], [d]).map_err(|e| t_err(e, what))
+    let parts = n as i64;
+    along(
+        t,
+        dim,
+        what,
+        |whole| {
+            if whole % parts != 0 {
+                return Err(Error::internal(format!(
+                    "{what}: a dim of {whole} does not split in {n} equal parts"
+                )));
+            }
+            Ok(whole / parts)
+        },
+        |x, out| comm.reduce_scatter(group, x, out),
+    )
 }
 
 /// The libtorch kind a transfer of `dtype` arrives as.

@@ -271,15 +271,7 @@ impl<'g> Lowerer<'g> {
             layout.sequence_parallel,
         );
         let reduce_grad = fuse_grad_reductions(g, &tp);
-        let mut needs_grad = vec![false; g.nodes.len()];
-        for (i, n) in g.nodes.iter().enumerate() {
-            let from_param = n.inputs.iter().any(|v| match *v {
-                ValueRef::Param(_) => true,
-                ValueRef::Node(j) => needs_grad.get(j).copied().unwrap_or(false),
-                ValueRef::Input(_) => false,
-            });
-            needs_grad[i] = from_param && n.out.dtype.is_float();
-        }
+        let needs_grad = g.grad_carriers();
         let mut lw = Lowerer {
             g,
             layout,
