@@ -20,6 +20,7 @@ mod dims;
 mod elab;
 mod layout;
 mod parallel;
+pub mod schema;
 mod settings;
 mod sources;
 mod train;

@@ -2,133 +2,21 @@
 //! value has the kind and range its setting needs, required settings are
 //! present, and the settings agree with each other.
 //!
-//! The schema below is the one list of settings these blocks accept; the
-//! language reference documents the same table. Cross-checks: the global
-//! batch divides evenly over the data-parallel ranks, micro-batches and
-//! accumulation steps, and a schedule's warm-up is shorter than training.
+//! The schema (`schema.rs`) is the one list of settings these blocks
+//! accept, and the language reference documents the same table.
+//! Cross-checks: the global batch divides evenly over the data-parallel
+//! ranks, micro-batches and accumulation steps, and a schedule's warm-up is
+//! shorter than training.
 
 use super::consts::Consts;
+use super::schema::{self, list, Kind, Setting};
 use crate::base::FileId;
 use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::ir::types::quantity::short;
 use crate::ir::types::{Dimension, Value};
-use crate::resolve::{builtins, closest};
+use crate::resolve::closest;
 use crate::syntax::ast::*;
-
-/// What a setting's value must be.
-#[derive(Clone, Copy)]
-enum Kind {
-    /// A whole number of at least 1.
-    Positive,
-    /// A whole number in `0..=max`.
-    UpTo(i64),
-    /// A number greater than zero.
-    PositiveNumber,
-    Bool,
-    /// A size in bytes (`80GB`).
-    Bytes,
-    /// A duration greater than zero (`300s`, `5min`).
-    Duration,
-    /// One of these symbols.
-    Symbol(&'static [&'static str]),
-    /// A call of one of these builtins: `adamw(lr: 3e-4)`.
-    Call(&'static [&'static str]),
-    Str,
-    /// A nested block with its own fields.
-    Block(&'static [Field]),
-    /// `mesh { axis: size, ... }`: any axis names, positive sizes.
-    Mesh,
-}
-
-impl Kind {
-    fn describe(self) -> String {
-        match self {
-            Kind::Positive => "a whole number of at least 1".to_string(),
-            Kind::UpTo(max) => format!("a whole number from 0 to {max}"),
-            Kind::PositiveNumber => "a number greater than 0".to_string(),
-            Kind::Bool => "`true` or `false`".to_string(),
-            Kind::Bytes => "a size in bytes, such as `80GB`".to_string(),
-            Kind::Duration => "a duration, such as `300s`".to_string(),
-            Kind::Symbol(s) | Kind::Call(s) if s.len() == 2 => format!("either {}", list(s)),
-            Kind::Symbol(s) | Kind::Call(s) => format!("one of {}", list(s)),
-            Kind::Str => "a string".to_string(),
-            Kind::Block(_) | Kind::Mesh => "a block `{ ... }`".to_string(),
-        }
-    }
-}
-
-struct Field {
-    key: &'static str,
-    kind: Kind,
-    required: bool,
-}
-
-const fn field(key: &'static str, kind: Kind) -> Field {
-    Field {
-        key,
-        kind,
-        required: false,
-    }
-}
-
-const fn required(key: &'static str, kind: Kind) -> Field {
-    Field {
-        key,
-        kind,
-        required: true,
-    }
-}
-
-const CHECKPOINT: &[Field] = &[
-    field("every", Kind::Positive),
-    field("keep", Kind::Positive),
-];
-
-const EVAL: &[Field] = &[
-    field("every", Kind::Positive),
-    field("split", Kind::Symbol(&["val", "test"])),
-    field("batches", Kind::Positive),
-];
-
-const TRAIN: &[Field] = &[
-    required("optimizer", Kind::Call(builtins::OPTIMIZERS)),
-    field("schedule", Kind::Call(builtins::SCHEDULES)),
-    required("steps", Kind::Positive),
-    required("batch", Kind::Positive),
-    field("precision", Kind::Symbol(&["f32", "bf16", "f16"])),
-    field("clip", Kind::PositiveNumber),
-    field("accumulate", Kind::Positive),
-    field("on_nonfinite", Kind::Symbol(&["stop", "skip"])),
-    field("seed", Kind::UpTo(i64::MAX)),
-    field("device", Kind::Symbol(&["cpu", "cuda"])),
-    field("checkpoint", Kind::Block(CHECKPOINT)),
-    field("eval", Kind::Block(EVAL)),
-];
-
-const PARALLEL: &[Field] = &[
-    required("mesh", Kind::Mesh),
-    field("zero", Kind::UpTo(3)),
-    field("zero_scope", Kind::Str),
-    field("microbatches", Kind::Positive),
-    field(
-        "pipeline_schedule",
-        Kind::Symbol(&["one_f_one_b", "gpipe", "interleaved"]),
-    ),
-    field("checkpoint_activations", Kind::Bool),
-    field("sequence_parallel", Kind::Bool),
-    field("device_memory", Kind::Bytes),
-    field("bucket", Kind::Bytes),
-    field("collective_timeout", Kind::Duration),
-];
-
-fn list(names: &[&str]) -> String {
-    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-    match quoted.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
-        _ => quoted.concat(),
-    }
-}
 
 /// Checks the train and parallel blocks of the root module.
 pub(super) fn check_settings(c: &mut Consts) {
@@ -142,11 +30,11 @@ pub(super) fn check_settings(c: &mut Consts) {
     for item in &ast.items {
         match &item.kind {
             ItemKind::Train(b) => {
-                block(c, b, "train", TRAIN, item.span);
+                block(c, b, "train", schema::TRAIN, item.span);
                 train = Some(b);
             }
             ItemKind::Parallel(b) => {
-                block(c, b, "parallel", PARALLEL, item.span);
+                block(c, b, "parallel", schema::PARALLEL, item.span);
                 parallel = Some(b);
             }
             _ => {}
@@ -160,7 +48,7 @@ pub(super) fn check_settings(c: &mut Consts) {
     }
 }
 
-fn block(c: &mut Consts, b: &ConfigBlock, name: &str, fields: &[Field], item: Span) {
+fn block(c: &mut Consts, b: &ConfigBlock, name: &str, fields: &[Setting], item: Span) {
     let file = c.file();
     // Keys suggested for misspelt ones: a required key that was misspelt is
     // reported once, as unknown, not also as missing.
@@ -236,7 +124,7 @@ fn unknown(
     file: FileId,
     key: &Ident,
     block: &str,
-    fields: &[Field],
+    fields: &[Setting],
 ) -> Option<&'static str> {
     let names: Vec<&'static str> = fields.iter().map(|f| f.key).collect();
     let suggestion = closest(&key.name, names.iter().copied());
@@ -270,15 +158,16 @@ fn invalid(c: &mut Consts, file: FileId, at: Span, key: &Ident, wanted: &str, fo
 fn setting(c: &mut Consts, key: &Ident, value: &Expr, kind: Kind) {
     let file = c.file();
     let ok = match kind {
-        Kind::Call(names) => match &value.kind {
+        Kind::Call(_) | Kind::Split => match &value.kind {
             ExprKind::Call { callee, .. } => {
-                matches!(&callee.kind, ExprKind::Path(p) if p.len() == 1 && names.contains(&p[0].name.as_str()))
+                matches!(&callee.kind, ExprKind::Path(p) if p.len() == 1 && kind.values().contains(&p[0].name.as_str()))
             }
             _ => false,
         },
         Kind::Symbol(names) => {
             matches!(&value.kind, ExprKind::Path(p) if p.len() == 1 && names.contains(&p[0].name.as_str()))
         }
+        Kind::ModalityName => matches!(&value.kind, ExprKind::Path(p) if p.len() == 1),
         Kind::Str => matches!(value.kind, ExprKind::Str(_)),
         Kind::Bool => matches!(value.kind, ExprKind::Bool(_)),
         _ => {

@@ -344,7 +344,8 @@ fn source(program: &Program, d: &DataItem, base: &Path) -> Result<SourceSpec, Pr
     })
 }
 
-/// The `window`, `stride`, `split` and `within` settings of a data block.
+/// The `window`, `stride`, `split` and `within` settings of a data block
+/// (`schema::DATA`).
 fn window_settings(
     program: &Program,
     block: &ConfigBlock,
@@ -383,11 +384,15 @@ fn window_settings(
                     ))
                 }
             },
+            // The keys the message names are the schema's, so the two
+            // agree (`schema::tests` checks each is taken above).
             other => {
+                let keys: Vec<&str> = super::schema::DATA.iter().map(|s| s.key).collect();
                 return Err(Problem::new(format!(
-                    "unknown setting `{other}` (a data block takes `window`, `stride`, `split` and `within`)"
+                    "unknown setting `{other}` (a data block takes {})",
+                    super::schema::all(&keys)
                 ))
-                .at(key.span))
+                .at(key.span));
             }
         }
     }
