@@ -181,6 +181,7 @@ fn suite2p_cells_are_counted_from_the_classifier() {
     let plan = enigma::driver::Options {
         resolve: Default::default(),
         goal: enigma::driver::Goal::Plan(Default::default()),
+        record_types: false,
     };
     let bound = enigma::driver::compile(&FsLoader, &path, &plan);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());

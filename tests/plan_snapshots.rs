@@ -70,6 +70,7 @@ fn render(program: &Path) -> Result<String, Failed> {
     let driver = enigma::driver::Options {
         resolve: resolve::Options::default(),
         goal: enigma::driver::Goal::Plan(opts),
+        record_types: false,
     };
     let a = enigma::driver::compile(&FsLoader, program, &driver)
         .map_err(|e| Failed::from(e.to_string()))?;

@@ -39,6 +39,10 @@ pub struct Consts<'p> {
     memo: HashMap<(ModuleId, String), Eval>,
     in_progress: Vec<(ModuleId, String)>,
     pub diags: Vec<Diagnostic>,
+    /// The type of every expression and binding the elaborator evaluated,
+    /// when the caller asked for them (the language server); `None` keeps
+    /// the command line from paying for them.
+    pub facts: Option<Vec<super::TypeFact>>,
 }
 
 impl<'p> Consts<'p> {
@@ -49,6 +53,7 @@ impl<'p> Consts<'p> {
             memo: HashMap::new(),
             in_progress: Vec::new(),
             diags: Vec::new(),
+            facts: None,
         }
     }
 

@@ -28,6 +28,7 @@ mod units;
 
 use std::path::Path;
 
+use crate::base::{FileId, Span};
 use crate::diagnostics::Diagnostic;
 use crate::ir::types::Value;
 use crate::ir::Experiment;
@@ -49,7 +50,41 @@ pub fn check_program(
     loader: &dyn SourceLoader,
     sized: &[(String, i64)],
 ) -> (Vec<Diagnostic>, Option<Experiment>) {
+    let (diags, experiment, _) = check_program_with(program, loader, sized, false);
+    (diags, experiment)
+}
+
+/// What an expression or binding was found to be, for the editor: a
+/// tensor's type with its named dims, sizes and rates, a dim or a
+/// compile-time value. A module applied several times (a `repeat`, two
+/// call sites) gives one fact per application.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypeFact {
+    pub file: FileId,
+    pub span: Span,
+    pub kind: FactKind,
+    pub text: String,
+}
+
+/// Whether a [`TypeFact`] is about an expression or a name being bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactKind {
+    Expr,
+    /// A `let`, `param` or `predict` name: what inlay hints show.
+    Binding,
+}
+
+/// [`check_program`], also returning the type facts when `record_types`.
+pub fn check_program_with(
+    program: &Program,
+    loader: &dyn SourceLoader,
+    sized: &[(String, i64)],
+    record_types: bool,
+) -> (Vec<Diagnostic>, Option<Experiment>, Vec<TypeFact>) {
     let mut consts = consts::Consts::new(program);
+    if record_types {
+        consts.facts = Some(Vec::new());
+    }
     dims::check_dims(&mut consts);
     settings::check_settings(&mut consts);
     let mut bound = sources::check_sources(&mut consts, loader);
@@ -93,7 +128,7 @@ pub fn check_program(
     };
     let mut diags = consts.diags;
     crate::diagnostics::sort(&mut diags);
-    (diags, experiment)
+    (diags, experiment, consts.facts.unwrap_or_default())
 }
 
 /// The compile-time value of an expression of the root file (a setting's

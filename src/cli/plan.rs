@@ -119,6 +119,7 @@ pub fn run(out: &Output, req: Request) -> i32 {
             cluster,
             search: req.search,
         }),
+        record_types: false,
     };
     let a = match compile(&FsLoader, req.file, &options) {
         Ok(a) => a,

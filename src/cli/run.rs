@@ -61,6 +61,7 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
             world: Some(world.size),
             ..PlanOptions::default()
         }),
+        record_types: false,
     };
     let a = match compile(&FsLoader, req.file, &options) {
         Ok(a) => a,

@@ -12,6 +12,7 @@
 
 use std::path::Path;
 
+use crate::check::TypeFact;
 use crate::dataset::bind::data_sizes;
 use crate::dataset::loader::Dataset;
 use crate::diagnostics::{Diagnostic, Error, ErrorKind};
@@ -34,6 +35,10 @@ pub enum Goal {
 pub struct Options {
     pub resolve: ResolveOptions,
     pub goal: Goal,
+    /// Record the type of every expression and binding the checker
+    /// evaluates ([`Artifacts::types`]): the language server's hovers and
+    /// inlay hints. The command line leaves it off.
+    pub record_types: bool,
 }
 
 impl Options {
@@ -42,6 +47,7 @@ impl Options {
         Options {
             resolve: ResolveOptions::default(),
             goal: Goal::Check,
+            record_types: false,
         }
     }
 }
@@ -63,6 +69,9 @@ pub struct Artifacts {
     pub dataset: Option<Dataset>,
     /// The plan, with its own diagnostics.
     pub planned: Option<Planned>,
+    /// What each expression and binding was found to be, when
+    /// [`Options::record_types`] asked for it.
+    pub types: Vec<TypeFact>,
     /// A failure after checking (the data could not give its sizes, the
     /// planner failed its own verification), which stops the pipeline.
     pub error: Option<Error>,
@@ -90,10 +99,13 @@ pub fn compile(
     let program = crate::resolve::load(loader, path, &options.resolve)?;
     let mut diagnostics = program.diagnostics.clone();
     let mut experiment = None;
+    let mut types = Vec::new();
     if !program.has_errors() {
-        let (found, x) = crate::check::check_program(&program, loader, &[]);
+        let (found, x, facts) =
+            crate::check::check_program_with(&program, loader, &[], options.record_types);
         diagnostics.extend(found);
         experiment = x;
+        types = facts;
     }
     crate::diagnostics::sort(&mut diagnostics);
     let mut artifacts = Artifacts {
@@ -102,6 +114,7 @@ pub fn compile(
         diagnostics,
         dataset: None,
         planned: None,
+        types,
         error: None,
     };
     let Goal::Plan(plan_options) = &options.goal else {

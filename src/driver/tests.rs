@@ -45,6 +45,7 @@ fn plan_options() -> Options {
     Options {
         resolve: Default::default(),
         goal: Goal::Plan(PlanOptions::default()),
+        record_types: false,
     }
 }
 

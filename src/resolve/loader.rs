@@ -69,6 +69,7 @@ impl<'a> Loader<'a> {
             modules: self.modules,
             root,
             diagnostics: self.diagnostics,
+            refs: Vec::new(),
         })
     }
 

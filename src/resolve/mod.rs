@@ -141,6 +141,40 @@ pub struct Program {
     pub modules: Vec<Module>,
     pub root: ModuleId,
     pub diagnostics: Vec<Diagnostic>,
+    /// Every name use the walk resolved, in walking order: what go to
+    /// definition, find references and rename read.
+    pub refs: Vec<NameRef>,
+}
+
+/// One use of a name and what it resolved to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NameRef {
+    /// The file and span of the name as written at the use.
+    pub file: FileId,
+    pub span: Span,
+    pub target: RefTarget,
+}
+
+/// What a used name stands for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RefTarget {
+    /// A parameter, a `let` or `param` binding, a generic dim or the
+    /// transform element `x`, defined at this span of the same file.
+    Local(Span),
+    /// A name of `module`'s file scope (an item it defines or imports, or
+    /// an imported module); [`Program::definition`] follows imports.
+    Scope { module: ModuleId, name: String },
+    /// `nn::Linear`: the item `name` of another module.
+    Item { module: ModuleId, name: String },
+    /// A builtin function, primitive, type or constant.
+    Builtin(String),
+}
+
+/// Where something is defined: a file and the span of its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefSite {
+    pub file: FileId,
+    pub span: Span,
 }
 
 impl Program {
@@ -154,6 +188,58 @@ impl Program {
 
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(|d| d.is_error())
+    }
+
+    /// Where a resolved use is defined, following imports to the item's own
+    /// module (at most one hop per `use`, and a bounded number in all, so
+    /// a cycle of re-exports cannot loop). Builtins have no site.
+    pub fn definition(&self, file: FileId, target: &RefTarget) -> Option<DefSite> {
+        match target {
+            RefTarget::Local(span) => Some(DefSite { file, span: *span }),
+            RefTarget::Builtin(_) => None,
+            RefTarget::Scope { module, name } => self.scope_definition(*module, name),
+            RefTarget::Item { module, name } => self.scope_definition(*module, name),
+        }
+    }
+
+    /// The definition of `name` as `module`'s file scope sees it.
+    pub fn scope_definition(&self, module: ModuleId, name: &str) -> Option<DefSite> {
+        let (mut module, mut name) = (module, name.to_string());
+        for _ in 0..self.modules.len() + 1 {
+            let m = self.modules.get(module.0 as usize)?;
+            match m.scope.get(&name)? {
+                Binding::Item { index, .. } => {
+                    let item = m.ast.as_ref()?.items.get(*index)?;
+                    let span = item.kind.defined_name().map_or(item.span, |n| n.span);
+                    return Some(DefSite { file: m.file, span });
+                }
+                Binding::Import {
+                    module: target,
+                    name: imported,
+                    ..
+                } => {
+                    module = *target;
+                    name = imported.clone();
+                }
+                Binding::Module { module: target, .. } => {
+                    let file = self.modules.get(target.0 as usize)?.file;
+                    return Some(DefSite {
+                        file,
+                        span: Span::new(0, 0),
+                    });
+                }
+                Binding::Unresolved { .. } => return None,
+            }
+        }
+        None
+    }
+
+    /// The module loaded from `file`, if any.
+    pub fn module_of(&self, file: FileId) -> Option<ModuleId> {
+        self.modules
+            .iter()
+            .position(|m| m.file == file)
+            .map(|i| ModuleId(i as u32))
     }
 }
 

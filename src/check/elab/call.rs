@@ -456,10 +456,12 @@ impl Elab<'_, '_> {
                         let loc = self.loc(value.span);
                         v = self.match_type(ty, v, loc, &format!("`{}`", name.name))?;
                     }
+                    self.note_type(name.span, crate::check::FactKind::Binding, &v);
                     self.bind(&name.name, v);
                 }
                 StmtKind::Param { name, ty, init, .. } => {
                     let v = self.param(name, ty, init.as_ref(), s.span)?;
+                    self.note_type(name.span, crate::check::FactKind::Binding, &v);
                     self.bind(&name.name, v);
                 }
                 StmtKind::Predict { name, ty, value } => {
@@ -468,6 +470,7 @@ impl Elab<'_, '_> {
                         let loc = self.loc(value.span);
                         v = self.match_type(ty, v, loc, &format!("`{}`", name.name))?;
                     }
+                    self.note_type(name.span, crate::check::FactKind::Binding, &v);
                     self.predicts.push((name.name.clone(), v.clone()));
                     self.bind(&name.name, v);
                 }

@@ -20,7 +20,15 @@ use crate::resolve::{builtins, Binding, ModuleId};
 use crate::syntax::ast::*;
 
 impl Elab<'_, '_> {
+    /// Evaluates an expression, recording its type for the editor when the
+    /// checker was asked to (see `Consts::facts`).
     pub fn eval(&mut self, e: &Expr) -> Res<Val> {
+        let v = self.eval_kind(e)?;
+        self.note_type(e.span, super::super::FactKind::Expr, &v);
+        Ok(v)
+    }
+
+    fn eval_kind(&mut self, e: &Expr) -> Res<Val> {
         match &e.kind {
             ExprKind::Number(n) => Ok(from_value(consts::number(n))),
             ExprKind::Str(s) => Ok(Val::Const(Value::Str(s.clone()))),

@@ -289,6 +289,29 @@ impl<'c, 'p> Elab<'c, 'p> {
             .to_string()
     }
 
+    /// Records what `span` evaluated to, when the editor asked for types.
+    /// Only tensors, dims and compile-time values are worth showing.
+    pub fn note_type(&mut self, span: Span, kind: super::FactKind, v: &Val) {
+        if self.consts.facts.is_none() {
+            return;
+        }
+        let text = match v {
+            Val::Tensor(t) => t.ty.describe(),
+            Val::Dim(d) => format!("dim {}", d.describe()),
+            Val::Const(_) => v.describe(),
+            _ => return,
+        };
+        let file = self.file();
+        if let Some(facts) = &mut self.consts.facts {
+            facts.push(super::TypeFact {
+                file,
+                span,
+                kind,
+                text,
+            });
+        }
+    }
+
     pub fn bind(&mut self, name: &str, v: Val) {
         self.frame_mut().locals.push((name.to_string(), v));
     }

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use super::builtins;
 use super::scope::duplicate;
 use super::suggest;
-use super::{Binding, ModuleId, Program};
+use super::{Binding, ModuleId, NameRef, Program, RefTarget};
 use crate::base::FileId;
 use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
@@ -24,6 +24,7 @@ use crate::syntax::ast::*;
 pub(super) fn resolve_names(program: &mut Program) {
     let mut used: HashSet<(ModuleId, String)> = HashSet::new();
     let mut diags = Vec::new();
+    let mut refs = Vec::new();
     for i in 0..program.modules.len() {
         let id = ModuleId(i as u32);
         let mut w = Walker {
@@ -32,6 +33,7 @@ pub(super) fn resolve_names(program: &mut Program) {
             file: program.module(id).file,
             locals: Vec::new(),
             diags: Vec::new(),
+            refs: Vec::new(),
             used: &mut used,
         };
         if let Some(ast) = &program.module(id).ast {
@@ -40,9 +42,11 @@ pub(super) fn resolve_names(program: &mut Program) {
             }
         }
         diags.extend(w.diags);
+        refs.extend(w.refs);
     }
     diags.extend(unused_imports(program, &used));
     program.diagnostics.extend(diags);
+    program.refs = refs;
 }
 
 /// What kind of body is being walked, for statement placement rules.
@@ -65,6 +69,8 @@ impl BodyKind {
 
 struct Local {
     name: String,
+    /// Where the name is bound, for go to definition.
+    span: Span,
 }
 
 struct Walker<'p> {
@@ -73,6 +79,7 @@ struct Walker<'p> {
     file: FileId,
     locals: Vec<Local>,
     diags: Vec<Diagnostic>,
+    refs: Vec<NameRef>,
     used: &'p mut HashSet<(ModuleId, String)>,
 }
 
@@ -104,6 +111,7 @@ impl Walker<'_> {
                 // Transforms are expressions in the implicit element `x`.
                 self.locals.push(Local {
                     name: "x".to_string(),
+                    span: m.name.span,
                 });
                 for t in &m.transforms {
                     self.expr(t);
@@ -175,6 +183,7 @@ impl Walker<'_> {
     fn bind(&mut self, name: &Ident) {
         self.locals.push(Local {
             name: name.name.clone(),
+            span: name.span,
         });
     }
 
@@ -315,6 +324,7 @@ impl Walker<'_> {
 
     fn type_name(&mut self, name: &Ident) {
         if builtins::is_type_name(&name.name) {
+            self.refer(name, RefTarget::Builtin(name.name.clone()));
             return;
         }
         let candidates = builtins::TYPE_NAMES.iter().chain(builtins::DTYPES).copied();
@@ -437,8 +447,26 @@ impl Walker<'_> {
         match scope.get(&first.name) {
             Some(Binding::Module { module, .. }) => {
                 self.used.insert((self.module, first.name.clone()));
-                let target = self.program.module(*module);
+                let module = *module;
+                self.refer(
+                    first,
+                    RefTarget::Scope {
+                        module: self.module,
+                        name: first.name.clone(),
+                    },
+                );
+                let target = self.program.module(module);
                 let second = &p[1];
+                if target.defined(&second.name).is_some() {
+                    self.refs.push(NameRef {
+                        file: self.file,
+                        span: second.span,
+                        target: RefTarget::Item {
+                            module,
+                            name: second.name.clone(),
+                        },
+                    });
+                }
                 if target.defined(&second.name).is_none() {
                     let mut diag = Diagnostic::new(
                         Code::E0102,
@@ -479,7 +507,9 @@ impl Walker<'_> {
     }
 
     fn lookup(&mut self, name: &Ident) {
-        if self.locals.iter().rev().any(|l| l.name == name.name) {
+        if let Some(local) = self.locals.iter().rev().find(|l| l.name == name.name) {
+            let at = local.span;
+            self.refer(name, RefTarget::Local(at));
             return;
         }
         if self
@@ -489,12 +519,29 @@ impl Walker<'_> {
             .contains_key(&name.name)
         {
             self.used.insert((self.module, name.name.clone()));
+            self.refer(
+                name,
+                RefTarget::Scope {
+                    module: self.module,
+                    name: name.name.clone(),
+                },
+            );
             return;
         }
         if builtins::lookup(&name.name).is_some() {
+            self.refer(name, RefTarget::Builtin(name.name.clone()));
             return;
         }
         self.unknown(name, "not found in this scope");
+    }
+
+    /// Records what a use of `name` resolved to.
+    fn refer(&mut self, name: &Ident, target: RefTarget) {
+        self.refs.push(NameRef {
+            file: self.file,
+            span: name.span,
+            target,
+        });
     }
 
     fn unknown(&mut self, name: &Ident, label: &str) {
