@@ -16,6 +16,7 @@ mod checkpoint;
 mod delegate;
 mod explain;
 mod fmt;
+mod lsp;
 mod nproc;
 mod output;
 mod plan;
@@ -168,6 +169,14 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run the language server on stdin and stdout (for editors): live
+    /// diagnostics, hover, completion, navigation, rename, formatting.
+    Lsp {
+        /// Accepted and ignored: stdio is the server's only transport, and
+        /// clients such as vscode-languageclient pass this flag.
+        #[arg(long)]
+        stdio: bool,
+    },
     /// Explain a diagnostic code such as E0105, or list all codes.
     Explain {
         /// The code to explain; omit it to list every code.
@@ -277,6 +286,7 @@ where
         },
         Command::Fmt { check, files } => fmt::run(&out, &files, check),
         Command::Explain { code } => explain::run(code.as_deref()),
+        Command::Lsp { .. } => lsp::run(),
         Command::Checkpoint(CheckpointCommand::Consolidate {
             run_dir,
             out: dir,

@@ -12,7 +12,7 @@
 //! line stays on one line when it fits.
 
 mod comments;
-mod flat;
+pub mod flat;
 mod printer;
 
 use crate::base::FileId;
