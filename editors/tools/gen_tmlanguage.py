@@ -185,6 +185,8 @@ g = {
          ]},
         {"include": "#use-alias"},
         {"name": "punctuation.separator.namespace.enigma", "match": r"::"},
+        {"comment": "use std::readout::PerUnit: a CamelCase last segment is an imported item (a module definition)",
+         "name": "entity.name.type.import.enigma", "match": r"\b[A-Z][A-Za-z0-9_]*\b(?!\s*::)"},
         {"name": "entity.name.namespace.enigma", "match": r"\b" + ID + r"\b"},
       ],
     },
@@ -212,7 +214,8 @@ g = {
     ]},
     "keywords": {"patterns": [
       {"name": "keyword.control.enigma", "match": words(["if", "else", "return"])},
-      {"name": "keyword.other.enigma", "match": words(ITEM_KW + OTHER_KW)},
+      {"comment": "keyword.other.<keyword>.enigma: use, dim, ..., as, from, param, predict",
+       "name": "keyword.other.$1.enigma", "match": "(" + words(ITEM_KW + OTHER_KW) + ")"},
       {"name": "keyword.operator.logical.enigma", "match": words(["and", "or", "not"])},
       {"name": "constant.language.boolean.enigma", "match": words(["true", "false"])},
     ]},
