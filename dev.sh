@@ -30,6 +30,10 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 # (torch-sys compiles a C++ shim and links gomp), OpenMPI and libclang (the
 # `mpi` crate and its bindgen), HDF5 (NWB data), pkg-config, graphviz (graphs).
 APT_PACKAGES=(build-essential pkg-config libclang-dev libopenmpi-dev openmpi-bin libhdf5-dev graphviz)
+# The editor tests (editors/tests/): Debian's Neovim 0.7.2 as a real
+# language-server client. Node and npm come from the machine (20 or newer,
+# for VS Code's packaging tool); Debian's own are added only when missing.
+APT_PACKAGES+=(neovim)
 
 say() { printf 'dev.sh: %s\n' "$*"; }
 die() {
@@ -104,6 +108,8 @@ ensure_apt() {
     local wanted=("${APT_PACKAGES[@]}")
     # Extra packages only when a later step needs them on this machine.
     have_cargo || wanted+=(curl ca-certificates)
+    command -v node >/dev/null 2>&1 || wanted+=(nodejs)
+    command -v npm >/dev/null 2>&1 || wanted+=(npm)
     if need_torch_venv && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         wanted+=(python3 python3-venv)
     fi
@@ -266,7 +272,7 @@ find_real_data() {
 cmd_test() {
     setup
     find_real_data
-    STEP_TOTAL=6
+    STEP_TOTAL=7
     step format cargo fmt --all --check
     step lint cargo clippy --workspace --all-targets -- -D warnings
     # --no-fail-fast: report every test binary's summary, then fail the step.
@@ -279,6 +285,11 @@ cmd_test() {
     step "test (front end, no features)" cargo test -p enigma --no-default-features --no-fail-fast
     # The installed pair: `enigma run` hands over to `enigma-run` beside it.
     step "enigma run reaches enigma-run" run_dispatch_smoke
+    # `enigma lsp` through Node's protocol client and headless Neovim, the
+    # tree-sitter grammar and the VS Code extension (docs/editors.md). The
+    # first run installs the tree-sitter CLI with cargo (about 5 minutes)
+    # and the npm packages (under a minute), cached in ~/.cache/enigma.
+    step editors env ENIGMA_BIN="$TARGET_DIR/debug/enigma" editors/tests/run.sh
     say "all steps passed"
 }
 
