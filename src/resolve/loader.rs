@@ -93,13 +93,15 @@ impl<'a> Loader<'a> {
                 self.diagnostics.push(d);
                 None
             }
-            Ok(text) => match syntax::parse(text, file) {
-                Ok(ast) => Some(ast),
-                Err(ds) => {
-                    self.diagnostics.extend(ds);
-                    None
-                }
-            },
+            // The parser recovers per item: the items that parse are kept
+            // and resolved, so one syntax error does not hide the rest of
+            // the file's diagnostics (the checker still runs only on a
+            // program without errors).
+            Ok(text) => {
+                let (ast, ds) = syntax::parse_recovering(text, file);
+                self.diagnostics.extend(ds);
+                Some(ast)
+            }
         };
         let shown = match &key {
             ModuleKey::Std(_) => key.display(),

@@ -124,6 +124,28 @@ impl Module {
         }
     }
 
+    /// Whether an item of this module that failed to parse would define
+    /// `name` (its syntax error is reported; importing it is not another
+    /// error).
+    /// An item whose name could not be read (text before the first item,
+    /// a whole file too large to parse) may define anything but a block.
+    pub fn broken(&self, name: &str) -> bool {
+        self.ast.as_ref().is_some_and(|f| {
+            f.broken.iter().any(|b| match &b.name {
+                Some(n) => n.name == name,
+                None => !matches!(b.keyword, Some("train" | "parallel")),
+            })
+        })
+    }
+
+    /// Whether a `use` item of this module failed to parse: any name may
+    /// have come from it.
+    pub fn broken_use(&self) -> bool {
+        self.ast
+            .as_ref()
+            .is_some_and(|f| f.broken.iter().any(|b| b.keyword == Some("use")))
+    }
+
     /// Names this module defines, for suggestions.
     pub fn defined_names(&self) -> impl Iterator<Item = &str> {
         self.ast

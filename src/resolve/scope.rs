@@ -93,7 +93,7 @@ fn build_one(program: &Program, id: ModuleId) -> (BTreeMap<String, Binding>, Vec
         match &u.imports {
             ast::UseImports::Group(names) => {
                 for n in names {
-                    if target.defined(&n.name.name).is_none() {
+                    if target.defined(&n.name.name).is_none() && !target.broken(&n.name.name) {
                         diags.push(missing_item(file, &n.name, target));
                         let span = n.local().span;
                         bind(
@@ -116,7 +116,7 @@ fn build_one(program: &Program, id: ModuleId) -> (BTreeMap<String, Binding>, Vec
                 let Some(last) = u.path.last() else { continue };
                 let local = alias.as_ref().unwrap_or(last);
                 if resolved.last_is_item {
-                    if target.defined(&last.name).is_none() {
+                    if target.defined(&last.name).is_none() && !target.broken(&last.name) {
                         diags.push(missing_item(file, last, target));
                         let span = local.span;
                         bind(local, Binding::Unresolved { span }, "import", &mut diags);
@@ -135,6 +135,17 @@ fn build_one(program: &Program, id: ModuleId) -> (BTreeMap<String, Binding>, Vec
                     };
                     bind(local, binding, "import", &mut diags);
                 }
+            }
+        }
+    }
+
+    // Names defined by items that failed to parse (their syntax errors are
+    // reported) are bound as unresolved, so their uses are not reported
+    // as unknown too.
+    for b in &ast.broken {
+        if let Some(name) = &b.name {
+            if !scope.contains_key(&name.name) {
+                scope.insert(name.name.clone(), Binding::Unresolved { span: name.span });
             }
         }
     }

@@ -30,6 +30,33 @@ pub struct File {
     pub docs: Vec<Doc>,
     pub items: Vec<Item>,
     pub span: Span,
+    /// The top-level items that could not be parsed, in source order; empty
+    /// when the whole file parsed. A file with syntax errors still has the
+    /// items around them (see `syntax::parse_recovering`), and later stages
+    /// use this list to tell "not defined" from "defined in an item that
+    /// did not parse", so that one typo does not cascade into errors about
+    /// every use of the names the broken item defines.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub broken: Vec<BrokenItem>,
+}
+
+/// A top-level item that did not parse, as far as it can be read without
+/// the grammar.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BrokenItem {
+    /// From the item's keyword (or its first token, when it does not start
+    /// with one) to the end of its last token. Its doc comments and the
+    /// trivia after it are left out, as they are from [`Item`] spans.
+    pub span: Span,
+    /// The item keyword the text starts with (`"module"`, `"dim"`, ...), or
+    /// `None` for text before the first item that is not an item at all.
+    pub keyword: Option<&'static str>,
+    /// The name the item would define, when the words after the keyword
+    /// spell one: `module Foo(` gives `Foo`, `dim d` gives `d`, `loss recon =`
+    /// gives `recon`, `use a::b as c` gives `c` and `use a::b` gives `b`. A
+    /// `use` with a group `{...}`, `train`, `parallel` and unlabelled losses
+    /// and metrics give `None`.
+    pub name: Option<Ident>,
 }
 
 /// A top-level declaration with its doc comments.

@@ -165,12 +165,29 @@ fn found(text: &str, pos: usize) -> (String, Span) {
     (shown, Span::new(pos, pos + len.max(1)))
 }
 
-/// Converts a pest error into a diagnostic at the exact position.
-pub fn from_pest(err: &pest::error::Error<Rule>, text: &str, file: FileId) -> Diagnostic {
-    let pos = match err.location {
+/// Where pest stopped, as an offset into the text it was given.
+pub fn position(err: &pest::error::Error<Rule>) -> usize {
+    match err.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
-    };
+    }
+}
+
+/// Converts a pest error into a diagnostic at the exact position.
+///
+/// `text` is the whole file; pest ran over the part of it that starts at
+/// byte `base` (0 for a whole-file parse, the start of an item when items are
+/// parsed one by one), so pest's positions are relative to `base`. What the
+/// message says was found is read from the whole file: at the end of an item
+/// that is the next item, not "end of file".
+pub fn from_pest(
+    err: &pest::error::Error<Rule>,
+    text: &str,
+    base: usize,
+    file: FileId,
+) -> Diagnostic {
+    let local = position(err);
+    let pos = base + local;
     let (found, at) = found(text, pos);
     let expected = match &err.variant {
         ErrorVariant::ParsingError { positives, .. } => {
@@ -185,7 +202,7 @@ pub fn from_pest(err: &pest::error::Error<Rule>, text: &str, file: FileId) -> Di
         }
         ErrorVariant::CustomError { .. } => Vec::new(),
     };
-    let expected = with_tokens(expected, err, pos);
+    let expected = with_tokens(expected, err, local);
     let message = match expected.as_slice() {
         [] => format!("unexpected {found}"),
         [one] => format!("expected {one}, found {found}"),
@@ -204,7 +221,8 @@ pub fn from_pest(err: &pest::error::Error<Rule>, text: &str, file: FileId) -> Di
 const STRUCTURAL: [&str; 7] = ["}", ")", "]", "{", ":", "=", "->"];
 
 /// Adds the punctuation pest expected at `pos` (`}`, `)`, `:` ...) in front
-/// of the rule phrases: rules alone never name a closing bracket.
+/// of the rule phrases: rules alone never name a closing bracket. `pos` is
+/// relative to the text pest ran over, as pest's own positions are.
 fn with_tokens(
     phrases: Vec<&'static str>,
     err: &pest::error::Error<Rule>,

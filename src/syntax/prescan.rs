@@ -53,10 +53,21 @@ pub fn decode(bytes: &[u8], file: FileId) -> Result<&str, Diagnostic> {
 /// nesting. Returns every problem found; scanning stops at the first nesting
 /// error because what follows it is not trustworthy.
 pub fn scan(text: &str, file: FileId) -> Vec<Diagnostic> {
+    scan_range(text, 0..text.len(), file)
+}
+
+/// Scans `text[range]` as [`scan`] scans a whole file, with nesting counted
+/// from zero at `range.start`. Error recovery scans each top-level item on
+/// its own this way, so that an unterminated string in one item does not
+/// hide the others; spans stay offsets into the whole `text`.
+pub fn scan_range(text: &str, range: std::ops::Range<usize>, file: FileId) -> Vec<Diagnostic> {
+    // Nothing is read past the end of the range: a literal left open in
+    // one item is reported there, not continued into the next.
     let bytes = text.as_bytes();
+    let bytes = bytes.get(..range.end).unwrap_or(bytes);
     let mut diags = Vec::new();
     let mut depth = 0usize;
-    let mut i = 0;
+    let mut i = range.start;
     while i < bytes.len() {
         match bytes[i] {
             b'/' if bytes.get(i + 1) == Some(&b'/') => {

@@ -545,6 +545,11 @@ impl Walker<'_> {
     }
 
     fn unknown(&mut self, name: &Ident, label: &str) {
+        // A `use` that failed to parse may have imported it; its syntax
+        // error is the one to fix first.
+        if self.program.module(self.module).broken_use() {
+            return;
+        }
         let scope = &self.program.module(self.module).scope;
         let mut candidates: Vec<&str> = self.locals.iter().map(|l| l.name.as_str()).collect();
         candidates.extend(scope.keys().map(String::as_str));

@@ -29,46 +29,73 @@ pub(crate) struct EnigmaParser;
 /// as flat sequences but which fold into trees as deep as the chain is long.
 pub const MAX_EXPR_DEPTH: usize = 256;
 
-/// Parses a whole file. `text` has passed the pre-scan.
-pub fn parse_file(text: &str, file: FileId) -> Result<File, Vec<Diagnostic>> {
-    let mut pairs = EnigmaParser::parse(Rule::file, text).map_err(|e| {
-        // Tracking which literal tokens were expected slows every parse, so
-        // it is switched on only to explain a failure, by parsing again.
-        pest::set_error_detail(true);
-        let detailed = EnigmaParser::parse(Rule::file, text).err();
-        pest::set_error_detail(false);
-        vec![super::errors::from_pest(
-            detailed.as_ref().unwrap_or(&e),
-            text,
-            file,
-        )]
+/// Why the grammar rejected a whole text: the diagnostic for the place
+/// where pest stopped, and that place as a byte offset.
+pub struct Failure {
+    pub diag: Diagnostic,
+    pub pos: usize,
+}
+
+/// Parses and lowers a whole file. `text` has passed the pre-scan.
+///
+/// On success, returns the AST with the problems lowering found (a number
+/// out of range, an operator chain too deep), which leave the tree whole
+/// but still make the file invalid. On a syntax error, returns where the
+/// grammar stopped; the caller decides whether to recover.
+pub fn parse_file(text: &str, file: FileId) -> Result<(File, Vec<Diagnostic>), Failure> {
+    let mut pairs = EnigmaParser::parse(Rule::file, text).map_err(|e| Failure {
+        pos: super::errors::position(&e),
+        diag: explain(text, &e, text, 0, file),
     })?;
     let mut lower = Lower {
         file,
         diags: Vec::new(),
     };
     let Some(root) = pairs.next() else {
-        return Err(vec![Diagnostic::new(Code::E0001, "empty parse")]);
+        return Err(Failure {
+            diag: Diagnostic::new(Code::E0001, "empty parse"),
+            pos: 0,
+        });
     };
     let ast = lower.file(root);
-    if ast.items.is_empty() {
-        // Nothing to check is almost always a mistake: the wrong path, a
-        // truncated write, a file of comments only.
-        lower.diags.push(
-            Diagnostic::new(Code::E0008, "source file has no items")
-                .primary(
-                    file,
-                    Span::new(0, text.len().min(1)),
-                    "no items in this file",
-                )
-                .help("an `.enigma` file holds at least one item: `use`, `dim`, `model`, ..."),
+    Ok((ast, lower.diags))
+}
+
+/// Runs the grammar over `text[range]` alone, as if it were a file of its
+/// own, and returns its syntax error placed in the whole `text`, or `None`
+/// when it parses. Error recovery calls this for each top-level item.
+pub fn check_chunk(text: &str, range: std::ops::Range<usize>, file: FileId) -> Option<Diagnostic> {
+    let Some(chunk) = text.get(range.clone()) else {
+        // Chunks are cut at line starts, which are always character
+        // boundaries; should that ever fail, the chunk is reported broken
+        // rather than skipped.
+        return Some(
+            Diagnostic::new(Code::E0001, "this item could not be read").primary(
+                file,
+                Span::new(range.start, range.end),
+                "here",
+            ),
         );
-    }
-    if lower.diags.is_empty() {
-        Ok(ast)
-    } else {
-        Err(lower.diags)
-    }
+    };
+    let err = EnigmaParser::parse(Rule::file, chunk).err()?;
+    Some(explain(chunk, &err, text, range.start, file))
+}
+
+/// The diagnostic for a failed parse of `input`, which starts at byte `base`
+/// of the whole `text`.
+fn explain(
+    input: &str,
+    err: &pest::error::Error<Rule>,
+    text: &str,
+    base: usize,
+    file: FileId,
+) -> Diagnostic {
+    // Tracking which literal tokens were expected slows every parse, so it
+    // is switched on only to explain a failure, by parsing again.
+    pest::set_error_detail(true);
+    let detailed = EnigmaParser::parse(Rule::file, input).err();
+    pest::set_error_detail(false);
+    super::errors::from_pest(detailed.as_ref().unwrap_or(err), text, base, file)
 }
 
 struct Lower {
@@ -92,6 +119,7 @@ impl Lower {
             docs,
             items,
             span: sp,
+            broken: Vec::new(),
         }
     }
 
