@@ -14,7 +14,7 @@ use crate::base::{FileId, Span};
 use crate::diagnostics::Severity;
 use crate::ide::complete::{self, ItemKind};
 use crate::ide::tokens::TokenKind;
-use crate::ide::{fixes, hover, navigate, tokens, Analysis, DefKind};
+use crate::ide::{fixes, hover, navigate, tokens, Analysis, DefKind, Target};
 
 /// The semantic token modifiers, in the order of the legend's bits.
 pub const TOKEN_MODIFIERS: &[&str] = &["declaration", "defaultLibrary", "documentation"];
@@ -71,13 +71,13 @@ pub fn request(s: &Server, req: Request) -> Response {
             let with_decl = p.context.include_declaration;
             let at = p.text_document_position_params;
             with_offset(s, &at, |a, file, offset| {
-                let places = navigate::references(a, file, offset, with_decl);
-                Some(
-                    places
-                        .into_iter()
-                        .filter_map(|(f, span)| location(a, f, span))
-                        .collect::<Vec<_>>(),
-                )
+                let mut out: Vec<lsp::Location> = navigate::references(a, file, offset, with_decl)
+                    .into_iter()
+                    .filter_map(|(f, span)| location(a, f, span))
+                    .collect();
+                out.extend(elsewhere(s, a, file, offset, None));
+                dedup(&mut out);
+                Some(out)
             })
         })
     } else if m == lsp::PrepareRenameRequest::METHOD.as_str() {
@@ -239,10 +239,16 @@ fn rename(s: &Server, req: Request) -> Response {
         Some(
             navigate::rename(a, file, offset, &p.new_name).map(|places| {
                 let mut changes: HashMap<lsp::Uri, Vec<lsp::TextEdit>> = HashMap::new();
-                for (f, span) in places {
-                    let Some(loc) = location(a, f, span) else {
-                        continue;
-                    };
+                let mut locations: Vec<lsp::Location> = places
+                    .into_iter()
+                    .filter_map(|(f, span)| location(a, f, span))
+                    .collect();
+                let old = a
+                    .target_at(file, offset)
+                    .and_then(|(span, _)| a.text(file).get(span.range()).map(str::to_string));
+                locations.extend(elsewhere(s, a, file, offset, old.as_deref()));
+                dedup(&mut locations);
+                for loc in locations {
                     changes.entry(loc.uri).or_default().push(lsp::TextEdit {
                         range: loc.range,
                         new_text: p.new_name.clone(),
@@ -260,6 +266,52 @@ fn rename(s: &Server, req: Request) -> Response {
         Some(Err(e)) => error(id, e.0),
         None => error(id, "there is no name here to rename".to_string()),
     }
+}
+
+/// The uses of the definition at `offset` found by the other open
+/// documents' analyses: a file's importers are open documents whose
+/// programs load it, which its own analysis does not see. With `spelt`,
+/// only uses written that way outside the standard library (a rename).
+fn elsewhere(
+    s: &Server,
+    a: &Analysis,
+    file: FileId,
+    offset: usize,
+    spelt: Option<&str>,
+) -> Vec<lsp::Location> {
+    let Some((_, Target::Def(site))) = a.target_at(file, offset) else {
+        return Vec::new();
+    };
+    let Some(path) = a.program().sources.get(site.file).path.clone() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for b in s.analyses.values() {
+        if std::ptr::eq(a, b) {
+            continue;
+        }
+        let Some(there) = b.file_at(&path) else {
+            continue;
+        };
+        let target = Target::Def(crate::resolve::DefSite {
+            file: there,
+            span: site.span,
+        });
+        for (f, span) in navigate::references_to(b, &target) {
+            let keep =
+                spelt.is_none_or(|old| b.text(f).get(span.range()) == Some(old) && !b.is_stdlib(f));
+            if keep {
+                out.extend(location(b, f, span));
+            }
+        }
+    }
+    out
+}
+
+fn dedup(locations: &mut Vec<lsp::Location>) {
+    let mut seen = std::collections::HashSet::new();
+    locations
+        .retain(|l| seen.insert((l.uri.0.clone(), l.range.start.line, l.range.start.character)));
 }
 
 fn markdown(value: String) -> lsp::MarkupContent {

@@ -140,3 +140,63 @@ fn diagnostics_follow_edits_and_hover_answers() {
         .is_some_and(|e| e.contains("moniker")));
     c.stop();
 }
+
+#[test]
+fn references_and_rename_reach_the_open_files_that_import_a_module() {
+    let mut c = Client::start();
+    let dir = std::env::temp_dir().join(format!("enigma-lsp-xfile-{}", std::process::id()));
+    let lib = super::path_to_uri(&dir.join("blocks.enigma")).0;
+    let main = super::path_to_uri(&dir.join("main.enigma")).0;
+    let lib_text =
+        "/// An encoder.\nmodule Enc(d: dim)(x: [..., d]) -> [..., d] {\n  return x\n}\n";
+    let main_text = "use blocks::{Enc}\ndim d = 8\nmodule Twice(d: dim)(x: [..., d]) -> [..., d] {\n  return Enc(d: d)(Enc(d: d)(x))\n}\n";
+    for (uri, text) in [(&lib, lib_text), (&main, main_text)] {
+        c.notify(
+            "textDocument/didOpen",
+            json!({ "textDocument": { "uri": uri, "languageId": "enigma", "version": 1, "text": text } }),
+        );
+        assert_eq!(c.diagnostics(uri), Vec::<Value>::new(), "{uri}");
+    }
+    // From the definition in blocks.enigma: the import and both uses in
+    // main.enigma, which only main.enigma's own analysis sees.
+    let at = json!({
+        "textDocument": { "uri": lib },
+        "position": { "line": 1, "character": 8 },
+        "context": { "includeDeclaration": true }
+    });
+    let refs = c.request("textDocument/references", at.clone());
+    let Some(refs) = refs.as_array() else {
+        panic!("no references: {refs}")
+    };
+    let in_main = refs.iter().filter(|r| r["uri"] == main.as_str()).count();
+    let in_lib = refs.iter().filter(|r| r["uri"] == lib.as_str()).count();
+    assert_eq!((in_lib, in_main), (1, 3), "{refs:?}");
+
+    let mut rename = at;
+    rename["newName"] = json!("Encoder");
+    let edit = c.request("textDocument/rename", rename);
+    let changes = &edit["changes"];
+    assert_eq!(
+        changes[lib.as_str()].as_array().map(Vec::len),
+        Some(1),
+        "{edit}"
+    );
+    assert_eq!(
+        changes[main.as_str()].as_array().map(Vec::len),
+        Some(3),
+        "{edit}"
+    );
+
+    // Editing the imported file checks its importer again: main.enigma now
+    // imports a name blocks.enigma no longer defines.
+    c.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": { "uri": lib, "version": 2 },
+            "contentChanges": [{ "text": lib_text.replace("Enc(", "Encoder(") }]
+        }),
+    );
+    let diags = c.diagnostics(&main);
+    assert!(diags.iter().any(|d| d["code"] == "E0102"), "{diags:?}");
+    c.stop();
+}
