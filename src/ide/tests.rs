@@ -312,3 +312,32 @@ fn word_at_finds_the_name_under_the_cursor() {
     assert_eq!(word_at("a foo_1 b", 4), Some((Span::new(2, 7), "foo_1")));
     assert_eq!(word_at("a  b", 2), None);
 }
+
+/// Every query at every position of a file full of mistakes and non-ASCII
+/// text answers without panicking: the editor asks at arbitrary places,
+/// and half-typed text is the normal case.
+#[test]
+fn every_query_survives_every_position_of_broken_text() {
+    let text = format!(
+        "{PROGRAM}\n/* é 𝛼 /* nested */ ü */ \"ü\\é\" module Bad(d: dim)(x: [..., d]) -> {{\n  return x +\n}}\ntrain {{ st\nlet q = Head(width: 3"
+    );
+    let a = analyse(&text);
+    let root = a.root();
+    assert!(a.artifacts.diagnostics.iter().any(|d| d.is_error()));
+    let mut offset = 0;
+    while offset <= text.len() {
+        if text.is_char_boundary(offset) {
+            let _ = hover(&a, root, offset);
+            let _ = complete(&a, root, offset);
+            let _ = signature_help(&a, root, offset);
+            let _ = definition(&a, root, offset);
+            let _ = references(&a, root, offset, true);
+            let _ = rename(&a, root, offset, "renamed");
+        }
+        offset += 1;
+    }
+    let _ = semantic_tokens(&a, root);
+    let _ = inlay_hints(&a, root, Span::new(0, text.len()));
+    let _ = symbols(&a, root);
+    let _ = fixes::quick_fixes(&a, root, Span::new(0, text.len()));
+}

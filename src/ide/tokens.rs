@@ -147,11 +147,12 @@ fn lex(text: &str) -> Vec<(Span, Lexeme)> {
         if text[i..].starts_with("/*") {
             // Block comments nest, as in the grammar.
             let mut depth = 0usize;
+            // Byte comparisons: `i` walks through multi-byte characters.
             while i < b.len() {
-                if text[i..].starts_with("/*") {
+                if b[i..].starts_with(b"/*") {
                     depth += 1;
                     i += 2;
-                } else if text[i..].starts_with("*/") {
+                } else if b[i..].starts_with(b"*/") {
                     depth -= 1;
                     i += 2;
                     if depth == 0 {
