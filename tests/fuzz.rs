@@ -7,7 +7,8 @@
 //! units) and names swapped for other names of the same file, so mutants
 //! get through the parser and stress the checker's shape rules.
 //!
-//! Properties: parsing, resolving, checking and formatting never panic; and whenever
+//! Properties: parsing, resolving, checking and formatting never panic, nor
+//! do the language server's queries at any position; and whenever
 //! a mutant parses, formatting it is idempotent, keeps its AST (up to spans)
 //! and keeps every comment. Raise `PROPTEST_CASES` for a longer run.
 
@@ -211,6 +212,7 @@ fn exercise(bytes: &[u8]) {
         let _ = enigma::diagnostics::render::human(d, &program.sources, Default::default());
         let _ = enigma::diagnostics::render::json(d, &program.sources);
     }
+    query_everywhere(&loader);
     let Ok(text) = decode(bytes, FileId(0)) else {
         return;
     };
@@ -230,6 +232,33 @@ fn exercise(bytes: &[u8]) {
     );
     let twice = format(&once, FileId(0)).expect("formatted output formats");
     assert_eq!(twice, once, "fmt is not idempotent on:\n{text}");
+}
+
+/// The editor's queries at a spread of positions, and the whole-file ones:
+/// none may panic, whatever the text.
+fn query_everywhere(loader: &MemoryLoader) {
+    use enigma::base::Span;
+    use enigma::ide::{complete, fixes, hover, navigate, tokens, Analysis};
+    let path = std::path::Path::new("main.enigma");
+    let a = Analysis::new(loader, path, Default::default()).expect("the file is in memory");
+    let file = a.root();
+    let text = a.text(file);
+    let whole = Span::new(0, text.len());
+    let step = (text.len() / 8).max(1);
+    for offset in (0..=text.len())
+        .step_by(step)
+        .filter(|o| text.is_char_boundary(*o))
+    {
+        let _ = hover::hover(&a, file, offset);
+        let _ = complete::complete(&a, file, offset);
+        let _ = complete::signature_help(&a, file, offset);
+        let _ = navigate::references(&a, file, offset, true);
+        let _ = navigate::rename(&a, file, offset, "renamed");
+    }
+    let _ = tokens::semantic_tokens(&a, file);
+    let _ = tokens::inlay_hints(&a, file, whole);
+    let _ = navigate::symbols(&a, file);
+    let _ = fixes::quick_fixes(&a, file, whole);
 }
 
 /// Numbers a value mutation may write.
