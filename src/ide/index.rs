@@ -104,7 +104,7 @@ pub struct Call {
     /// The callee's path (`Linear`, `nn::Linear`).
     pub callee: Vec<Ident>,
     /// Each argument's span and name, if named.
-    pub args: Vec<(Span, Option<String>)>,
+    pub args: Vec<(Span, Option<Ident>)>,
 }
 
 /// A settings key, with its path from the block keyword:
@@ -434,10 +434,7 @@ impl FileIndex {
                         self.calls.push(Call {
                             span: e.span,
                             callee: p.clone(),
-                            args: args
-                                .iter()
-                                .map(|a| (a.span, a.name.as_ref().map(|n| n.name.clone())))
-                                .collect(),
+                            args: args.iter().map(|a| (a.span, a.name.clone())).collect(),
                         });
                     }
                     stack.push(callee);

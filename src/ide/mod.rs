@@ -125,6 +125,9 @@ impl Analysis {
         if let Some(d) = ix.def_containing(offset) {
             return Some((d.span, Target::Def(DefSite { file, span: d.span })));
         }
+        if let Some(found) = self.argument_at(file, offset) {
+            return Some(found);
+        }
         let (name, item) = ix
             .use_names
             .iter()
@@ -132,6 +135,41 @@ impl Analysis {
         Some((
             name.span,
             Target::Def(self.import_target(file, *item, &name.name)?),
+        ))
+    }
+
+    /// A named argument (`d_in:` in `Linear(d_in: 64)`) stands for the
+    /// callee's parameter of that name.
+    fn argument_at(&self, file: FileId, offset: usize) -> Option<(Span, Target)> {
+        let ix = self.index(file)?;
+        let (call, name) = ix.calls.iter().find_map(|c| {
+            c.args.iter().find_map(|(_, n)| {
+                n.as_ref()
+                    .filter(|n| index::contains(n.span, offset))
+                    .map(|n| (c, n))
+            })
+        })?;
+        let callee = call.callee.last()?;
+        let site = match self
+            .ref_at(file, callee.span.start as usize)?
+            .target
+            .clone()
+        {
+            RefTarget::Builtin(_) => return None,
+            t => self.program().definition(file, &t)?,
+        };
+        let def = self.def(site)?;
+        let param = self
+            .index(site.file)?
+            .defs
+            .iter()
+            .find(|p| p.kind == DefKind::Param && p.item == def.item && p.name == name.name)?;
+        Some((
+            name.span,
+            Target::Def(DefSite {
+                file: site.file,
+                span: param.span,
+            }),
         ))
     }
 

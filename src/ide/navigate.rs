@@ -54,10 +54,18 @@ pub fn references_to(a: &Analysis, target: &Target) -> Vec<Place> {
         }
     }
     if let Target::Def(site) = target {
-        // `use` names that import the definition.
+        let is_param = a.def(*site).is_some_and(|d| d.kind == DefKind::Param);
+        // `use` names that import the definition, and for a parameter the
+        // named arguments that give it.
         for (id, _) in program.sources.iter() {
             let Some(ix) = a.index(id) else { continue };
-            for (name, _) in &ix.use_names {
+            let args = ix
+                .calls
+                .iter()
+                .flat_map(|c| c.args.iter().filter_map(|(_, n)| n.as_ref()))
+                .filter(|_| is_param);
+            let names = ix.use_names.iter().map(|(n, _)| n);
+            for name in names.chain(args) {
                 let found = a.target_at(id, name.span.start as usize);
                 if matches!(found, Some((_, Target::Def(s))) if s == *site) {
                     out.push((id, name.span));

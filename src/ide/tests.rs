@@ -162,6 +162,36 @@ fn definition_goes_to_locals_items_and_the_stdlib() {
 }
 
 #[test]
+fn a_named_argument_leads_to_the_callees_parameter() {
+    let a = analyse(PROGRAM);
+    let root = a.root();
+    let arg = at(PROGRAM, "Head(width: d)", 0, 5);
+    let param = at(PROGRAM, "module Head(width", 0, 12);
+    assert_eq!(
+        definition(&a, root, arg),
+        Some((root, Span::new(param, param + "width".len())))
+    );
+    let Some(h) = hover(&a, root, arg) else {
+        panic!("no hover on the argument name")
+    };
+    assert!(h.markdown.contains("width: dim"), "{}", h.markdown);
+    // Into the standard library: `heads:` of `Transformer`.
+    let Some((file, span)) = definition(&a, root, at(PROGRAM, "heads: 2", 0, 1)) else {
+        panic!("no definition for `heads:`")
+    };
+    assert!(a.is_stdlib(file));
+    assert_eq!(&a.text(file)[span.range()], "heads");
+    // Renaming the parameter renames the argument that gives it.
+    let Ok(places) = rename(&a, root, param, "w2") else {
+        panic!("the rename was refused")
+    };
+    // The parameter, its two uses in the signature and body, the argument.
+    assert_eq!(places.len(), 4, "{places:?}");
+    assert!(places.iter().all(|(_, s)| &PROGRAM[s.range()] == "width"));
+    assert!(places.iter().any(|(_, s)| s.start as usize == arg));
+}
+
+#[test]
 fn references_and_rename_cover_every_use_of_a_dim() {
     let a = analyse(PROGRAM);
     let root = a.root();
