@@ -252,6 +252,20 @@ impl Server {
             doc.version = p.text_document.version;
             self.touch(&path);
             self.deadline = Some(Instant::now() + DEBOUNCE);
+        } else if method == lsp_types::DidChangeWatchedFilesNotification::METHOD.as_str() {
+            // A file changed on disk (the client watches `*.enigma`): the
+            // open documents that import it read it again.
+            let Ok(p) = n.extract::<lsp_types::DidChangeWatchedFilesParams>(method) else {
+                return;
+            };
+            for change in p.changes {
+                if let Some(path) = uri_to_path(&change.uri) {
+                    if !self.docs.contains_key(&path) {
+                        self.touch(&path);
+                    }
+                }
+            }
+            self.deadline = Some(Instant::now() + DEBOUNCE);
         } else if method == Close::METHOD.as_str() {
             let Ok(p) = n.extract::<lsp_types::DidCloseTextDocumentParams>(method) else {
                 return;

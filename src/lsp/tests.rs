@@ -200,3 +200,30 @@ fn references_and_rename_reach_the_open_files_that_import_a_module() {
     assert!(diags.iter().any(|d| d["code"] == "E0102"), "{diags:?}");
     c.stop();
 }
+
+#[test]
+fn an_import_changed_on_disk_is_read_again() {
+    let mut c = Client::start();
+    let dir = std::env::temp_dir().join(format!("enigma-lsp-disk-{}", std::process::id()));
+    assert!(std::fs::create_dir_all(&dir).is_ok());
+    let lib_path = dir.join("blocks.enigma");
+    let lib_text = "module Enc(d: dim)(x: [..., d]) -> [..., d] {\n  return x\n}\n";
+    assert!(std::fs::write(&lib_path, lib_text).is_ok());
+    let main = super::path_to_uri(&dir.join("main.enigma")).0;
+    let main_text = "use blocks::{Enc}\ndim d = 8\nmodule Twice(d: dim)(x: [..., d]) -> [..., d] {\n  return Enc(d: d)(x)\n}\n";
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": main, "languageId": "enigma", "version": 1, "text": main_text } }),
+    );
+    assert_eq!(c.diagnostics(&main), Vec::<Value>::new());
+    assert!(std::fs::write(&lib_path, lib_text.replace("Enc(", "Encoder(")).is_ok());
+    let lib = super::path_to_uri(&lib_path).0;
+    c.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({ "changes": [{ "uri": lib, "type": 2 }] }),
+    );
+    let diags = c.diagnostics(&main);
+    assert!(diags.iter().any(|d| d["code"] == "E0102"), "{diags:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+    c.stop();
+}
