@@ -379,7 +379,17 @@ impl Context {
         }
         let mut stack: Vec<Open> = Vec::new();
         let mut item_keyword: Option<String> = None;
+        // The word just before, outside every bracket: the callee of a
+        // top-level call (`tokenizer vt = Tubelets(`).
+        let mut top_word: Option<(Span, String)> = None;
         for (span, tok) in scan(&before[..start]) {
+            if stack.is_empty() {
+                top_word = match &tok {
+                    ScanTok::Word(w) => Some((span, w.clone())),
+                    ScanTok::Open(_) => top_word.take(),
+                    _ => None,
+                };
+            }
             match tok {
                 ScanTok::Open(b) => {
                     let label = match stack.is_empty() {
@@ -389,10 +399,13 @@ impl Context {
                             _ => None,
                         }),
                     };
-                    let callee = stack.last().and_then(|o| match o.entry.last() {
-                        Some((s, Tok::Word(w))) => Some((*s, w.clone())),
-                        _ => None,
-                    });
+                    let callee = match stack.last() {
+                        None => top_word.take(),
+                        Some(o) => match o.entry.last() {
+                            Some((s, Tok::Word(w))) => Some((*s, w.clone())),
+                            _ => None,
+                        },
+                    };
                     stack.push(Open {
                         bracket: b,
                         label,
