@@ -121,7 +121,13 @@ pub fn complete(a: &Analysis, file: FileId, offset: usize) -> Vec<Completion> {
     }
     let mut out = Vec::new();
     if let Some(callee) = &ctx.call {
-        out.extend(arguments(a, file, callee, replace));
+        // Arguments already given are not offered again.
+        let given = |c: &Completion| ctx.keys_here.iter().any(|k| c.label == format!("{k}:"));
+        out.extend(
+            arguments(a, file, callee, replace)
+                .into_iter()
+                .filter(|c| !given(c)),
+        );
     }
     if ctx.depth == 0 {
         out.extend(

@@ -253,6 +253,15 @@ fn completion_offers_units_after_a_number_and_arguments_in_a_call() {
         .map(|c| c.label)
         .collect();
     assert_eq!(args, ["width:"]);
+    // In `Transformer(layers: 1, d: d, |`: the arguments not yet given.
+    let after = at(PROGRAM, "heads: 2)", 0, 0);
+    let args: Vec<String> = complete(&a, a.root(), after)
+        .into_iter()
+        .filter(|c| c.kind == ItemKind::Argument)
+        .map(|c| c.label)
+        .collect();
+    assert!(args.contains(&"heads:".to_string()), "{args:?}");
+    assert!(!args.contains(&"layers:".to_string()) && !args.contains(&"d:".to_string()));
 }
 
 #[test]
