@@ -203,7 +203,7 @@ fn references_and_rename_reach_the_open_files_that_import_a_module() {
 
 #[test]
 fn an_import_changed_on_disk_is_read_again() {
-    let mut c = Client::start();
+    let c = Client::start();
     let dir = std::env::temp_dir().join(format!("enigma-lsp-disk-{}", std::process::id()));
     assert!(std::fs::create_dir_all(&dir).is_ok());
     let lib_path = dir.join("blocks.enigma");
