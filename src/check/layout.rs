@@ -2,15 +2,20 @@
 //! over the mesh axes it is mapped to.
 //!
 //! The sizes come from the typed IR: `heads` and `kv_heads` from every
-//! attention node, `layers` from every `repeat`, and any other logical dim
-//! (`vocab`, `ffn`, ...) from the parameter dims that carry that name. A
-//! mapping that cannot split its dim evenly is E0220 at the mapping, naming
-//! the module where the dim got its size. (The schema of the block itself,
-//! and the batch's divisibility, are `settings.rs`'s.)
+//! attention node and `layers` from every `repeat`. Parameters are checked
+//! by the planner's own rule for what tensor parallelism splits
+//! ([`crate::ir::split`]): dims named by a mapped logical dim, and the
+//! column- and row-parallel projections, whatever their sizes are called
+//! or however they were written (`ffn: 3000`, or a default `4 * d`). A
+//! mapping that cannot split a dim evenly is E0220 at the mapping, naming
+//! the module where the dim got its size and, when the checker knows it,
+//! the place that set the size. (The schema of the block itself, and the
+//! batch's divisibility, are `settings.rs`'s.)
 
 use super::consts::Consts;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::ir::layout::ParallelSpec;
+use crate::ir::split::{param_splits, TENSOR_DIMS};
 use crate::ir::{Graph, Op};
 
 pub(super) fn check_layout(c: &mut Consts, g: &Graph, spec: &ParallelSpec) {
@@ -45,6 +50,87 @@ pub(super) fn check_layout(c: &mut Consts, g: &Graph, spec: &ParallelSpec) {
             }
         }
     }
+    check_param_splits(c, g, spec);
+}
+
+/// Every parameter dim tensor parallelism splits divides by its shards.
+/// One report per distinct (size, shards) is enough: a 24-block model
+/// would otherwise repeat it 24 times.
+fn check_param_splits(c: &mut Consts, g: &Graph, spec: &ParallelSpec) {
+    let tensor = spec.axes_for(TENSOR_DIMS);
+    let Some(degree) = spec.degree(&tensor).filter(|&d| d > 1) else {
+        return;
+    };
+    let mapped = spec.mapped();
+    let mut reported: Vec<(i64, usize)> = Vec::new();
+    for (i, p) in g.params.iter().enumerate() {
+        let splits = param_splits(g, i, &mapped, &tensor, degree);
+        for (k, axes) in splits.iter().enumerate() {
+            let Some(shards) = spec.degree(axes).filter(|&d| d > 1) else {
+                continue;
+            };
+            let Some(dim) = p.ty.dims.get(k) else {
+                continue;
+            };
+            let Some(size) = dim.size_or_name().as_const() else {
+                continue;
+            };
+            if size % shards as i64 == 0 || reported.contains(&(size, shards)) {
+                continue;
+            }
+            reported.push((size, shards));
+            // The mapping that asked for the split: the logical dim the
+            // parameter dim is named after, else the tensor-parallel
+            // mapping onto these axes (`ffn` first: most projections that
+            // do not divide are feed-forward widths).
+            let named = mapped
+                .keys()
+                .find(|l| dim.name == crate::ir::types::size::Size::symbol(l));
+            let key = named.cloned().or_else(|| {
+                ["ffn", "heads", "kv_heads", "vocab"]
+                    .into_iter()
+                    .find(|d| {
+                        mapped
+                            .get(*d)
+                            .is_some_and(|to| to.iter().all(|a| axes.contains(a)))
+                    })
+                    .map(str::to_string)
+            });
+            let Some(m) = key.as_deref().and_then(|key| {
+                spec.mappings.iter().find_map(|m| {
+                    m.dims
+                        .iter()
+                        .find(|(d, _)| d == key)
+                        .map(|(_, at)| (m, *at))
+                })
+            }) else {
+                continue;
+            };
+            let (mapping, at) = m;
+            let what = if dim.is_anon() {
+                format!("{size}")
+            } else {
+                format!("`{}` ({size})", dim.name)
+            };
+            let mut diag = Diagnostic::new(
+                Code::E0220,
+                format!(
+                    "`{}` is split along {what} by tensor parallelism, which does not split evenly over `{}` ({shards} shards)",
+                    p.path,
+                    axes.join(" x ")
+                ),
+            )
+            .primary(at.file, at.span, format!("{size} does not divide by {shards}"))
+            .secondary(mapping.target.file, mapping.target.span, format!("{shards} shards"));
+            if let Some(origin) = dim.origin {
+                diag = diag.secondary(origin.file, origin.span, format!("{size} is set here"));
+            }
+            c.diags.push(diag.help(format!(
+                "make {size} a multiple of {shards}, or map `{}` to mesh axes whose product divides it",
+                key.as_deref().unwrap_or("it")
+            )));
+        }
+    }
 }
 
 /// The sizes a logical dim has in the model, each with the scope it
@@ -71,16 +157,8 @@ fn sizes_of(g: &Graph, dim: &str) -> Vec<(i64, String)> {
                 out.push((s.repeat, s.path.clone()));
             }
         }
-        _ => {
-            let name = crate::ir::types::size::Size::symbol(dim);
-            for p in &g.params {
-                for d in p.ty.dims.iter().filter(|d| d.name == name) {
-                    if let Some(v) = d.size.as_ref().and_then(|s| s.as_const()) {
-                        out.push((v, p.path.clone()));
-                    }
-                }
-            }
-        }
+        // Parameter dims are `check_param_splits`'s, by the planner's rule.
+        _ => {}
     }
     out
 }

@@ -118,6 +118,43 @@ impl ParallelSpec {
             .map(|m| m.axes.as_slice())
     }
 
+    /// Each mapped logical dim's axes (a later mapping of the same dim
+    /// wins, as in the planner's layout).
+    pub fn mapped(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out = std::collections::BTreeMap::new();
+        for m in &self.mappings {
+            for (d, _) in &m.dims {
+                out.insert(d.clone(), m.axes.clone());
+            }
+        }
+        out
+    }
+
+    /// The mesh axes that any of `dims` is mapped to, in mesh order:
+    /// `&["batch"]` gives the data-parallel axes,
+    /// [`TENSOR_DIMS`](super::split::TENSOR_DIMS) the tensor-parallel ones.
+    pub fn axes_for(&self, dims: &[&str]) -> Vec<String> {
+        let mapped = self.mapped();
+        self.mesh
+            .iter()
+            .map(|a| &a.name)
+            .filter(|a| {
+                dims.iter()
+                    .any(|d| mapped.get(*d).is_some_and(|to| to.contains(a)))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The number of ranks over `axes`: the product of their sizes, `None`
+    /// when an axis is not in the mesh or the product overflows.
+    pub fn degree(&self, axes: &[String]) -> Option<usize> {
+        axes.iter().try_fold(1usize, |d, a| {
+            let axis = self.mesh.iter().find(|x| &x.name == a)?;
+            d.checked_mul(axis.size)
+        })
+    }
+
     /// Where the mapping of logical dim `dim` was written.
     pub fn mapping_of(&self, dim: &str) -> Option<Loc> {
         self.mappings

@@ -24,6 +24,7 @@ pub mod graph;
 pub mod init;
 pub mod layout;
 pub mod op;
+pub mod split;
 pub mod stats;
 pub mod train;
 pub mod transform;

@@ -44,7 +44,7 @@ pub struct Layout {
 }
 
 /// Logical dims whose splitting is tensor parallelism.
-const TENSOR_DIMS: &[&str] = &["heads", "kv_heads", "ffn", "vocab"];
+use crate::ir::split::TENSOR_DIMS;
 
 impl Layout {
     /// One rank: no parallelism.
@@ -83,11 +83,7 @@ impl Layout {
                 size: a.size,
             })
             .collect();
-        for m in &spec.mappings {
-            for (d, _) in &m.dims {
-                l.mapped.insert(d.clone(), m.axes.clone());
-            }
-        }
+        l.mapped = spec.mapped();
         l.zero = spec.zero;
         l.microbatches = spec.microbatches.max(1);
         l.accumulate = spec.accumulate.max(1);
@@ -98,21 +94,11 @@ impl Layout {
         l.bucket = spec.bucket;
         let zero_scope = spec.zero_scope.clone();
         l.mesh = Mesh::new(axes)?;
-        // Collect each kind of parallelism's axes, in mesh order.
-        let order: Vec<String> = l.mesh.axes().iter().map(|a| a.name.clone()).collect();
-        let collect = |dims: &[&str]| -> Vec<String> {
-            order
-                .iter()
-                .filter(|a| {
-                    dims.iter()
-                        .any(|d| l.mapped.get(*d).is_some_and(|to| to.contains(a)))
-                })
-                .cloned()
-                .collect()
-        };
-        l.data = collect(&["batch"]);
-        l.tensor = collect(TENSOR_DIMS);
-        l.pipeline = collect(&["layers"]);
+        // Each kind of parallelism's axes, in mesh order, by the rule the
+        // checker used.
+        l.data = spec.axes_for(&["batch"]);
+        l.tensor = spec.axes_for(TENSOR_DIMS);
+        l.pipeline = spec.axes_for(&["layers"]);
         l.zero_axes = match zero_scope {
             Some(s) if l.data.contains(&s) => vec![s],
             _ => l.data.clone(),

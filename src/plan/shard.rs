@@ -21,8 +21,6 @@
 use std::fmt;
 
 use super::layout::Layout;
-use crate::ir::types::size::Size;
-use crate::ir::types::Value;
 use crate::ir::Graph;
 
 /// One copy of a parameter and how it is laid out.
@@ -177,46 +175,10 @@ pub fn place(g: &Graph, layout: &Layout) -> Result<Vec<Placement>, PlanError> {
     Ok(out)
 }
 
-/// The tensor axes each dim of parameter `i` is split over.
+/// What tensor parallelism splits of parameter `i` under `layout`: the
+/// rule the checker also enforces (`crate::ir::split`).
 fn splits(g: &Graph, layout: &Layout, i: usize) -> Vec<Vec<String>> {
-    let p = &g.params[i];
-    let mut out: Vec<Vec<String>> = vec![Vec::new(); p.ty.dims.len()];
-    if layout.tensor_degree() <= 1 {
-        return out;
-    }
-    // A dim named by a mapped logical dim (`vocab -> tp`).
-    for (k, d) in p.ty.dims.iter().enumerate() {
-        for (logical, axes) in &layout.mapped {
-            if d.name == Size::symbol(logical) && axes.iter().all(|a| layout.tensor.contains(a)) {
-                out[k] = axes.clone();
-            }
-        }
-    }
-    // A column- or row-parallel projection: the weight is `w` of a Linear
-    // scope, the bias `b` of its Bias child.
-    let (linear, is_bias) = match (g.scopes[p.scope].module.as_str(), p.path.rsplit('.').next()) {
-        ("Linear", Some("w")) => (Some(p.scope), false),
-        ("Bias", Some("b")) => (
-            g.scopes[p.scope]
-                .parent
-                .filter(|&q| g.scopes[q].module == "Linear"),
-            true,
-        ),
-        _ => (None, false),
-    };
-    let split = linear.and_then(|q| {
-        g.scopes[q].hyper.iter().find_map(|(k, v)| match v {
-            Value::Str(s) if k == "split" => Some(s.clone()),
-            _ => None,
-        })
-    });
-    let tensor = layout.tensor.clone();
-    match (split.as_deref(), is_bias, out.len()) {
-        (Some("column"), false, 2) | (Some("column"), true, 1) => out[0] = tensor,
-        (Some("row"), false, 2) => out[1] = tensor,
-        _ => {}
-    }
-    out
+    crate::ir::split::param_splits(g, i, &layout.mapped, &layout.tensor, layout.tensor_degree())
 }
 
 /// The dim of each parameter that tensor parallelism splits, if any (all
