@@ -51,6 +51,90 @@ pub(super) fn check_layout(c: &mut Consts, g: &Graph, spec: &ParallelSpec) {
         }
     }
     check_param_splits(c, g, spec);
+    check_useless(c, g, spec);
+}
+
+/// Whether mapping logical dim `dim` splits anything in this model: the
+/// batch always; `layers` a `repeat`; `heads` and `kv_heads` an attention;
+/// `ffn` a feed-forward block; any other name a parameter dim the
+/// planner's rule splits.
+fn shards_something(g: &Graph, spec: &ParallelSpec, dim: &str) -> bool {
+    match dim {
+        "batch" => true,
+        "layers" => g.scopes.iter().any(|s| s.repeat > 1),
+        "heads" | "kv_heads" => g.nodes.iter().any(|n| matches!(n.op, Op::Attention { .. })),
+        _ => {
+            let feed_forward = dim == "ffn"
+                && g.scopes
+                    .iter()
+                    .any(|s| s.hyper.iter().any(|(k, _)| k == "ffn"));
+            let tensor = spec.axes_for(TENSOR_DIMS);
+            let degree = spec.degree(&tensor).unwrap_or(1);
+            let mapped = spec.mapped();
+            let named = crate::ir::types::size::Size::symbol(dim);
+            feed_forward
+                || (0..g.params.len()).any(|i| {
+                    let splits = param_splits(g, i, &mapped, &tensor, degree);
+                    g.params[i]
+                        .ty
+                        .dims
+                        .iter()
+                        .zip(&splits)
+                        .any(|(d, axes)| d.name == named && !axes.is_empty())
+                })
+        }
+    }
+}
+
+/// W0202: a mapping of a dim the model does not have (an `experts`
+/// mapping in a dense model); E0222: a mesh axis that carries no
+/// parallelism at all, so every rank along it would repeat the others'
+/// work.
+fn check_useless(c: &mut Consts, g: &Graph, spec: &ParallelSpec) {
+    let mut working: Vec<&str> = Vec::new();
+    for m in &spec.mappings {
+        if spec.degree(&m.axes).is_none_or(|d| d <= 1) {
+            continue;
+        }
+        for (dim, at) in &m.dims {
+            if shards_something(g, spec, dim) {
+                working.extend(m.axes.iter().map(String::as_str));
+                continue;
+            }
+            c.diags.push(
+                Diagnostic::new(
+                    Code::W0202,
+                    format!("`{dim}` is mapped to `{}`, but nothing in the model is split along `{dim}`", m.axes.join(" x ")),
+                )
+                .primary(at.file, at.span, "shards nothing")
+                .secondary(m.target.file, m.target.span, "these ranks hold the same copy")
+                .help(format!("remove the mapping, or give the model a dim `{dim}` to split")),
+            );
+        }
+    }
+    let Some(mesh_at) = spec.places.mesh else {
+        return;
+    };
+    for axis in spec.mesh.iter().filter(|a| a.size > 1) {
+        if working.contains(&axis.name.as_str()) {
+            continue;
+        }
+        let mut diag = Diagnostic::new(
+            Code::E0222,
+            format!(
+                "mesh axis `{}` ({} ranks) carries no parallelism: every rank along it would repeat the same work",
+                axis.name, axis.size
+            ),
+        )
+        .primary(mesh_at.file, mesh_at.span, format!("`{}` is declared here", axis.name));
+        for m in spec.mappings.iter().filter(|m| m.axes.contains(&axis.name)) {
+            diag = diag.secondary(m.at.file, m.at.span, "this mapping splits nothing");
+        }
+        c.diags.push(diag.help(format!(
+            "map `batch` to `{}` for data parallelism, shard a dim of the model over it, or remove it from the mesh",
+            axis.name
+        )));
+    }
 }
 
 /// Every parameter dim tensor parallelism splits divides by its shards.

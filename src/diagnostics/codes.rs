@@ -84,6 +84,7 @@ codes! {
     E0219 => "modality does not match its data",
     E0220 => "layout does not divide the model",
     E0221 => "data the runtime cannot read",
+    E0222 => "mesh axis does no work",
     E0301 => "mesh does not match the world size",
     E0302 => "plan does not fit in device memory",
     E0303 => "layout setting not supported by the planner",
@@ -106,6 +107,7 @@ codes! {
     E0900 => "internal error",
     W0101 => "unused import",
     W0201 => "data file not checked",
+    W0202 => "mapping shards nothing",
     W0301 => "pipeline stages are unbalanced",
     W0302 => "tensor parallelism spans nodes",
 }
