@@ -10,11 +10,20 @@
 //!
 //! Run with `ENIGMA_BLESS=1` to write the expectations from the current
 //! output; review the diff before committing it.
+//!
+//! A one-mistake program can also say, in comment lines of its own, where
+//! the mistake must be reported and how it is fixed:
+//!
+//! - `// expect: E0220 at 31`: some diagnostic with that code has its
+//!   primary label on line 31 of the program;
+//! - `// fix: heads: 6 => heads: 8`: replacing the first occurrence of the
+//!   left text (outside these comment lines) with the right gives a program
+//!   that checks without errors. The test applies the fix and checks it.
 
 use std::path::{Path, PathBuf};
 
 use enigma::diagnostics::render::{human, HumanStyle};
-use enigma::source::FsLoader;
+use enigma::source::{FsLoader, MemoryLoader};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 #[path = "common/diff.rs"]
@@ -64,7 +73,118 @@ fn render(program: &Path) -> Result<String, Failed> {
         .collect())
 }
 
+/// The `// expect:` and `// fix:` lines of a program.
+struct Directives {
+    expect: Vec<(String, usize)>,
+    fix: Option<(String, String)>,
+}
+
+fn directives(text: &str) -> Result<Directives, Failed> {
+    let mut d = Directives {
+        expect: Vec::new(),
+        fix: None,
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("// expect:") {
+            let parsed = rest
+                .split_once(" at ")
+                .and_then(|(code, at)| Some((code.trim().to_string(), at.trim().parse().ok()?)));
+            let Some(e) = parsed else {
+                return Err(
+                    format!("cannot read `{line}`: write `// expect: CODE at LINE`").into(),
+                );
+            };
+            d.expect.push(e);
+        } else if let Some(rest) = line.strip_prefix("// fix:") {
+            let Some((old, new)) = rest.split_once("=>") else {
+                return Err(format!("cannot read `{line}`: write `// fix: OLD => NEW`").into());
+            };
+            d.fix = Some((old.trim().to_string(), new.trim().to_string()));
+        }
+    }
+    Ok(d)
+}
+
+/// Checks the `// expect:` lines against the diagnostics, and that the
+/// `// fix:` makes the program check without errors.
+fn check_directives(program: &Path) -> Result<(), Failed> {
+    // Programs that are not text (the E0002 cases) carry no directives.
+    let Ok(text) = std::fs::read_to_string(program) else {
+        return Ok(());
+    };
+    let d = directives(&text)?;
+    if d.expect.is_empty() && d.fix.is_none() {
+        return Ok(());
+    }
+    let options = enigma::driver::Options::check();
+    let a = enigma::driver::compile(&FsLoader, program, &options)
+        .map_err(|e| Failed::from(e.to_string()))?;
+    let root = a.program.root_module().file;
+    let file = a.program.sources.get(root);
+    for (code, line) in &d.expect {
+        let found = a.diagnostics.iter().any(|diag| {
+            diag.code.as_str() == code
+                && diag.primary_label().is_some_and(|l| {
+                    l.file == root && file.line_col(l.span.start as usize).0 == *line
+                })
+        });
+        if !found {
+            let got: Vec<String> = a
+                .diagnostics
+                .iter()
+                .map(|diag| {
+                    let at = diag
+                        .primary_label()
+                        .map_or(0, |l| file.line_col(l.span.start as usize).0);
+                    format!("{} at {at}", diag.code)
+                })
+                .collect();
+            return Err(format!("expected {code} at line {line}; got {}", got.join(", ")).into());
+        }
+    }
+    if let Some((old, new)) = d.fix {
+        // The first occurrence outside the directive lines.
+        let mut offset = 0;
+        let mut at = None;
+        for line in text.split_inclusive('\n') {
+            let directive = line.trim_start().starts_with("// fix:")
+                || line.trim_start().starts_with("// expect:");
+            if !directive {
+                if let Some(i) = line.find(&old) {
+                    at = Some(offset + i);
+                    break;
+                }
+            }
+            offset += line.len();
+        }
+        let Some(at) = at else {
+            return Err(format!("the fix's text `{old}` is not in the program").into());
+        };
+        let fixed = format!("{}{new}{}", &text[..at], &text[at + old.len()..]);
+        let mut loader = MemoryLoader::new();
+        loader.insert(program, fixed);
+        let a = enigma::driver::compile(&loader, program, &options)
+            .map_err(|e| Failed::from(e.to_string()))?;
+        let errors: Vec<String> = a
+            .diagnostics
+            .iter()
+            .filter(|diag| diag.is_error())
+            .map(|diag| format!("{}: {}", diag.code, diag.message))
+            .collect();
+        if !errors.is_empty() {
+            return Err(format!(
+                "with the fix applied it still has errors: {}",
+                errors.join("; ")
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 fn run(program: &Path, expected_path: &Path) -> Result<(), Failed> {
+    check_directives(program)?;
     let actual = render(program)?;
     if std::env::var_os("ENIGMA_BLESS").is_some() {
         if actual.is_empty() {
