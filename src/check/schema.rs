@@ -585,12 +585,21 @@ mod tests {
                 panic!("`{}` is refused: {e:?}", s.key);
             }
         }
-        let e = data(&data_item("window: T, pace: 2s")).unwrap_err();
+        // An unknown key is the checker's E0207, whose help lists exactly
+        // the schema's keys.
+        let mut loader = MemoryLoader::new();
+        loader.insert("exp/main.enigma", data_item("window: T, pace: 2s"));
+        let program =
+            crate::resolve::load(&loader, Path::new("exp/main.enigma"), &Options::default())
+                .unwrap_or_else(|e| panic!("{e:?}"));
+        let (diags, _) = super::super::check_program(&program, &loader, &[]);
         let keys: Vec<&str> = DATA.iter().map(|s| s.key).collect();
         assert!(
-            e[0].message
-                .ends_with(&format!("(a data block takes {})", all(&keys))),
-            "{e:?}"
+            diags
+                .iter()
+                .any(|d| d.code == crate::diagnostics::Code::E0207
+                    && d.help.as_deref() == Some(&format!("`data` accepts {}", list(&keys)))),
+            "{diags:?}"
         );
     }
 }

@@ -37,6 +37,12 @@ pub(super) fn check_settings(c: &mut Consts) {
                 block(c, b, "parallel", schema::PARALLEL, item.span);
                 parallel = Some(b);
             }
+            // A data block's settings are checked here too, so that a
+            // misspelt key or split fractions that do not add up are found
+            // by `enigma check`, not when the data is first read.
+            ItemKind::Data(DataItem {
+                config: Some(b), ..
+            }) => data_block(c, b),
             _ => {}
         }
     }
@@ -107,6 +113,26 @@ fn block(c: &mut Consts, b: &ConfigBlock, name: &str, fields: &[Setting], item: 
                         kind => format!("add `{}: ...`, {}", f.key, kind.describe()),
                     }),
             );
+        }
+    }
+}
+
+/// A data block: unknown keys (E0207) and the split's fractions (E0208).
+/// Its lengths are the data stage's (`check/data/`): a window may be a
+/// duration or, for data without time, a number of samples, which
+/// experiments that are only checked and planned use.
+fn data_block(c: &mut Consts, b: &ConfigBlock) {
+    let file = c.file();
+    for e in &b.entries {
+        let EntryKind::Setting { key, value } = &e.kind else {
+            continue;
+        };
+        match schema::DATA.iter().find(|f| f.key == key.name) {
+            None => {
+                unknown(c, file, key, "data", schema::DATA);
+            }
+            Some(f) if f.kind == Kind::Split => setting(c, key, value, Kind::Split),
+            Some(_) => {}
         }
     }
 }
@@ -189,6 +215,74 @@ fn setting(c: &mut Consts, key: &Ident, value: &Expr, kind: Kind) {
     if !ok {
         let found = format!("`{}`", c.source(value));
         invalid(c, file, value.span, key, &kind.describe(), &found);
+    } else if kind == Kind::Split {
+        split_fractions(c, key, value);
+    }
+}
+
+/// `split: by_time(train: 0.8, val: 0.1, test: 0.1)`: each fraction is a
+/// number from 0 to 1 and they add up to 1 (`train: 80` is a percentage,
+/// not a fraction).
+fn split_fractions(c: &mut Consts, key: &Ident, value: &Expr) {
+    let file = c.file();
+    let ExprKind::Call { args, .. } = &value.kind else {
+        return;
+    };
+    let mut sum = 0.0;
+    for a in args {
+        let Some(name) = &a.name else {
+            invalid(
+                c,
+                file,
+                a.span,
+                key,
+                "named fractions `train:`, `val:` and `test:`",
+                &format!("`{}`", c.source(&a.value)),
+            );
+            return;
+        };
+        if !["train", "val", "test"].contains(&name.name.as_str()) {
+            invalid(
+                c,
+                file,
+                name.span,
+                key,
+                "fractions named `train`, `val` and `test`",
+                &format!("`{}`", name.name),
+            );
+            return;
+        }
+        let f = match c.eval(&a.value) {
+            Ok(Value::Size(s)) => s.as_const().map(|n| n as f64),
+            Ok(Value::Float(f)) => Some(f),
+            Ok(Value::Opaque) | Err(_) => return,
+            Ok(_) => None,
+        };
+        match f {
+            Some(f) if (0.0..=1.0).contains(&f) => sum += f,
+            _ => {
+                let found = format!("`{}`", c.source(&a.value));
+                invalid(
+                    c,
+                    file,
+                    a.value.span,
+                    name,
+                    "a fraction from 0 to 1",
+                    &found,
+                );
+                return;
+            }
+        }
+    }
+    if (sum - 1.0).abs() > 1e-6 {
+        c.diags.push(
+            Diagnostic::new(
+                Code::E0208,
+                format!("the split fractions add up to {}, not 1", short(sum)),
+            )
+            .primary(file, value.span, "these fractions")
+            .help("give the parts of the windows each split takes, such as `by_time(train: 0.8, val: 0.1, test: 0.1)`"),
+        );
     }
 }
 
