@@ -123,7 +123,7 @@ fn bench(c: &mut Criterion) {
     // Alternating between two texts keeps every edit a real change.
     let edited = format!("{text}\n");
     let mut flip = false;
-    let mut next_text = || {
+    let mut next_text = move || {
         flip = !flip;
         if flip {
             edited.clone()
@@ -131,44 +131,27 @@ fn bench(c: &mut Criterion) {
             text.clone()
         }
     };
-    c.bench_function("lsp/edit+hover", |b| {
-        b.iter(|| {
-            let t = next_text();
-            client.edit(&uri, &t);
-            client.request("textDocument/hover", at.clone())
-        })
-    });
-    let mut next_text = || {
-        flip = !flip;
-        if flip {
-            edited.clone()
-        } else {
-            text.clone()
-        }
+    let mut timed = |name: &str, method: &str, params: &Value| {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let t = next_text();
+                client.edit(&uri, &t);
+                client.request(method, params.clone())
+            })
+        });
     };
-    c.bench_function("lsp/edit+completion", |b| {
-        b.iter(|| {
-            let t = next_text();
-            client.edit(&uri, &t);
-            client.request("textDocument/completion", at.clone())
-        })
-    });
-    c.bench_function("lsp/edit+semantic tokens", |b| {
-        b.iter(|| {
-            let t = if flip { text.clone() } else { edited.clone() };
-            flip = !flip;
-            client.edit(&uri, &t);
-            client.request(
-                "textDocument/semanticTokens/full",
-                json!({ "textDocument": { "uri": uri } }),
-            )
-        })
-    });
+    timed("lsp/edit+hover", "textDocument/hover", &at);
+    timed("lsp/edit+completion", "textDocument/completion", &at);
+    timed(
+        "lsp/edit+semantic tokens",
+        "textDocument/semanticTokens/full",
+        &json!({ "textDocument": { "uri": uri } }),
+    );
 
     let before = rss_kib();
     for i in 0..2000 {
-        let t = if i % 2 == 0 { &edited } else { &text };
-        client.edit(&uri, t);
+        let t = next_text();
+        client.edit(&uri, &t);
         if i % 100 == 0 {
             client.request("textDocument/hover", at.clone());
         }

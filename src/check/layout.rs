@@ -16,6 +16,7 @@ use super::consts::Consts;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::ir::layout::ParallelSpec;
 use crate::ir::split::{param_splits, TENSOR_DIMS};
+use crate::ir::types::size::Size;
 use crate::ir::{Graph, Op};
 
 pub(super) fn check_layout(c: &mut Consts, g: &Graph, spec: &ParallelSpec) {
@@ -57,8 +58,8 @@ pub(super) fn check_layout(c: &mut Consts, g: &Graph, spec: &ParallelSpec) {
 /// Whether mapping logical dim `dim` splits anything in this model: the
 /// batch always; `layers` a `repeat`; `heads` and `kv_heads` an attention;
 /// `ffn` a feed-forward block; any other name a parameter dim the
-/// planner's rule splits.
-fn shards_something(g: &Graph, spec: &ParallelSpec, dim: &str) -> bool {
+/// planner's rule splits (`split_names`, gathered once by the caller).
+fn shards_something(g: &Graph, split_names: &[&Size], dim: &str) -> bool {
     match dim {
         "batch" => true,
         "layers" => g.scopes.iter().any(|s| s.repeat > 1),
@@ -68,22 +69,26 @@ fn shards_something(g: &Graph, spec: &ParallelSpec, dim: &str) -> bool {
                 && g.scopes
                     .iter()
                     .any(|s| s.hyper.iter().any(|(k, _)| k == "ffn"));
-            let tensor = spec.axes_for(TENSOR_DIMS);
-            let degree = spec.degree(&tensor).unwrap_or(1);
-            let mapped = spec.mapped();
-            let named = crate::ir::types::size::Size::symbol(dim);
-            feed_forward
-                || (0..g.params.len()).any(|i| {
-                    let splits = param_splits(g, i, &mapped, &tensor, degree);
-                    g.params[i]
-                        .ty
-                        .dims
-                        .iter()
-                        .zip(&splits)
-                        .any(|(d, axes)| d.name == named && !axes.is_empty())
-                })
+            feed_forward || split_names.contains(&&Size::symbol(dim))
         }
     }
+}
+
+/// The names of the parameter dims tensor parallelism splits.
+fn split_names<'g>(g: &'g Graph, spec: &ParallelSpec) -> Vec<&'g Size> {
+    let tensor = spec.axes_for(TENSOR_DIMS);
+    let degree = spec.degree(&tensor).unwrap_or(1);
+    let mapped = spec.mapped();
+    let mut out = Vec::new();
+    for (i, p) in g.params.iter().enumerate() {
+        let splits = param_splits(g, i, &mapped, &tensor, degree);
+        for (d, axes) in p.ty.dims.iter().zip(&splits) {
+            if !axes.is_empty() && !out.contains(&&d.name) {
+                out.push(&d.name);
+            }
+        }
+    }
+    out
 }
 
 /// W0202: a mapping of a dim the model does not have (an `experts`
@@ -91,13 +96,14 @@ fn shards_something(g: &Graph, spec: &ParallelSpec, dim: &str) -> bool {
 /// parallelism at all, so every rank along it would repeat the others'
 /// work.
 fn check_useless(c: &mut Consts, g: &Graph, spec: &ParallelSpec) {
+    let split = split_names(g, spec);
     let mut working: Vec<&str> = Vec::new();
     for m in &spec.mappings {
         if spec.degree(&m.axes).is_none_or(|d| d <= 1) {
             continue;
         }
         for (dim, at) in &m.dims {
-            if shards_something(g, spec, dim) {
+            if shards_something(g, &split, dim) {
                 working.extend(m.axes.iter().map(String::as_str));
                 continue;
             }
@@ -167,9 +173,7 @@ fn check_param_splits(c: &mut Consts, g: &Graph, spec: &ParallelSpec) {
             // parameter dim is named after, else the tensor-parallel
             // mapping onto these axes (`ffn` first: most projections that
             // do not divide are feed-forward widths).
-            let named = mapped
-                .keys()
-                .find(|l| dim.name == crate::ir::types::size::Size::symbol(l));
+            let named = mapped.keys().find(|l| dim.name == Size::symbol(l));
             let key = named.cloned().or_else(|| {
                 ["ffn", "heads", "kv_heads", "vocab"]
                     .into_iter()

@@ -286,7 +286,7 @@ where
         },
         Command::Fmt { check, files } => fmt::run(&out, &files, check),
         Command::Explain { code } => explain::run(code.as_deref()),
-        Command::Lsp { .. } => lsp::run(),
+        Command::Lsp { .. } => lsp::run(&out),
         Command::Checkpoint(CheckpointCommand::Consolidate {
             run_dir,
             out: dir,

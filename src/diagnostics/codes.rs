@@ -104,6 +104,7 @@ codes! {
     E0507 => "run directory cannot be written",
     E0508 => "communication between ranks failed",
     E0509 => "the launch environment is inconsistent",
+    E0510 => "the editor connection failed",
     E0900 => "internal error",
     W0101 => "unused import",
     W0201 => "data file not checked",

@@ -60,6 +60,9 @@ pub enum ErrorKind {
     /// The launcher's environment does not describe a job this runtime can
     /// join (a rank without a world size, CPU collectives without MPI).
     Launch,
+    /// The editor's connection to the language server broke: it did not
+    /// initialize, or the stream to it failed.
+    Editor,
     /// A bug: a stage broke its own contract (a plan that fails its own
     /// verification).
     Internal,
@@ -86,6 +89,7 @@ impl ErrorKind {
             ErrorKind::Io => Code::E0507,
             ErrorKind::Comm => Code::E0508,
             ErrorKind::Launch => Code::E0509,
+            ErrorKind::Editor => Code::E0510,
             ErrorKind::Internal => Code::E0900,
         }
     }

@@ -16,6 +16,8 @@ use crate::base::{FileId, Span};
 use crate::check::schema::{self, Kind, Setting};
 use crate::resolve::builtins;
 use crate::syntax::ast::Unit;
+use crate::syntax::trivia::block_comment_end;
+use crate::syntax::ITEM_KEYWORDS;
 
 /// What a completion inserts, for the editor's icon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,23 +149,6 @@ pub fn complete(a: &Analysis, file: FileId, offset: usize) -> Vec<Completion> {
     }
     out
 }
-
-/// The keywords that start a top-level item.
-const ITEM_KEYWORDS: &[&str] = &[
-    "use",
-    "dim",
-    "let",
-    "data",
-    "modality",
-    "tokenizer",
-    "fn",
-    "module",
-    "model",
-    "loss",
-    "metric",
-    "train",
-    "parallel",
-];
 
 fn unit_detail(u: &str) -> &'static str {
     match u {
@@ -533,8 +518,8 @@ fn scan(text: &str) -> Vec<(Span, ScanTok)> {
             i = text[i..].find('\n').map_or(b.len(), |n| i + n);
             continue;
         }
-        if text[i..].starts_with("/*") {
-            i = text[i + 2..].find("*/").map_or(b.len(), |n| i + n + 4);
+        if b[i..].starts_with(b"/*") {
+            i = block_comment_end(b, i).unwrap_or(b.len());
             continue;
         }
         if c == b'"' {

@@ -25,7 +25,7 @@ pub mod index;
 pub mod navigate;
 pub mod tokens;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use index::{Def, DefKind, FileIndex};
 
@@ -41,6 +41,10 @@ pub struct Analysis {
     pub artifacts: Artifacts,
     /// The index of each loaded file, by [`FileId`].
     indexes: Vec<FileIndex>,
+    /// Each loaded file's canonical path, by [`FileId`] (the standard
+    /// library's too, when it was read from disk): what `file_at` compares,
+    /// resolved once rather than on every request.
+    paths: Vec<Option<PathBuf>>,
 }
 
 /// What a name at a position stands for.
@@ -72,7 +76,16 @@ impl Analysis {
                 *slot = FileIndex::new(ast);
             }
         }
-        Ok(Analysis { artifacts, indexes })
+        let paths = program
+            .sources
+            .iter()
+            .map(|(_, f)| f.path.as_deref().map(canonical))
+            .collect();
+        Ok(Analysis {
+            artifacts,
+            indexes,
+            paths,
+        })
     }
 
     pub fn program(&self) -> &Program {
@@ -86,12 +99,9 @@ impl Analysis {
 
     /// The file loaded from `path` (compared after canonicalising both).
     pub fn file_at(&self, path: &Path) -> Option<FileId> {
-        let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        self.program().sources.iter().find_map(|(id, f)| {
-            let p = f.path.as_ref()?;
-            let have = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-            (have == want).then_some(id)
-        })
+        let want = canonical(path);
+        let i = self.paths.iter().position(|p| p.as_ref() == Some(&want))?;
+        Some(FileId(i as u32))
     }
 
     /// The text of a loaded file.
@@ -213,6 +223,12 @@ impl Analysis {
             .iter()
             .any(|m| m.file == file && matches!(m.key, crate::resolve::ModuleKey::Std(_)))
     }
+}
+
+/// A path with its links and `..` resolved, or as given when it does not
+/// exist (an unsaved buffer).
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The identifier around `offset` in `text` and its span: what a cursor

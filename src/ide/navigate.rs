@@ -124,7 +124,7 @@ pub fn is_identifier(s: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     first_ok
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !super::tokens::KEYWORDS.contains(&s)
+        && !crate::syntax::RESERVED.contains(&s)
 }
 
 /// One entry of a file's outline.

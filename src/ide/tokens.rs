@@ -12,37 +12,8 @@ use super::{Analysis, DefKind, Target};
 use crate::base::{FileId, Span};
 use crate::check::FactKind;
 use crate::resolve::builtins;
-
-/// The language's keywords (what `ident` in `grammar/enigma.pest` refuses).
-pub const KEYWORDS: &[&str] = &[
-    "use",
-    "as",
-    "dim",
-    "per",
-    "session",
-    "let",
-    "data",
-    "modality",
-    "from",
-    "tokenizer",
-    "fn",
-    "module",
-    "model",
-    "param",
-    "predict",
-    "return",
-    "loss",
-    "metric",
-    "train",
-    "parallel",
-    "if",
-    "else",
-    "true",
-    "false",
-    "and",
-    "or",
-    "not",
-];
+use crate::syntax::trivia::block_comment_end;
+use crate::syntax::RESERVED;
 
 /// What a token is, for colouring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,28 +115,11 @@ fn lex(text: &str) -> Vec<(Span, Lexeme)> {
             out.push((Span::new(start, i), Lexeme::Comment { doc }));
             continue;
         }
-        if text[i..].starts_with("/*") {
-            // Block comments nest, as in the grammar.
-            let mut depth = 0usize;
-            // Byte comparisons: `i` walks through multi-byte characters.
-            while i < b.len() {
-                if b[i..].starts_with(b"/*") {
-                    depth += 1;
-                    i += 2;
-                } else if b[i..].starts_with(b"*/") {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            out.push((
-                Span::new(start, i.min(b.len())),
-                Lexeme::Comment { doc: false },
-            ));
+        if b[i..].starts_with(b"/*") {
+            // Block comments nest, as in the grammar; an unclosed one runs
+            // to the end of the file.
+            i = block_comment_end(b, i).unwrap_or(b.len());
+            out.push((Span::new(start, i), Lexeme::Comment { doc: false }));
             continue;
         }
         if c == b'"' {
@@ -251,7 +205,7 @@ pub fn semantic_tokens(a: &Analysis, file: FileId) -> Vec<SemToken> {
                         },
                         None => continue,
                     }
-                } else if KEYWORDS.contains(&word) {
+                } else if RESERVED.contains(&word) {
                     tok(TokenKind::Keyword)
                 } else {
                     continue;

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use lsp_server::{Connection, Message, Notification, Request, RequestId, Response};
 use lsp_types::Notification as _;
 
+use crate::diagnostics::{Error, ErrorKind};
 use crate::ide::Analysis;
 use crate::resolve::{Options as ResolveOptions, Stdlib};
 use crate::source::{FsLoader, SourceLoader};
@@ -60,26 +61,31 @@ pub struct Server {
     resolve: ResolveOptions,
 }
 
+/// A broken connection to the editor (E0510).
+fn broken(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Editor, format!("{what}: {e}"))
+}
+
 /// Runs the server on stdin and stdout until the client says `exit`.
-pub fn run_stdio() -> Result<(), String> {
+pub fn run_stdio() -> Result<(), Error> {
     let (conn, threads) = Connection::stdio();
     serve(conn)?;
     threads
         .join()
-        .map_err(|e| format!("the language server's I/O failed: {e}"))
+        .map_err(|e| broken("the language server's stdin or stdout failed", e))
 }
 
 /// Runs the server on a connection (stdio, or in memory for tests).
-pub fn serve(conn: Connection) -> Result<(), String> {
+pub fn serve(conn: Connection) -> Result<(), Error> {
     let (id, _params) = conn
         .initialize_start()
-        .map_err(|e| format!("the client did not initialize: {e}"))?;
+        .map_err(|e| broken("the client did not initialize", e))?;
     let result = serde_json::json!({
         "capabilities": capabilities(),
         "serverInfo": { "name": "enigma", "version": env!("CARGO_PKG_VERSION") },
     });
     conn.initialize_finish(id, result)
-        .map_err(|e| format!("the client did not finish initializing: {e}"))?;
+        .map_err(|e| broken("the client did not finish initializing", e))?;
     let resolve = ResolveOptions {
         stdlib: stdlib::materialize().map_or(Stdlib::Embedded, Stdlib::Dir),
     };
@@ -165,7 +171,7 @@ impl SourceLoader for Overlay<'_> {
 }
 
 impl Server {
-    fn main_loop(&mut self) -> Result<(), String> {
+    fn main_loop(&mut self) -> Result<(), Error> {
         loop {
             let msg = match self.deadline {
                 Some(at) => match self.conn.receiver.recv_deadline(at) {
@@ -187,7 +193,7 @@ impl Server {
                     if self
                         .conn
                         .handle_shutdown(&req)
-                        .map_err(|e| format!("shutdown failed: {e}"))?
+                        .map_err(|e| broken("the client's shutdown failed", e))?
                     {
                         return Ok(());
                     }

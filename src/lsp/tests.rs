@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 /// A client talking to a server on its own thread.
 struct Client {
     conn: Connection,
-    server: Option<std::thread::JoinHandle<Result<(), String>>>,
+    server: Option<std::thread::JoinHandle<Result<(), crate::diagnostics::Error>>>,
     next: i32,
 }
 

@@ -24,6 +24,54 @@ pub use parser::MAX_EXPR_DEPTH;
 pub use prescan::{MAX_NESTING, MAX_SOURCE_BYTES};
 
 use crate::base::FileId;
+
+/// The keywords that start a top-level item, as the grammar's `item` rule
+/// lists them.
+pub const ITEM_KEYWORDS: [&str; 13] = [
+    "use",
+    "dim",
+    "let",
+    "data",
+    "modality",
+    "tokenizer",
+    "fn",
+    "module",
+    "model",
+    "loss",
+    "metric",
+    "train",
+    "parallel",
+];
+
+/// Every reserved word: none of them can be a name (the grammar's
+/// `keyword`). The editor colours them and refuses them as new names.
+pub const RESERVED: [&str; 25] = [
+    "use",
+    "as",
+    "dim",
+    "let",
+    "data",
+    "modality",
+    "from",
+    "tokenizer",
+    "fn",
+    "module",
+    "model",
+    "param",
+    "predict",
+    "return",
+    "loss",
+    "metric",
+    "train",
+    "parallel",
+    "if",
+    "else",
+    "true",
+    "false",
+    "and",
+    "or",
+    "not",
+];
 use crate::diagnostics::Diagnostic;
 
 /// Checks that `bytes` are acceptable source text and returns them as `str`.

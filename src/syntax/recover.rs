@@ -32,55 +32,9 @@ use super::ast::{BrokenItem, File, Ident};
 use super::parser::{self, Failure};
 use super::prescan;
 use super::trivia::block_comment_end;
+use super::{ITEM_KEYWORDS, RESERVED};
 use crate::base::{FileId, Span};
 use crate::diagnostics::{self, Code, Diagnostic};
-
-/// The keywords that start a top-level item, as the grammar's `item` rule
-/// lists them.
-const ITEM_KEYWORDS: [&str; 13] = [
-    "use",
-    "dim",
-    "let",
-    "data",
-    "modality",
-    "tokenizer",
-    "fn",
-    "module",
-    "model",
-    "loss",
-    "metric",
-    "train",
-    "parallel",
-];
-
-/// Every reserved word: none of them can be a name (the grammar's `keyword`).
-const RESERVED: [&str; 25] = [
-    "use",
-    "as",
-    "dim",
-    "let",
-    "data",
-    "modality",
-    "from",
-    "tokenizer",
-    "fn",
-    "module",
-    "model",
-    "param",
-    "predict",
-    "return",
-    "loss",
-    "metric",
-    "train",
-    "parallel",
-    "if",
-    "else",
-    "true",
-    "false",
-    "and",
-    "or",
-    "not",
-];
 
 #[cfg(test)]
 thread_local! {
