@@ -15,7 +15,10 @@
 //! the mistake must be reported and how it is fixed:
 //!
 //! - `// expect: E0220 at 31`: some diagnostic with that code has its
-//!   primary label on line 31 of the program;
+//!   primary label on line 31 of the program; `// expect: E0215 at 37 on
+//!   heads: 5` also requires the label's text to lie within the first
+//!   `heads: 5` of that line (the argument the user must change, not the
+//!   whole call);
 //! - `// fix: heads: 6 => heads: 8`: replacing the first occurrence of the
 //!   left text (outside these comment lines) with the right gives a program
 //!   that checks without errors. The test applies the fix and checks it.
@@ -75,8 +78,16 @@ fn render(program: &Path) -> Result<String, Failed> {
 
 /// The `// expect:` and `// fix:` lines of a program.
 struct Directives {
-    expect: Vec<(String, usize)>,
+    expect: Vec<Expect>,
     fix: Option<(String, String)>,
+}
+
+/// One `// expect:` line.
+struct Expect {
+    code: String,
+    line: usize,
+    /// Text of the line the primary label must lie within.
+    on: Option<String>,
 }
 
 fn directives(text: &str) -> Result<Directives, Failed> {
@@ -87,13 +98,22 @@ fn directives(text: &str) -> Result<Directives, Failed> {
     for line in text.lines() {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("// expect:") {
-            let parsed = rest
-                .split_once(" at ")
-                .and_then(|(code, at)| Some((code.trim().to_string(), at.trim().parse().ok()?)));
+            let parsed = rest.split_once(" at ").and_then(|(code, at)| {
+                let (at, on) = match at.split_once(" on ") {
+                    Some((at, on)) => (at, Some(on.trim().to_string())),
+                    None => (at, None),
+                };
+                Some(Expect {
+                    code: code.trim().to_string(),
+                    line: at.trim().parse().ok()?,
+                    on,
+                })
+            });
             let Some(e) = parsed else {
-                return Err(
-                    format!("cannot read `{line}`: write `// expect: CODE at LINE`").into(),
-                );
+                return Err(format!(
+                    "cannot read `{line}`: write `// expect: CODE at LINE` or `// expect: CODE at LINE on TEXT`"
+                )
+                .into());
             };
             d.expect.push(e);
         } else if let Some(rest) = line.strip_prefix("// fix:") {
@@ -122,11 +142,31 @@ fn check_directives(program: &Path) -> Result<(), Failed> {
         .map_err(|e| Failed::from(e.to_string()))?;
     let root = a.program.root_module().file;
     let file = a.program.sources.get(root);
-    for (code, line) in &d.expect {
+    for Expect { code, line, on } in &d.expect {
+        // Where `on` lies in the program, when given.
+        let within = match on {
+            None => None,
+            Some(on) => {
+                let start: usize = text
+                    .split_inclusive('\n')
+                    .take(line - 1)
+                    .map(str::len)
+                    .sum();
+                let source_line = text.lines().nth(line - 1).unwrap_or_default();
+                let Some(i) = source_line.find(on.as_str()) else {
+                    return Err(format!("line {line} does not contain `{on}`").into());
+                };
+                Some(start + i..start + i + on.len())
+            }
+        };
         let found = a.diagnostics.iter().any(|diag| {
             diag.code.as_str() == code
                 && diag.primary_label().is_some_and(|l| {
-                    l.file == root && file.line_col(l.span.start as usize).0 == *line
+                    l.file == root
+                        && file.line_col(l.span.start as usize).0 == *line
+                        && within.as_ref().is_none_or(|r| {
+                            r.start <= l.span.start as usize && l.span.end as usize <= r.end
+                        })
                 })
         });
         if !found {
@@ -140,7 +180,13 @@ fn check_directives(program: &Path) -> Result<(), Failed> {
                     format!("{} at {at}", diag.code)
                 })
                 .collect();
-            return Err(format!("expected {code} at line {line}; got {}", got.join(", ")).into());
+            let on = on
+                .as_ref()
+                .map(|o| format!(" on `{o}`"))
+                .unwrap_or_default();
+            return Err(
+                format!("expected {code} at line {line}{on}; got {}", got.join(", ")).into(),
+            );
         }
     }
     if let Some((old, new)) = d.fix {

@@ -39,6 +39,11 @@ impl Span {
         }
     }
 
+    /// Whether `other` lies within this span.
+    pub fn contains(self, other: Span) -> bool {
+        self.start <= other.start && other.end <= self.end
+    }
+
     pub fn len(self) -> usize {
         (self.end - self.start) as usize
     }

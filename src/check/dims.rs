@@ -199,32 +199,78 @@ fn sampled(c: &mut Consts, size: &Expr, value: &Value, rate_expr: &Expr) {
         dim: Dimension::COUNT,
     };
     let at = size.span.to(rate_expr.span);
-    match samples.as_whole() {
-        Some(n) if n >= 1 => {}
-        Some(n) => {
-            let diag = Diagnostic::new(Code::E0203, format!("{duration} at {rate} is {n} samples"))
-                .primary(file, at, "no samples in this window");
-            c.diags.push(with_definition(c, size, diag));
-        }
-        None => {
-            let diag = Diagnostic::new(
-                Code::E0205,
-                format!(
-                    "{duration} at {rate} is {} samples, not a whole number",
-                    short(samples.value)
-                ),
-            )
-            .primary(file, at, "not a whole number of samples")
-            .help(format!(
-                "choose a window that is a multiple of 1/{rate} ({}), or another rate",
-                Quantity {
-                    value: 1.0 / rate.value,
-                    dim: Dimension::TIME
-                }
-            ));
-            c.diags.push(with_definition(c, size, diag));
-        }
+    let diag = match samples.as_whole() {
+        Some(n) if n >= 1 => return,
+        Some(n) => Diagnostic::new(Code::E0203, format!("{duration} at {rate} is {n} samples"))
+            .primary(file, at, "no samples in this window"),
+        None => Diagnostic::new(
+            Code::E0205,
+            format!(
+                "{duration} at {rate} is {} samples, not a whole number",
+                short(samples.value)
+            ),
+        )
+        .primary(file, at, "not a whole number of samples")
+        .help(format!(
+            "choose a window that is a multiple of 1/{rate} ({}), or another rate",
+            Quantity {
+                value: 1.0 / rate.value,
+                dim: Dimension::TIME
+            }
+        )),
+    };
+    match window_definition(c, size) {
+        Some(def) => blame_window(c, diag, def, file, at, &rate),
+        None => c.diags.push(diag),
     }
+}
+
+/// Where the named duration dim of a sampled shape dim (`T` in
+/// `T @ 30Hz`) got its value, when that is a `dim` item.
+fn window_definition(c: &Consts, size: &Expr) -> Option<(crate::base::FileId, crate::base::Span)> {
+    let ExprKind::Path(p) = &size.kind else {
+        return None;
+    };
+    let [name] = p.as_slice() else { return None };
+    let (file, span, _) = c.definition(&name.name)?;
+    Some((file, span))
+}
+
+/// Reports a window that is not a whole number of samples at the `dim`
+/// that set the window: the rate usually comes from the data (its source
+/// samples at 30 Hz), while the window is the user's choice. Several
+/// modalities at the same rate give one diagnostic with a label at each.
+fn blame_window(
+    c: &mut Consts,
+    diag: Diagnostic,
+    (def_file, def_span): (crate::base::FileId, crate::base::Span),
+    file: crate::base::FileId,
+    at: crate::base::Span,
+    rate: &Quantity,
+) {
+    let here = format!("sampled at {rate} here");
+    let same = c.diags.iter_mut().find(|d| {
+        d.code == diag.code
+            && d.message == diag.message
+            && d.primary_label()
+                .is_some_and(|l| l.file == def_file && l.span == def_span)
+    });
+    if let Some(earlier) = same {
+        let merged = std::mem::replace(earlier, Diagnostic::new(diag.code, String::new()));
+        *earlier = merged.secondary(file, at, here);
+        return;
+    }
+    let label = match diag.code {
+        Code::E0203 => "the window is set here, shorter than one sample",
+        _ => "the window is set here",
+    };
+    let mut blamed = Diagnostic::new(diag.code, diag.message)
+        .primary(def_file, def_span, label)
+        .secondary(file, at, here);
+    if let Some(help) = diag.help {
+        blamed = blamed.help(help);
+    }
+    c.diags.push(blamed);
 }
 
 /// Adds a label where the named dim got its value, when `size` is a name.

@@ -185,12 +185,14 @@ impl Elab<'_, '_> {
         self.push_frame(m, scope, None, at, &md.name.name);
         let bound = self.bind_params(&md.hyper, args, &md.name.name, at);
         let hyper = std::mem::take(&mut self.frame_mut().locals);
+        let setters = std::mem::take(&mut self.frame_mut().setters);
         self.pop_frame();
         bound?;
         let kind = InstKind::Module {
             module: m,
             item: i,
             hyper,
+            setters,
         };
         Ok(Val::Instance(self.new_instance(kind, at)))
     }
@@ -264,6 +266,7 @@ impl Elab<'_, '_> {
                 module,
                 item,
                 hyper,
+                setters,
             } => {
                 let Some(ItemKind::Module(md)) = item_kind(self.consts.program, module, item)
                 else {
@@ -277,6 +280,7 @@ impl Elab<'_, '_> {
                 }
                 self.push_frame(module, scope, Some(i), at, &md.name.name);
                 self.frame_mut().locals = hyper;
+                self.frame_mut().setters = setters;
                 let result = self.module_body(md, args, at).map(|v| self.unrename(v));
                 self.pop_frame();
                 result
@@ -412,10 +416,10 @@ impl Elab<'_, '_> {
             slots[index] = Some(a);
         }
         for (p, slot) in list.params.iter().zip(slots) {
-            let (v, loc) = match slot {
-                Some(a) => (a.val, a.loc),
+            let (v, loc, outer) = match slot {
+                Some(a) => (a.val, a.loc, true),
                 None => match &p.default {
-                    Some(d) => (self.eval(d)?, self.loc(d.span)),
+                    Some(d) => (self.eval(d)?, self.loc(d.span), false),
                     None => {
                         self.report(
                             Code::E0217,
@@ -432,6 +436,7 @@ impl Elab<'_, '_> {
                 Some(ty) => self.match_type(ty, v, loc, &format!("`{}`", p.name.name))?,
                 None => v,
             };
+            self.set_by(&p.name.name, &v, loc, outer);
             self.bind(&p.name.name, v);
         }
         Ok(())
@@ -457,6 +462,8 @@ impl Elab<'_, '_> {
                         v = self.match_type(ty, v, loc, &format!("`{}`", name.name))?;
                     }
                     self.note_type(name.span, crate::check::FactKind::Binding, &v);
+                    let loc = self.loc(value.span);
+                    self.set_by(&name.name, &v, loc, false);
                     self.bind(&name.name, v);
                 }
                 StmtKind::Param { name, ty, init, .. } => {

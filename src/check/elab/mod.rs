@@ -18,6 +18,7 @@
 //! Every function that can fail returns `Res<T>`; `Err(())` means the
 //! problem has been reported, so callers just stop.
 
+mod blame;
 mod call;
 mod expr;
 mod items;
@@ -139,6 +140,8 @@ pub(super) enum InstKind {
         module: ModuleId,
         item: usize,
         hyper: Vec<(String, Val)>,
+        /// Where the hyperparameters got their values ([`blame`]).
+        setters: Vec<blame::Setter>,
     },
     Repeat {
         count: i64,
@@ -163,6 +166,8 @@ pub(super) struct Frame {
     pub callee: String,
     /// Anonymous argument dims the signature named, with their originals.
     pub renamed: Vec<(Size, Dim)>,
+    /// Where this frame's compile-time names got their values ([`blame`]).
+    pub setters: Vec<blame::Setter>,
 }
 
 impl Frame {
@@ -183,6 +188,7 @@ impl Frame {
             call_site,
             callee: callee.to_string(),
             renamed: Vec::new(),
+            setters: Vec::new(),
         }
     }
 }
@@ -332,31 +338,111 @@ impl<'c, 'p> Elab<'c, 'p> {
         help: &str,
         notes: Vec<(Loc, String)>,
     ) {
+        // Arithmetic that fails on a value an argument set is reported at
+        // that argument: it is what the user wrote and can change. When the
+        // failing text names no argument (a tensor), the places its sizes
+        // were made (the notes in this frame's file) may.
+        let mut culprits = Vec::new();
+        if blame::blamed(code) {
+            culprits = self.blame(primary);
+            let file = self.file();
+            for (l, _) in &notes {
+                if culprits.is_empty() && l.file == file {
+                    culprits = self.blame(*l);
+                }
+            }
+        }
+        self.emit(code, primary, message, label, help, notes, culprits);
+    }
+
+    /// Reports an error whose cause a primitive has already traced to the
+    /// arguments that set it ([`Elab::blame_names`]).
+    pub fn report_blaming(
+        &mut self,
+        code: Code,
+        primary: Loc,
+        message: String,
+        label: &str,
+        help: &str,
+        culprits: Vec<(Loc, String)>,
+    ) {
+        self.emit(code, primary, message, label, help, Vec::new(), culprits);
+    }
+
+    /// Pushes the diagnostic: at the last culprit when there is one, else
+    /// at the user's call when `primary` is inside the standard library,
+    /// else at `primary`.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        code: Code,
+        primary: Loc,
+        message: String,
+        label: &str,
+        help: &str,
+        notes: Vec<(Loc, String)>,
+        mut culprits: Vec<(Loc, String)>,
+    ) {
         self.failed = true;
-        let mut at = primary;
-        let mut extra: Vec<(Loc, String)> = Vec::new();
-        if self.std_files.contains(&primary.file) {
-            let user_site = self
-                .frames
+        let in_std = self.std_files.contains(&primary.file);
+        // The user's call that reached the standard library, if the error
+        // happened inside it.
+        let user_site = if in_std {
+            self.frames
                 .iter()
                 .rev()
                 .filter_map(|f| f.call_site.map(|s| (s, f.callee.clone())))
-                .find(|(s, _)| !self.std_files.contains(&s.file));
-            if let Some((site, callee)) = user_site {
-                extra.push((primary, format!("{label} (inside the standard library)")));
-                at = site;
-                let mut diag = Diagnostic::new(code, message).primary(
-                    at.file,
-                    at.span,
-                    format!("in this use of `{callee}`"),
-                );
-                for (l, m) in extra.into_iter().chain(notes) {
+                .find(|(s, _)| !self.std_files.contains(&s.file))
+        } else {
+            None
+        };
+        let mut labels: Vec<(Loc, String)> = Vec::new();
+        let at = if let Some((culprit, name)) = culprits.pop() {
+            let inside = if in_std {
+                format!("{label} (inside the standard library)")
+            } else {
+                label.to_string()
+            };
+            labels.push((primary, inside));
+            // The call is named in the primary label when the argument is
+            // part of it, so the two labels do not overlap.
+            let mut set_here = format!("`{name}` is set here");
+            if let Some((site, callee)) = &user_site {
+                if site.file == culprit.file && site.span.contains(culprit.span) {
+                    set_here = format!("{set_here}, in this use of `{callee}`");
+                } else {
+                    labels.push((*site, format!("in this use of `{callee}`")));
+                }
+            }
+            labels.extend(
+                culprits
+                    .into_iter()
+                    .map(|(l, n)| (l, format!("`{n}` is set here"))),
+            );
+            let mut diag =
+                Diagnostic::new(code, message).primary(culprit.file, culprit.span, set_here);
+            for (l, m) in labels.into_iter().chain(notes) {
+                if l != culprit {
                     diag = diag.secondary(l.file, l.span, m);
                 }
-                self.consts.diags.push(diag.help(help));
-                return;
             }
-        }
+            self.consts.diags.push(diag.help(help));
+            return;
+        } else if let Some((site, callee)) = user_site {
+            labels.push((primary, format!("{label} (inside the standard library)")));
+            let mut diag = Diagnostic::new(code, message).primary(
+                site.file,
+                site.span,
+                format!("in this use of `{callee}`"),
+            );
+            for (l, m) in labels.into_iter().chain(notes) {
+                diag = diag.secondary(l.file, l.span, m);
+            }
+            self.consts.diags.push(diag.help(help));
+            return;
+        } else {
+            primary
+        };
         let mut diag = Diagnostic::new(code, message).primary(at.file, at.span, label);
         for (l, m) in notes {
             if l != at {

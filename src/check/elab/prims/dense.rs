@@ -680,12 +680,17 @@ impl Elab<'_, '_> {
         );
         if let (Some(h), Some(g)) = (hs, kvs) {
             if g == 0 || h % g != 0 {
-                self.report(
+                // The head counts are dims this frame was given (the
+                // stdlib's `heads` and `kv_heads`): name the arguments
+                // that set them.
+                let culprits = self.blame_sizes(&[h, g]);
+                self.report_blaming(
                     Code::E0215,
                     ka.loc,
                     format!("`attention` needs the query heads to be a multiple of the key/value heads, but {h} query heads do not divide into {g} groups"),
                     "key/value heads do not divide the query heads",
                     "in grouped-query attention each key/value head serves heads / kv_heads query heads; choose kv_heads dividing heads",
+                    culprits,
                 );
                 return Err(());
             }
