@@ -20,6 +20,7 @@ mod dims;
 mod elab;
 mod layout;
 mod parallel;
+mod provided;
 pub mod schema;
 mod settings;
 mod sources;

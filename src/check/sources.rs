@@ -53,11 +53,16 @@ struct Source<'a> {
 
 enum SourceKind {
     File(PathBuf, DataFormat),
-    Synthetic { neurons: Option<i64> },
+    /// `synthetic.mouse_v1(...)`: its literal neuron count and frame size
+    /// (`None` where an argument is not a literal).
+    MouseV1 {
+        neurons: Option<i64>,
+        frame: (Option<i64>, Option<i64>),
+    },
 }
 
 /// One binding of a data-bound dim, with where it came from.
-struct Binding {
+pub(super) struct Binding {
     size: i64,
     what: String,
     at: Span,
@@ -114,7 +119,7 @@ pub(super) fn check_sources(c: &mut Consts, loader: &dyn SourceLoader) -> Vec<(S
                     None
                 }
             },
-            SourceKind::Synthetic { .. } => None,
+            SourceKind::MouseV1 { .. } => None,
         };
         sources.insert(d.name.name.clone(), (src, header));
     }
@@ -140,21 +145,19 @@ pub(super) fn check_sources(c: &mut Consts, loader: &dyn SourceLoader) -> Vec<(S
         let dims = declared(c, m);
         let selected: Vec<String> = selected_dims(m);
         match (&src.kind, header) {
-            (SourceKind::Synthetic { neurons: Some(n) }, _)
-                if field.first().map(String::as_str) == Some("response") =>
-            {
-                if let Some((DimRef::Symbol(s), _)) = dims.last() {
-                    bind(
-                        c,
-                        file,
-                        &mut modal,
-                        s,
-                        *n,
-                        format!("`neurons: {n}` of `{data}`"),
-                        m.source.span,
-                        SHARED_DIM,
-                    );
-                }
+            (SourceKind::MouseV1 { neurons, frame }, _) => {
+                let name = field.join(".");
+                let provided = crate::source::synthetic::mouse_v1_field(&name, *neurons, *frame);
+                super::provided::modality_vs_field(
+                    c,
+                    file,
+                    m,
+                    &data,
+                    &name,
+                    provided,
+                    &crate::source::synthetic::FIELDS,
+                    &mut modal,
+                );
             }
             (_, Some(DataHeader::Array(h))) => {
                 modality_vs_array(c, file, m, src, h, &dims, &selected, &mut modal);
@@ -256,16 +259,25 @@ fn source<'a>(d: &'a DataItem, base: &Path) -> Option<Source<'a>> {
                 axes,
             })
         }
-        ["synthetic", _] => {
-            let neurons = args.iter().find_map(|a| match (&a.name, &a.value.kind) {
-                (Some(n), ExprKind::Number(v)) if n.name == "neurons" && v.is_int => {
-                    Some(v.value as i64)
-                }
-                _ => None,
-            });
+        ["synthetic", "mouse_v1"] => {
+            // Absent, the default; not a literal, unknown here.
+            let int = |key: &str, default: i64| match args
+                .iter()
+                .find(|a| a.name.as_ref().is_some_and(|n| n.name == key))
+            {
+                None => Some(default),
+                Some(a) => match &a.value.kind {
+                    ExprKind::Number(v) if v.is_int => Some(v.value as i64),
+                    _ => None,
+                },
+            };
+            let (h, w) = crate::source::synthetic::FRAME;
             Some(Source {
                 item: d,
-                kind: SourceKind::Synthetic { neurons },
+                kind: SourceKind::MouseV1 {
+                    neurons: int("neurons", crate::source::synthetic::DEFAULT_NEURONS),
+                    frame: (int("height", h as i64), int("width", w as i64)),
+                },
                 path_span: d.source.span,
                 axes: None,
             })
@@ -413,7 +425,7 @@ fn transposed_hint(axes: &[Axis], h: &ArrayHeader) -> String {
 /// Binds data-bound dim `n` to `size`, or reports that an earlier
 /// binding gave it another size (with `help` saying what to check).
 #[allow(clippy::too_many_arguments)]
-fn bind(
+pub(super) fn bind(
     c: &mut Consts,
     file: FileId,
     bound: &mut BTreeMap<String, Binding>,
@@ -453,7 +465,7 @@ fn bind(
 }
 
 /// Help for two modalities that disagree on a dim.
-const SHARED_DIM: &str =
+pub(super) const SHARED_DIM: &str =
     "modalities that share a dim must agree on its size; check which file has which layout";
 
 #[allow(clippy::too_many_arguments)]

@@ -27,7 +27,7 @@ data v1 = synthetic.mouse_v1(sessions: 1, neurons: 8, seed: 1) {
 }
 
 modality behavior: series<f32>[T @ 30Hz, 4] from v1.behavior
-modality response: series<f32>[T @ 30Hz, 8] from v1.response
+modality response: series<f32>[T @ 30Hz, 8] from v1.response | resample(30Hz)
 
 tokenizer bt = Scalars(d: d)(behavior)
 

@@ -86,6 +86,8 @@ pub enum SourceKind {
         sessions: i64,
         neurons: i64,
         seed: i64,
+        /// The video's frame height and width, pixels.
+        frame: (i64, i64),
     },
     /// `npy(path, axes: [...], rate: r)`: one array, one session.
     Npy {

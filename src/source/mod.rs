@@ -11,6 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub mod probe;
+pub mod synthetic;
 
 use probe::{npy, DataFormat, DataHeader, ProbeError, ProbeErrorKind};
 

@@ -154,6 +154,7 @@ pub(super) fn data_spec(
                             sessions: 0,
                             neurons: 0,
                             seed: 0,
+                            frame: (0, 0),
                         },
                         window: None,
                     });
@@ -280,8 +281,12 @@ fn source(program: &Program, d: &DataItem, base: &Path) -> Result<SourceSpec, Pr
             };
             SourceKind::Synthetic {
                 sessions: int("sessions", 1)?,
-                neurons: int("neurons", 32)?,
+                neurons: int("neurons", crate::source::synthetic::DEFAULT_NEURONS)?,
                 seed: int("seed", 0)?,
+                frame: (
+                    int("height", crate::source::synthetic::FRAME.0 as i64)?,
+                    int("width", crate::source::synthetic::FRAME.1 as i64)?,
+                ),
             }
         }
         ["npy"] => {

@@ -42,7 +42,8 @@ fn sources_windows_and_modalities_are_read() {
         SourceKind::Synthetic {
             sessions: 2,
             neurons: 8,
-            seed: 3
+            seed: 3,
+            frame: (36, 64),
         }
     );
     let w = s.sources[0].window.as_ref().unwrap();

@@ -151,11 +151,13 @@ impl<'a> Reader<'a> {
             sessions,
             neurons,
             seed,
+            frame,
         } = src.kind
         else {
             return Err(Error::spec("not a synthetic source").data(&src.name));
         };
         let built = MouseV1Config::from_ints(sessions, neurons, seed)
+            .and_then(|c| c.with_frame(frame))
             .and_then(MouseV1::new)
             .map_err(|e| Error::spec(e.to_string()).data(&src.name))?;
         let built = Arc::new(built);

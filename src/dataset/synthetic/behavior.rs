@@ -13,7 +13,8 @@
 use crate::base::rng::{exp, SplitMix64};
 
 /// The columns of the behaviour array, in order.
-pub const COLUMNS: [&str; 4] = ["running_speed", "pupil_size", "pupil_x", "pupil_y"];
+pub const COLUMNS: [&str; crate::source::synthetic::BEHAVIOR_COLUMNS] =
+    ["running_speed", "pupil_size", "pupil_x", "pupil_y"];
 
 /// Mean rest and run bout durations, seconds.
 const MEAN_REST_S: f64 = 20.0;

@@ -86,10 +86,10 @@ impl MouseV1Config {
             neurons,
             seed,
             duration_s: 600.0,
-            frame_rate: 30,
-            response_rate: 8,
-            height: 36,
-            width: 64,
+            frame_rate: crate::source::synthetic::FRAME_RATE,
+            response_rate: crate::source::synthetic::RESPONSE_RATE,
+            height: crate::source::synthetic::FRAME.0,
+            width: crate::source::synthetic::FRAME.1,
         }
     }
 
@@ -112,6 +112,26 @@ impl MouseV1Config {
         );
         config.validate()?;
         Ok(config)
+    }
+
+    /// The same with frames of `(height, width)` pixels, as
+    /// `synthetic.mouse_v1(height: h, width: w)` asks.
+    pub fn with_frame(
+        mut self,
+        (height, width): (i64, i64),
+    ) -> Result<MouseV1Config, SyntheticError> {
+        let size = |name: &str, v: i64| {
+            usize::try_from(v)
+                .ok()
+                .filter(|&v| (1..=4096).contains(&v))
+                .ok_or_else(|| {
+                    SyntheticError::config(format!("`{name}` must be 1 to 4096 pixels, not {v}"))
+                })
+        };
+        self.height = size("height", height)?;
+        self.width = size("width", width)?;
+        self.validate()?;
+        Ok(self)
     }
 
     /// Frames per session, when the duration makes them whole.

@@ -39,7 +39,7 @@ fn data(s: Signal) -> Vec<f32> {
 
 #[test]
 fn elementwise_stages_compute_what_they_say() {
-    let p = one("modality video: video<f32>[T @ 30Hz, 1, 2, 2] from v1.video | (x - 0.5) / 0.25");
+    let p = one("modality video: video<f32>[T @ 30Hz, 1, 36, 64] from v1.video | (x - 0.5) / 0.25");
     let out = data(p.apply(series(30.0, 1, vec![0.5, 0.75, 0.0, 1.0])).unwrap());
     assert_eq!(out, [0.0, 1.0, -2.0, 2.0]);
     let p = one("modality r: series<f32>[T @ 8Hz, N] from v1.response | log1p(max(x, 0))");
