@@ -190,6 +190,19 @@ fn explain_prints_pages_and_rejects_unknown_codes() {
     assert_eq!(enigma(&["explain", "E9999"]).status.code(), Some(2));
 }
 
+/// `enigma explain CODE` prints the page itself, to its end: the example
+/// and the `## Fix` that tests/error_pages.rs checks.
+#[test]
+fn explain_prints_the_whole_page_with_its_fix() {
+    for code in enigma::diagnostics::Code::ALL {
+        let page = std::fs::read_to_string(format!("docs/errors/{code}.md")).unwrap();
+        let out = enigma(&["explain", code.as_str()]);
+        assert_eq!(out.status.code(), Some(0), "{code}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), page, "{code}");
+        assert!(page.contains("\n## Fix\n"), "{code} has a `## Fix` section");
+    }
+}
+
 #[test]
 fn consolidate_says_when_a_run_has_no_checkpoint_and_copies_one_it_has() {
     use enigma::base::host::HostTensor;
