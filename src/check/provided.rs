@@ -216,25 +216,62 @@ pub(super) fn modality_vs_field(
                 SHARED_DIM,
             );
         }
-        if let (Some((rate, at)), Some(want)) = (d.rate, a.rate) {
-            if (rate - want).abs() > 1e-9 * rate.max(want) && !changes_rate(m) {
-                forget_window(c, file, d.span);
-                c.diags.push(
-                    Diagnostic::new(
-                        Code::E0212,
-                        format!(
-                            "`{}` is declared at {rate}Hz, but `{origin}` is sampled at {want}Hz",
-                            m.name.name
-                        ),
-                    )
-                    .primary(file, at, "not the source's rate")
-                    .secondary(file, m.source.span, format!("sampled at {want}Hz"))
-                    .help(format!(
-                        "declare the source's rate (`@ {want}Hz`), or change it in the pipeline: `from {origin} | resample({rate}Hz)`"
-                    )),
-                );
-            }
+        if let Some(want) = a.rate {
+            rate_vs_source(c, file, m, &origin, want, d);
         }
+    }
+}
+
+/// A sampled axis declared at another rate than its source's `want`, with
+/// no stage that changes the rate, is E0212 at the declared rate.
+fn rate_vs_source(
+    c: &mut Consts,
+    file: FileId,
+    m: &ModalityItem,
+    origin: &str,
+    want: f64,
+    d: &Declared,
+) {
+    let Some((rate, at)) = d.rate else { return };
+    if (rate - want).abs() <= 1e-9 * rate.max(want) || changes_rate(m) {
+        return;
+    }
+    forget_window(c, file, d.span);
+    c.diags.push(
+        Diagnostic::new(
+            Code::E0212,
+            format!(
+                "`{}` is declared at {rate}Hz, but `{origin}` is sampled at {want}Hz",
+                m.name.name
+            ),
+        )
+        .primary(file, at, "not the source's rate")
+        .secondary(file, m.source.span, format!("sampled at {want}Hz"))
+        .help(format!(
+            "declare the source's rate (`@ {want}Hz`), or change it in the pipeline: `from {origin} | resample({rate}Hz)`"
+        )),
+    );
+}
+
+/// A modality drawn from a file whose data item gives its rate
+/// (`npy(..., rate: 30Hz)`): its sampled axis must be at that rate unless a
+/// stage changes it.
+pub(super) fn modality_vs_rate(
+    c: &mut Consts,
+    file: FileId,
+    m: &ModalityItem,
+    origin: &str,
+    want: f64,
+) {
+    let TypeKind::Named {
+        shape: Some(shape), ..
+    } = &m.ty.kind
+    else {
+        return;
+    };
+    let dims = declared(c, shape);
+    if let Some(d) = dims.iter().find(|d| d.rate.is_some()) {
+        rate_vs_source(c, file, m, origin, want, d);
     }
 }
 

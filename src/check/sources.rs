@@ -49,6 +49,8 @@ struct Source<'a> {
     kind: SourceKind,
     path_span: Span,
     axes: Option<(Vec<Axis>, Span)>,
+    /// The `rate:` a file source gives, for files that do not record one.
+    rate: Option<&'a Expr>,
 }
 
 enum SourceKind {
@@ -161,6 +163,15 @@ pub(super) fn check_sources(c: &mut Consts, loader: &dyn SourceLoader) -> Vec<(S
             }
             (_, Some(DataHeader::Array(h))) => {
                 modality_vs_array(c, file, m, src, h, &dims, &selected, &mut modal);
+                let rate = src.rate.and_then(|r| match c.eval(r) {
+                    Ok(Value::Quantity(q)) if q.dim == crate::ir::types::Dimension::RATE => {
+                        Some(q.value)
+                    }
+                    _ => None,
+                });
+                if let Some(want) = rate {
+                    super::provided::modality_vs_rate(c, file, m, &data, want);
+                }
             }
             (_, Some(DataHeader::Nwb(sets))) => {
                 modality_vs_nwb(c, file, m, &field, sets, &dims, &mut modal);
@@ -252,11 +263,16 @@ fn source<'a>(d: &'a DataItem, base: &Path) -> Option<Source<'a>> {
                         .collect::<Option<Vec<Axis>>>()?;
                     Some((axes, a.value.span))
                 });
+            let rate = args
+                .iter()
+                .find(|a| a.name.as_ref().is_some_and(|n| n.name == "rate"))
+                .map(|a| &a.value);
             Some(Source {
                 item: d,
                 kind: SourceKind::File(base.join(path), format),
                 path_span: first.value.span,
                 axes,
+                rate,
             })
         }
         ["synthetic", "mouse_v1"] => {
@@ -280,6 +296,7 @@ fn source<'a>(d: &'a DataItem, base: &Path) -> Option<Source<'a>> {
                 },
                 path_span: d.source.span,
                 axes: None,
+                rate: None,
             })
         }
         _ => None,
