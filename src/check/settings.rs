@@ -387,6 +387,20 @@ fn batch_divides(c: &mut Consts, train: &ConfigBlock, parallel: &ConfigBlock) {
         return;
     }
     let parts: Vec<&str> = factors.iter().map(|(s, _, _)| s.as_str()).collect();
+    let knob = |s: &str| s.starts_with("microbatches") || s.starts_with("accumulate");
+    // A software setting (microbatches, accumulation) without which the
+    // batch would divide is what to change: the mesh is the hardware, and
+    // the batch a figure the run was tuned for.
+    let culprits: Vec<usize> = (0..factors.len())
+        .filter(|&i| knob(&factors[i].0) && batch % (divisor / factors[i].1) == 0)
+        .collect();
+    let (primary_at, primary_label) = match culprits.as_slice() {
+        [i] => (
+            factors[*i].2,
+            format!("{} does not divide the batch of {batch}", factors[*i].0),
+        ),
+        _ => (batch_at, format!("{batch} is not a multiple of {divisor}")),
+    };
     let mut diag = Diagnostic::new(
         Code::E0210,
         format!(
@@ -394,13 +408,15 @@ fn batch_divides(c: &mut Consts, train: &ConfigBlock, parallel: &ConfigBlock) {
             parts.join(" x ")
         ),
     )
-    .primary(
-        file,
-        batch_at,
-        format!("{batch} is not a multiple of {divisor}"),
-    );
+    .primary(file, primary_at, primary_label);
+    if primary_at != batch_at {
+        diag = diag.secondary(file, batch_at, format!("the global batch, {batch}"));
+    }
     for (s, _, span) in &factors {
-        let label = if s.starts_with("microbatches") || s.starts_with("accumulate") {
+        if *span == primary_at {
+            continue;
+        }
+        let label = if knob(s) {
             s.clone()
         } else {
             format!("data parallel over {s}")

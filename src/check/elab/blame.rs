@@ -107,40 +107,49 @@ impl Elab<'_, '_> {
     /// argument (a literal, or data).
     pub(super) fn blame(&self, at: Loc) -> Vec<(Loc, String)> {
         let text = self.consts.program.sources.get(at.file).slice(at.span);
-        let names: Vec<&str> = identifiers(text);
+        let top = self.frames.len() - 1;
+        let names: Vec<(usize, &str)> = identifiers(text).into_iter().map(|n| (top, n)).collect();
         self.blame_names(&names, Some(at))
     }
 
     /// [`Elab::blame`] for sizes a primitive found wrong in tensors it was
-    /// given (a number of heads): each size is traced from the one name of
-    /// the current frame bound to it, if exactly one is.
+    /// given (a number of heads, a head width): each size is traced from the
+    /// one name bound to it in the innermost frame that has exactly one
+    /// (`head_dim` in `Attention` when `rope` finds an odd width).
     pub(super) fn blame_sizes(&self, sizes: &[i64]) -> Vec<(Loc, String)> {
-        let frame = self.frame();
-        let mut names = Vec::new();
+        let mut names: Vec<(usize, &str)> = Vec::new();
         for &size in sizes {
-            let mut bound: Vec<&str> = frame
-                .setters
-                .iter()
-                .filter(|s| s.size == Some(size))
-                .map(|s| s.name.as_str())
-                .collect();
-            bound.dedup();
-            if let [one] = bound.as_slice() {
-                names.push(*one);
+            for fi in (0..self.frames.len()).rev() {
+                let mut bound: Vec<&str> = self.frames[fi]
+                    .setters
+                    .iter()
+                    .filter(|s| s.size == Some(size))
+                    .map(|s| s.name.as_str())
+                    .collect();
+                bound.sort_unstable();
+                bound.dedup();
+                match bound.as_slice() {
+                    [one] => {
+                        names.push((fi, *one));
+                        break;
+                    }
+                    [] => continue,
+                    // Two names of one size: which one is meant is unknown.
+                    _ => break,
+                }
             }
         }
         self.blame_names(&names, None)
     }
 
-    /// [`Elab::blame`] for names of the current frame.
-    fn blame_names(&self, names: &[&str], at: Option<Loc>) -> Vec<(Loc, String)> {
+    /// [`Elab::blame`] for names of given frames.
+    fn blame_names(&self, names: &[(usize, &str)], at: Option<Loc>) -> Vec<(Loc, String)> {
         let mut found: Vec<(Loc, String)> = Vec::new();
-        let top = self.frames.len() - 1;
         // (frame index, text to read there, the name that text sets); a
         // stack, so pushed in reverse to be read in order.
         let mut work: Vec<(usize, Loc, String)> = Vec::new();
-        for name in names.iter().rev() {
-            if let Some(step) = self.step(top, name, at) {
+        for (fi, name) in names.iter().rev() {
+            if let Some(step) = self.step(*fi, name, at) {
                 work.push(step);
             }
         }

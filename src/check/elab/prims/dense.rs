@@ -773,7 +773,8 @@ impl Elab<'_, '_> {
         let e = &x.ty.dims[x.ty.dims.len() - 1];
         if let Some(w) = e.size.as_ref().and_then(Size::as_const) {
             if w % 2 != 0 {
-                self.report(
+                let culprits = self.blame_sizes(&[w]);
+                self.report_blaming(
                     Code::E0215,
                     xa.loc,
                     format!(
@@ -782,6 +783,7 @@ impl Elab<'_, '_> {
                     ),
                     "odd head width",
                     "use an even head width",
+                    culprits,
                 );
                 return Err(());
             }
