@@ -26,6 +26,7 @@ mod settings;
 mod sources;
 mod train;
 mod units;
+mod windows;
 
 use std::path::Path;
 

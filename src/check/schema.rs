@@ -36,6 +36,10 @@ pub enum Kind {
     Bytes,
     /// A duration greater than zero (`300s`, `5min`).
     Duration,
+    /// A data window or stride: a duration (`2s`, or the time dim `T`) for
+    /// recordings in time, or a whole number of samples (`1`, a dim such as
+    /// `span`) for data that is not (token streams, images).
+    Extent,
     /// One of these symbols (`bf16`, `val`).
     Symbol(&'static [&'static str]),
     /// A call of one of these builtins: `adamw(lr: 3e-4)`.
@@ -68,6 +72,10 @@ impl Kind {
             Kind::Bool => "`true` or `false`".to_string(),
             Kind::Bytes => "a size in bytes, such as `80GB`".to_string(),
             Kind::Duration => "a duration, such as `300s`".to_string(),
+            Kind::Extent => {
+                "a duration, such as `2s` or the time dim `T`, or a whole number of samples for data not in time"
+                    .to_string()
+            }
             Kind::Symbol(s) | Kind::Call(s) if s.len() == 2 => format!("either {}", list(s)),
             Kind::Symbol(s) | Kind::Call(s) => format!("one of {}", list(s)),
             Kind::Str => "a string".to_string(),
@@ -324,14 +332,14 @@ pub const PARALLEL: &[Setting] = &[
 pub const DATA: &[Setting] = &[
     field(
         "window",
-        Kind::Duration,
+        Kind::Extent,
         "The length of one training example, a duration (usually the time dim `T`). When \
          absent, the item is not cut into windows but read whole, and it takes no other \
          setting.",
     ),
     field(
         "stride",
-        Kind::Duration,
+        Kind::Extent,
         "The step between window starts, a duration; a stride shorter than the window \
          overlaps windows. The window's length when absent.",
     ),
@@ -561,7 +569,7 @@ mod tests {
     #[test]
     fn the_data_checker_takes_the_schema_s_keys() {
         let example = |kind: Kind| match kind {
-            Kind::Duration => "T",
+            Kind::Duration | Kind::Extent => "T",
             Kind::Split => "by_session(train: 0.5, val: 0.5)",
             Kind::ModalityName => "ep",
             other => panic!("no example value of {other:?}"),

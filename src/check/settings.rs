@@ -40,9 +40,14 @@ pub(super) fn check_settings(c: &mut Consts) {
             // A data block's settings are checked here too, so that a
             // misspelt key or split fractions that do not add up are found
             // by `enigma check`, not when the data is first read.
-            ItemKind::Data(DataItem {
-                config: Some(b), ..
-            }) => data_block(c, b),
+            ItemKind::Data(
+                d @ DataItem {
+                    config: Some(b), ..
+                },
+            ) => {
+                data_block(c, b);
+                super::windows::check_windows(c, d, b);
+            }
             _ => {}
         }
     }
@@ -131,8 +136,7 @@ fn data_block(c: &mut Consts, b: &ConfigBlock) {
             None => {
                 unknown(c, file, key, "data", schema::DATA);
             }
-            Some(f) if f.kind == Kind::Split => setting(c, key, value, Kind::Split),
-            Some(_) => {}
+            Some(f) => setting(c, key, value, f.kind),
         }
     }
 }
@@ -207,7 +211,10 @@ fn setting(c: &mut Consts, key: &Ident, value: &Expr, kind: Kind) {
                 (Kind::PositiveNumber, Value::Size(s)) => s.as_const().is_none_or(|n| n > 0),
                 (Kind::PositiveNumber, Value::Float(f)) => *f > 0.0,
                 (Kind::Bytes, Value::Quantity(q)) => q.dim == Dimension::BYTES && q.value > 0.0,
-                (Kind::Duration, Value::Quantity(q)) => q.dim == Dimension::TIME && q.value > 0.0,
+                (Kind::Duration | Kind::Extent, Value::Quantity(q)) => {
+                    q.dim == Dimension::TIME && q.value > 0.0
+                }
+                (Kind::Extent, Value::Size(s)) => s.as_const().is_none_or(|n| n >= 1),
                 _ => false,
             }
         }
