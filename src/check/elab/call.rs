@@ -829,12 +829,39 @@ impl Elab<'_, '_> {
         ty: &TypeExpr,
     ) -> Res<Val> {
         let decl = self.loc(ty.span);
+        // Records the user did not build: say what they are and how to get
+        // a tensor from them.
+        let fields: Vec<&str> = match v {
+            Val::Record(f) => f.iter().map(|(n, _)| n.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        let (found, help) = if fields.contains(&"unit") && fields.contains(&"time") {
+            (
+                "an events modality (spike times per unit), not values".to_string(),
+                "bin the events into counts with a modality of their own (`modality counts: series<f32>[T @ 50Hz, N] from spikes | bin(20ms)`) and pass the counts, or tokenize the spikes themselves with `SpikeTokens`".to_string(),
+            )
+        } else if fields.contains(&"start") && fields.contains(&"stop") {
+            (
+                "an intervals modality (start and stop times)".to_string(),
+                "pass its `start` or `stop` field, or use it to restrict the windows (`within:` in the data block)".to_string(),
+            )
+        } else if matches!(v, Val::Record(_)) {
+            (
+                format!("a record with the fields {}", fields.join(", ")),
+                "pass one of its fields: `record.name`".to_string(),
+            )
+        } else {
+            (
+                v.describe(),
+                "pass a value of the declared type".to_string(),
+            )
+        };
         self.report_with(
             Code::E0217,
             loc,
-            format!("{what} must be {expected}, but this is {}", v.describe()),
+            format!("{what} must be {expected}, but this is {found}"),
             "wrong kind of value",
-            "pass a value of the declared type",
+            &help,
             vec![(decl, "declared here".to_string())],
         );
         Err(())
@@ -1009,7 +1036,10 @@ impl Elab<'_, '_> {
                     // `N` (64) rather than `N` = `N` (64) when the signature
                     // names the dim itself.
                     let wanted = expected.describe();
-                    let wanted = if wanted.starts_with(&format!("`{declared}`")) {
+                    // A signature's label for an anonymous size (`N` in a
+                    // loss given 2 behaviour columns) is not the user's
+                    // dim of that name: name the size only.
+                    let wanted = if wanted.starts_with(&format!("`{declared}`")) || expected.soft {
                         wanted
                     } else {
                         format!("`{declared}` = {wanted}")

@@ -215,7 +215,7 @@ impl Dim {
             .rate
             .map(|r| format!(" @ {}Hz", super::quantity::short(r)))
             .unwrap_or_default();
-        match (&self.size, self.is_anon()) {
+        match (&self.size, self.is_anon() || self.soft) {
             (Some(s), true) => format!("`{s}`{rate}"),
             (Some(s), false) if *s == self.name => format!("`{}`{rate}", self.name),
             (Some(s), false) => format!("`{}` ({s}{rate})", self.name),

@@ -346,7 +346,40 @@ impl Elab<'_, '_> {
         let win = w.ty.dims[1].size.as_ref().and_then(Size::as_const);
         if let (Some(cin), Some(win)) = (cin, win) {
             if cin % groups != 0 || cin / groups != win {
-                self.report(Code::E0215, wa.loc, format!("`{}` with {groups} groups needs {} input channels per group in the weight, but it has {win}", c.prim, cin / groups.max(1)), "wrong input channels", "the weight's second dim is the input channels divided by `groups`");
+                // Name the dims by the user's names, and point at the dim
+                // of the input that would fit as channels, if one does.
+                let fits = x.ty.dims[..n - k - 1]
+                    .iter()
+                    .chain(&x.ty.dims[n - k..])
+                    .find(|d| d.size.as_ref().and_then(Size::as_const) == Some(win * groups));
+                let help = match fits {
+                    Some(d) => format!(
+                        "the input channels are the dim before the last {k} of the input, {}; if the channels are {}, move them there with `permute[...]` first (`permute[C, T](x)` for `[..., T, C]`)",
+                        channels.describe(),
+                        d.describe()
+                    ),
+                    None => "the weight's second dim is the input channels divided by `groups`".to_string(),
+                };
+                self.report(
+                    Code::E0215,
+                    wa.loc,
+                    if cin % groups != 0 {
+                        format!(
+                            "`{}` reads {} of the input as its channels, which do not divide into {groups} groups",
+                            c.prim,
+                            channels.describe(),
+                        )
+                    } else {
+                        format!(
+                            "`{}` with {groups} groups reads {} of the input as its channels, {} per group, but the weight has {win} per group",
+                            c.prim,
+                            channels.describe(),
+                            cin / groups,
+                        )
+                    },
+                    "wrong input channels",
+                    &help,
+                );
                 return Err(());
             }
         }

@@ -319,8 +319,30 @@ impl Elab<'_, '_> {
                     rest = rest.mul(&t.size_or_name()).map_err(|_| ())?;
                 }
             }
-            if let Ok(q) = whole.div(&rest) {
-                targets[*u].size = Some(q);
+            match whole.div(&rest) {
+                Ok(q) => targets[*u].size = Some(q),
+                // The part would hold a fraction of a position: a size
+                // that does not divide, not one that is missing.
+                Err(crate::ir::types::size::SizeError::NotExact)
+                    if whole.as_const().is_some() && rest.as_const().is_some() =>
+                {
+                    let loc = self.loc(to.span);
+                    self.report(
+                        Code::E0215,
+                        loc,
+                        format!(
+                            "`{}[{} -> {}]` splits {whole} positions into parts of {rest} ({} would be {whole} / {rest}), not a whole number",
+                            c.prim,
+                            self.text(from.span),
+                            self.text(to.span),
+                            targets[*u].describe()
+                        ),
+                        "this split does not come out whole",
+                        "a dim made by division must divide exactly; change one of the sizes",
+                    );
+                    return Err(());
+                }
+                Err(_) => {}
             }
         }
         let mut product = Size::constant(1);
