@@ -1000,6 +1000,9 @@ impl Elab<'_, '_> {
             }
             if let Err(why) = actual.matches(&expected) {
                 self.dim_mismatch(&expected, &actual, why, loc, sd, what, &t.ty);
+                if why == Mismatch::Name {
+                    self.note_operand_order(&t);
+                }
                 return Err(());
             }
             t.ty.dims[pos] = actual.merge(&expected);

@@ -216,6 +216,11 @@ pub(super) struct Elab<'c, 'p> {
     pub predicts: Vec<(String, Val)>,
     /// Top-level dims that are durations (`dim T = 2s`), in seconds.
     pub duration_dims: HashMap<String, f64>,
+    /// Values whose dim order was chosen by an elementwise operation
+    /// between operands of equal rank that hold different dims (`a + b`
+    /// orders like `a`, `b + a` like `b`): where, so that a later error
+    /// about a dim's position can point at the operand order.
+    pub ordered_by: HashMap<crate::ir::ValueRef, Loc>,
 }
 
 impl<'c, 'p> Elab<'c, 'p> {
@@ -256,6 +261,7 @@ impl<'c, 'p> Elab<'c, 'p> {
             params_by_scope: HashMap::new(),
             predicts: Vec::new(),
             duration_dims: HashMap::new(),
+            ordered_by: HashMap::new(),
         }
     }
 
@@ -450,6 +456,29 @@ impl<'c, 'p> Elab<'c, 'p> {
             }
         }
         self.consts.diags.push(diag.help(help));
+    }
+
+    /// Adds to the error just reported, about a dim in the wrong position
+    /// of `t`, the elementwise operation that chose `t`'s order, if one
+    /// did: between operands of equal rank holding different dims the left
+    /// one's order is kept (docs/language.md, "Broadcasting"), so swapping
+    /// them, or a `permute`, is often the fix.
+    pub fn note_operand_order(&mut self, t: &TVal) {
+        let Some(at) = t.src.and_then(|r| self.ordered_by.get(&r).copied()) else {
+            return;
+        };
+        if let Some(diag) = self.consts.diags.last_mut() {
+            let taken = std::mem::replace(diag, Diagnostic::new(Code::E0211, ""));
+            *diag = taken
+                .secondary(
+                    at.file,
+                    at.span,
+                    format!("`{}` takes its dim order from the left operand here", t.ty),
+                )
+                .note(
+                    "an elementwise operation between tensors of the same rank but different dims keeps the left operand's order; swap the operands or `permute` the result",
+                );
+        }
     }
 
     /// Makes an IR scope under the current one.

@@ -476,6 +476,18 @@ impl Elab<'_, '_> {
                 .any(|&j| out.dims[j].size == *size)
                 .then(|| p.clone())
         });
+        // A node that keeps an input's dim order keeps the note on who
+        // chose that order (see `Elab::ordered_by`).
+        let ordered_by = inputs.iter().find_map(|t| {
+            let at = *self.ordered_by.get(&t.src?)?;
+            let same = t.ty.dims.len() == out.dims.len()
+                && t.ty
+                    .dims
+                    .iter()
+                    .zip(&out.dims)
+                    .all(|(a, b)| a.name == b.name);
+            same.then_some(at)
+        });
         self.graph.nodes.push(Node {
             op,
             scope: self.frame().scope,
@@ -483,9 +495,13 @@ impl Elab<'_, '_> {
             out: out.clone(),
             flops,
         });
+        let src = crate::ir::ValueRef::Node(self.graph.nodes.len() - 1);
+        if let Some(at) = ordered_by {
+            self.ordered_by.insert(src, at);
+        }
         TVal {
             ty: out,
-            src: Some(crate::ir::ValueRef::Node(self.graph.nodes.len() - 1)),
+            src: Some(src),
             parts,
         }
     }
@@ -498,6 +514,7 @@ impl Elab<'_, '_> {
         let mut dtype: Option<DType> = None;
         let mut inputs: Vec<TVal> = Vec::new();
         let mut first_span = at;
+        let mut order_chosen = false;
         // Each operand as the runtime reads it: an input of the node, or a
         // constant. Constants are not values of the graph, so without this
         // list `max(s, 1.0)` and `where(true, a, b)` could not be executed.
@@ -549,7 +566,12 @@ impl Elab<'_, '_> {
                     t.ty.dims.clone()
                 }
                 Some(acc) => match broadcast(&acc, &t.ty.dims) {
-                    Ok(d) => d,
+                    Ok(d) => {
+                        if order_depends_on_operands(&acc, &t.ty.dims) {
+                            order_chosen = true;
+                        }
+                        d
+                    }
                     Err(e) => {
                         let (a, b, why) = *e;
                         let left = Tensor::new(dtype.unwrap_or(DType::Float), acc.clone());
@@ -580,13 +602,12 @@ impl Elab<'_, '_> {
             f,
             operands: spelled,
         };
-        Ok(Val::Tensor(self.node(
-            op,
-            &refs,
-            out,
-            Size::constant(0),
-            at,
-        )))
+        let v = self.node(op, &refs, out, Size::constant(0), at);
+        if let (true, Some(r)) = (order_chosen, v.src) {
+            let loc = self.loc(at);
+            self.ordered_by.insert(r, loc);
+        }
+        Ok(Val::Tensor(v))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -691,9 +712,16 @@ impl Elab<'_, '_> {
     }
 }
 
-/// Broadcasts two dim lists by name. First the NumPy way (aligned from the
-/// right, when every aligned pair is the same dim); otherwise by name: a
-/// dim of `b` that `a` has must match it, one `a` lacks is appended.
+/// The dims of `a (op) b`, aligned by name (anonymous dims by size).
+///
+/// The order is canonical, the same for `a + b` and `b + a` whenever the
+/// operands differ in rank: dims that line up from the right (numpy's
+/// rule) keep their place; otherwise the operand with more dims gives the
+/// order, and each dim only the other operand has is placed just before
+/// the next dim that follows it there (`[B, T, d] + [N, d]` is
+/// `[B, T, N, d]`), or last when none does. Only between operands of
+/// equal rank that hold different dims does the left one decide, which
+/// [`Elab::elementwise`] records so that a later error can say so.
 pub(super) fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, Box<(Dim, Dim, Mismatch)>> {
     let k = a.len().min(b.len());
     let aligned = (1..=k).all(|j| a[a.len() - j].matches(&b[b.len() - j]).is_ok());
@@ -706,25 +734,46 @@ pub(super) fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, Box<(Dim, Dim,
         }
         return Ok(out);
     }
-    let mut out = a.to_vec();
-    for d in b {
-        let hits: Vec<usize> = if d.is_anon() {
-            (0..a.len())
-                .filter(|&i| a[i].is_anon() && a[i].size == d.size)
-                .collect()
+    // The operand with more dims leads; errors still name the left
+    // operand's dim first, as the user wrote them.
+    let swapped = b.len() > a.len();
+    let (base, other) = if swapped { (b, a) } else { (a, b) };
+    let mut out = base.to_vec();
+    // Walking the other operand from the right, `anchor` is where its next
+    // missing dim goes: just before the last dim of it that was placed.
+    let mut anchor = out.len();
+    for d in other.iter().rev() {
+        let hit = if d.is_anon() {
+            (0..out.len()).find(|&i| out[i].is_anon() && out[i].size == d.size)
         } else {
-            (0..a.len()).filter(|&i| a[i].name == d.name).collect()
+            (0..out.len()).find(|&i| out[i].name == d.name)
         };
-        match hits.first() {
-            Some(&i) => {
-                a[i].matches(d)
-                    .map_err(|why| (a[i].clone(), d.clone(), why))?;
-                out[i] = a[i].merge(d);
+        match hit {
+            Some(i) => {
+                out[i].matches(d).map_err(|why| {
+                    if swapped {
+                        (d.clone(), out[i].clone(), why)
+                    } else {
+                        (out[i].clone(), d.clone(), why)
+                    }
+                })?;
+                out[i] = out[i].merge(d);
+                anchor = i;
             }
-            None => out.push(d.clone()),
+            None => out.insert(anchor, d.clone()),
         }
     }
     Ok(out)
+}
+
+/// Whether `a (op) b` orders its dims differently from `b (op) a`: only
+/// between operands of equal rank (see [`broadcast`]).
+fn order_depends_on_operands(a: &[Dim], b: &[Dim]) -> bool {
+    let names = |d: Result<Vec<Dim>, _>| {
+        d.ok()
+            .map(|v| v.into_iter().map(|d| d.name).collect::<Vec<_>>())
+    };
+    a.len() == b.len() && names(broadcast(a, b)) != names(broadcast(b, a))
 }
 
 /// How an elementwise operation is written in source: `+` for `add`.
@@ -757,5 +806,84 @@ fn fold(f: Elementwise, operands: &[(Val, Span)]) -> Val {
             .first()
             .map(|(v, _)| v.clone())
             .unwrap_or(Val::Opaque),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{broadcast, order_depends_on_operands};
+    use crate::ir::types::{Dim, Size};
+
+    fn dims(names: &str) -> Vec<Dim> {
+        names
+            .split_whitespace()
+            .map(|n| Dim::named(n, Size::constant(4), None))
+            .collect()
+    }
+
+    fn names(d: &[Dim]) -> String {
+        d.iter()
+            .map(|d| d.name.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn both_ways(a: &str, b: &str) -> (String, String) {
+        let (a, b) = (dims(a), dims(b));
+        let ab = broadcast(&a, &b).map(|d| names(&d)).unwrap_or_default();
+        let ba = broadcast(&b, &a).map(|d| names(&d)).unwrap_or_default();
+        (ab, ba)
+    }
+
+    #[test]
+    fn operands_of_different_rank_give_one_order_either_way_round() {
+        // Aligned from the right, a subset out of place, and dims only the
+        // smaller operand has, which go before the next dim they precede.
+        for (a, b, want) in [
+            ("batch T N d", "N d", "batch T N d"),
+            ("batch T N d", "T d", "batch T N d"),
+            ("batch T d", "N d", "batch T N d"),
+            ("batch T N", "d", "batch T N d"),
+            ("batch T C H W", "H N W", "batch T C H N W"),
+        ] {
+            let (ab, ba) = both_ways(a, b);
+            assert_eq!(ab, want, "{a} + {b}");
+            assert_eq!(ba, want, "{b} + {a}");
+            assert!(!order_depends_on_operands(&dims(a), &dims(b)));
+        }
+    }
+
+    #[test]
+    fn operands_of_equal_rank_keep_the_left_order_and_say_so() {
+        let (ab, ba) = both_ways("T d", "N d");
+        assert_eq!((ab.as_str(), ba.as_str()), ("T N d", "N T d"));
+        assert!(order_depends_on_operands(&dims("T d"), &dims("N d")));
+        assert!(order_depends_on_operands(
+            &dims("batch T N"),
+            &dims("batch N T")
+        ));
+        // The same dims in the same order: nothing to choose.
+        assert!(!order_depends_on_operands(&dims("T d"), &dims("T d")));
+    }
+
+    #[test]
+    fn a_dim_of_the_same_name_and_another_size_is_an_error_either_way_round() {
+        let a = dims("batch T d");
+        let b = vec![Dim::named("d", Size::constant(8), None)];
+        let Err(e) = broadcast(&a, &b) else {
+            panic!("d=4 and d=8 were combined");
+        };
+        // The left operand's dim is named first, as the user wrote it.
+        assert_eq!(
+            (e.0.size.clone(), e.1.size.clone()),
+            (Some(Size::constant(4)), Some(Size::constant(8)))
+        );
+        let Err(e) = broadcast(&b, &a) else {
+            panic!("d=8 and d=4 were combined");
+        };
+        assert_eq!(
+            (e.0.size.clone(), e.1.size.clone()),
+            (Some(Size::constant(8)), Some(Size::constant(4)))
+        );
     }
 }

@@ -288,6 +288,7 @@ impl Elab<'_, '_> {
         if !consecutive {
             let loc = self.loc(from.span);
             self.report(Code::E0216, loc, format!("`{}` merges consecutive dims in order, but in `{}` these are not consecutive", c.prim, x.ty), "not consecutive", "permute the dims first (`permute[...]`) so the merged dims are adjacent and in this order");
+            self.note_operand_order(&x);
             return Err(());
         }
         let mut whole = Size::constant(1);
