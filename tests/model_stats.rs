@@ -194,3 +194,45 @@ fn suite2p_cells_are_counted_from_the_classifier() {
     let stats = Stats::of(&x.graph);
     assert_eq!(known(&stats.total_params(x.graph.sessions)), 26_900);
 }
+
+#[test]
+fn a_loss_weight_scales_its_term_in_the_graph() {
+    use enigma::ir::{Elementwise, Op, Operand, ValueRef};
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/quickstart.enigma"
+    ))
+    .unwrap();
+    let block = "{ masked_only: true }";
+    assert!(text.contains(block), "the quickstart's loss block changed");
+    let weighted =
+        |w: &str| text.replacen(block, &format!("{{ masked_only: true, weight: {w} }}"), 1);
+    let dir = std::env::temp_dir().join(format!("enigma-loss-weight-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("weighted.enigma");
+    std::fs::write(&path, weighted("1 / 4")).unwrap();
+    let g = checked::experiment(&path).graph;
+    let loss = g
+        .objectives
+        .iter()
+        .find(|o| o.kind == enigma::ir::ObjectiveKind::Loss)
+        .unwrap();
+    let ValueRef::Node(n) = loss.value else {
+        panic!("the loss is a node")
+    };
+    match &g.nodes[n].op {
+        Op::Elementwise {
+            f: Elementwise::Mul,
+            operands,
+        } => assert!(operands.contains(&Operand::Number(0.25)), "{operands:?}"),
+        other => panic!("the weighted loss is {other:?}, not a product"),
+    }
+    // A weight of zero or below is not a weight.
+    std::fs::write(&path, weighted("0")).unwrap();
+    let a = checked::checked(&path);
+    assert!(a
+        .diagnostics
+        .iter()
+        .any(|d| d.code == enigma::diagnostics::Code::E0208));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -359,12 +359,40 @@ pub const DATA: &[Setting] = &[
     ),
 ];
 
-/// The settings of a top-level block by its keyword: "train", "parallel", or "data".
+/// The settings of a `loss` term's block.
+pub const LOSS: &[Setting] = &[
+    field(
+        "masked_only",
+        Kind::Bool,
+        "Score only the entries the masked tokenizer hid: its recorded mask is passed as the \
+         loss function's `mask` argument. Needs a tokenizer with `mask:` behind the \
+         prediction. False when absent.",
+    ),
+    field(
+        "weight",
+        Kind::PositiveNumber,
+        "Multiplies the term in the training objective, a number greater than zero (a \
+         constant expression such as `1 / 64`). 1 when absent.",
+    ),
+];
+
+/// The settings of a `metric`'s block.
+pub const METRIC: &[Setting] = &[field(
+    "masked_only",
+    Kind::Bool,
+    "Evaluate only on the entries the masked tokenizer hid (its recorded mask is passed as \
+     the metric's `mask` argument). False when absent.",
+)];
+
+/// The settings of a top-level block by its keyword: "train", "parallel",
+/// "data", "loss" or "metric".
 pub fn block(keyword: &str) -> Option<&'static [Setting]> {
     match keyword {
         "train" => Some(TRAIN),
         "parallel" => Some(PARALLEL),
         "data" => Some(DATA),
+        "loss" => Some(LOSS),
+        "metric" => Some(METRIC),
         _ => None,
     }
 }

@@ -48,6 +48,14 @@ pub(super) fn check_settings(c: &mut Consts) {
                 data_block(c, b);
                 super::windows::check_windows(c, d, b);
             }
+            // The keys of a loss's or metric's block; what they ask of the
+            // model (a masked tokenizer) is checked with the model.
+            ItemKind::Loss(ObjectiveItem {
+                config: Some(b), ..
+            }) => block(c, b, "loss", schema::LOSS, item.span),
+            ItemKind::Metric(ObjectiveItem {
+                config: Some(b), ..
+            }) => block(c, b, "metric", schema::METRIC, item.span),
             _ => {}
         }
     }
@@ -57,6 +65,66 @@ pub(super) fn check_settings(c: &mut Consts) {
             batch_divides(c, t, p);
         }
     }
+    if let Some(p) = parallel {
+        zero_scope_is_a_data_axis(c, p);
+    }
+}
+
+/// `zero_scope: "gpu"` names a mesh axis that `batch` is mapped to: the
+/// planner would otherwise shard over every data-parallel axis, silently
+/// ignoring the setting.
+fn zero_scope_is_a_data_axis(c: &mut Consts, p: &ConfigBlock) {
+    let file = c.file();
+    let Some((key, value, name)) = p.entries.iter().find_map(|e| match &e.kind {
+        EntryKind::Setting { key, value } if key.name == "zero_scope" => match &value.kind {
+            ExprKind::Str(s) => Some((key, value, s.clone())),
+            _ => None,
+        },
+        _ => None,
+    }) else {
+        return;
+    };
+    let mut data_axes: Vec<String> = Vec::new();
+    for e in &p.entries {
+        if let EntryKind::Mapping { keys, target } = &e.kind {
+            if keys.iter().any(|k| k.name == "batch") {
+                let targets: Vec<&Expr> = match &target.kind {
+                    ExprKind::Tuple(xs) | ExprKind::List(xs) => xs.iter().collect(),
+                    ExprKind::Paren(x) => vec![x.as_ref()],
+                    _ => vec![target],
+                };
+                for t in targets {
+                    if let ExprKind::Path(path) = &t.kind {
+                        if let [axis] = path.as_slice() {
+                            data_axes.push(axis.name.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if data_axes.contains(&name) {
+        return;
+    }
+    let names: Vec<&str> = data_axes.iter().map(String::as_str).collect();
+    let help = match closest(&name, names.iter().copied()) {
+        Some(s) => format!("did you mean \"{s}\"?"),
+        None if names.is_empty() => {
+            "map `batch` to a mesh axis (`batch -> dp`) to shard ZeRO state over it".to_string()
+        }
+        None => format!("the data-parallel axes are {}", list(&names)),
+    };
+    c.diags.push(
+        Diagnostic::new(
+            Code::E0208,
+            format!(
+                "`{}` must name a mesh axis that `batch` is mapped to, found \"{name}\"",
+                key.name
+            ),
+        )
+        .primary(file, value.span, "not a data-parallel axis")
+        .help(help),
+    );
 }
 
 fn block(c: &mut Consts, b: &ConfigBlock, name: &str, fields: &[Setting], item: Span) {

@@ -143,7 +143,11 @@ impl Elab<'_, '_> {
     }
 
     /// [`Elab::blame`] for names of given frames.
-    fn blame_names(&self, names: &[(usize, &str)], at: Option<Loc>) -> Vec<(Loc, String)> {
+    pub(super) fn blame_names(
+        &self,
+        names: &[(usize, &str)],
+        at: Option<Loc>,
+    ) -> Vec<(Loc, String)> {
         let mut found: Vec<(Loc, String)> = Vec::new();
         // (frame index, text to read there, the name that text sets); a
         // stack, so pushed in reverse to be read in order.

@@ -183,7 +183,9 @@ impl Elab<'_, '_> {
         }
         let scope = self.frame().scope;
         self.push_frame(m, scope, None, at, &md.name.name);
-        let bound = self.bind_params(&md.hyper, args, &md.name.name, at);
+        let bound = self
+            .bind_params(&md.hyper, args, &md.name.name, at)
+            .and_then(|()| self.check_choices(md));
         let hyper = std::mem::take(&mut self.frame_mut().locals);
         let setters = std::mem::take(&mut self.frame_mut().setters);
         self.pop_frame();

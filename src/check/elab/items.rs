@@ -488,16 +488,48 @@ impl Elab<'_, '_> {
 
     fn objective(&mut self, kind: ObjectiveKind, o: &ObjectiveItem) -> Res<()> {
         let root = self.consts.program.root;
-        let masked_only = o.config.as_ref().is_some_and(|c| {
-            c.entries.iter().any(|en| {
-                matches!(&en.kind, EntryKind::Setting { key, value } if key.name == "masked_only" && matches!(value.kind, ExprKind::Bool(true)))
+        // The block's keys and their kinds are checked with the other
+        // settings (`check/settings.rs`); here, what they ask of the model.
+        let setting = |name: &str| {
+            o.config.as_ref().and_then(|c| {
+                c.entries.iter().find_map(|en| match &en.kind {
+                    EntryKind::Setting { key, value } if key.name == name => Some(value),
+                    _ => None,
+                })
             })
-        });
+        };
+        let masked_only =
+            setting("masked_only").is_some_and(|v| matches!(v.kind, ExprKind::Bool(true)));
         // `masked_only: true` passes the recorded mask of the masked
         // tokenizer as the function's `mask`, so the graph computes the
         // objective on the masked positions and the runtime needs no rule
         // of its own.
         let mask = if masked_only { self.token_mask() } else { None };
+        // After an earlier error the masked tokenizer may be what failed.
+        if let (true, None, Some(v), false) =
+            (masked_only, &mask, setting("masked_only"), self.failed)
+        {
+            let loc = self.loc(v.span);
+            self.report(
+                Code::E0217,
+                loc,
+                format!("`masked_only: true` scores the entries a tokenizer hid, but no tokenizer of this model masks any: the {} would be computed on nothing", kind.name()),
+                "no masked tokenizer",
+                "give the tokenizer a mask ratio (`UnitValues(d: d, mask: 0.5)`), or remove `masked_only` to score every entry",
+            );
+            return Err(());
+        }
+        let weight = match (kind, setting("weight")) {
+            (ObjectiveKind::Loss, Some(w)) => {
+                match self.in_root_frame(root, |e| e.eval(w))? {
+                    Val::Const(Value::Float(f)) => Some((f, w.span)),
+                    Val::Const(Value::Size(n)) => n.as_const().map(|n| (n as f64, w.span)),
+                    // Not a number: reported with the block's settings.
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         let v = self.in_root_frame(root, |e| match (&o.value.kind, mask) {
             (ExprKind::Call { callee, args }, Some(mask)) => {
                 let mut args = e.eval_args(args)?;
@@ -511,6 +543,19 @@ impl Elab<'_, '_> {
             }
             _ => e.eval(&o.value),
         })?;
+        // `weight:` scales the term in the graph, so every runtime sums
+        // weighted terms without a rule of its own.
+        let v = match (weight, v) {
+            (Some((w, span)), Val::Tensor(t)) if w != 1.0 => {
+                let at = o.value.span;
+                self.elementwise(
+                    crate::ir::Elementwise::Mul,
+                    &[(Val::Tensor(t), at), (Val::Const(Value::Float(w)), span)],
+                    at,
+                )?
+            }
+            (_, v) => v,
+        };
         let name = match (&o.label, &o.value.kind) {
             (Some(l), _) => l.name.clone(),
             (None, ExprKind::Call { callee, .. }) => self.text(callee.span),

@@ -20,6 +20,7 @@
 
 mod blame;
 mod call;
+mod choices;
 mod expr;
 mod items;
 mod prims;
