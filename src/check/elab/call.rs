@@ -565,7 +565,9 @@ impl Elab<'_, '_> {
                 );
                 return Err(());
             }
-            if d.is_anon() || d.origin.is_none() {
+            // A size passed in as an argument keeps the argument as its
+            // origin: that is what the user can change.
+            if d.origin.is_none() {
                 d.origin = Some(self.loc(sd.span));
             }
             dims.push(d);
@@ -1067,7 +1069,22 @@ impl Elab<'_, '_> {
         if let Some(o) = actual.origin {
             notes.push((o, format!("{} gets its size here", actual.describe())));
         }
-        self.report_with(code, loc, message, "this argument", help, notes);
+        // Two sizes of one dim: the side that disagrees with the data.
+        let culprit = (why == Mismatch::Size)
+            .then(|| self.against_data(expected, actual))
+            .flatten();
+        match culprit {
+            Some(culprit) => self.emit(
+                code,
+                loc,
+                message,
+                "this argument",
+                help,
+                notes,
+                vec![culprit],
+            ),
+            None => self.report_with(code, loc, message, "this argument", help, notes),
+        }
     }
 
     /// Whether a name is bound in the current frame, its file or the

@@ -380,7 +380,7 @@ impl<'c, 'p> Elab<'c, 'p> {
     /// at the user's call when `primary` is inside the standard library,
     /// else at `primary`.
     #[allow(clippy::too_many_arguments)]
-    fn emit(
+    pub(super) fn emit(
         &mut self,
         code: Code,
         primary: Loc,
@@ -480,6 +480,79 @@ impl<'c, 'p> Elab<'c, 'p> {
                     "an elementwise operation between tensors of the same rank but different dims keeps the left operand's order; swap the operands or `permute` the result",
                 );
         }
+    }
+
+    /// When two dims that must agree disagree and exactly one of them got
+    /// its size from the data (a `modality` declaration, which the source
+    /// checks), the other is the mistake: where it was set, in the user's
+    /// files, and the name it was set by (`classes` in `classes: 3`).
+    pub fn against_data(&self, a: &Dim, b: &Dim) -> Option<(Loc, String)> {
+        let (Some(oa), Some(ob)) = (a.origin, b.origin) else {
+            return None;
+        };
+        // One real dim against a signature's label of another size is two
+        // different dims meeting (a dim in the wrong place), not one size
+        // set twice.
+        let real = |d: &Dim| !d.soft && !d.is_anon();
+        if real(a) != real(b) {
+            return None;
+        }
+        // A dim the data binds (`dim N per session`) is data too.
+        let data = |d: &Dim, o: Loc| {
+            // (A signature's label `N` for an anonymous size is not it.)
+            let named = !d.soft && !d.is_anon();
+            self.is_data_declaration(o)
+                || (named
+                    && (self.per_session.contains(&d.name.to_string())
+                        || self.bound.contains_key(&d.name.to_string())))
+        };
+        let other = match (data(a, oa), data(b, ob)) {
+            (true, false) => ob,
+            (false, true) => oa,
+            _ => return None,
+        };
+        if self.std_files.contains(&other.file) {
+            return None;
+        }
+        let text = self.consts.program.sources.get(other.file).text.as_str();
+        let before = text
+            .get(..other.span.start as usize)
+            .unwrap_or("")
+            .trim_end();
+        let name = before
+            .strip_suffix(':')
+            .map(|b| {
+                let b = b.trim_end();
+                let start = b
+                    .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .map_or(0, |i| i + 1);
+                b[start..].to_string()
+            })
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| {
+                self.consts
+                    .program
+                    .sources
+                    .get(other.file)
+                    .slice(other.span)
+                    .to_string()
+            });
+        Some((other, name))
+    }
+
+    /// Whether `loc` lies in a `modality` item of the experiment's file.
+    fn is_data_declaration(&self, loc: Loc) -> bool {
+        let program = self.consts.program;
+        let root = program.root_module();
+        if root.file != loc.file {
+            return false;
+        }
+        root.ast.as_ref().is_some_and(|ast| {
+            ast.items.iter().any(|it| {
+                matches!(it.kind, crate::syntax::ast::ItemKind::Modality(_))
+                    && it.span.contains(loc.span)
+            })
+        })
     }
 
     /// Makes an IR scope under the current one.

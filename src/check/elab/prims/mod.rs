@@ -634,19 +634,21 @@ impl Elab<'_, '_> {
             notes.push((o, format!("{} gets its size here", b.describe())));
         }
         let loc = self.loc(rs);
-        self.report_with(
-            code,
-            loc,
-            format!(
-                "`{}` cannot combine {} with {}: `{left}` and `{right}`",
-                operator(f),
-                a.describe(),
-                b.describe()
-            ),
-            &format!("this side is `{right}`"),
-            help,
-            notes,
+        let message = format!(
+            "`{}` cannot combine {} with {}: `{left}` and `{right}`",
+            operator(f),
+            a.describe(),
+            b.describe()
         );
+        let label = format!("this side is `{right}`");
+        // Two sizes of one dim: the side that disagrees with the data.
+        let culprit = (why == Mismatch::Size)
+            .then(|| self.against_data(&a, &b))
+            .flatten();
+        match culprit {
+            Some(culprit) => self.emit(code, loc, message, &label, help, notes, vec![culprit]),
+            None => self.report_with(code, loc, message, &label, help, notes),
+        }
     }
 
     fn unary_fn(&mut self, c: &mut PrimCall) -> Res<Val> {
