@@ -1071,7 +1071,7 @@ impl Elab<'_, '_> {
         }
         // Two sizes of one dim: the side that disagrees with the data.
         let culprit = (why == Mismatch::Size)
-            .then(|| self.against_data(expected, actual))
+            .then(|| self.mistaken_side(expected, actual))
             .flatten();
         match culprit {
             Some(culprit) => self.emit(

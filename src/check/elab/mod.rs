@@ -482,34 +482,39 @@ impl<'c, 'p> Elab<'c, 'p> {
         }
     }
 
-    /// When two dims that must agree disagree and exactly one of them got
-    /// its size from the data (a `modality` declaration, which the source
-    /// checks), the other is the mistake: where it was set, in the user's
-    /// files, and the name it was set by (`classes` in `classes: 3`).
-    pub fn against_data(&self, a: &Dim, b: &Dim) -> Option<(Loc, String)> {
+    /// When two sizes of one dim disagree, the side that is the mistake:
+    /// the data (a `modality` declaration, which the source checks, or a
+    /// dim the data binds such as `dim N per session`) outranks a dim the
+    /// user declared by name (`dim d = 64`), which outranks a number
+    /// written at an argument (`classes: 3`, `d: 32`). The lower side, when
+    /// it was set in the user's files, is returned with the name it was set
+    /// by (`classes` in `classes: 3`); `None` when the two rank alike.
+    pub fn mistaken_side(&self, a: &Dim, b: &Dim) -> Option<(Loc, String)> {
         let (Some(oa), Some(ob)) = (a.origin, b.origin) else {
             return None;
         };
-        // One real dim against a signature's label of another size is two
-        // different dims meeting (a dim in the wrong place), not one size
-        // set twice.
         let real = |d: &Dim| !d.soft && !d.is_anon();
-        if real(a) != real(b) {
+        // A signature's label (`N` in `mse`) that happens to share a real
+        // dim's name is another dim meeting it, not one size set twice.
+        if (a.soft && real(b)) || (b.soft && real(a)) {
             return None;
         }
-        // A dim the data binds (`dim N per session`) is data too.
-        let data = |d: &Dim, o: Loc| {
-            // (A signature's label `N` for an anonymous size is not it.)
-            let named = !d.soft && !d.is_anon();
-            self.is_data_declaration(o)
-                || (named
-                    && (self.per_session.contains(&d.name.to_string())
-                        || self.bound.contains_key(&d.name.to_string())))
+        let rank = |d: &Dim, o: Loc| {
+            let bound = real(d)
+                && (self.per_session.contains(&d.name.to_string())
+                    || self.bound.contains_key(&d.name.to_string()));
+            if self.is_data_declaration(o) || bound {
+                2
+            } else if real(d) {
+                1
+            } else {
+                0
+            }
         };
-        let other = match (data(a, oa), data(b, ob)) {
-            (true, false) => ob,
-            (false, true) => oa,
-            _ => return None,
+        let other = match rank(a, oa).cmp(&rank(b, ob)) {
+            std::cmp::Ordering::Greater => ob,
+            std::cmp::Ordering::Less => oa,
+            std::cmp::Ordering::Equal => return None,
         };
         if self.std_files.contains(&other.file) {
             return None;

@@ -40,14 +40,22 @@ impl Elab<'_, '_> {
                 if let Some(o) = b.origin {
                     notes.push((o, format!("{} gets its size here", b.describe())));
                 }
-                self.report_with(
-                    code,
-                    at,
-                    format!("`{prim}` needs {what} to be the same dim, but they are {} and {}", a.describe(), b.describe()),
-                    "these dims differ",
-                    "check the shapes of the arguments (docs/primitives.md gives each primitive's signature)",
-                    notes,
+                let message = format!(
+                    "`{prim}` needs {what} to be the same dim, but they are {} and {}",
+                    a.describe(),
+                    b.describe()
                 );
+                let help = "check the shapes of the arguments (docs/primitives.md gives each primitive's signature)";
+                // Two sizes of one dim: the side that is the mistake.
+                let culprit = (why == Mismatch::Size)
+                    .then(|| self.mistaken_side(a, b))
+                    .flatten();
+                match culprit {
+                    Some(c) => {
+                        self.emit(code, at, message, "these dims differ", help, notes, vec![c])
+                    }
+                    None => self.report_with(code, at, message, "these dims differ", help, notes),
+                }
                 Err(())
             }
         }

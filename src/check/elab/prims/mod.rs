@@ -643,7 +643,7 @@ impl Elab<'_, '_> {
         let label = format!("this side is `{right}`");
         // Two sizes of one dim: the side that disagrees with the data.
         let culprit = (why == Mismatch::Size)
-            .then(|| self.against_data(&a, &b))
+            .then(|| self.mistaken_side(&a, &b))
             .flatten();
         match culprit {
             Some(culprit) => self.emit(code, loc, message, &label, help, notes, vec![culprit]),
