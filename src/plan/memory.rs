@@ -40,10 +40,12 @@ pub fn model_state(
     placements: &[Placement],
     rank: usize,
 ) -> ModelState {
+    // A fold from +0: `f64`'s `sum` starts at -0, which a model with no
+    // parameters would print as "-0.00 GB".
     let params: f64 = shards(layout, placements, rank)
         .iter()
         .map(|s| (s.numel() * placements[s.placement].copies) as f64)
-        .sum();
+        .fold(0.0, |a, b| a + b);
     let (p, gr, opt) = if g.float_bytes == 2 {
         (2.0, 2.0, 12.0)
     } else {
@@ -95,5 +97,24 @@ mod tests {
         let n = 124_439_808.0;
         assert_eq!((m.param_bytes, m.grad_bytes), (2.0 * n, 2.0 * n));
         assert_eq!(m.optimizer_bytes, 12.0 * n / 8.0);
+    }
+
+    #[test]
+    fn a_model_without_parameters_holds_plus_zero_bytes() {
+        let mut loader = crate::source::MemoryLoader::new();
+        loader.insert("main.enigma", "dim d = 4\n");
+        let x = crate::testing::checked(&loader, std::path::Path::new("main.enigma"))
+            .experiment
+            .unwrap();
+        let l = Layout::of(&x.parallel).unwrap();
+        let placements = place(&x.graph, &l).unwrap();
+        let m = model_state(&x.graph, &l, &placements, 0);
+        // Not -0, which prints as "-0.00 GB" in the plan.
+        assert!(
+            m.params == 0.0 && m.params.is_sign_positive(),
+            "{}",
+            m.params
+        );
+        assert!(m.param_bytes.is_sign_positive() && m.optimizer_bytes.is_sign_positive());
     }
 }

@@ -611,8 +611,19 @@ impl Walker<'_> {
 
 fn unused_imports(program: &Program, used: &HashSet<(ModuleId, String)>) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
+    // An item that failed to parse may be the one that used the import: a
+    // file with syntax errors is not told its imports are unused.
+    let unparsed: HashSet<crate::base::FileId> = program
+        .diagnostics
+        .iter()
+        .filter(|d| d.code.as_str().starts_with("E000"))
+        .filter_map(|d| d.labels.first().map(|l| l.file))
+        .collect();
     for (i, m) in program.modules.iter().enumerate() {
         let id = ModuleId(i as u32);
+        if unparsed.contains(&m.file) {
+            continue;
+        }
         for (name, b) in &m.scope {
             let (span, help) = match b {
                 Binding::Import { span, .. } => (*span, "remove it from the `use` item"),
