@@ -40,7 +40,7 @@ module Head(width: dim)(x: [..., S, width]) -> [..., S, 8] {
 
 model brain {
   let h = Transformer(layers: 1, d: d, heads: 2)(bt)
-  predict response = Head(width: d)(h)
+  predict response = Head(width: d)(reshape[seq -> T](h))
 }
 
 loss poisson_nll(brain.response, response)

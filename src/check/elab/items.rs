@@ -486,6 +486,58 @@ impl Elab<'_, '_> {
         })
     }
 
+    /// A loss or metric compares its first two tensors, the prediction
+    /// and the target, over the same steps: a dim in time that one has and
+    /// the other lacks would be broadcast, comparing one value per window
+    /// with every step (legal elementwise, never what is meant).
+    fn same_times(&mut self, kind: ObjectiveKind, args: &[super::call::ArgVal]) -> Res<()> {
+        let tensors: Vec<(&TVal, crate::base::Loc)> = args
+            .iter()
+            .filter_map(|a| match &a.val {
+                Val::Tensor(t) => Some((t, a.loc)),
+                _ => None,
+            })
+            .take(2)
+            .collect();
+        let [(pred, pl), (target, _)] = tensors.as_slice() else {
+            return Ok(());
+        };
+        let missing = |a: &TVal, b: &TVal| {
+            a.ty.dims
+                .iter()
+                .find(|d| d.rate.is_some() && !b.ty.dims.iter().any(|e| e.name == d.name))
+                .cloned()
+        };
+        let (dim, has, lacks) = match (missing(target, pred), missing(pred, target)) {
+            (Some(d), _) => (d, "the target", "the prediction"),
+            (None, Some(d)) => (d, "the prediction", "the target"),
+            (None, None) => return Ok(()),
+        };
+        let help = if has == "the target" {
+            format!("predict one value per step of {} (a per-step readout), or compare with the target reduced over it (`mean[{}](...)`)", dim.describe(), dim.name)
+        } else {
+            format!(
+                "reduce the prediction over {} (`mean[{}](...)`), or predict the target's steps",
+                dim.describe(),
+                dim.name
+            )
+        };
+        self.report(
+            Code::E0211,
+            *pl,
+            format!(
+                "{has} of this {} has {} but {lacks} does not: `{}` against `{}` would compare one value per window with every step",
+                kind.name(),
+                dim.describe(),
+                pred.ty,
+                target.ty
+            ),
+            &format!("{lacks} has no {}", dim.describe()),
+            &help,
+        );
+        Err(())
+    }
+
     fn objective(&mut self, kind: ObjectiveKind, o: &ObjectiveItem) -> Res<()> {
         let root = self.consts.program.root;
         // The block's keys and their kinds are checked with the other
@@ -530,15 +582,20 @@ impl Elab<'_, '_> {
             }
             _ => None,
         };
-        let v = self.in_root_frame(root, |e| match (&o.value.kind, mask) {
-            (ExprKind::Call { callee, args }, Some(mask)) => {
+        let v = self.in_root_frame(root, |e| match &o.value.kind {
+            // A call of a function by name: its arguments are evaluated
+            // here, to be compared and given the mask.
+            ExprKind::Call { callee, args } if matches!(callee.kind, ExprKind::Path(_)) => {
                 let mut args = e.eval_args(args)?;
-                let loc = e.loc(o.value.span);
-                args.push(super::call::ArgVal {
-                    name: Some("mask".to_string()),
-                    val: Val::Tensor(mask),
-                    loc,
-                });
+                e.same_times(kind, &args)?;
+                if let Some(mask) = mask {
+                    let loc = e.loc(o.value.span);
+                    args.push(super::call::ArgVal {
+                        name: Some("mask".to_string()),
+                        val: Val::Tensor(mask),
+                        loc,
+                    });
+                }
                 e.call_with(callee, args, o.value.span)
             }
             _ => e.eval(&o.value),
