@@ -11,6 +11,7 @@
 //! command line to `enigma-run` beside it (`delegate.rs`), which links
 //! libtorch and runs [`main_with`] with its trainer.
 
+mod baseline;
 mod check;
 mod checkpoint;
 mod delegate;
@@ -160,6 +161,18 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         nproc: Option<usize>,
     },
+    /// Fit the built-in baselines (each unit's mean, smoothing of its own
+    /// visible values, ridge regression from the visible units) on FILE's
+    /// training windows and score them on the validation and test splits
+    /// exactly as `enigma run` evaluates the model.
+    Baseline {
+        /// The `.enigma` experiment.
+        file: PathBuf,
+        /// Read the standard library from this directory instead of the
+        /// copy built into the binary.
+        #[arg(long, value_name = "DIR")]
+        stdlib: Option<PathBuf>,
+    },
     /// Rewrite FILEs in the canonical layout, keeping every comment.
     Fmt {
         /// Do not write; exit with 1 if any file is not formatted.
@@ -284,6 +297,7 @@ where
                 },
             ),
         },
+        Command::Baseline { file, stdlib } => baseline::run(&out, &file, stdlib),
         Command::Fmt { check, files } => fmt::run(&out, &files, check),
         Command::Explain { code } => explain::run(code.as_deref()),
         Command::Lsp { .. } => lsp::run(&out),

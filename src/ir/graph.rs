@@ -164,6 +164,10 @@ pub struct Objective {
     pub ty: Tensor,
     /// `masked_only: true`: scored on the masked positions only.
     pub masked_only: bool,
+    /// The loss reads its prediction as the log of a rate (the standard
+    /// library's `poisson_nll`, unless `log_input: false`): the rate is
+    /// `exp` of the prediction, and correlations are computed on it.
+    pub log_rate: bool,
 }
 
 /// The whole typed model of an experiment.

@@ -157,6 +157,8 @@ struct ObjectiveDoc<'a> {
     value: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     masked_only: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    log_rate: bool,
 }
 
 /// The graph as a YAML document.
@@ -241,6 +243,7 @@ pub fn to_yaml(g: &Graph) -> Result<String, Error> {
                 name: &o.name,
                 value: o.value.label(),
                 masked_only: o.masked_only,
+                log_rate: o.log_rate,
             })
             .collect(),
     };

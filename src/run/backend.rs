@@ -87,6 +87,9 @@ pub struct Prediction {
     /// True where the entry was masked from the model (a masked-modelling
     /// loss is scored there), `[B, T, N]`; `None` when nothing was masked.
     pub mask: Option<Vec<bool>>,
+    /// The prediction is the log of a rate (a `poisson_nll` loss reads it
+    /// so): correlations are computed on the rate, `exp` of it.
+    pub log_rate: bool,
 }
 
 /// A device that runs rank programs.

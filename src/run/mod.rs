@@ -9,11 +9,14 @@
 //! package, `crates/enigma-torch`, which implements [`session::Runtime`].
 
 pub mod backend;
+pub mod baseline;
 pub mod checkpoint;
 pub mod corr;
+pub mod eval;
 pub mod failure;
 pub mod init;
 pub mod launch;
+pub mod mask;
 pub mod metrics;
 pub mod plots;
 pub mod progress;

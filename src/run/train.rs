@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use super::backend::{Backend, MicroBatch, StepKeys, Update};
 use super::checkpoint::{Checkpoint, CheckpointDir};
-use super::corr::{mean, WindowedCorr};
+use super::eval::{eval_batches, score};
 use super::metrics::{MetricsLog, Record};
 use super::progress::Progress;
 use crate::base::host::HostTensor;
@@ -39,7 +39,6 @@ use crate::plan::program::RankProgram;
 /// Tags of the derived random streams.
 const MASK: u64 = 0x6d61_736b;
 const DROPOUT: u64 = 0x6472_6f70;
-const EVAL: u64 = 0x6576_616c;
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -348,10 +347,8 @@ fn split_batch(batch: &Batch, n: usize) -> Vec<Vec<HostTensor>> {
         .collect()
 }
 
-/// Evaluates on the first `eval.batches` batches of the evaluation split:
-/// the mean loss, and the mean per-neuron correlation on the masked
-/// entries with its chance level (each window's prediction against the
-/// target of a window half the evaluated set away).
+/// The evaluation `enigma run` reports: the loss and correlation of the
+/// backend's predictions over the evaluated windows (`super::eval`).
 fn evaluate<B: Backend>(
     backend: &mut B,
     program: &RankProgram,
@@ -360,19 +357,15 @@ fn evaluate<B: Backend>(
     shape: StepShape,
 ) -> Result<(f64, Option<f64>, Option<f64>), Error> {
     let split = config.eval_split;
-    let batches = dataset.epoch_batches(split, shape.global_micro_batch(), config.seed, 0);
-    let taken = &batches[..batches.len().min(config.eval_batches as usize)];
-    // Chance pairs each window with the one half the evaluated windows
-    // away: far enough in time that slow shared signals (running, the
-    // stimulus sequence) do not line up, as they would for neighbouring,
-    // overlapping windows.
-    let shift = (taken.iter().map(Vec::len).sum::<usize>() / 2).max(1);
-    let mut losses = Vec::new();
-    let mut corr: Option<WindowedCorr> = None;
-    for (i, ids) in taken.iter().enumerate() {
-        let batch = dataset.batch(split, ids)?;
-        let key = derive(derive(config.seed, EVAL), i as u64);
-        let out = backend.evaluate(
+    let taken = eval_batches(
+        dataset,
+        split,
+        shape.global_micro_batch(),
+        config.seed,
+        config.eval_batches,
+    );
+    let s = score(dataset, split, &taken, config.seed, |batch, key| {
+        backend.evaluate(
             program,
             MicroBatch {
                 session: batch.session,
@@ -381,56 +374,9 @@ fn evaluate<B: Backend>(
             },
             key,
             None,
-        )?;
-        losses.push(out.loss);
-        // The first prediction with a target is the one reported.
-        let Some(p) = out.predictions.first() else {
-            continue;
-        };
-        let (b, neurons) = match p.pred.shape.as_slice() {
-            [b, .., n] => (*b, *n),
-            _ => continue,
-        };
-        let per = p.pred.numel() / b.max(1);
-        let mask = p.mask.as_deref();
-        if p.target.numel() != p.pred.numel() || mask.is_some_and(|m| m.len() != p.pred.numel()) {
-            return Err(Error::new(
-                ErrorKind::Mismatch,
-                format!(
-                    "prediction `{}` is {:?} but its target is {:?}",
-                    p.name, p.pred.shape, p.target.shape
-                ),
-            ));
-        }
-        let acc = match &mut corr {
-            Some(c) => c,
-            None => corr.insert(
-                WindowedCorr::new(neurons, shift)
-                    .map_err(|e| Error::new(ErrorKind::Op, e.to_string()))?,
-            ),
-        };
-        // A session with another neuron count is left out of the pooled
-        // figure, which compares neuron k with neuron k.
-        if neurons != acc.matched().neurons() {
-            continue;
-        }
-        for w in 0..b {
-            let r = w * per..(w + 1) * per;
-            acc.add_window(
-                &p.pred.data[r.clone()],
-                &p.target.data[r.clone()],
-                mask.map(|m| &m[r]),
-                per / neurons.max(1),
-            )
-            .map_err(|e| Error::new(ErrorKind::Op, e.to_string()))?;
-        }
-    }
-    let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
-    let (c, ch) = match &corr {
-        Some(c) => (mean(&c.finish()), mean(&c.finish_shifted())),
-        None => (None, None),
-    };
-    Ok((loss, c, ch))
+        )
+    })?;
+    Ok((s.loss, s.corr, s.chance))
 }
 
 /// Saves a checkpoint of `step`. One process writes one file; in a job

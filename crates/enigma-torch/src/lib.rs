@@ -529,7 +529,7 @@ impl TorchBackend {
                         // does (the key is what a step's single micro-batch
                         // always drew from, so one process draws the masks
                         // it drew before pipelines split its batch).
-                        mask_key: derive(keys.mask, 0),
+                        mask_key: enigma::run::mask::application_key(keys.mask),
                         dropout_key: keys.dropout,
                     };
                     self.forward(&mut ex, &app, mb, train)?;
@@ -1369,6 +1369,12 @@ impl Backend for TorchBackend {
             ))
         });
         let b = self.batch_of(&batch);
+        // A Poisson loss reads the outputs as log-rates.
+        let log_rate = self
+            .graph
+            .objectives
+            .iter()
+            .any(|o| o.kind == enigma::ir::ObjectiveKind::Loss && o.log_rate);
         let mut predictions = Vec::new();
         let outputs = self.graph.outputs.clone();
         for o in &outputs {
@@ -1424,6 +1430,7 @@ impl Backend for TorchBackend {
                 pred,
                 target: target.clone(),
                 mask,
+                log_rate,
             });
         }
         Ok(EvalOutcome { loss, predictions })

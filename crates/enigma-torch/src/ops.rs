@@ -10,7 +10,6 @@ use tch::{Kind, Tensor};
 
 use crate::align::{align, shape};
 use crate::OpError;
-use enigma::base::rng::{derive, SplitMix64};
 use enigma::ir::types::tensor::Tensor as Ty;
 use enigma::ir::types::DType;
 use enigma::ir::{Elementwise, Node, NormKind, Op, Operand, Reduction};
@@ -530,18 +529,16 @@ pub fn draw_mask(
     device: tch::Device,
 ) -> Result<Tensor, OpError> {
     let p: i64 = dims.iter().product();
-    let k = ((ratio * p as f64).round() as i64).clamp(0, p);
     let b = ctx.batch;
-    let mut mask = vec![false; (b * p) as usize];
-    for i in 0..b {
-        let mut rng = SplitMix64::new(derive(ctx.mask_key, (ctx.first + i) as u64));
-        let mut idx: Vec<i64> = (0..p).collect();
-        for j in 0..k {
-            let r = j + rng.below((p - j) as u64) as i64;
-            idx.swap(j as usize, r as usize);
-            mask[(i * p + idx[j as usize]) as usize] = true;
-        }
-    }
+    // The draw is the front end's, which the baselines share.
+    let sizes: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
+    let mut mask = enigma::run::mask::draw(
+        ctx.mask_key,
+        ctx.first.max(0) as usize,
+        b.max(0) as usize,
+        ratio,
+        &sizes,
+    );
     // A held-out position hides every token at that index of its dim, on
     // top of the tokens drawn.
     let held = ctx.hold_out.and_then(|h| {

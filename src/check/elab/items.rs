@@ -538,6 +538,29 @@ impl Elab<'_, '_> {
         Err(())
     }
 
+    /// Whether the function called reads its prediction as a log-rate: the
+    /// standard library's `poisson_nll`, unless given `log_input: false`.
+    fn reads_log_rate(&mut self, callee: &Expr, args: &[super::call::ArgVal]) -> bool {
+        let Ok(Val::Callable(super::Callee::Fn(m, i))) = self.eval(callee) else {
+            return false;
+        };
+        let program = self.consts.program;
+        let module = program.module(m);
+        let is_poisson = matches!(&module.key, crate::resolve::ModuleKey::Std(k) if k == "losses")
+            && module
+                .ast
+                .as_ref()
+                .and_then(|a| a.items.get(i))
+                .is_some_and(
+                    |it| matches!(&it.kind, ItemKind::Fn(f) if f.name.name == "poisson_nll"),
+                );
+        let linear = args.iter().enumerate().any(|(j, a)| {
+            let named = a.name.as_deref() == Some("log_input") || (a.name.is_none() && j == 3);
+            named && matches!(a.val, Val::Const(Value::Bool(false)))
+        });
+        is_poisson && !linear
+    }
+
     fn objective(&mut self, kind: ObjectiveKind, o: &ObjectiveItem) -> Res<()> {
         let root = self.consts.program.root;
         // The block's keys and their kinds are checked with the other
@@ -582,12 +605,14 @@ impl Elab<'_, '_> {
             }
             _ => None,
         };
+        let mut log_rate = false;
         let v = self.in_root_frame(root, |e| match &o.value.kind {
             // A call of a function by name: its arguments are evaluated
             // here, to be compared and given the mask.
             ExprKind::Call { callee, args } if matches!(callee.kind, ExprKind::Path(_)) => {
                 let mut args = e.eval_args(args)?;
                 e.same_times(kind, &args)?;
+                log_rate = e.reads_log_rate(callee, &args);
                 if let Some(mask) = mask {
                     let loc = e.loc(o.value.span);
                     args.push(super::call::ArgVal {
@@ -672,6 +697,7 @@ impl Elab<'_, '_> {
                 value: src,
                 ty: t.ty.clone(),
                 masked_only,
+                log_rate,
             });
         }
         Ok(())

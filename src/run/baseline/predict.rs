@@ -1,0 +1,284 @@
+//! The baselines' predictions for one evaluation batch, in the form the
+//! runtime's evaluation scores (`run::eval`): the same masks, drawn from the
+//! same keys, the prediction in the model's output space (a log-rate for a
+//! Poisson loss), and the loss the experiment's loss would give it.
+
+use std::collections::HashMap;
+
+use super::linalg::solve_spd;
+use super::setup::{LossKind, Setup};
+use super::stats::{shape, Moments};
+use crate::base::host::HostTensor;
+use crate::dataset::loader::Batch;
+use crate::diagnostics::{Error, ErrorKind};
+use crate::run::backend::{EvalOutcome, Prediction};
+use crate::run::mask;
+
+/// The smallest rate a Poisson loss is given: a baseline may predict zero
+/// or less where the model's `exp` cannot.
+const MIN_RATE: f64 = 1e-6;
+
+/// A baseline and its setting.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    /// Each unit's mean over the training windows.
+    Mean,
+    /// A Gaussian-weighted average of the unit's own visible values at the
+    /// other steps of the window, `sigma` in steps.
+    Smooth { sigma: f64 },
+    /// Ridge regression from the visible values of the window at the same
+    /// step and `lags` steps before, with penalty `lambda` relative to the
+    /// predictors' mean variance.
+    Ridge { lags: usize, lambda: f64 },
+}
+
+/// What the baselines learned, per session: moments for lags 0 and up.
+pub struct Fitted {
+    /// `by_lags[l][session]`: `None` when the session has no training
+    /// windows.
+    pub by_lags: Vec<Vec<Option<Moments>>>,
+}
+
+/// Predicts one batch with `method`.
+pub fn predict(
+    setup: &Setup,
+    fitted: &Fitted,
+    method: Method,
+    batch: &Batch,
+    key: u64,
+) -> Result<EvalOutcome, Error> {
+    let lags = match method {
+        Method::Ridge { lags, .. } => lags,
+        _ => 0,
+    };
+    let m = fitted
+        .by_lags
+        .get(lags)
+        .and_then(|s| s.get(batch.session))
+        .and_then(Option::as_ref)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "session {} has no training windows to fit a baseline on",
+                    batch.session
+                ),
+            )
+        })?;
+    let y = input(batch, setup.target)?;
+    let x = input(
+        batch,
+        setup.masked.as_ref().map_or(setup.target, |k| k.input),
+    )?;
+    let [b, t, n] = shape(y)?;
+    if shape(x)? != [b, t, n] || m.units != n {
+        return Err(Error::new(
+            ErrorKind::Mismatch,
+            format!(
+                "`{}` is {:?}, the values the model sees {:?}, and the training windows had {} units",
+                setup.name, y.shape, x.shape, m.units
+            ),
+        ));
+    }
+    let hidden = hidden(setup, key, [b, t, n]);
+    let visible =
+        |w: usize, s: usize, u: usize| hidden.as_ref().is_none_or(|h| !h[(w * t + s) * n + u]);
+    let scored =
+        |w: usize, s: usize, u: usize| hidden.as_ref().is_none_or(|h| h[(w * t + s) * n + u]);
+    let same_values = setup
+        .masked
+        .as_ref()
+        .is_none_or(|k| k.input == setup.target);
+    let mut solver = Ridge::new(m);
+    let mut pred = vec![0f32; b * t * n];
+    for w in 0..b {
+        for s in 0..t {
+            for u in 0..n {
+                let i = (w * t + s) * n + u;
+                let p = if !scored(w, s, u) {
+                    m.mean_y[u]
+                } else {
+                    match method {
+                        Method::Mean => m.mean_y[u],
+                        Method::Smooth { sigma } => {
+                            let mut sum = 0.0;
+                            let mut weight = 0.0;
+                            for s2 in (0..t).filter(|&s2| s2 != s && visible(w, s2, u)) {
+                                let d = s2 as f64 - s as f64;
+                                let k = (-d * d / (2.0 * sigma * sigma)).exp();
+                                sum += k * f64::from(x.data[(w * t + s2) * n + u]);
+                                weight += k;
+                            }
+                            if weight <= 0.0 || !sum.is_finite() {
+                                m.mean_y[u]
+                            } else if same_values {
+                                sum / weight
+                            } else {
+                                // The smoothed values of what the model
+                                // sees, mapped to the target by the unit's
+                                // regression on the training windows.
+                                let var = m.cov_xx[u * m.features() + u];
+                                let slope = if var > 0.0 {
+                                    m.cov_xy[u * n + u] / var
+                                } else {
+                                    0.0
+                                };
+                                m.mean_y[u] + slope * (sum / weight - m.mean_x[u])
+                            }
+                        }
+                        Method::Ridge { lambda, .. } => {
+                            let mut features = Vec::new();
+                            let mut values = Vec::new();
+                            for lag in 0..=lags.min(s) {
+                                for u2 in 0..n {
+                                    if visible(w, s - lag, u2) {
+                                        features.push(lag * n + u2);
+                                        values.push(f64::from(x.data[(w * t + s - lag) * n + u2]));
+                                    }
+                                }
+                            }
+                            solver.predict(u, &features, &values, lambda)
+                        }
+                    }
+                };
+                pred[i] = p as f32;
+            }
+        }
+    }
+    Ok(outcome(setup, y, pred, hidden, [b, t, n]))
+}
+
+/// The entries the model is scored on, `[B, T, N]`, true where hidden: the
+/// masked tokenizer's draw for this batch, broadcast over the dims it was
+/// not drawn over. `None` when nothing is masked.
+fn hidden(setup: &Setup, key: u64, [b, t, n]: [usize; 3]) -> Option<Vec<bool>> {
+    let k = setup.masked.as_ref()?;
+    let size = |d: &String| if *d == setup.dims[0] { t } else { n };
+    let sizes: Vec<usize> = k.drawn.iter().map(size).collect();
+    let drawn = mask::draw(mask::application_key(key), 0, b, k.ratio, &sizes);
+    let p: usize = sizes.iter().product();
+    let mut full = vec![false; b * t * n];
+    for w in 0..b {
+        for s in 0..t {
+            for u in 0..n {
+                // The row-major position among the drawn dims.
+                let q = k.drawn.iter().fold(0, |q, d| {
+                    let (i, len) = if *d == setup.dims[0] { (s, t) } else { (u, n) };
+                    q * len + i
+                });
+                full[(w * t + s) * n + u] = drawn[w * p + q];
+            }
+        }
+    }
+    Some(full)
+}
+
+/// The prediction as the run reports it, and its loss.
+fn outcome(
+    setup: &Setup,
+    y: &HostTensor,
+    pred: Vec<f32>,
+    hidden: Option<Vec<bool>>,
+    [b, t, n]: [usize; 3],
+) -> EvalOutcome {
+    let log_rate = matches!(setup.loss, LossKind::Poisson { log_rate: true });
+    let out: Vec<f32> = if log_rate {
+        pred.iter()
+            .map(|&p| f64::from(p).max(MIN_RATE).ln() as f32)
+            .collect()
+    } else {
+        pred
+    };
+    let mut sum = 0.0;
+    let mut count = 0.0;
+    for (i, (&o, &target)) in out.iter().zip(&y.data).enumerate() {
+        if hidden.as_ref().is_some_and(|h| !h[i]) {
+            continue;
+        }
+        let (o, target) = (f64::from(o), f64::from(target));
+        sum += match setup.loss {
+            LossKind::Poisson { log_rate: true } => o.exp() - target * o,
+            LossKind::Poisson { log_rate: false } => o - target * (o.max(0.0) + 1e-8).ln(),
+            LossKind::Mse => (o - target) * (o - target),
+            LossKind::Other => f64::NAN,
+        };
+        count += 1.0;
+    }
+    EvalOutcome {
+        loss: sum / f64::max(count, 1.0),
+        predictions: vec![Prediction {
+            name: setup.name.clone(),
+            pred: HostTensor {
+                shape: vec![b, t, n],
+                data: out,
+            },
+            target: y.clone(),
+            mask: hidden,
+            log_rate,
+        }],
+    }
+}
+
+fn input(batch: &Batch, i: usize) -> Result<&HostTensor, Error> {
+    batch
+        .inputs
+        .get(i)
+        .ok_or_else(|| Error::internal(format!("the batch has no input {i}")))
+}
+
+/// Ridge solutions by unit and set of visible predictors: a whole-unit
+/// mask leaves the same few sets in every window, so each is solved once.
+struct Ridge<'m> {
+    m: &'m Moments,
+    solved: HashMap<(usize, Vec<usize>, u64), Option<Vec<f64>>>,
+}
+
+impl<'m> Ridge<'m> {
+    fn new(m: &'m Moments) -> Ridge<'m> {
+        Ridge {
+            m,
+            solved: HashMap::new(),
+        }
+    }
+
+    /// Unit `u`'s prediction from the predictors `features` (indices into
+    /// the moments' features) with `values`; its mean when they cannot be
+    /// solved for.
+    fn predict(&mut self, u: usize, features: &[usize], values: &[f64], lambda: f64) -> f64 {
+        let m = self.m;
+        let f = m.features();
+        let key = (u, features.to_vec(), lambda.to_bits());
+        let beta = self.solved.entry(key).or_insert_with(|| {
+            let k = features.len();
+            if k == 0 {
+                return None;
+            }
+            // The penalty is relative to the predictors' mean variance, so
+            // one grid suits data of any scale.
+            let scale = features.iter().map(|&i| m.cov_xx[i * f + i]).sum::<f64>() / k as f64;
+            let ridge = lambda * scale.max(f64::MIN_POSITIVE);
+            let mut a = vec![0.0; k * k];
+            for (r, &i) in features.iter().enumerate() {
+                for (c, &j) in features.iter().enumerate() {
+                    a[r * k + c] = m.cov_xx[i * f + j] + if r == c { ridge } else { 0.0 };
+                }
+            }
+            let rhs: Vec<f64> = features
+                .iter()
+                .map(|&i| m.cov_xy[i * m.units + u])
+                .collect();
+            solve_spd(&a, &rhs)
+        });
+        match beta {
+            Some(beta) => {
+                m.mean_y[u]
+                    + beta
+                        .iter()
+                        .zip(features.iter().zip(values))
+                        .map(|(b, (&i, v))| b * (v - m.mean_x[i]))
+                        .sum::<f64>()
+            }
+            None => m.mean_y[u],
+        }
+    }
+}
