@@ -57,12 +57,14 @@ pub fn eval_key(seed: u64, i: usize) -> u64 {
 }
 
 /// Scores the predictions `predict` makes for each batch of `taken` (given
-/// the batch and its mask key).
+/// the batch and its mask key). `inputs` limits the batch to the inputs
+/// the predictions need (all when `None`).
 pub fn score<F>(
     dataset: &Dataset,
     split: Split,
     taken: &[Vec<usize>],
     seed: u64,
+    inputs: Option<&[usize]>,
     mut predict: F,
 ) -> Result<Scores, Error>
 where
@@ -77,7 +79,7 @@ where
     let mut losses = Vec::new();
     let mut corr: Option<WindowedCorr> = None;
     for (i, ids) in taken.iter().enumerate() {
-        let batch = dataset.batch(split, ids)?;
+        let batch = dataset.batch_of(split, ids, inputs)?;
         let out = predict(&batch, eval_key(seed, i))?;
         losses.push(out.loss);
         // The first prediction with a target is the one reported.

@@ -364,7 +364,7 @@ fn evaluate<B: Backend>(
         config.seed,
         config.eval_batches,
     );
-    let s = score(dataset, split, &taken, config.seed, |batch, key| {
+    let s = score(dataset, split, &taken, config.seed, None, |batch, key| {
         backend.evaluate(
             program,
             MicroBatch {

@@ -51,6 +51,18 @@ impl Dataset {
     /// Assembles windows `ids` of `split`, which must all come from one
     /// session.
     pub fn batch(&self, split: Split, ids: &[usize]) -> Result<Batch, Error> {
+        self.batch_of(split, ids, None)
+    }
+
+    /// [`Dataset::batch`] with only the inputs in `only` (by index in
+    /// `inputs`) assembled, the others left empty: a reader that needs two
+    /// modalities does not render the video.
+    pub fn batch_of(
+        &self,
+        split: Split,
+        ids: &[usize],
+        only: Option<&[usize]>,
+    ) -> Result<Batch, Error> {
         let all = self.splits.get(split);
         let windows = ids
             .iter()
@@ -85,7 +97,14 @@ impl Dataset {
             .spec
             .inputs
             .iter()
-            .map(|&m| {
+            .enumerate()
+            .map(|(i, &m)| {
+                if only.is_some_and(|o| !o.contains(&i)) {
+                    return Ok(HostTensor {
+                        shape: vec![0],
+                        data: Vec::new(),
+                    });
+                }
                 let name = self.spec.modalities.get(m).map(|x| x.name.as_str());
                 self.input(m, session, &windows)
                     .map_err(|e| e.modality(name.unwrap_or("?")).session(session))

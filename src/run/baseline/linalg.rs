@@ -1,16 +1,15 @@
 //! The one piece of linear algebra the baselines need: solving a small
 //! symmetric positive-definite system (a ridge regression's normal
-//! equations, at most a few hundred unknowns) by Cholesky factorisation.
+//! equations, at most a few hundred unknowns) by Cholesky factorisation,
+//! factored once and solved for several right-hand sides.
 
-/// Solves `a x = b` for symmetric positive-definite `a` (`n * n`,
-/// row-major). `None` when `a` is not positive definite (a ridge penalty
-/// above zero makes it so).
-pub fn solve_spd(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
-    let n = b.len();
+/// The lower Cholesky factor `l` of a symmetric positive-definite `a`
+/// (`n * n`, row-major), `a = l l^T`; `None` when `a` is not positive
+/// definite (a ridge penalty above zero makes it so).
+pub fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
     if a.len() != n * n {
         return None;
     }
-    // Lower factor `l` with `a = l l^T`.
     let mut l = vec![0.0; n * n];
     for i in 0..n {
         for j in 0..=i {
@@ -25,6 +24,12 @@ pub fn solve_spd(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
             }
         }
     }
+    Some(l)
+}
+
+/// Solves `l l^T x = b` for a factor from [`cholesky`].
+pub fn solve_factored(l: &[f64], b: &[f64]) -> Vec<f64> {
+    let n = b.len();
     // Forward substitution `l y = b`, then back substitution `l^T x = y`.
     let mut y = vec![0.0; n];
     for i in 0..n {
@@ -36,12 +41,16 @@ pub fn solve_spd(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
         let s: f64 = y[i] - (i + 1..n).map(|k| l[k * n + i] * x[k]).sum::<f64>();
         x[i] = s / l[i * n + i];
     }
-    Some(x)
+    x
 }
 
 #[cfg(test)]
 mod tests {
-    use super::solve_spd;
+    use super::{cholesky, solve_factored};
+
+    fn solve_spd(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
+        Some(solve_factored(&cholesky(a, b.len())?, b))
+    }
 
     #[test]
     fn solves_a_symmetric_positive_definite_system() {

@@ -137,8 +137,9 @@ pub fn baselines(x: &Experiment, ds: &Dataset) -> Result<Report, Error> {
         }
     }
 
+    let needs = setup.inputs();
     let run = |split: Split, taken: &[Vec<usize>], method: Method| {
-        score(ds, split, taken, config.seed, |b, key| {
+        score(ds, split, taken, config.seed, Some(&needs), |b, key| {
             predict(&setup, &fitted, method, b, key)
         })
     };

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::linalg::solve_spd;
+use super::linalg::{cholesky, solve_factored};
 use super::setup::{LossKind, Setup};
 use super::stats::{shape, Moments};
 use crate::base::host::HostTensor;
@@ -226,18 +226,20 @@ fn input(batch: &Batch, i: usize) -> Result<&HostTensor, Error> {
         .ok_or_else(|| Error::internal(format!("the batch has no input {i}")))
 }
 
-/// Ridge solutions by unit and set of visible predictors: a whole-unit
-/// mask leaves the same few sets in every window, so each is solved once.
+/// Ridge factorisations by set of visible predictors: every hidden unit
+/// of a step has the same visible predictors (a whole-unit mask leaves the
+/// same few sets in every window), so each set is factored once and solved
+/// for each unit.
 struct Ridge<'m> {
     m: &'m Moments,
-    solved: HashMap<(usize, Vec<usize>, u64), Option<Vec<f64>>>,
+    factored: HashMap<(Vec<usize>, u64), Option<Vec<f64>>>,
 }
 
 impl<'m> Ridge<'m> {
     fn new(m: &'m Moments) -> Ridge<'m> {
         Ridge {
             m,
-            solved: HashMap::new(),
+            factored: HashMap::new(),
         }
     }
 
@@ -247,38 +249,39 @@ impl<'m> Ridge<'m> {
     fn predict(&mut self, u: usize, features: &[usize], values: &[f64], lambda: f64) -> f64 {
         let m = self.m;
         let f = m.features();
-        let key = (u, features.to_vec(), lambda.to_bits());
-        let beta = self.solved.entry(key).or_insert_with(|| {
-            let k = features.len();
-            if k == 0 {
-                return None;
-            }
-            // The penalty is relative to the predictors' mean variance, so
-            // one grid suits data of any scale.
-            let scale = features.iter().map(|&i| m.cov_xx[i * f + i]).sum::<f64>() / k as f64;
-            let ridge = lambda * scale.max(f64::MIN_POSITIVE);
-            let mut a = vec![0.0; k * k];
-            for (r, &i) in features.iter().enumerate() {
-                for (c, &j) in features.iter().enumerate() {
-                    a[r * k + c] = m.cov_xx[i * f + j] + if r == c { ridge } else { 0.0 };
+        let k = features.len();
+        let factor = self
+            .factored
+            .entry((features.to_vec(), lambda.to_bits()))
+            .or_insert_with(|| {
+                if k == 0 {
+                    return None;
                 }
-            }
-            let rhs: Vec<f64> = features
+                // The penalty is relative to the predictors' mean variance,
+                // so one grid suits data of any scale.
+                let scale = features.iter().map(|&i| m.cov_xx[i * f + i]).sum::<f64>() / k as f64;
+                let ridge = lambda * scale.max(f64::MIN_POSITIVE);
+                let mut a = vec![0.0; k * k];
+                for (r, &i) in features.iter().enumerate() {
+                    for (c, &j) in features.iter().enumerate() {
+                        a[r * k + c] = m.cov_xx[i * f + j] + if r == c { ridge } else { 0.0 };
+                    }
+                }
+                cholesky(&a, k)
+            });
+        let Some(l) = factor else {
+            return m.mean_y[u];
+        };
+        let rhs: Vec<f64> = features
+            .iter()
+            .map(|&i| m.cov_xy[i * m.units + u])
+            .collect();
+        let beta = solve_factored(l, &rhs);
+        m.mean_y[u]
+            + beta
                 .iter()
-                .map(|&i| m.cov_xy[i * m.units + u])
-                .collect();
-            solve_spd(&a, &rhs)
-        });
-        match beta {
-            Some(beta) => {
-                m.mean_y[u]
-                    + beta
-                        .iter()
-                        .zip(features.iter().zip(values))
-                        .map(|(b, (&i, v))| b * (v - m.mean_x[i]))
-                        .sum::<f64>()
-            }
-            None => m.mean_y[u],
-        }
+                .zip(features.iter().zip(values))
+                .map(|(b, (&i, v))| b * (v - m.mean_x[i]))
+                .sum::<f64>()
     }
 }

@@ -132,6 +132,15 @@ impl Setup {
         })
     }
 
+    /// The graph inputs the baselines read.
+    pub fn inputs(&self) -> Vec<usize> {
+        let mut v = vec![self.target];
+        if let Some(m) = &self.masked {
+            v.push(m.input);
+        }
+        v
+    }
+
     /// Whether a unit's own values at other steps are visible: not when
     /// the mask hides whole units.
     pub fn own_values_visible(&self) -> bool {

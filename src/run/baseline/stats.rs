@@ -57,7 +57,7 @@ pub fn session_moments(
     let seen = setup.masked.as_ref().map_or(setup.target, |m| m.input);
     let mut acc: Option<Acc> = None;
     for chunk in ids.chunks(CHUNK) {
-        let batch = ds.batch(Split::Train, chunk)?;
+        let batch = ds.batch_of(Split::Train, chunk, Some(&setup.inputs()))?;
         let (x, y) = (
             input(&batch.inputs, seen)?,
             input(&batch.inputs, setup.target)?,
