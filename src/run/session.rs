@@ -300,12 +300,27 @@ fn run_rank<R: Runtime>(
     let memory = crate::plan::cost::memory(&x.graph, plan, program);
     let estimate = planned.estimate.as_ref().map(|e| e.step_s);
     super::ranks::write(&dir, plan, program, &measured, Some(memory), estimate)?;
+    // The baselines, scored as the evaluation scored the model, beside it
+    // (`baselines.txt`); the run stands whether or not they apply.
+    let best = if leader && !s.interrupted {
+        baselines(x, &dataset, &dir)?
+    } else {
+        None
+    };
     backend.barrier()?;
     backend.finish();
     if !quiet {
+        let split = match config.eval_split {
+            crate::ir::data::Split::Val => "validation",
+            other => other.name(),
+        };
         let corr = match (s.corr, s.corr_chance) {
-            (Some(c), Some(ch)) => format!(", validation correlation {c:.3} (chance {ch:.3})"),
+            (Some(c), Some(ch)) => format!(", {split} correlation {c:.3} (chance {ch:.3})"),
             _ => String::new(),
+        };
+        let corr = match best {
+            Some((name, c)) => format!("{corr}; best baseline {name} {c:.3}"),
+            None => corr,
         };
         eprintln!(
             "{} at step {}: loss {}{corr}; metrics in {}",
@@ -331,6 +346,38 @@ fn data_part(plan: &Plan, rank: usize) -> (usize, usize) {
         .find(|g| g.kind == GroupKind::Data && g.ranks.contains(&rank))
         .and_then(|g| Some((g.ranks.iter().position(|&r| r == rank)?, g.ranks.len())))
         .unwrap_or((0, 1))
+}
+
+/// Writes `baselines.txt` (`run::baseline`) and returns the best
+/// baseline's correlation on the evaluation split, when any applies.
+fn baselines(
+    x: &Experiment,
+    dataset: &Dataset,
+    dir: &Path,
+) -> Result<Option<(String, f64)>, Error> {
+    let text;
+    let best = match super::baseline::baselines(x, dataset) {
+        Ok(r) => {
+            text = super::baseline::render(&r);
+            let test = x
+                .train
+                .as_ref()
+                .is_some_and(|c| c.eval_split == crate::ir::data::Split::Test);
+            r.best().and_then(|b| {
+                let c = if test { b.test.corr } else { b.val.corr }?;
+                Some((
+                    format!("{} {}", b.name, b.setting).trim_end().to_string(),
+                    c,
+                ))
+            })
+        }
+        Err(e) => {
+            text = format!("baselines: not applicable: {}\n", e.message);
+            None
+        }
+    };
+    write(&dir.join("baselines.txt"), &text)?;
+    Ok(best)
 }
 
 /// On synthetic data, holds out each neuron of the evaluation split in

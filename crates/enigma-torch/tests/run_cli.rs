@@ -144,6 +144,14 @@ fn a_run_killed_and_resumed_ends_bit_identical() {
     }
     // The data is the truth plus measurement noise: highly correlated.
     assert!(rec["ceiling"].as_f64().unwrap() > 0.5);
+    // And it writes the baselines, scored as its evaluation was.
+    let table = std::fs::read_to_string(a.join("baselines.txt")).unwrap();
+    assert!(
+        table.contains("val corr") && table.contains("test corr"),
+        "{table}"
+    );
+    assert!(table.lines().any(|l| l.starts_with("unit mean")), "{table}");
+    assert!(table.contains("best baseline on validation"), "{table}");
     let _ = std::fs::remove_dir_all(&d);
 }
 
