@@ -51,7 +51,7 @@ pub fn delegate(args: &[OsString]) -> i32 {
     };
     if !path.is_file() {
         eprintln!(
-            "error: `enigma run` needs the runtime program `{}`, which is not there; build it with `cargo build --release` (the workspace builds both programs), or point {RUNTIME_VAR} at it",
+            "error: `enigma run` and `enigma eval` need the runtime program `{}`, which is not there; build it with `cargo build --release` (the workspace builds both programs), or point {RUNTIME_VAR} at it",
             path.display()
         );
         return EXIT_USAGE;

@@ -15,6 +15,7 @@ mod baseline;
 mod check;
 mod checkpoint;
 mod delegate;
+mod eval;
 mod explain;
 mod fmt;
 mod lsp;
@@ -161,6 +162,26 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         nproc: Option<usize>,
     },
+    /// Score a run's newest checkpoint on a split with the run's own
+    /// evaluation (the run's windows, masks, loss and correlation), beside
+    /// the best built-in baseline on the same windows.
+    Eval {
+        /// The run directory (`enigma run --out`, default `runs/<stem>`).
+        run_dir: PathBuf,
+        /// The split to score.
+        #[arg(long, value_enum, default_value = "test")]
+        split: eval::SplitArg,
+        /// Every window of the split, not only the run's `eval.batches`.
+        #[arg(long)]
+        all: bool,
+        /// Where to evaluate (default: the experiment's `device`).
+        #[arg(long, value_enum)]
+        device: Option<run::DeviceArg>,
+        /// Read the standard library from this directory instead of the
+        /// copy built into the binary.
+        #[arg(long, value_name = "DIR")]
+        stdlib: Option<PathBuf>,
+    },
     /// Fit the built-in baselines (each unit's mean, smoothing of its own
     /// visible values, ridge regression from the visible units) on FILE's
     /// training windows and score them on the validation and test splits
@@ -298,6 +319,26 @@ where
             ),
         },
         Command::Baseline { file, stdlib } => baseline::run(&out, &file, stdlib),
+        Command::Eval {
+            run_dir,
+            split,
+            all,
+            device,
+            stdlib,
+        } => match trainer {
+            None => delegate::delegate(&args),
+            Some(trainer) => eval::run(
+                &out,
+                trainer,
+                eval::Request {
+                    run_dir,
+                    split,
+                    all,
+                    device,
+                    stdlib,
+                },
+            ),
+        },
         Command::Fmt { check, files } => fmt::run(&out, &files, check),
         Command::Explain { code } => explain::run(code.as_deref()),
         Command::Lsp { .. } => lsp::run(&out),

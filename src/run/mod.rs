@@ -13,6 +13,7 @@ pub mod baseline;
 pub mod checkpoint;
 pub mod corr;
 pub mod eval;
+pub mod evaluate;
 pub mod failure;
 pub mod init;
 pub mod launch;

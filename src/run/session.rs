@@ -102,6 +102,16 @@ pub trait Trainer {
         dataset: Option<Dataset>,
         req: &Request,
     ) -> Result<Outcome, Error>;
+
+    /// Scores a run's newest checkpoint of `x` on a split
+    /// ([`super::evaluate::evaluate`]).
+    fn evaluate(
+        &self,
+        x: &Experiment,
+        planned: &Planned,
+        dataset: Option<Dataset>,
+        req: &super::evaluate::EvalRequest,
+    ) -> Result<super::evaluate::Evaluated, Error>;
 }
 
 impl<R: Runtime> Trainer for R {
@@ -113,6 +123,16 @@ impl<R: Runtime> Trainer for R {
         req: &Request,
     ) -> Result<Outcome, Error> {
         run(self, x, planned, dataset, req)
+    }
+
+    fn evaluate(
+        &self,
+        x: &Experiment,
+        planned: &Planned,
+        dataset: Option<Dataset>,
+        req: &super::evaluate::EvalRequest,
+    ) -> Result<super::evaluate::Evaluated, Error> {
+        super::evaluate::evaluate(self, x, planned, dataset, req)
     }
 }
 
@@ -209,6 +229,13 @@ fn run_rank<R: Runtime>(
             )
         })?;
         write(&dir.join("experiment.enigma"), &source)?;
+        // Where the experiment is, so that `enigma eval` reads its data
+        // through the paths it names relative to itself.
+        let at = std::fs::canonicalize(&x.path).unwrap_or_else(|_| x.path.clone());
+        write(
+            &dir.join(super::evaluate::EXPERIMENT_PATH),
+            &format!("{}\n", at.display()),
+        )?;
         write(&dir.join("plan.txt"), &plan_summary(planned))?;
     }
     let dataset = match dataset {

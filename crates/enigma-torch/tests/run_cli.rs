@@ -152,6 +152,40 @@ fn a_run_killed_and_resumed_ends_bit_identical() {
     );
     assert!(table.lines().any(|l| l.starts_with("unit mean")), "{table}");
     assert!(table.contains("best baseline on validation"), "{table}");
+    // The checkpoint scores on the test split with one command, and on
+    // the validation split as the run's own last evaluation did.
+    let eval = |split: &str| {
+        let out = bin()
+            .args(["eval", "--split", split])
+            .arg(&a)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let test = eval("test");
+    assert!(
+        test.contains("at step 12, test split") && test.contains("correlation"),
+        "{test}"
+    );
+    assert!(
+        test.contains("best baseline (chosen on validation)"),
+        "{test}"
+    );
+    let val = eval("val");
+    let last = read_records(&a.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == RecordKind::Eval)
+        .last()
+        .unwrap();
+    let loss = last.values["loss"];
+    assert!(val.contains(&format!("loss {loss:.4}")), "{val} vs {loss}");
     let _ = std::fs::remove_dir_all(&d);
 }
 
