@@ -181,8 +181,7 @@ fn a_run_killed_and_resumed_ends_bit_identical() {
     let last = read_records(&a.join("metrics.jsonl"))
         .unwrap()
         .into_iter()
-        .filter(|r| r.kind == RecordKind::Eval)
-        .last()
+        .rfind(|r| r.kind == RecordKind::Eval)
         .unwrap();
     let loss = last.values["loss"];
     assert!(val.contains(&format!("loss {loss:.4}")), "{val} vs {loss}");
