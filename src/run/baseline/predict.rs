@@ -109,10 +109,15 @@ pub fn predict(
                                 sum += k * f64::from(x.data[(w * t + s2) * n + u]);
                                 weight += k;
                             }
-                            if weight <= 0.0 || !sum.is_finite() {
+                            // The unit's training mean counts as one more
+                            // observation of weight 1, so a window with
+                            // little of the unit visible (or none) leans on
+                            // it, and a rate is never smoothed to zero.
+                            let smoothed = (sum + m.mean_x[u]) / (weight + 1.0);
+                            if !smoothed.is_finite() {
                                 m.mean_y[u]
                             } else if same_values {
-                                sum / weight
+                                smoothed
                             } else {
                                 // The smoothed values of what the model
                                 // sees, mapped to the target by the unit's
@@ -123,7 +128,7 @@ pub fn predict(
                                 } else {
                                     0.0
                                 };
-                                m.mean_y[u] + slope * (sum / weight - m.mean_x[u])
+                                m.mean_y[u] + slope * (smoothed - m.mean_x[u])
                             }
                         }
                         Method::Ridge { lambda, .. } => {
