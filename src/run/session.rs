@@ -327,15 +327,17 @@ fn run_rank<R: Runtime>(
     let memory = crate::plan::cost::memory(&x.graph, plan, program);
     let estimate = planned.estimate.as_ref().map(|e| e.step_s);
     super::ranks::write(&dir, plan, program, &measured, Some(memory), estimate)?;
+    backend.barrier()?;
+    backend.finish();
     // The baselines, scored as the evaluation scored the model, beside it
-    // (`baselines.txt`); the run stands whether or not they apply.
+    // (`baselines.txt`); the run stands whether or not they apply. After
+    // the job's last collective: fitting them on a large dataset must not
+    // keep the other ranks waiting past the collective timeout.
     let best = if leader && !s.interrupted {
         baselines(x, &dataset, &dir)?
     } else {
         None
     };
-    backend.barrier()?;
-    backend.finish();
     if !quiet {
         let split = match config.eval_split {
             crate::ir::data::Split::Val => "validation",
