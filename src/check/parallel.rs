@@ -157,7 +157,7 @@ fn bytes(v: &Value) -> Option<f64> {
 }
 
 /// The mesh axes of a mapping's target: `gpu` or `(node, gpu)`.
-fn target_axes(e: &Expr) -> Vec<String> {
+pub(super) fn target_axes(e: &Expr) -> Vec<String> {
     match &e.kind {
         ExprKind::Path(p) => p.iter().map(|i| i.name.clone()).take(1).collect(),
         ExprKind::Paren(inner) => target_axes(inner),

@@ -84,25 +84,17 @@ fn zero_scope_is_a_data_axis(c: &mut Consts, p: &ConfigBlock) {
     }) else {
         return;
     };
-    let mut data_axes: Vec<String> = Vec::new();
-    for e in &p.entries {
-        if let EntryKind::Mapping { keys, target } = &e.kind {
-            if keys.iter().any(|k| k.name == "batch") {
-                let targets: Vec<&Expr> = match &target.kind {
-                    ExprKind::Tuple(xs) | ExprKind::List(xs) => xs.iter().collect(),
-                    ExprKind::Paren(x) => vec![x.as_ref()],
-                    _ => vec![target],
-                };
-                for t in targets {
-                    if let ExprKind::Path(path) = &t.kind {
-                        if let [axis] = path.as_slice() {
-                            data_axes.push(axis.name.clone());
-                        }
-                    }
-                }
+    let data_axes: Vec<String> = p
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Mapping { keys, target } if keys.iter().any(|k| k.name == "batch") => {
+                Some(super::parallel::target_axes(target))
             }
-        }
-    }
+            _ => None,
+        })
+        .flatten()
+        .collect();
     if data_axes.contains(&name) {
         return;
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use super::output::Output;
 use super::run::DeviceArg;
 use super::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
+use crate::dataset::loader::Dataset;
 use crate::driver::{compile, Goal, Options};
 use crate::ir::data::Split;
 use crate::plan::report::Options as PlanOptions;
@@ -80,12 +81,29 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
         run_dir: req.run_dir.clone(),
         split,
         all: req.all,
-        device: req.device.map(|d| match d {
-            DeviceArg::Cpu => DeviceChoice::Cpu,
-            DeviceArg::Cuda => DeviceChoice::Cuda,
-        }),
+        device: req.device.map(DeviceChoice::from),
     };
-    let e = match trainer.evaluate(x, planned, None, &request) {
+    // Opened once, for the checkpoint and the baselines (the driver has it
+    // already when the data gave sizes the plan needed).
+    let opened = match (&a.dataset, &x.data) {
+        (Some(_), _) => None,
+        (None, Ok(spec)) => match Dataset::open(spec) {
+            Ok(ds) => Some(ds),
+            Err(e) => {
+                out.error(&e, &a.program.sources);
+                return EXIT_USAGE;
+            }
+        },
+        (None, Err(problems)) => {
+            out.diagnostics(problems, &a.program.sources);
+            out.summary("not evaluated: the run's data cannot be read");
+            return EXIT_DIAGNOSTICS;
+        }
+    };
+    let Some(dataset) = a.dataset.as_ref().or(opened.as_ref()) else {
+        return EXIT_USAGE;
+    };
+    let e = match trainer.evaluate(x, planned, dataset, &request) {
         Ok(e) => e,
         Err(e) => {
             out.error(&e, &a.program.sources);
@@ -107,11 +125,7 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
     // The baselines on the same windows, when the run's evaluation batches
     // are the ones scored (they score the run's `eval.batches`).
     if !req.all && split != Split::Train {
-        let best = crate::dataset::loader::Dataset::open(match &x.data {
-            Ok(spec) => spec,
-            Err(_) => return EXIT_OK,
-        })
-        .and_then(|ds| baselines(x, &ds));
+        let best = baselines(x, dataset);
         if let Ok(r) = best {
             if let Some(b) = r.best() {
                 let c = if split == Split::Test {

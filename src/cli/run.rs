@@ -28,6 +28,15 @@ pub enum DeviceArg {
     Cuda,
 }
 
+impl From<DeviceArg> for DeviceChoice {
+    fn from(d: DeviceArg) -> DeviceChoice {
+        match d {
+            DeviceArg::Cpu => DeviceChoice::Cpu,
+            DeviceArg::Cuda => DeviceChoice::Cuda,
+        }
+    }
+}
+
 pub struct Request<'a> {
     pub file: &'a Path,
     pub stdlib: Option<PathBuf>,
@@ -103,10 +112,7 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
     let request = RunRequest {
         out: req.out.clone(),
         resume: req.resume,
-        device: req.device.map(|d| match d {
-            DeviceArg::Cpu => DeviceChoice::Cpu,
-            DeviceArg::Cuda => DeviceChoice::Cuda,
-        }),
+        device: req.device.map(DeviceChoice::from),
         steps: req.steps,
         quiet: req.quiet,
         world,

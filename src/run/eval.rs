@@ -12,12 +12,13 @@
 //! window half the evaluated set away. A prediction that is the log of a
 //! rate (read so by a Poisson loss) is correlated as the rate.
 
-use super::backend::EvalOutcome;
+use super::backend::{Backend, EvalOutcome, MicroBatch};
 use super::corr::{mean, WindowedCorr};
 use crate::base::rng::derive;
 use crate::dataset::loader::{Batch, Dataset};
 use crate::diagnostics::{Error, ErrorKind};
 use crate::ir::data::Split;
+use crate::plan::program::RankProgram;
 
 /// The tag of the evaluation's mask keys.
 const EVAL: u64 = 0x6576_616c;
@@ -142,5 +143,29 @@ where
         corr: c,
         chance: ch,
         windows,
+    })
+}
+
+/// [`score`] for the model: `backend` runs `program` (forward only) on each
+/// batch, one micro-batch in one process.
+pub fn score_backend<B: Backend>(
+    backend: &mut B,
+    program: &RankProgram,
+    dataset: &Dataset,
+    split: Split,
+    taken: &[Vec<usize>],
+    seed: u64,
+) -> Result<Scores, Error> {
+    score(dataset, split, taken, seed, None, |batch, key| {
+        backend.evaluate(
+            program,
+            MicroBatch {
+                session: batch.session,
+                inputs: &batch.inputs,
+                first: 0,
+            },
+            key,
+            None,
+        )
     })
 }

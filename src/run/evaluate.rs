@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::backend::{Backend, MicroBatch};
+use super::backend::Backend;
 use super::checkpoint::CheckpointDir;
-use super::eval::{eval_batches, score, Scores};
+use super::eval::{eval_batches, score_backend, Scores};
 use super::session::{DeviceChoice, Job, Runtime};
 use super::train::StepShape;
 use crate::dataset::loader::Dataset;
@@ -56,7 +56,7 @@ pub fn evaluate<R: Runtime>(
     runtime: &R,
     x: &Experiment,
     planned: &Planned,
-    dataset: Option<Dataset>,
+    dataset: &Dataset,
     req: &EvalRequest,
 ) -> Result<Evaluated, Error> {
     let unsupported = |m: String| Error::new(ErrorKind::Unsupported, m);
@@ -76,13 +76,6 @@ pub fn evaluate<R: Runtime>(
         .ok_or_else(|| Error::internal("the plan has no program for rank 0".to_string()))?;
     let config = x.train.as_ref().ok_or_else(|| {
         unsupported("the experiment has no `train` block to evaluate as".to_string())
-    })?;
-    let spec = x.data.as_ref().map_err(|problems| {
-        Error::spec(
-            problems
-                .first()
-                .map_or(String::new(), |d| d.message.clone()),
-        )
     })?;
     let latest = CheckpointDir::new(req.run_dir.join("checkpoints"), config.checkpoint_keep)
         .latest()
@@ -108,10 +101,6 @@ pub fn evaluate<R: Runtime>(
     };
     let mut backend = runtime.backend(x, plan, program, config, cuda, &job)?;
     backend.import(&latest.checkpoint.tensors)?;
-    let dataset = match dataset {
-        Some(d) => d,
-        None => Dataset::open(spec)?,
-    };
     let shape = StepShape {
         micro_batch: plan.micro_batch.max(1) as usize,
         microbatches: plan.microbatches.max(1),
@@ -124,7 +113,7 @@ pub fn evaluate<R: Runtime>(
         config.eval_batches
     };
     let taken = eval_batches(
-        &dataset,
+        dataset,
         req.split,
         shape.global_micro_batch(),
         config.seed,
@@ -137,24 +126,13 @@ pub fn evaluate<R: Runtime>(
         ));
     }
     let forward = program.forward_only();
-    let scores = score(
-        &dataset,
+    let scores = score_backend(
+        &mut backend,
+        &forward,
+        dataset,
         req.split,
         &taken,
         config.seed,
-        None,
-        |batch, key| {
-            backend.evaluate(
-                &forward,
-                MicroBatch {
-                    session: batch.session,
-                    inputs: &batch.inputs,
-                    first: 0,
-                },
-                key,
-                None,
-            )
-        },
     )?;
     backend.finish();
     Ok(Evaluated {

@@ -109,7 +109,7 @@ pub trait Trainer {
         &self,
         x: &Experiment,
         planned: &Planned,
-        dataset: Option<Dataset>,
+        dataset: &Dataset,
         req: &super::evaluate::EvalRequest,
     ) -> Result<super::evaluate::Evaluated, Error>;
 }
@@ -129,7 +129,7 @@ impl<R: Runtime> Trainer for R {
         &self,
         x: &Experiment,
         planned: &Planned,
-        dataset: Option<Dataset>,
+        dataset: &Dataset,
         req: &super::evaluate::EvalRequest,
     ) -> Result<super::evaluate::Evaluated, Error> {
         super::evaluate::evaluate(self, x, planned, dataset, req)

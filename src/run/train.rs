@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use super::backend::{Backend, MicroBatch, StepKeys, Update};
 use super::checkpoint::{Checkpoint, CheckpointDir};
-use super::eval::{eval_batches, score};
+use super::eval::{eval_batches, score_backend};
 use super::metrics::{MetricsLog, Record};
 use super::progress::Progress;
 use crate::base::host::HostTensor;
@@ -364,18 +364,7 @@ fn evaluate<B: Backend>(
         config.seed,
         config.eval_batches,
     );
-    let s = score(dataset, split, &taken, config.seed, None, |batch, key| {
-        backend.evaluate(
-            program,
-            MicroBatch {
-                session: batch.session,
-                inputs: &batch.inputs,
-                first: 0,
-            },
-            key,
-            None,
-        )
-    })?;
+    let s = score_backend(backend, program, dataset, split, &taken, config.seed)?;
     Ok((s.loss, s.corr, s.chance))
 }
 

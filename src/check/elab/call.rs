@@ -1069,22 +1069,16 @@ impl Elab<'_, '_> {
         if let Some(o) = actual.origin {
             notes.push((o, format!("{} gets its size here", actual.describe())));
         }
-        // Two sizes of one dim: the side that disagrees with the data.
-        let culprit = (why == Mismatch::Size)
-            .then(|| self.mistaken_side(expected, actual))
-            .flatten();
-        match culprit {
-            Some(culprit) => self.emit(
-                code,
-                loc,
-                message,
-                "this argument",
-                help,
-                notes,
-                vec![culprit],
-            ),
-            None => self.report_with(code, loc, message, "this argument", help, notes),
-        }
+        self.report_disagreement(
+            code,
+            loc,
+            message,
+            "this argument",
+            help,
+            notes,
+            why,
+            (expected, actual),
+        );
     }
 
     /// Whether a name is bound in the current frame, its file or the

@@ -33,6 +33,7 @@ use crate::base::FileId;
 use crate::base::Loc;
 use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
+use crate::ir::types::tensor::Mismatch;
 use crate::ir::types::Value;
 use crate::ir::types::{Dim, Size, Tensor};
 use crate::ir::{Graph, Scope, ValueRef};
@@ -479,6 +480,30 @@ impl<'c, 'p> Elab<'c, 'p> {
                 .note(
                     "an elementwise operation between tensors of the same rank but different dims keeps the left operand's order; swap the operands or `permute` the result",
                 );
+        }
+    }
+
+    /// Reports two dims that must agree and do not: at the side that is
+    /// the mistake when they are two sizes of one dim
+    /// ([`Elab::mistaken_side`]), else as [`Elab::report_with`] does.
+    #[allow(clippy::too_many_arguments)]
+    pub fn report_disagreement(
+        &mut self,
+        code: Code,
+        primary: Loc,
+        message: String,
+        label: &str,
+        help: &str,
+        notes: Vec<(Loc, String)>,
+        why: Mismatch,
+        (a, b): (&Dim, &Dim),
+    ) {
+        let culprit = (why == Mismatch::Size)
+            .then(|| self.mistaken_side(a, b))
+            .flatten();
+        match culprit {
+            Some(c) => self.emit(code, primary, message, label, help, notes, vec![c]),
+            None => self.report_with(code, primary, message, label, help, notes),
         }
     }
 

@@ -46,16 +46,16 @@ impl Elab<'_, '_> {
                     b.describe()
                 );
                 let help = "check the shapes of the arguments (docs/primitives.md gives each primitive's signature)";
-                // Two sizes of one dim: the side that is the mistake.
-                let culprit = (why == Mismatch::Size)
-                    .then(|| self.mistaken_side(a, b))
-                    .flatten();
-                match culprit {
-                    Some(c) => {
-                        self.emit(code, at, message, "these dims differ", help, notes, vec![c])
-                    }
-                    None => self.report_with(code, at, message, "these dims differ", help, notes),
-                }
+                self.report_disagreement(
+                    code,
+                    at,
+                    message,
+                    "these dims differ",
+                    help,
+                    notes,
+                    why,
+                    (a, b),
+                );
                 Err(())
             }
         }

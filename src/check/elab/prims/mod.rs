@@ -641,14 +641,7 @@ impl Elab<'_, '_> {
             b.describe()
         );
         let label = format!("this side is `{right}`");
-        // Two sizes of one dim: the side that disagrees with the data.
-        let culprit = (why == Mismatch::Size)
-            .then(|| self.mistaken_side(&a, &b))
-            .flatten();
-        match culprit {
-            Some(culprit) => self.emit(code, loc, message, &label, help, notes, vec![culprit]),
-            None => self.report_with(code, loc, message, &label, help, notes),
-        }
+        self.report_disagreement(code, loc, message, &label, help, notes, why, (&a, &b));
     }
 
     fn unary_fn(&mut self, c: &mut PrimCall) -> Res<Val> {
