@@ -30,6 +30,7 @@ use crate::base::FileId;
 use crate::base::Span;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::ir::types::Value;
+use crate::source::files::{self, Layout};
 use crate::source::probe::{ArrayHeader, DataFormat, DataHeader, ProbeErrorKind};
 use crate::source::SourceLoader;
 use crate::syntax::ast::*;
@@ -54,13 +55,44 @@ struct Source<'a> {
 }
 
 enum SourceKind {
-    File(PathBuf, DataFormat),
+    /// Files of one format, one per session, as the patterns expand.
+    Files(Vec<PathBuf>, DataFormat),
+    /// suite2p plane folders, one per session; a field is the folder's
+    /// `FIELD.npy`, ROI-major.
+    Suite2p(Vec<PathBuf>),
     /// `synthetic.mouse_v1(...)`: its literal neuron count and frame size
     /// (`None` where an argument is not a literal).
     MouseV1 {
         neurons: Option<i64>,
         frame: (Option<i64>, Option<i64>),
     },
+}
+
+impl Source<'_> {
+    /// The file each session reads for `field`, with its format.
+    fn files(&self, field: &[String]) -> Vec<(PathBuf, DataFormat)> {
+        match &self.kind {
+            SourceKind::Files(files, format) => files.iter().map(|f| (f.clone(), *format)).collect(),
+            SourceKind::Suite2p(planes) => match field {
+                [f] => planes
+                    .iter()
+                    .map(|p| (p.join(format!("{f}.npy")), DataFormat::Npy))
+                    .collect(),
+                _ => Vec::new(),
+            },
+            SourceKind::MouseV1 { .. } => Vec::new(),
+        }
+    }
+
+    /// How a message names session `s`'s file: the path, and which of
+    /// several it is.
+    fn file_label(&self, path: &Path, s: usize, of: usize) -> String {
+        if of > 1 {
+            format!("session {s}'s file `{}`", path.display())
+        } else {
+            format!("`{}`'s file", self.item.name.name)
+        }
+    }
 }
 
 /// One binding of a data-bound dim, with where it came from.
@@ -70,8 +102,55 @@ pub(super) struct Binding {
     at: Span,
 }
 
+/// The headers read so far, by file, so a file serving two modalities is
+/// probed once.
+type Headers = BTreeMap<PathBuf, Option<DataHeader>>;
+
+/// Probes `path` once, reporting a file that cannot be read (W0201) or is
+/// not what it claims (E0219) at `span`.
+fn header<'h>(
+    c: &mut Consts,
+    file: FileId,
+    loader: &dyn SourceLoader,
+    headers: &'h mut Headers,
+    path: &Path,
+    format: DataFormat,
+    span: Span,
+) -> Option<&'h DataHeader> {
+    if !headers.contains_key(path) {
+        let got = match loader.probe(path, format) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                let diag = if matches!(e.kind, ProbeErrorKind::Io | ProbeErrorKind::Unsupported) {
+                    Diagnostic::new(Code::W0201, format!("cannot read `{}`: {}", path.display(), e.message))
+                        .primary(file, span, "not checked against this file")
+                        .help("the modalities drawn from it are checked once the file is readable here; run `enigma check` where the data lives to compare shapes")
+                } else {
+                    Diagnostic::new(
+                        Code::E0219,
+                        format!(
+                            "`{}` is not a valid {} file: {}",
+                            path.display(),
+                            format.name(),
+                            e.message
+                        ),
+                    )
+                    .primary(file, span, "unreadable data file")
+                    .help("point the source at the right file, or re-export it")
+                };
+                c.diags.push(diag);
+                None
+            }
+        };
+        headers.insert(path.to_path_buf(), got);
+    }
+    headers.get(path).and_then(Option::as_ref)
+}
+
 /// Checks the root file's modalities against their sources; returns the
-/// sizes of the data-bound dims the sources determine.
+/// sizes of the data-bound dims the sources determine: those every session
+/// agrees on. A dim declared `per session` may differ between sessions
+/// (each file its own cells) and then stays for the data to give.
 pub(super) fn check_sources(c: &mut Consts, loader: &dyn SourceLoader) -> Vec<(String, i64)> {
     let program = c.program;
     let root = program.root_module();
@@ -87,53 +166,49 @@ pub(super) fn check_sources(c: &mut Consts, loader: &dyn SourceLoader) -> Vec<(S
         .and_then(|p| p.parent())
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let mut sources: BTreeMap<String, (Source, Option<DataHeader>)> = BTreeMap::new();
+    let per_session: Vec<&str> = ast
+        .items
+        .iter()
+        .filter_map(|i| match &i.kind {
+            ItemKind::Dim(d) if d.per_session.is_some() => Some(d.name.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     for item in &ast.items {
         let ItemKind::Data(d) = &item.kind else {
             continue;
         };
-        let Some(src) = source(d, &base) else {
+        let Some(src) = source(c, file, d, &base, loader) else {
             continue;
         };
-        let header = match &src.kind {
-            SourceKind::File(path, format) => match loader.probe(path, *format) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    let diag = if matches!(e.kind, ProbeErrorKind::Io | ProbeErrorKind::Unsupported)
-                    {
-                        Diagnostic::new(Code::W0201, format!("cannot read `{}`: {}", path.display(), e.message))
-                            .primary(file, src.path_span, "not checked against this file")
-                            .help("the modalities drawn from it are checked once the file is readable here; run `enigma check` where the data lives to compare shapes")
-                    } else {
-                        Diagnostic::new(
-                            Code::E0219,
-                            format!(
-                                "`{}` is not a valid {} file: {}",
-                                path.display(),
-                                format.name(),
-                                e.message
-                            ),
-                        )
-                        .primary(file, src.path_span, "unreadable data file")
-                        .help("point the source at the right file, or re-export it")
-                    };
-                    c.diags.push(diag);
-                    None
-                }
-            },
-            SourceKind::MouseV1 { .. } => None,
-        };
-        sources.insert(d.name.name.clone(), (src, header));
+        sources.insert(d.name.name.clone(), src);
     }
-    let mut bound: BTreeMap<String, Binding> = BTreeMap::new();
+    let mut headers = Headers::new();
+    // Bindings per session: each session's files bind its dims.
+    let mut bound: Vec<BTreeMap<String, Binding>> = Vec::new();
+    let grow = |b: &mut Vec<BTreeMap<String, Binding>>, n: usize| {
+        while b.len() < n {
+            b.push(BTreeMap::new());
+        }
+    };
     // The raw axes of every file first, so two files can be compared.
-    for (name, (src, header)) in &sources {
-        if let (Some(DataHeader::Array(h)), Some((axes, span))) = (header, &src.axes) {
-            check_axes(c, file, name, src, h, axes, *span, &mut bound);
+    for (name, src) in &sources {
+        let (SourceKind::Files(files, DataFormat::Npy), Some((axes, span))) = (&src.kind, &src.axes)
+        else {
+            continue;
+        };
+        grow(&mut bound, files.len());
+        for (s, f) in files.iter().enumerate() {
+            if let Some(DataHeader::Array(h)) =
+                header(c, file, loader, &mut headers, f, DataFormat::Npy, src.path_span).cloned()
+            {
+                let label = src.file_label(f, s, files.len());
+                check_axes(c, file, name, &label, src, &h, axes, *span, &mut bound[s]);
+            }
         }
     }
-    let _ = &bound;
-    let mut modal: BTreeMap<String, Binding> = BTreeMap::new();
+    let mut modal: Vec<BTreeMap<String, Binding>> = Vec::new();
     for item in &ast.items {
         let ItemKind::Modality(m) = &item.kind else {
             continue;
@@ -141,45 +216,104 @@ pub(super) fn check_sources(c: &mut Consts, loader: &dyn SourceLoader) -> Vec<(S
         let Some((data, field)) = origin(&m.source) else {
             continue;
         };
-        let Some((src, header)) = sources.get(&data) else {
+        let Some(src) = sources.get(&data) else {
             continue;
         };
         let dims = declared(c, m);
         let selected: Vec<String> = selected_dims(m);
-        match (&src.kind, header) {
-            (SourceKind::MouseV1 { neurons, frame }, _) => {
-                let name = field.join(".");
-                let provided = crate::source::synthetic::mouse_v1_field(&name, *neurons, *frame);
-                super::provided::modality_vs_field(
-                    c,
-                    file,
-                    m,
-                    &data,
-                    &name,
-                    provided,
-                    &crate::source::synthetic::FIELDS,
-                    &mut modal,
-                );
-            }
-            (_, Some(DataHeader::Array(h))) => {
-                modality_vs_array(c, file, m, src, h, &dims, &selected, &mut modal);
-                let rate = src.rate.and_then(|r| match c.eval(r) {
-                    Ok(Value::Quantity(q)) if q.dim == crate::ir::types::Dimension::RATE => {
-                        Some(q.value)
+        if let SourceKind::MouseV1 { neurons, frame } = &src.kind {
+            grow(&mut modal, 1);
+            let name = field.join(".");
+            let provided = crate::source::synthetic::mouse_v1_field(&name, *neurons, *frame);
+            super::provided::modality_vs_field(
+                c,
+                file,
+                m,
+                &data,
+                &name,
+                provided,
+                &crate::source::synthetic::FIELDS,
+                &mut modal[0],
+            );
+            continue;
+        }
+        let files = src.files(&field);
+        grow(&mut modal, files.len());
+        let mut rate_checked = false;
+        for (s, (f, format)) in files.iter().enumerate() {
+            let label = src.file_label(f, s, files.len());
+            match header(c, file, loader, &mut headers, f, *format, src.path_span).cloned() {
+                Some(DataHeader::Array(h)) => {
+                    let ctx = ArrayCtx {
+                        src,
+                        label: &label,
+                        suite2p: matches!(src.kind, SourceKind::Suite2p(_)),
+                    };
+                    modality_vs_array(c, file, m, &ctx, &h, &dims, &selected, &mut modal[s]);
+                    if !rate_checked {
+                        rate_checked = true;
+                        let rate = src.rate.and_then(|r| match c.eval(r) {
+                            Ok(Value::Quantity(q))
+                                if q.dim == crate::ir::types::Dimension::RATE =>
+                            {
+                                Some(q.value)
+                            }
+                            _ => None,
+                        });
+                        if let Some(want) = rate {
+                            super::provided::modality_vs_rate(c, file, m, &data, want);
+                        }
                     }
-                    _ => None,
-                });
-                if let Some(want) = rate {
-                    super::provided::modality_vs_rate(c, file, m, &data, want);
                 }
+                Some(DataHeader::Nwb(sets)) => {
+                    modality_vs_nwb(c, file, m, &field, &label, &sets, &dims, &mut modal[s]);
+                }
+                None => {}
             }
-            (_, Some(DataHeader::Nwb(sets))) => {
-                modality_vs_nwb(c, file, m, &field, sets, &dims, &mut modal);
-            }
-            _ => {}
         }
     }
-    modal.into_iter().map(|(k, b)| (k, b.size)).collect()
+    agreed(c, file, &modal, &per_session)
+}
+
+/// The sizes every session's files agree on. Sessions that disagree on a
+/// dim not declared `per session` are an error naming two of them.
+fn agreed(
+    c: &mut Consts,
+    file: FileId,
+    sessions: &[BTreeMap<String, Binding>],
+    per_session: &[&str],
+) -> Vec<(String, i64)> {
+    let mut names: Vec<&String> = sessions.iter().flat_map(|b| b.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        let mut seen = sessions
+            .iter()
+            .enumerate()
+            .filter_map(|(s, b)| b.get(name).map(|x| (s, x)));
+        let Some((_, first)) = seen.next() else {
+            continue;
+        };
+        match seen.find(|(_, b)| b.size != first.size) {
+            None => out.push((name.clone(), first.size)),
+            Some(_) if per_session.contains(&name.as_str()) => {}
+            Some((_, other)) => c.diags.push(
+                Diagnostic::new(
+                    Code::E0219,
+                    format!(
+                        "`{name}` is {} from {}, but {} from {}",
+                        first.size, first.what, other.size, other.what
+                    ),
+                )
+                .primary(file, other.at, format!("`{name}` differs between sessions"))
+                .help(format!(
+                    "declare `dim {name} per session` if each session has its own size (its own cells), or check that the files hold the same layout"
+                )),
+            ),
+        }
+    }
+    out
 }
 
 /// How a modality names one of its dims.
@@ -223,8 +357,17 @@ fn declared(c: &mut Consts, m: &ModalityItem) -> Vec<(DimRef, Span)> {
     out
 }
 
-/// `npy("F.npy", axes: [N, T])`, `nwb("rec.nwb")`, `synthetic.mouse_v1(..)`.
-fn source<'a>(d: &'a DataItem, base: &Path) -> Option<Source<'a>> {
+/// `npy("F.npy", axes: [N, T])`, `nwb("rec.nwb")`, `suite2p("s2p")`,
+/// `synthetic.mouse_v1(..)`, with a file source's patterns expanded into
+/// its sessions. Patterns that name nothing readable here are a warning
+/// (W0201): the data may live on another machine.
+fn source<'a>(
+    c: &mut Consts,
+    file: FileId,
+    d: &'a DataItem,
+    base: &Path,
+    loader: &dyn SourceLoader,
+) -> Option<Source<'a>> {
     let ExprKind::Call { callee, args } = &d.source.kind else {
         return None;
     };
@@ -234,15 +377,39 @@ fn source<'a>(d: &'a DataItem, base: &Path) -> Option<Source<'a>> {
     };
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     match names.as_slice() {
-        ["npy"] | ["nwb"] => {
+        ["npy"] | ["nwb"] | ["suite2p"] => {
             let first = args.iter().find(|a| a.name.is_none())?;
-            let ExprKind::Str(path) = &first.value.kind else {
-                return None;
+            let patterns: Vec<PathBuf> = match &first.value.kind {
+                ExprKind::Str(path) => vec![base.join(path)],
+                ExprKind::List(items) => items
+                    .iter()
+                    .map(|e| match &e.kind {
+                        ExprKind::Str(p) => Some(base.join(p)),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?,
+                _ => return None,
             };
-            let format = if names[0] == "npy" {
-                DataFormat::Npy
-            } else {
-                DataFormat::Nwb
+            let layout = match names[0] {
+                "npy" => Layout::Files("npy"),
+                "nwb" => Layout::Files("nwb"),
+                _ => Layout::Suite2p,
+            };
+            let found = match files::expand(&patterns, layout, loader) {
+                Ok(found) => found,
+                Err(e) => {
+                    c.diags.push(
+                        Diagnostic::new(Code::W0201, format!("cannot read the data: {e}"))
+                            .primary(file, first.value.span, "not checked against the data")
+                            .help("the modalities drawn from it are checked once the files are readable here; run `enigma check` where the data lives to compare shapes"),
+                    );
+                    return None;
+                }
+            };
+            let kind = match names[0] {
+                "npy" => SourceKind::Files(found, DataFormat::Npy),
+                "nwb" => SourceKind::Files(found, DataFormat::Nwb),
+                _ => SourceKind::Suite2p(found),
             };
             let axes = args
                 .iter()
@@ -269,7 +436,7 @@ fn source<'a>(d: &'a DataItem, base: &Path) -> Option<Source<'a>> {
                 .map(|a| &a.value);
             Some(Source {
                 item: d,
-                kind: SourceKind::File(base.join(path), format),
+                kind,
                 path_span: first.value.span,
                 axes,
                 rate,
@@ -352,6 +519,7 @@ fn check_axes(
     c: &mut Consts,
     file: FileId,
     name: &str,
+    label: &str,
     src: &Source,
     h: &ArrayHeader,
     axes: &[Axis],
@@ -363,7 +531,7 @@ fn check_axes(
             Diagnostic::new(
                 Code::E0219,
                 format!(
-                    "`axes:` names {} axes, but `{name}`'s file has {} (shape {})",
+                    "`axes:` names {} axes, but {label} has {} (shape {})",
                     axes.len(),
                     h.shape.len(),
                     crate::source::probe::npy::shape_text(&h.shape)
@@ -379,14 +547,15 @@ fn check_axes(
         match a {
             Axis::Size(k) if *k as u64 != size => {
                 c.diags.push(
-                    Diagnostic::new(Code::E0219, format!("axis {i} of `{name}`'s file has {size} positions, but `axes:` says {k}"))
+                    Diagnostic::new(Code::E0219, format!("axis {i} of {label} has {size} positions, but `axes:` says {k}"))
                         .primary(file, span, "does not match the file")
                         .help("write the size the file has, or a dim name to bind it"),
                 );
             }
             Axis::Name(n) => {
                 let what = format!(
-                    "axis {i} of `{name}` (shape {})",
+                    "axis {i} of {} (shape {})",
+                    if label.starts_with('`') { format!("`{name}`") } else { label.to_string() },
                     crate::source::probe::npy::shape_text(&h.shape)
                 );
                 if let Ok(Value::Size(v)) = c.item_value(c.program.root, n) {
@@ -485,17 +654,28 @@ pub(super) fn bind(
 pub(super) const SHARED_DIM: &str =
     "modalities that share a dim must agree on its size; check which file has which layout";
 
+/// The file a modality is compared with: its source, how messages name the
+/// file, and whether it is a suite2p array (ROI-major, `[N, T]` or
+/// `[N, 2]`, whatever `axes:` says).
+struct ArrayCtx<'s, 'a> {
+    src: &'s Source<'a>,
+    label: &'s str,
+    suite2p: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn modality_vs_array(
     c: &mut Consts,
     file: FileId,
     m: &ModalityItem,
-    src: &Source,
+    ctx: &ArrayCtx,
     h: &ArrayHeader,
     dims: &[(DimRef, Span)],
     selected: &[String],
     bound: &mut BTreeMap<String, Binding>,
 ) {
+    let src = ctx.src;
+    let label = ctx.label;
     let data = &src.item.name.name;
     let shape = crate::source::probe::npy::shape_text(&h.shape);
     // The element kind: integer ids cannot come from a float file.
@@ -510,7 +690,7 @@ fn modality_vs_array(
     if let Some(d) = declared {
         if d.is_int() && file_float || d.is_float() && !file_float && h.dtype != "bool" {
             c.diags.push(
-                Diagnostic::new(Code::E0219, format!("`{}` is declared `{}`, but `{data}`'s file holds `{}`", m.name.name, d.as_str(), h.dtype))
+                Diagnostic::new(Code::E0219, format!("`{}` is declared `{}`, but {label} holds `{}`", m.name.name, d.as_str(), h.dtype))
                     .primary(file, m.ty.span, "declared element type")
                     .secondary(file, src.path_span, format!("a `{}` array of shape {shape}", h.dtype))
                     .help("declare the dtype the file holds (integers convert to any integer type, floats to any float type)"),
@@ -520,6 +700,14 @@ fn modality_vs_array(
     }
     // Which file axis each declared dim reads.
     let pairs: Vec<(usize, &(DimRef, Span))> = match &src.axes {
+        // suite2p stores each array ROI-major: the first axis is the
+        // modality's one dim besides time.
+        _ if ctx.suite2p => dims
+            .iter()
+            .filter(|d| d.0 != DimRef::Time)
+            .take(1)
+            .map(|d| (0, d))
+            .collect(),
         Some((axes, _)) => {
             let mut pairs = Vec::new();
             for d in dims {
@@ -538,7 +726,7 @@ fn modality_vs_array(
         None => {
             if dims.len() != h.shape.len() {
                 c.diags.push(
-                    Diagnostic::new(Code::E0219, format!("`{}` has {} dims, but `{data}`'s file has {} axes (shape {shape})", m.name.name, dims.len(), h.shape.len()))
+                    Diagnostic::new(Code::E0219, format!("`{}` has {} dims, but {label} has {} axes (shape {shape})", m.name.name, dims.len(), h.shape.len()))
                         .primary(file, m.ty.span, "declared shape")
                         .secondary(file, src.path_span, format!("shape {shape}"))
                         .help("declare the file's axes (`axes: [...]` on the data item) or reshape the file"),
@@ -552,7 +740,7 @@ fn modality_vs_array(
         let size = h.shape[i] as i64;
         match d {
             DimRef::Const(k) if *k != size => {
-                let mut diag = Diagnostic::new(Code::E0219, format!("`{}` declares {k} here, but axis {i} of `{data}`'s file has {size} (shape {shape})", m.name.name))
+                let mut diag = Diagnostic::new(Code::E0219, format!("`{}` declares {k} here, but axis {i} of {label} has {size} (shape {shape})", m.name.name))
                     .primary(file, *span, format!("{k} declared"))
                     .secondary(file, src.path_span, format!("shape {shape}"));
                 diag = if h.shape.iter().any(|&s| s as i64 == *k) {
@@ -569,7 +757,11 @@ fn modality_vs_array(
                     bound,
                     s,
                     size,
-                    format!("axis {i} of `{data}` (shape {shape})"),
+                    if ctx.label.starts_with('`') {
+                        format!("axis {i} of `{data}` (shape {shape})")
+                    } else {
+                        format!("axis {i} of {label} (shape {shape})")
+                    },
                     *span,
                     SHARED_DIM,
                 );
@@ -579,11 +771,13 @@ fn modality_vs_array(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn modality_vs_nwb(
     c: &mut Consts,
     file: FileId,
     m: &ModalityItem,
     field: &[String],
+    label: &str,
     sets: &BTreeMap<String, ArrayHeader>,
     dims: &[(DimRef, Span)],
     bound: &mut BTreeMap<String, Binding>,
@@ -595,7 +789,14 @@ fn modality_vs_nwb(
         let mut groups: Vec<&str> = sets.keys().filter_map(|k| k.split('/').next()).collect();
         groups.dedup();
         c.diags.push(
-            Diagnostic::new(Code::E0219, format!("the NWB file has no `{path}`"))
+            Diagnostic::new(
+                Code::E0219,
+                if label.starts_with('`') {
+                    format!("the NWB file has no `{path}`")
+                } else {
+                    format!("{label} has no `{path}`")
+                },
+            )
                 .primary(file, m.source.span, "not in the file")
                 .help(format!(
                     "the file's top-level groups are: {}",

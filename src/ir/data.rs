@@ -89,15 +89,34 @@ pub enum SourceKind {
         /// The video's frame height and width, pixels.
         frame: (i64, i64),
     },
-    /// `npy(path, axes: [...], rate: r)`: one array, one session.
+    /// `npy(path, axes: [...], rate: r)`: one array per session.
     Npy {
-        path: PathBuf,
+        /// The patterns written, made absolute: files, folders or globs,
+        /// which `source::files::expand` turns into one file per session.
+        paths: Vec<PathBuf>,
         axes: Option<Vec<Axis>>,
         /// Samples per second along the time axis, when given.
         rate: Option<f64>,
     },
-    /// `nwb(path)`: an NWB (HDF5) file, one session.
-    Nwb { path: PathBuf, rate: Option<f64> },
+    /// `nwb(path)`: NWB (HDF5) files, one per session; a folder is every
+    /// `.nwb` file below it (the DANDI layout).
+    Nwb { paths: Vec<PathBuf>, rate: Option<f64> },
+    /// `suite2p(dir, rate: r)`: suite2p plane folders, one per session;
+    /// the fields are the folder's arrays (`F`, `Fneu`, `spks`, `iscell`),
+    /// ROI-major as suite2p writes them.
+    Suite2p { paths: Vec<PathBuf>, rate: Option<f64> },
+}
+
+impl SourceKind {
+    /// The patterns a file source was given; none for a simulated one.
+    pub fn paths(&self) -> &[PathBuf] {
+        match self {
+            SourceKind::Npy { paths, .. }
+            | SourceKind::Nwb { paths, .. }
+            | SourceKind::Suite2p { paths, .. } => paths,
+            SourceKind::Synthetic { .. } => &[],
+        }
+    }
 }
 
 /// How `axes:` names one axis of a file.
@@ -178,11 +197,12 @@ pub struct Select {
 /// A condition on the positions of the selected dim.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cond {
-    /// `item[.., 0] > 0.5`: data item `source` indexed by `index` (one
-    /// `None` for the free axis, a position for every other axis),
-    /// compared with `value`.
+    /// `item[.., 0] > 0.5`: data item `source` (its `field`, for a
+    /// suite2p folder's `iscell`) indexed by `index` (one `None` for the
+    /// free axis, a position for every other axis), compared with `value`.
     Compare {
         source: usize,
+        field: Vec<String>,
         index: Vec<Option<usize>>,
         op: CompareOp,
         value: f64,

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub mod files;
 pub mod probe;
 pub mod synthetic;
 
@@ -45,6 +46,17 @@ pub trait SourceLoader {
     /// probe notice a data file cut short after its header.
     fn len(&self, _path: &Path) -> Option<u64> {
         None
+    }
+
+    /// The entries of a directory: each name, and whether it is a
+    /// directory. A data item may name a folder or a glob of many files
+    /// ([`files`]); listing goes through here so the checker and the loader
+    /// see the same sessions. The default lists nothing.
+    fn list_dir(&self, _dir: &Path) -> io::Result<Vec<(String, bool)>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this loader cannot list directories",
+        ))
     }
 
     /// Reads the header of a data file (never its data): the element type
@@ -130,6 +142,21 @@ impl SourceLoader for FsLoader {
         Ok(bytes)
     }
 
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<(String, bool)>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            // `metadata` follows symbolic links, so a linked session folder
+            // is a folder.
+            let is_dir = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
+            if let Some(name) = entry.file_name().to_str() {
+                out.push((name.to_string(), is_dir));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn len(&self, path: &Path) -> Option<u64> {
         std::fs::metadata(path)
             .ok()
@@ -174,6 +201,29 @@ impl SourceLoader for MemoryLoader {
 
     fn is_file(&self, path: &Path) -> bool {
         self.files.contains_key(path)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<(String, bool)>> {
+        let mut out: Vec<(String, bool)> = Vec::new();
+        for path in self.files.keys() {
+            let Ok(rest) = path.strip_prefix(dir) else {
+                continue;
+            };
+            let mut parts = rest.components();
+            let Some(first) = parts.next() else {
+                continue;
+            };
+            let name = first.as_os_str().to_string_lossy().to_string();
+            let entry = (name, parts.next().is_some());
+            if !out.contains(&entry) {
+                out.push(entry);
+            }
+        }
+        if out.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such folder"));
+        }
+        out.sort();
+        Ok(out)
     }
 }
 

@@ -243,17 +243,26 @@ fn source(program: &Program, d: &DataItem, base: &Path) -> Result<SourceSpec, Pr
             .find(|a| a.name.as_ref().is_some_and(|n| n.name == key))
             .map(|a| &a.value)
     };
-    let path = || -> Result<PathBuf, Problem> {
-        match args
-            .iter()
-            .find(|a| a.name.is_none())
-            .map(|a| &a.value.kind)
-        {
-            Some(ExprKind::Str(p)) => Ok(base.join(p)),
-            _ => Err(
-                Problem::new("the first argument must be the file's path, a string")
-                    .at(d.source.span),
-            ),
+    // The first argument: one path, or a list of them; each may be a file,
+    // a folder or a glob (`source::files`).
+    let paths = || -> Result<Vec<PathBuf>, Problem> {
+        let bad = || {
+            Problem::new(
+                "the first argument must be the files' path, a string (a file, a folder or a glob such as `\"sessions/*/F.npy\"`), or a list of them",
+            )
+            .at(d.source.span)
+        };
+        let first = args.iter().find(|a| a.name.is_none()).ok_or_else(bad)?;
+        match &first.value.kind {
+            ExprKind::Str(p) => Ok(vec![base.join(p)]),
+            ExprKind::List(items) if !items.is_empty() => items
+                .iter()
+                .map(|e| match &e.kind {
+                    ExprKind::Str(p) => Ok(base.join(p)),
+                    _ => Err(bad()),
+                })
+                .collect(),
+            _ => Err(bad()),
         }
     };
     let given_rate = |key: &str| -> Result<Option<f64>, Problem> {
@@ -315,24 +324,22 @@ fn source(program: &Program, d: &DataItem, base: &Path) -> Result<SourceSpec, Pr
                 }
             };
             SourceKind::Npy {
-                path: path()?,
+                paths: paths()?,
                 axes,
                 rate: given_rate("rate")?,
             }
         }
         ["nwb"] => SourceKind::Nwb {
-            path: path()?,
+            paths: paths()?,
             rate: given_rate("rate")?,
         },
-        ["suite2p"] => {
-            return Err(Problem::new(
-                "the `suite2p` source is not read yet; declare its files as `npy` items (see examples/suite2p_calcium.enigma)",
-            )
-            .at(callee_expr.span))
-        }
+        ["suite2p"] => SourceKind::Suite2p {
+            paths: paths()?,
+            rate: given_rate("rate")?,
+        },
         _ => {
             return Err(Problem::new(format!(
-                "unknown data source `{}`; the sources are `synthetic.mouse_v1`, `npy` and `nwb`",
+                "unknown data source `{}`; the sources are `synthetic.mouse_v1`, `npy`, `nwb` and `suite2p`",
                 callee.join(".")
             ))
             .at(callee_expr.span))

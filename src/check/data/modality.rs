@@ -19,6 +19,10 @@ use crate::syntax::ast::{
     BinaryOp, Expr, ExprKind, IndexKind, ModalityItem, ShapeDimKind, TypeKind, UnaryOp,
 };
 
+/// A data item in a `where:` condition: its index, the field read (a
+/// suite2p folder's `iscell`), and the index written after it.
+type DataRef = (usize, Vec<String>, Vec<Option<usize>>);
+
 /// What the modalities are read against.
 pub(super) struct Context<'a> {
     pub program: &'a Program,
@@ -188,16 +192,17 @@ impl Context<'_> {
                     _ => {
                         let op = cmp(*op).ok_or_else(|| self.cond_error())?;
                         // The constant may be on either side.
-                        if let Ok((source, index)) = self.data_ref(lhs) {
+                        if let Ok((source, field, index)) = self.data_ref(lhs) {
                             let value = self.number(rhs)?;
                             Ok(Cond::Compare {
                                 source,
+                                field,
                                 index,
                                 op,
                                 value,
                             })
                         } else {
-                            let (source, index) = self.data_ref(rhs)?;
+                            let (source, field, index) = self.data_ref(rhs)?;
                             let value = self.number(lhs)?;
                             let op = match op {
                                 CompareOp::Lt => CompareOp::Gt,
@@ -208,6 +213,7 @@ impl Context<'_> {
                             };
                             Ok(Cond::Compare {
                                 source,
+                                field,
                                 index,
                                 op,
                                 value,
@@ -218,9 +224,10 @@ impl Context<'_> {
             }
             // A data reference alone holds where it is not zero.
             _ => {
-                let (source, index) = self.data_ref(e)?;
+                let (source, field, index) = self.data_ref(e)?;
                 Ok(Cond::Compare {
                     source,
+                    field,
                     index,
                     op: CompareOp::Ne,
                     value: 0.0,
@@ -243,13 +250,13 @@ impl Context<'_> {
     }
 
     /// `iscell[.., 0]` or `mask`: a data item and its index.
-    fn data_ref(&self, e: &Expr) -> Result<(usize, Vec<Option<usize>>), Problem> {
+    fn data_ref(&self, e: &Expr) -> Result<DataRef, Problem> {
         let (base, items) = match &e.kind {
             ExprKind::Index { base, items } => (base.as_ref(), items.as_slice()),
             _ => (e, &[][..]),
         };
-        let name = match dotted(base).as_deref() {
-            Some([n]) => n.clone(),
+        let (name, field) = match dotted(base).as_deref() {
+            Some([n, field @ ..]) => (n.clone(), field.to_vec()),
             _ => return Err(self.cond_error()),
         };
         let source = self
@@ -272,6 +279,6 @@ impl Context<'_> {
                 )),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((source, index))
+        Ok((source, field, index))
     }
 }

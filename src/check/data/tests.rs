@@ -52,7 +52,7 @@ fn sources_windows_and_modalities_are_read() {
     assert_eq!(
         s.sources[1].kind,
         SourceKind::Npy {
-            path: PathBuf::from("/data/exp/m.npy"),
+            paths: vec![PathBuf::from("/data/exp/m.npy")],
             axes: Some(vec![Axis::Dim("N".into()), Axis::Size(2)]),
             rate: None
         }
@@ -68,6 +68,7 @@ fn sources_windows_and_modalities_are_read() {
         r.select[0].cond,
         Cond::Not(Box::new(Cond::Compare {
             source: 1,
+            field: vec![],
             index: vec![None, Some(0)],
             op: CompareOp::Le,
             value: 0.5
@@ -143,7 +144,7 @@ fn defaults_derived_modalities_and_file_sources() {
     assert_eq!(
         s.sources[0].kind,
         SourceKind::Nwb {
-            path: PathBuf::from("/data/exp/rec.nwb"),
+            paths: vec![PathBuf::from("/data/exp/rec.nwb")],
             rate: None
         }
     );
@@ -166,16 +167,32 @@ fn defaults_derived_modalities_and_file_sources() {
 }
 
 #[test]
-fn sources_the_loader_does_not_read_are_named() {
-    let e = spec(&format!(
-        "{HEAD}data p = suite2p(\"plane0\") {{ window: T }}\n\
-         modality r: series<f32>[T @ 8Hz, N] from p.F\n"
+fn file_sources_take_lists_and_suite2p_folders() {
+    let s = spec(&format!(
+        "{HEAD}data p = suite2p([\"s2p/a\", \"s2p/b*\"], rate: 30Hz) {{ window: T }}\n\
+         data q = npy(\"ses-*/F.npy\", axes: [N, T], rate: 8Hz) {{ window: T }}\n\
+         modality r: series<f32>[T @ 8Hz, N] from p.F | select(N, where: p.iscell[.., 0] > 0.5) | resample(8Hz)\n"
     ))
-    .unwrap_err();
-    assert!(
-        first(&e).starts_with("data `p`: the `suite2p` source is not read yet"),
-        "{e:?}"
+    .unwrap();
+    assert_eq!(
+        s.sources[0].kind,
+        SourceKind::Suite2p {
+            paths: vec![PathBuf::from("/data/exp/s2p/a"), PathBuf::from("/data/exp/s2p/b*")],
+            rate: Some(30.0)
+        }
     );
+    assert_eq!(
+        s.sources[1].kind.paths(),
+        [PathBuf::from("/data/exp/ses-*/F.npy")]
+    );
+    assert!(matches!(
+        &s.modalities[0].select[0].cond,
+        Cond::Compare { source: 0, field, .. } if field == &["iscell".to_string()]
+    ));
+}
+
+#[test]
+fn a_block_without_a_window_is_named() {
     let e = spec(&format!(
         "{HEAD}data v1 = synthetic.mouse_v1(sessions: 1, neurons: 8, seed: 3) {{ stride: 1s }}\n\
          modality r: series<f32>[T @ 8Hz, N] from v1.response\n"

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::fit::{fit, transform};
-use super::sources::{self, Raw, Reader, Stream};
+use super::sources::{self, Masks, Raw, Reader, Stream};
 use super::{Dataset, Error, ErrorKind, SessionInfo};
 use crate::dataset::transform::Pipeline;
 use crate::dataset::windows::{self, Splits, Window, WindowSpec};
@@ -25,7 +25,7 @@ impl Dataset {
         let order = order(spec)?;
         let n = spec.modalities.len();
         let mut reader = Reader::new(spec);
-        let mut masks = vec![Vec::new(); n];
+        let mut masks = vec![Masks::default(); n];
         let mut raws: Vec<Option<Vec<Raw>>> = vec![None; n];
         for &i in &order {
             let m = &spec.modalities[i];
@@ -39,7 +39,7 @@ impl Dataset {
                         .and_then(|()| check_rate(m, &raw.stream))
                         .map_err(|e| {
                             let e = e.modality(&m.name).session(s);
-                            match file_of(spec, i) {
+                            match file_of(spec, &mut reader, i, s) {
                                 Some(f) => e.file(&f),
                                 None => e,
                             }
@@ -79,7 +79,9 @@ impl Dataset {
                                 Error::spec("its source modality was not read").modality(&m.name)
                             );
                         };
-                        sources::select(&mut stream, m, &masks[i])
+                        masks[i]
+                            .session(s)
+                            .and_then(|keep| sources::select(&mut stream, m, &keep))
                             .map_err(|e| e.modality(&m.name).session(s))?;
                         out.push(stream);
                     }
@@ -96,7 +98,6 @@ impl Dataset {
             }
             pipelines[i] = fitted;
         }
-        let files: Vec<Option<std::path::PathBuf>> = (0..n).map(|i| file_of(spec, i)).collect();
         let mut infos = Vec::with_capacity(session_count);
         for (s, &duration) in durations.iter().enumerate() {
             let mut dims = BTreeMap::new();
@@ -105,13 +106,13 @@ impl Dataset {
                 let Some(stream) = &streams[i][s] else {
                     continue;
                 };
-                check(m, stream, &settings, &mut dims).map_err(|e| {
+                if let Err(e) = check(m, stream, &settings, &mut dims) {
                     let e = e.modality(&m.name).session(s);
-                    match &files[i] {
-                        Some(f) => e.file(f),
+                    return Err(match file_of(spec, &mut reader, i, s) {
+                        Some(f) => e.file(&f),
                         None => e,
-                    }
-                })?;
+                    });
+                }
             }
             infos.push(SessionInfo { duration, dims });
         }
@@ -193,23 +194,21 @@ fn order(spec: &DataSpec) -> Result<Vec<usize>, Error> {
     Ok(out)
 }
 
-/// The data item a source-drawn modality reads, following derivations.
-fn root_source(spec: &DataSpec, mut i: usize) -> Option<usize> {
+/// The file session `s` of modality `i` reads, following derivations.
+fn file_of(
+    spec: &DataSpec,
+    reader: &mut Reader,
+    i: usize,
+    s: usize,
+) -> Option<std::path::PathBuf> {
+    let mut at = i;
     for _ in 0..=spec.modalities.len() {
-        match &spec.modalities.get(i)?.origin {
-            Origin::Source { source, .. } => return Some(*source),
-            Origin::Modality(j) => i = *j,
+        match &spec.modalities.get(at)?.origin {
+            Origin::Source { source, field } => return reader.session_file(*source, field, s),
+            Origin::Modality(j) => at = *j,
         }
     }
     None
-}
-
-fn file_of(spec: &DataSpec, i: usize) -> Option<std::path::PathBuf> {
-    use crate::ir::data::SourceKind;
-    match &spec.sources.get(root_source(spec, i)?)?.kind {
-        SourceKind::Npy { path, .. } | SourceKind::Nwb { path, .. } => Some(path.clone()),
-        SourceKind::Synthetic { .. } => None,
-    }
 }
 
 /// The one set of window settings every windowed source in use shares,

@@ -13,13 +13,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use std::path::Path;
+use std::path::PathBuf;
 
-use super::array::{self, Array};
+use super::array;
 use super::files::{lane, npy_intervals, npy_raw, nwb_raw};
 use super::{Error, ErrorKind};
 use crate::dataset::synthetic::{MouseV1, MouseV1Config};
-use crate::ir::data::{Cond, DataSpec, ModalitySpec, Origin, SourceKind, SourceSpec};
+use crate::ir::data::{Axis, Cond, DataSpec, ModalitySpec, Origin, SourceKind, SourceSpec};
+use crate::source::files::{self, Layout};
+use crate::source::FsLoader;
 use crate::ir::ModalityKind;
 
 /// One channel axis of a stream: its size and how messages name it.
@@ -110,11 +112,39 @@ pub struct Raw {
     pub length: Option<f64>,
 }
 
-/// Reads sources, keeping each one read once.
+/// The keep-masks of a modality's `select` stages, by dim name, per
+/// session: one entry serves every session (a condition on one file or on
+/// a simulation), several give each session its own (each file its cells).
+#[derive(Clone, Debug, Default)]
+pub struct Masks(Vec<(String, Vec<Vec<bool>>)>);
+
+impl Masks {
+    /// Session `s`'s masks.
+    pub fn session(&self, s: usize) -> Result<Vec<(String, Vec<bool>)>, Error> {
+        self.0
+            .iter()
+            .map(|(dim, per)| {
+                let mask = if per.len() == 1 { per.first() } else { per.get(s) };
+                mask.map(|k| (dim.clone(), k.clone())).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::DataShape,
+                        format!(
+                            "the `where:` condition of `select({dim}, ...)` has {} sessions, but the data has a session {s}",
+                            per.len()
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Reads sources, keeping each simulation built once and each file
+/// source's sessions expanded once.
 pub struct Reader<'a> {
     spec: &'a DataSpec,
     synthetic: BTreeMap<usize, Arc<MouseV1>>,
-    arrays: BTreeMap<usize, Arc<Array<f32>>>,
+    sessions: BTreeMap<usize, Vec<PathBuf>>,
 }
 
 impl<'a> Reader<'a> {
@@ -122,7 +152,7 @@ impl<'a> Reader<'a> {
         Reader {
             spec,
             synthetic: BTreeMap::new(),
-            arrays: BTreeMap::new(),
+            sessions: BTreeMap::new(),
         }
     }
 
@@ -165,105 +195,190 @@ impl<'a> Reader<'a> {
         Ok(built)
     }
 
-    fn array(&mut self, i: usize, path: &Path) -> Result<Arc<Array<f32>>, Error> {
-        if let Some(a) = self.arrays.get(&i) {
-            return Ok(a.clone());
+    /// The sessions of file source `i`: its files, or its suite2p plane
+    /// folders, as its patterns expand on this machine.
+    pub fn sessions_of(&mut self, i: usize) -> Result<Vec<PathBuf>, Error> {
+        if let Some(found) = self.sessions.get(&i) {
+            return Ok(found.clone());
         }
-        let a = Arc::new(array::read_npy::<f32>(path)?);
-        self.arrays.insert(i, a.clone());
-        Ok(a)
+        let src = self.source(i)?;
+        let layout = match &src.kind {
+            SourceKind::Npy { .. } => Layout::Files("npy"),
+            SourceKind::Nwb { .. } => Layout::Files("nwb"),
+            SourceKind::Suite2p { .. } => Layout::Suite2p,
+            SourceKind::Synthetic { .. } => return Ok(Vec::new()),
+        };
+        let found = files::expand(src.kind.paths(), layout, &FsLoader).map_err(|e| {
+            Error::new(ErrorKind::DataIo, format!("cannot read the files: {e}"))
+                .file(&e.pattern)
+                .data(&src.name)
+        })?;
+        self.sessions.insert(i, found.clone());
+        Ok(found)
     }
 
-    /// The keep-masks of a modality's `select` stages, by dim name.
-    pub fn masks(&mut self, m: &ModalitySpec) -> Result<Vec<(String, Vec<bool>)>, Error> {
-        m.select
-            .iter()
-            .map(|s| {
-                let keep = self.cond(&s.cond)?;
-                // A model over no cells has nothing to learn or predict;
-                // say so here rather than train on empty tensors.
-                if !keep.iter().any(|&k| k) {
-                    return Err(Error::new(
+    /// The file session `s` of source `i` reads for `field`, for messages
+    /// (`None` for a simulated source).
+    pub fn session_file(&mut self, i: usize, field: &[String], s: usize) -> Option<PathBuf> {
+        let suite2p = matches!(self.source(i).ok()?.kind, SourceKind::Suite2p { .. });
+        let at = self.sessions_of(i).ok()?.get(s)?.clone();
+        Some(match (suite2p, field) {
+            (true, [f]) => at.join(format!("{f}.npy")),
+            _ => at,
+        })
+    }
+
+    /// The keep-masks of a modality's `select` stages.
+    pub fn masks(&mut self, m: &ModalitySpec) -> Result<Masks, Error> {
+        let mut out = Vec::new();
+        for s in &m.select {
+            let keep = self.cond(&s.cond)?;
+            // A model over no cells has nothing to learn or predict; say
+            // so here rather than train on empty tensors.
+            for (session, k) in keep.iter().enumerate() {
+                if !k.iter().any(|&k| k) {
+                    let e = Error::new(
                         ErrorKind::DataShape,
                         format!(
                             "`select({}, where: ...)` keeps none of the {} positions of `{}`",
                             s.dim,
-                            keep.len(),
+                            k.len(),
                             s.dim
                         ),
-                    ));
+                    );
+                    return Err(if keep.len() > 1 { e.session(session) } else { e });
                 }
-                Ok((s.dim.clone(), keep))
-            })
-            .collect()
+            }
+            out.push((s.dim.clone(), keep));
+        }
+        Ok(Masks(out))
     }
 
-    fn cond(&mut self, c: &Cond) -> Result<Vec<bool>, Error> {
-        let both = |a: Vec<bool>, b: Vec<bool>, f: fn(bool, bool) -> bool| {
-            if a.len() != b.len() {
+    /// A condition's value per session (one entry when it holds for every
+    /// session alike).
+    fn cond(&mut self, c: &Cond) -> Result<Vec<Vec<bool>>, Error> {
+        let both = |a: Vec<Vec<bool>>, b: Vec<Vec<bool>>, f: fn(bool, bool) -> bool| {
+            let n = a.len().max(b.len());
+            if a.len() != b.len() && a.len() != 1 && b.len() != 1 {
                 return Err(Error::new(
                     ErrorKind::DataShape,
                     format!(
-                        "the parts of a `where:` condition have {} and {} positions",
+                        "the parts of a `where:` condition have {} and {} sessions",
                         a.len(),
                         b.len()
                     ),
                 ));
             }
-            Ok(a.into_iter().zip(b).map(|(x, y)| f(x, y)).collect())
+            (0..n)
+                .map(|s| {
+                    let x = &a[s.min(a.len() - 1)];
+                    let y = &b[s.min(b.len() - 1)];
+                    if x.len() != y.len() {
+                        return Err(Error::new(
+                            ErrorKind::DataShape,
+                            format!(
+                                "the parts of a `where:` condition have {} and {} positions",
+                                x.len(),
+                                y.len()
+                            ),
+                        ));
+                    }
+                    Ok(x.iter().zip(y).map(|(&p, &q)| f(p, q)).collect())
+                })
+                .collect()
         };
         match c {
             Cond::And(a, b) => both(self.cond(a)?, self.cond(b)?, |x, y| x && y),
             Cond::Or(a, b) => both(self.cond(a)?, self.cond(b)?, |x, y| x || y),
-            Cond::Not(a) => Ok(self.cond(a)?.into_iter().map(|x| !x).collect()),
+            Cond::Not(a) => Ok(self
+                .cond(a)?
+                .into_iter()
+                .map(|k| k.into_iter().map(|x| !x).collect())
+                .collect()),
             Cond::Compare {
                 source,
+                field,
                 index,
                 op,
                 value,
             } => {
                 let src = self.source(*source)?;
-                let SourceKind::Npy { path, .. } = &src.kind else {
-                    return Err(
-                        Error::spec("a `where:` condition reads an `npy` item").data(&src.name)
-                    );
+                let ok = match (&src.kind, field.as_slice()) {
+                    (SourceKind::Npy { .. }, []) | (SourceKind::Suite2p { .. }, [_]) => true,
+                    _ => false,
                 };
-                let a = array::read_npy::<f64>(path).map_err(|e| e.data(&src.name))?;
-                let lane = lane(&a, index).map_err(|e| e.file(path).data(&src.name))?;
-                Ok(lane.into_iter().map(|v| op.holds(v, *value)).collect())
+                if !ok {
+                    return Err(Error::spec(
+                        "a `where:` condition reads an `npy` item or a suite2p folder's array (`plane.iscell[.., 0]`)",
+                    )
+                    .data(&src.name));
+                }
+                let mut out = Vec::new();
+                for s in 0..self.sessions_of(*source)?.len() {
+                    let Some(path) = self.session_file(*source, field, s) else {
+                        continue;
+                    };
+                    let a = array::read_npy::<f64>(&path).map_err(|e| e.data(&src.name))?;
+                    let lane = lane(&a, index).map_err(|e| e.file(&path).data(&src.name))?;
+                    out.push(lane.into_iter().map(|v| op.holds(v, *value)).collect());
+                }
+                Ok(out)
             }
         }
     }
 
     /// The raw values of source-drawn modality `m` in every session.
-    pub fn read(
-        &mut self,
-        m: &ModalitySpec,
-        masks: &[(String, Vec<bool>)],
-    ) -> Result<Vec<Raw>, Error> {
+    pub fn read(&mut self, m: &ModalitySpec, masks: &Masks) -> Result<Vec<Raw>, Error> {
         let Origin::Source { source, field } = &m.origin else {
             return Err(Error::spec("derived modalities are read from others"));
         };
         let src = self.source(*source)?;
-        let raws = match &src.kind {
-            SourceKind::Synthetic { .. } => self.synthetic_raws(*source, src, m, field, masks)?,
-            SourceKind::Npy { path, axes, rate } => {
-                if !field.is_empty() {
-                    return Err(Error::spec(format!(
-                        "an `npy` item is one array; read it as `from {}`, without a field",
-                        src.name
-                    )));
-                }
-                let a = self.array(*source, path)?;
-                if m.kind == ModalityKind::Intervals {
-                    vec![npy_intervals(&a, path, m, masks)?]
-                } else {
-                    vec![npy_raw(&a, path, axes.as_deref(), *rate, m, masks)?]
-                }
+        if let SourceKind::Synthetic { .. } = src.kind {
+            return self.synthetic_raws(*source, src, m, field, masks);
+        }
+        match (&src.kind, field.as_slice()) {
+            (SourceKind::Npy { .. }, [_, ..]) => {
+                return Err(Error::spec(format!(
+                    "an `npy` item is one array; read it as `from {}`, without a field",
+                    src.name
+                )))
             }
-            SourceKind::Nwb { path, rate } => vec![nwb_raw(path, field, *rate, m, masks)?],
-        };
-        Ok(raws)
+            (SourceKind::Suite2p { .. }, [f]) if SUITE2P_FIELDS.contains(&f.as_str()) => {}
+            (SourceKind::Suite2p { .. }, _) => {
+                return Err(Error::spec(format!(
+                    "a suite2p folder's fields are {}; read one as `from {}.F`",
+                    SUITE2P_FIELDS.join(", "),
+                    src.name
+                )))
+            }
+            _ => {}
+        }
+        let count = self.sessions_of(*source)?.len();
+        let mut out = Vec::with_capacity(count);
+        for s in 0..count {
+            let Some(path) = self.session_file(*source, field, s) else {
+                continue;
+            };
+            let keep = masks.session(s).map_err(|e| e.file(&path))?;
+            let raw = match &src.kind {
+                SourceKind::Npy { axes, rate, .. } => {
+                    let a = array::read_npy::<f32>(&path)?;
+                    if m.kind == ModalityKind::Intervals {
+                        npy_intervals(&a, &path, m, &keep)
+                    } else {
+                        npy_raw(&a, &path, axes.as_deref(), *rate, m, &keep)
+                    }
+                }
+                SourceKind::Suite2p { rate, .. } => {
+                    let a = array::read_npy::<f32>(&path)?;
+                    npy_raw(&a, &path, Some(&suite2p_axes(m)), *rate, m, &keep)
+                }
+                SourceKind::Nwb { rate, .. } => nwb_raw(&path, field, *rate, m, &keep),
+                SourceKind::Synthetic { .. } => continue,
+            };
+            out.push(raw.map_err(|e| if count > 1 { e.session(s) } else { e })?);
+        }
+        Ok(out)
     }
 
     fn synthetic_raws(
@@ -272,7 +387,7 @@ impl<'a> Reader<'a> {
         src: &SourceSpec,
         m: &ModalitySpec,
         field: &[String],
-        masks: &[(String, Vec<bool>)],
+        masks: &Masks,
     ) -> Result<Vec<Raw>, Error> {
         let mouse = self.mouse(index)?;
         let config = mouse.config();
@@ -331,11 +446,29 @@ impl<'a> Reader<'a> {
                 stream,
                 length: Some(config.duration_s),
             };
-            select(&mut raw.stream, m, masks)?;
+            select(&mut raw.stream, m, &masks.session(s)?)?;
             check_finite(&raw.stream, "").map_err(|e| e.modality(&m.name).session(s))?;
             out.push(raw);
         }
         Ok(out)
+    }
+}
+
+/// The arrays a suite2p plane folder holds, each `FIELD.npy`.
+pub const SUITE2P_FIELDS: [&str; 4] = ["F", "Fneu", "spks", "iscell"];
+
+/// A suite2p array's axes as the modality names them: ROI-major, so its
+/// one dim besides time first, then time (`[N, T]`); a table without a
+/// time dim (`iscell`, `[N, 2]`) is read in its own order.
+fn suite2p_axes(m: &ModalitySpec) -> Vec<Axis> {
+    let time = m.dims.iter().find(|d| d.time);
+    let other = m.dims.iter().filter(|d| !d.time);
+    match time {
+        Some(t) => other
+            .map(|d| Axis::Dim(d.name.clone()))
+            .chain(std::iter::once(Axis::Dim(t.name.clone())))
+            .collect(),
+        None => m.dims.iter().map(|d| Axis::Dim(d.name.clone())).collect(),
     }
 }
 
