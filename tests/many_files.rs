@@ -130,7 +130,11 @@ fn a_pattern_that_matches_nothing_is_named_by_check_and_by_run() {
         .iter()
         .find(|x| x.code == Code::W0201)
         .expect("a warning");
-    assert!(warning.message.contains("ses-x*/F.npy"), "{}", warning.message);
+    assert!(
+        warning.message.contains("ses-x*/F.npy"),
+        "{}",
+        warning.message
+    );
     let e = Dataset::open(&spec(&d.join("main.enigma"))).unwrap_err();
     assert_eq!(e.kind, ErrorKind::DataIo);
     assert!(e.to_string().contains("ses-x*/F.npy"), "{e}");

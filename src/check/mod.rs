@@ -89,7 +89,7 @@ pub fn check_program_with(
     }
     dims::check_dims(&mut consts);
     settings::check_settings(&mut consts);
-    let mut bound = sources::check_sources(&mut consts, loader);
+    let (mut bound, file_sessions) = sources::check_sources(&mut consts, loader);
     for (name, size) in sized {
         if !bound.iter().any(|(n, _)| n == name) {
             bound.push((name.clone(), *size));
@@ -99,7 +99,14 @@ pub fn check_program_with(
     let graph = if consts.diags.iter().any(Diagnostic::is_error) {
         None
     } else {
-        elab::elaborate(&mut consts, &bound)
+        elab::elaborate(&mut consts, &bound).map(|mut g| {
+            // A simulated source says how many sessions it has; files are
+            // counted as their patterns expand.
+            if g.sessions.is_none() {
+                g.sessions = file_sessions;
+            }
+            g
+        })
     };
     let parallel = parallel::parallel_spec(&mut consts);
     if let Some(g) = &graph {
@@ -124,6 +131,8 @@ pub fn check_program_with(
                 parallel,
                 data: spec,
                 sized_from_data: sized.to_vec(),
+                session_graphs: Vec::new(),
+                session_sizes: Vec::new(),
             })
         }
         _ => None,

@@ -72,7 +72,9 @@ impl Source<'_> {
     /// The file each session reads for `field`, with its format.
     fn files(&self, field: &[String]) -> Vec<(PathBuf, DataFormat)> {
         match &self.kind {
-            SourceKind::Files(files, format) => files.iter().map(|f| (f.clone(), *format)).collect(),
+            SourceKind::Files(files, format) => {
+                files.iter().map(|f| (f.clone(), *format)).collect()
+            }
             SourceKind::Suite2p(planes) => match field {
                 [f] => planes
                     .iter()
@@ -150,12 +152,17 @@ fn header<'h>(
 /// Checks the root file's modalities against their sources; returns the
 /// sizes of the data-bound dims the sources determine: those every session
 /// agrees on. A dim declared `per session` may differ between sessions
-/// (each file its own cells) and then stays for the data to give.
-pub(super) fn check_sources(c: &mut Consts, loader: &dyn SourceLoader) -> Vec<(String, i64)> {
+/// (each file its own cells) and then stays for the data to give. Also
+/// returns the number of sessions of the file source with the most, when a
+/// file source could be expanded here.
+pub(super) fn check_sources(
+    c: &mut Consts,
+    loader: &dyn SourceLoader,
+) -> (Vec<(String, i64)>, Option<i64>) {
     let program = c.program;
     let root = program.root_module();
     let Some(ast) = &root.ast else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
     let file = root.file;
     let base = program
@@ -194,14 +201,23 @@ pub(super) fn check_sources(c: &mut Consts, loader: &dyn SourceLoader) -> Vec<(S
     };
     // The raw axes of every file first, so two files can be compared.
     for (name, src) in &sources {
-        let (SourceKind::Files(files, DataFormat::Npy), Some((axes, span))) = (&src.kind, &src.axes)
+        let (SourceKind::Files(files, DataFormat::Npy), Some((axes, span))) =
+            (&src.kind, &src.axes)
         else {
             continue;
         };
         grow(&mut bound, files.len());
         for (s, f) in files.iter().enumerate() {
-            if let Some(DataHeader::Array(h)) =
-                header(c, file, loader, &mut headers, f, DataFormat::Npy, src.path_span).cloned()
+            if let Some(DataHeader::Array(h)) = header(
+                c,
+                file,
+                loader,
+                &mut headers,
+                f,
+                DataFormat::Npy,
+                src.path_span,
+            )
+            .cloned()
             {
                 let label = src.file_label(f, s, files.len());
                 check_axes(c, file, name, &label, src, &h, axes, *span, &mut bound[s]);
@@ -272,7 +288,14 @@ pub(super) fn check_sources(c: &mut Consts, loader: &dyn SourceLoader) -> Vec<(S
             }
         }
     }
-    agreed(c, file, &modal, &per_session)
+    let sessions = sources
+        .values()
+        .filter_map(|s| match &s.kind {
+            SourceKind::Files(f, _) | SourceKind::Suite2p(f) => Some(f.len() as i64),
+            SourceKind::MouseV1 { .. } => None,
+        })
+        .max();
+    (agreed(c, file, &modal, &per_session), sessions)
 }
 
 /// The sizes every session's files agree on. Sessions that disagree on a
@@ -547,15 +570,22 @@ fn check_axes(
         match a {
             Axis::Size(k) if *k as u64 != size => {
                 c.diags.push(
-                    Diagnostic::new(Code::E0219, format!("axis {i} of {label} has {size} positions, but `axes:` says {k}"))
-                        .primary(file, span, "does not match the file")
-                        .help("write the size the file has, or a dim name to bind it"),
+                    Diagnostic::new(
+                        Code::E0219,
+                        format!("axis {i} of {label} has {size} positions, but `axes:` says {k}"),
+                    )
+                    .primary(file, span, "does not match the file")
+                    .help("write the size the file has, or a dim name to bind it"),
                 );
             }
             Axis::Name(n) => {
                 let what = format!(
                     "axis {i} of {} (shape {})",
-                    if label.starts_with('`') { format!("`{name}`") } else { label.to_string() },
+                    if label.starts_with('`') {
+                        format!("`{name}`")
+                    } else {
+                        label.to_string()
+                    },
                     crate::source::probe::npy::shape_text(&h.shape)
                 );
                 if let Ok(Value::Size(v)) = c.item_value(c.program.root, n) {
@@ -797,11 +827,11 @@ fn modality_vs_nwb(
                     format!("{label} has no `{path}`")
                 },
             )
-                .primary(file, m.source.span, "not in the file")
-                .help(format!(
-                    "the file's top-level groups are: {}",
-                    groups.join(", ")
-                )),
+            .primary(file, m.source.span, "not in the file")
+            .help(format!(
+                "the file's top-level groups are: {}",
+                groups.join(", ")
+            )),
         );
         return;
     }

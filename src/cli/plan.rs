@@ -135,12 +135,30 @@ pub fn run(out: &Output, req: Request) -> i32 {
     };
     // A parameter sized by what only the data gives (`N` behind a
     // `select`) is placed once the data is read; `enigma run` does the same.
-    if !x.sized_from_data.is_empty() {
-        let sizes: Vec<String> = x
-            .sized_from_data
-            .iter()
-            .map(|(n, v)| format!("{n} = {v}"))
-            .collect();
+    let mut sizes: Vec<String> = x
+        .sized_from_data
+        .iter()
+        .map(|(n, v)| format!("{n} = {v}"))
+        .collect();
+    // Sizes that differ between sessions, as their range.
+    let mut names: Vec<&str> = x
+        .session_sizes
+        .iter()
+        .flatten()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    names.dedup();
+    for name in names {
+        let of = x.session_sizes.iter().flatten().filter(|(n, _)| n == name);
+        let (lo, hi) = of.fold((i64::MAX, i64::MIN), |(lo, hi), (_, v)| {
+            (lo.min(*v), hi.max(*v))
+        });
+        sizes.push(format!(
+            "{name} = {lo} to {hi} over {} sessions (the plan counts session 0's)",
+            x.session_sizes.len()
+        ));
+    }
+    if !sizes.is_empty() {
         out.summary(&format!("sized from the data: {}", sizes.join(", ")));
     }
     if let Some(e) = &a.error {

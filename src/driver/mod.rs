@@ -137,16 +137,21 @@ pub fn compile(
     Ok(artifacts)
 }
 
-/// Sizes only the data gives (`N` behind a `select`): when a parameter's
-/// size is still symbolic, opens the dataset, takes the sizes every session
-/// agrees on, and checks the program again with them. The experiment that
-/// comes back differs from the first only in those sizes.
+/// Sizes only the data gives (`N` behind a `select`, a per-session `N`
+/// that differs between files): when a parameter's or an input's size is
+/// still symbolic, opens the dataset, takes the sizes every session agrees
+/// on, and checks the program again with them. When sessions differ in a
+/// `per session` dim, it checks the program once per distinct set of
+/// sizes: session 0's graph is the experiment's, and every session's is in
+/// `session_graphs`. Each experiment that comes back differs from the first
+/// only in those sizes.
 fn bind(a: &mut Artifacts, loader: &dyn SourceLoader) -> Result<(), Error> {
     let Some(x) = &a.experiment else {
         return Ok(());
     };
-    let symbolic = x.graph.unsized_params();
-    let Some((param, size)) = symbolic.first() else {
+    let mut symbolic = x.graph.unsized_params();
+    symbolic.extend(unsized_inputs(&x.graph));
+    let Some((param, size)) = symbolic.first().cloned() else {
         return Ok(());
     };
     let spec = match &x.data {
@@ -162,16 +167,91 @@ fn bind(a: &mut Artifacts, loader: &dyn SourceLoader) -> Result<(), Error> {
     };
     // The error keeps its places (file, modality, session); the sentence
     // says why the data was being read.
-    let dataset = Dataset::open(spec).map_err(|e| Error {
+    let why = |e: Error| {
+        Error {
         message: format!(
             "the size of `{param}` is `{size}`, which only the data gives, and opening the data failed: {}",
             e.message
         ),
         ..e
-    })?;
-    let sizes = data_sizes(spec, &dataset, &symbolic)?;
-    let (diags, rebound) = crate::check::check_program(&a.program, loader, &sizes);
+    }
+    };
+    let dataset = Dataset::open(spec).map_err(why)?;
+    let sizes = data_sizes(spec, &dataset).map_err(why)?;
+    let sessions = dataset.sessions().len();
+    // One check per distinct set of sizes: sessions with the same cell
+    // count share a graph.
+    let mut checked: Vec<(Sizes, std::sync::Arc<Experiment>)> = Vec::new();
+    let mut graphs = Vec::new();
+    let count = if sizes.per_session.is_empty() {
+        1
+    } else {
+        sessions
+    };
+    for s in 0..count {
+        let own = sizes.of_session(s);
+        let x = match checked.iter().find(|(k, _)| *k == own) {
+            Some((_, x)) => x.clone(),
+            None => {
+                let x = std::sync::Arc::new(check_with_sizes(a, loader, &own, s, count)?);
+                checked.push((own, x.clone()));
+                x
+            }
+        };
+        graphs.push(x);
+    }
+    let Some(first) = graphs.first() else {
+        return Err(Error::spec("the data holds no session"));
+    };
+    let mut rebound = Experiment::clone(first);
+    if count > 1 {
+        rebound.session_graphs = graphs
+            .iter()
+            .map(|x| std::sync::Arc::new(x.graph.clone()))
+            .collect();
+        rebound.session_sizes = sizes.per_session.clone();
+        rebound.sized_from_data = sizes.agreed.clone();
+    }
+    a.experiment = Some(rebound);
+    a.dataset = Some(dataset);
+    Ok(())
+}
+
+/// Sizes by dim name, in name order.
+type Sizes = Vec<(String, i64)>;
+
+/// Inputs with a dim the checker could not size, as `(input, size)`.
+fn unsized_inputs(g: &crate::ir::Graph) -> Vec<(String, String)> {
+    g.inputs
+        .iter()
+        .filter_map(|i| {
+            i.ty.dims
+                .iter()
+                .filter(|d| d.name.to_string() != "batch")
+                .map(|d| d.size_or_name())
+                .find(|s| s.as_const().is_none())
+                .map(|s| (i.name.clone(), s.to_string()))
+        })
+        .collect()
+}
+
+/// The program checked again with `sizes` (those of session `s` of
+/// `count`, when sessions differ); an error when it does not check or a
+/// parameter is still unsized.
+fn check_with_sizes(
+    a: &Artifacts,
+    loader: &dyn SourceLoader,
+    sizes: &[(String, i64)],
+    s: usize,
+    count: usize,
+) -> Result<Experiment, Error> {
+    let (diags, rebound) = crate::check::check_program(&a.program, loader, sizes);
     let shown: Vec<String> = sizes.iter().map(|(n, v)| format!("{n} = {v}")).collect();
+    let whose = if count > 1 {
+        format!("session {s}'s sizes")
+    } else {
+        "the sizes its data gives".to_string()
+    };
     let Some(rebound) = rebound.filter(|_| !diags.iter().any(Diagnostic::is_error)) else {
         let first = diags
             .iter()
@@ -180,20 +260,18 @@ fn bind(a: &mut Artifacts, loader: &dyn SourceLoader) -> Result<(), Error> {
         return Err(Error::new(
             ErrorKind::DataShape,
             format!(
-                "the experiment does not check with the sizes its data gives ({}): {first}",
+                "the experiment does not check with {whose} ({}): {first}",
                 shown.join(", ")
             ),
         ));
     };
     if let Some((param, size)) = rebound.graph.unsized_params().first() {
         return Err(Error::spec(format!(
-            "the size of `{param}` is `{size}` even with the sizes the data gives ({}); no data item binds it",
+            "the size of `{param}` is `{size}` even with {whose} ({}); no data item binds it",
             shown.join(", ")
         )));
     }
-    a.experiment = Some(rebound);
-    a.dataset = Some(dataset);
-    Ok(())
+    Ok(rebound)
 }
 
 #[cfg(test)]

@@ -143,3 +143,51 @@ fn checking_stops_before_planning_when_there_are_errors() {
     assert!(a.has_errors());
     assert!(a.experiment.is_none() && a.planned.is_none());
 }
+
+/// Two files, one session each, with 3 and 5 cells: each session's tables
+/// are sized by its own cells.
+#[test]
+fn sessions_with_their_own_cells_get_their_own_graphs() {
+    let d = dir("per-session");
+    for (name, n) in [("a", 3usize), ("b", 5)] {
+        let v: Vec<f64> = (0..n * 40).map(|i| f64::from((i % 7) as u8)).collect();
+        npy(&d.join(format!("{name}.npy")), "<f4", &[n, 40], &v);
+    }
+    let text = "use std::tokenize::{UnitValues}\nuse std::readout::{PerUnit}\nuse std::losses::{mse}\n\
+        dim T = 1s\ndim N per session\ndim d = 8\n\
+        data f = npy([\"a.npy\", \"b.npy\"], axes: [N, T], rate: 10Hz) {\n  window: T\n  split: by_time(train: 0.5, val: 0.25, test: 0.25)\n}\n\
+        modality x: series<f32>[T @ 10Hz, N] from f\n\
+        tokenizer xt = UnitValues(d: d, mask: 0.25)(x)\n\
+        model m {\n  predict x = PerUnit(d: d)(xt, x)\n}\n\
+        loss mse(m.x, x)\n";
+    let path = d.join("main.enigma");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    // The files disagree on `N`, so checking leaves it to the data.
+    let checked = compile(&FsLoader, &path, &Options::check()).unwrap_or_else(|e| panic!("{e}"));
+    let x = checked
+        .experiment
+        .unwrap_or_else(|| panic!("{:?}", checked.diagnostics));
+    assert_eq!(x.graph.sessions, Some(2));
+    assert!(!x.graph.unsized_params().is_empty());
+    let a = compile(&FsLoader, &path, &plan_options()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.error, None);
+    let x = a
+        .experiment
+        .unwrap_or_else(|| panic!("{:?}", a.diagnostics));
+    assert_eq!(x.session_graphs.len(), 2);
+    assert_eq!(
+        x.session_sizes,
+        [vec![("N".to_string(), 3)], vec![("N".to_string(), 5)]]
+    );
+    let unit_rows = |s: usize| {
+        x.graph_of(s)
+            .params
+            .iter()
+            .find(|p| p.path == "xt.unit")
+            .and_then(|p| p.ty.dims.first().and_then(|d| d.size_or_name().as_const()))
+    };
+    assert_eq!((unit_rows(0), unit_rows(1)), (Some(3), Some(5)));
+    // Session 0's graph is the one the plan counts.
+    assert_eq!(x.graph.params.len(), x.graph_of(1).params.len());
+    assert!(a.planned.is_some_and(|p| p.plan.is_some()));
+}

@@ -84,7 +84,9 @@ pub enum SourceKind {
     /// `synthetic.mouse_v1(sessions:, neurons:, seed:)`.
     Synthetic {
         sessions: i64,
-        neurons: i64,
+        /// One neuron count for every session, or one per session
+        /// (`neurons: [40, 56, 72]`).
+        neurons: Vec<i64>,
         seed: i64,
         /// The video's frame height and width, pixels.
         frame: (i64, i64),
@@ -100,11 +102,17 @@ pub enum SourceKind {
     },
     /// `nwb(path)`: NWB (HDF5) files, one per session; a folder is every
     /// `.nwb` file below it (the DANDI layout).
-    Nwb { paths: Vec<PathBuf>, rate: Option<f64> },
+    Nwb {
+        paths: Vec<PathBuf>,
+        rate: Option<f64>,
+    },
     /// `suite2p(dir, rate: r)`: suite2p plane folders, one per session;
     /// the fields are the folder's arrays (`F`, `Fneu`, `spks`, `iscell`),
     /// ROI-major as suite2p writes them.
-    Suite2p { paths: Vec<PathBuf>, rate: Option<f64> },
+    Suite2p {
+        paths: Vec<PathBuf>,
+        rate: Option<f64>,
+    },
 }
 
 impl SourceKind {

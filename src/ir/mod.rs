@@ -62,4 +62,20 @@ pub struct Experiment {
     /// Sizes taken from the data after checking (`N` behind a `select`),
     /// in name order: the graph has them.
     pub sized_from_data: Vec<(String, i64)>,
+    /// When sessions differ in a dim declared `per session` (each file its
+    /// own cells), the graph of each session, checked with that session's
+    /// sizes: the same nodes, parameters and scopes as `graph` (which is
+    /// session 0's), with that session's shapes. Empty when every session
+    /// has the shapes of `graph`.
+    pub session_graphs: Vec<std::sync::Arc<Graph>>,
+    /// With `session_graphs`, each session's sizes that differ between
+    /// sessions (`N` = 24 in session 0, 28 in session 1, ...).
+    pub session_sizes: Vec<Vec<(String, i64)>>,
+}
+
+impl Experiment {
+    /// The graph with session `s`'s shapes.
+    pub fn graph_of(&self, s: usize) -> &Graph {
+        self.session_graphs.get(s).map_or(&self.graph, |g| g)
+    }
 }

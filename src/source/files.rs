@@ -74,10 +74,13 @@ pub fn expand(
         if found.is_empty() {
             let what = match layout {
                 Layout::Files(ext) if has_glob(p) => format!("matches no `.{ext}` file"),
-                Layout::Files(ext) => {
-                    format!("is not a file, nor a folder of `.{ext}` files")
+                Layout::Files(_) if loader.list_dir(p).is_err() => {
+                    "does not exist: there is no such file or folder".to_string()
                 }
-                Layout::Suite2p => "holds no suite2p plane folder (a folder with `F.npy`)".to_string(),
+                Layout::Files(ext) => format!("is a folder with no `.{ext}` file below it"),
+                Layout::Suite2p => {
+                    "holds no suite2p plane folder (a folder with `F.npy`)".to_string()
+                }
             };
             return Err(FilesError {
                 pattern: p.clone(),
@@ -334,7 +337,11 @@ mod tests {
     #[test]
     fn a_list_keeps_its_order_and_names_each_file_once() {
         let m = tree(&["/a.npy", "/b.npy"]);
-        let got = expand(&paths(&["/b.npy", "/a.npy", "/b.npy"]), Layout::Files("npy"), &m);
+        let got = expand(
+            &paths(&["/b.npy", "/a.npy", "/b.npy"]),
+            Layout::Files("npy"),
+            &m,
+        );
         assert_eq!(got.unwrap(), paths(&["/b.npy", "/a.npy"]));
     }
 

@@ -151,12 +151,18 @@ impl Runtime for TorchRuntime {
             None
         };
         TorchBackend::new(&x.graph, plan, program, dev, config, comm)
+            .and_then(|b| b.with_session_graphs(&x.session_graphs))
     }
 }
 
 /// The libtorch backend of one rank.
 pub struct TorchBackend {
     graph: Graph,
+    /// Per session, the graph with its shapes, when sessions differ in a
+    /// `per session` dim (`Experiment::session_graphs`); empty otherwise.
+    session_graphs: Vec<std::sync::Arc<Graph>>,
+    /// The run's seed, which initialises every parameter copy.
+    seed: u64,
     device: Device,
     autocast: bool,
     optimizer: Optimizer,
@@ -392,6 +398,8 @@ impl TorchBackend {
             pipelined: stages > 1,
             eval_root,
             graph: graph.clone(),
+            session_graphs: Vec::new(),
+            seed: config.seed,
             device,
             autocast: config.precision != Precision::F32 && device != Device::Cpu,
             optimizer: config.optimizer.clone(),
@@ -404,6 +412,92 @@ impl TorchBackend {
             hold_out: None,
             dist,
         })
+    }
+
+    /// Gives each session its own shapes: the copies of a per-session
+    /// parameter are re-made at their session's size (from the same seed
+    /// and name, so a session's table does not depend on the others), and
+    /// each micro-batch runs through its session's graph.
+    pub fn with_session_graphs(
+        mut self,
+        graphs: &[std::sync::Arc<Graph>],
+    ) -> Result<TorchBackend, Error> {
+        if graphs.is_empty() {
+            return Ok(self);
+        }
+        let differs = |i: usize| {
+            let s = &self.slots[i];
+            match s.session.and_then(|c| graphs.get(c)) {
+                Some(g) => {
+                    let (p, _, _) = self
+                        .index
+                        .iter()
+                        .find(|(_, &k)| k == i)
+                        .map(|(k, _)| *k)
+                        .unwrap_or((usize::MAX, 0, 0));
+                    let whole: Option<Vec<i64>> = g.params.get(p).and_then(|x| {
+                        x.ty.dims
+                            .iter()
+                            .map(|d| d.size_or_name().as_const())
+                            .collect()
+                    });
+                    whole.filter(|w| *w != s.whole)
+                }
+                None => None,
+            }
+        };
+        let changed: Vec<(usize, Vec<i64>)> = (0..self.slots.len())
+            .filter_map(|i| differs(i).map(|w| (i, w)))
+            .collect();
+        if !changed.is_empty() {
+            if self.dist.as_ref().is_some_and(|d| d.zero > 0) {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "ZeRO over per-session parameters whose sizes differ between sessions is not supported yet; run without `zero:`, or give every session the same cells",
+                ));
+            }
+            if self.tensor.is_some() || self.pipelined {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "tensor and pipeline parallelism over per-session parameters whose sizes differ between sessions are not supported yet; map the model's dims to data parallelism only",
+                ));
+            }
+        }
+        let device = self.device;
+        for (i, whole) in changed {
+            let s = &mut self.slots[i];
+            let (p, _, _) = self
+                .index
+                .iter()
+                .find(|(_, &k)| k == i)
+                .map(|(k, _)| *k)
+                .unwrap_or((usize::MAX, 0, 0));
+            let init = self
+                .graph
+                .params
+                .get(p)
+                .map(|x| x.init.clone())
+                .ok_or_else(|| Error::internal(format!("slot `{}` has no parameter", s.name)))?;
+            let shape: Vec<usize> = whole.iter().map(|&d| d.max(0) as usize).collect();
+            let host = enigma::run::init::init(&s.name, &init, &shape, self.seed)
+                .map_err(|e| Error::new(ErrorKind::Unsupported, e.to_string()))?;
+            let value =
+                upload(&host, device).map_err(|e| op_err(e, format!("placing `{}`", s.name)))?;
+            s.value = value.set_requires_grad(true);
+            s.shape = whole.clone();
+            s.ranges = whole.iter().map(|&n| (0, n)).collect();
+            s.whole = whole;
+            let zeros = || Tensor::f_zeros(s.shape.as_slice(), (Kind::Float, device));
+            s.m = zeros().map_err(|e| op_err(e, format!("optimiser state of `{}`", s.name)))?;
+            s.v = zeros().map_err(|e| op_err(e, format!("optimiser state of `{}`", s.name)))?;
+        }
+        self.session_graphs = graphs.to_vec();
+        Ok(self)
+    }
+
+    /// The graph with session `s`'s shapes.
+    fn graph_of(&self, s: usize) -> &Graph {
+        self.session_graphs.get(s).map_or(&self.graph, |g| g)
     }
 
     fn param(&self, p: usize, copy: usize, session: usize) -> Result<&Tensor, Error> {
@@ -609,7 +703,8 @@ impl TorchBackend {
         train: bool,
     ) -> Result<(), Error> {
         let (node, copy, m) = app.key;
-        let n = self.graph.nodes.get(node).ok_or_else(|| {
+        let graph = self.graph_of(mb.session);
+        let n = graph.nodes.get(node).ok_or_else(|| {
             Error::new(
                 ErrorKind::Mismatch,
                 format!("the plan names node %{node}, which the model lacks"),
@@ -635,7 +730,7 @@ impl TorchBackend {
         for (i, v) in n.inputs.iter().enumerate() {
             let t = self.input(ex, app, i, *v, mb.session, &mut leaves)?;
             ins.push(t);
-            tys.push(self.graph.type_of(*v));
+            tys.push(graph.type_of(*v));
         }
         let batch = self.batch_of(mb);
         let local = self
@@ -843,15 +938,15 @@ impl TorchBackend {
         mask_key: u64,
         train: bool,
     ) -> Result<Tensor, OpError> {
-        let n = self
-            .graph
+        let graph = self.graph_of(mb.session);
+        let n = graph
             .nodes
             .get(of)
             .ok_or_else(|| OpError::new(format!("no node %{of}")))?;
         let (Op::MaskTokens { ratio, axes }, Some(x)) = (&n.op, n.inputs.first()) else {
             return Err(OpError::new(format!("%{of} is not a `mask_tokens`")));
         };
-        let x_ty = self.graph.type_of(*x);
+        let x_ty = graph.type_of(*x);
         let batch = self.batch_of(mb);
         let full = align::shape(x_ty, batch)?;
         let dims: Vec<i64> = axes

@@ -152,7 +152,7 @@ pub(super) fn data_spec(
                         name: d.name.name.clone(),
                         kind: SourceKind::Synthetic {
                             sessions: 0,
-                            neurons: 0,
+                            neurons: Vec::new(),
                             seed: 0,
                             frame: (0, 0),
                         },
@@ -288,9 +288,37 @@ fn source(program: &Program, d: &DataItem, base: &Path) -> Result<SourceSpec, Pr
                     },
                 }
             };
+            let sessions = int("sessions", 1)?;
+            // One count, or a list with one per session.
+            let neurons = match named("neurons") {
+                Some(Expr {
+                    kind: ExprKind::List(items),
+                    span,
+                    ..
+                }) => {
+                    let counts = items
+                        .iter()
+                        .map(|e| {
+                            whole(program, e).map(|v| v as i64).ok_or_else(|| {
+                                Problem::new("`neurons:` lists whole numbers, one per session")
+                                    .at(e.span)
+                            })
+                        })
+                        .collect::<Result<Vec<i64>, _>>()?;
+                    if counts.len() as i64 != sessions {
+                        return Err(Problem::new(format!(
+                            "`neurons:` lists {} counts for {sessions} sessions; give one per session, or one number for all",
+                            counts.len()
+                        ))
+                        .at(*span));
+                    }
+                    counts
+                }
+                _ => vec![int("neurons", crate::source::synthetic::DEFAULT_NEURONS)?],
+            };
             SourceKind::Synthetic {
-                sessions: int("sessions", 1)?,
-                neurons: int("neurons", crate::source::synthetic::DEFAULT_NEURONS)?,
+                sessions,
+                neurons,
                 seed: int("seed", 0)?,
                 frame: (
                     int("height", crate::source::synthetic::FRAME.0 as i64)?,

@@ -41,7 +41,7 @@ fn sources_windows_and_modalities_are_read() {
         s.sources[0].kind,
         SourceKind::Synthetic {
             sessions: 2,
-            neurons: 8,
+            neurons: vec![8],
             seed: 3,
             frame: (36, 64),
         }
@@ -177,7 +177,10 @@ fn file_sources_take_lists_and_suite2p_folders() {
     assert_eq!(
         s.sources[0].kind,
         SourceKind::Suite2p {
-            paths: vec![PathBuf::from("/data/exp/s2p/a"), PathBuf::from("/data/exp/s2p/b*")],
+            paths: vec![
+                PathBuf::from("/data/exp/s2p/a"),
+                PathBuf::from("/data/exp/s2p/b*")
+            ],
             rate: Some(30.0)
         }
     );

@@ -195,12 +195,7 @@ fn order(spec: &DataSpec) -> Result<Vec<usize>, Error> {
 }
 
 /// The file session `s` of modality `i` reads, following derivations.
-fn file_of(
-    spec: &DataSpec,
-    reader: &mut Reader,
-    i: usize,
-    s: usize,
-) -> Option<std::path::PathBuf> {
+fn file_of(spec: &DataSpec, reader: &mut Reader, i: usize, s: usize) -> Option<std::path::PathBuf> {
     let mut at = i;
     for _ in 0..=spec.modalities.len() {
         match &spec.modalities.get(at)?.origin {

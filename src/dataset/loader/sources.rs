@@ -20,9 +20,9 @@ use super::files::{lane, npy_intervals, npy_raw, nwb_raw};
 use super::{Error, ErrorKind};
 use crate::dataset::synthetic::{MouseV1, MouseV1Config};
 use crate::ir::data::{Axis, Cond, DataSpec, ModalitySpec, Origin, SourceKind, SourceSpec};
+use crate::ir::ModalityKind;
 use crate::source::files::{self, Layout};
 use crate::source::FsLoader;
-use crate::ir::ModalityKind;
 
 /// One channel axis of a stream: its size and how messages name it.
 #[derive(Clone, Debug, PartialEq)]
@@ -179,15 +179,23 @@ impl<'a> Reader<'a> {
         let src = self.source(i)?;
         let SourceKind::Synthetic {
             sessions,
-            neurons,
+            ref neurons,
             seed,
             frame,
         } = src.kind
         else {
             return Err(Error::spec("not a synthetic source").data(&src.name));
         };
-        let built = MouseV1Config::from_ints(sessions, neurons, seed)
+        let first = neurons.first().copied().unwrap_or(0);
+        let built = MouseV1Config::from_ints(sessions, first, seed)
             .and_then(|c| c.with_frame(frame))
+            .and_then(|c| {
+                if neurons.len() > 1 {
+                    c.with_session_neurons(neurons)
+                } else {
+                    Ok(c)
+                }
+            })
             .and_then(MouseV1::new)
             .map_err(|e| Error::spec(e.to_string()).data(&src.name))?;
         let built = Arc::new(built);
@@ -246,7 +254,11 @@ impl<'a> Reader<'a> {
                             s.dim
                         ),
                     );
-                    return Err(if keep.len() > 1 { e.session(session) } else { e });
+                    return Err(if keep.len() > 1 {
+                        e.session(session)
+                    } else {
+                        e
+                    });
                 }
             }
             out.push((s.dim.clone(), keep));
@@ -303,10 +315,10 @@ impl<'a> Reader<'a> {
                 value,
             } => {
                 let src = self.source(*source)?;
-                let ok = match (&src.kind, field.as_slice()) {
-                    (SourceKind::Npy { .. }, []) | (SourceKind::Suite2p { .. }, [_]) => true,
-                    _ => false,
-                };
+                let ok = matches!(
+                    (&src.kind, field.as_slice()),
+                    (SourceKind::Npy { .. }, []) | (SourceKind::Suite2p { .. }, [_])
+                );
                 if !ok {
                     return Err(Error::spec(
                         "a `where:` condition reads an `npy` item or a suite2p folder's array (`plane.iscell[.., 0]`)",

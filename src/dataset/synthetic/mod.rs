@@ -59,8 +59,11 @@ const NOISE: u64 = 5;
 pub struct MouseV1Config {
     /// Recording sessions, each with its own stimulus, behaviour and neurons.
     pub sessions: usize,
-    /// Neurons per session.
+    /// Neurons per session (the largest, when sessions differ).
     pub neurons: usize,
+    /// Each session's own neuron count, when sessions differ; empty when
+    /// every session has `neurons`.
+    pub session_neurons: Vec<usize>,
     /// The seed every random stream derives from.
     pub seed: u64,
     /// Each session's length in seconds; `duration_s * frame_rate` and
@@ -84,6 +87,7 @@ impl MouseV1Config {
         MouseV1Config {
             sessions,
             neurons,
+            session_neurons: Vec::new(),
             seed,
             duration_s: 600.0,
             frame_rate: crate::source::synthetic::FRAME_RATE,
@@ -112,6 +116,36 @@ impl MouseV1Config {
         );
         config.validate()?;
         Ok(config)
+    }
+
+    /// The same with each session's own neuron count, as
+    /// `synthetic.mouse_v1(neurons: [40, 56, 72])` asks: one count per
+    /// session, each at least 1.
+    pub fn with_session_neurons(mut self, counts: &[i64]) -> Result<MouseV1Config, SyntheticError> {
+        if counts.len() != self.sessions {
+            return Err(SyntheticError::config(format!(
+                "`neurons` lists {} counts for {} sessions",
+                counts.len(),
+                self.sessions
+            )));
+        }
+        let counts: Vec<usize> = counts
+            .iter()
+            .map(|&v| {
+                usize::try_from(v).ok().filter(|&v| v >= 1).ok_or_else(|| {
+                    SyntheticError::config(format!("`neurons` must be positive counts, not {v}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        self.neurons = counts.iter().copied().max().unwrap_or(self.neurons);
+        self.session_neurons = counts;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Session `s`'s neuron count.
+    pub fn neurons_of(&self, s: usize) -> usize {
+        self.session_neurons.get(s).copied().unwrap_or(self.neurons)
     }
 
     /// The same with frames of `(height, width)` pixels, as
@@ -452,7 +486,7 @@ fn build_sessions(config: &MouseV1Config, geo: &Geometry) -> Vec<Session> {
             for chunk in chunks {
                 let work = move || {
                     for (s, slot) in chunk {
-                        *slot = Some(Session::build(config, geo.clone(), s));
+                        *slot = Some(Session::build(config, geo_of(geo, config, s), s));
                     }
                 };
                 // A thread that cannot start leaves its slots empty; they
@@ -464,8 +498,16 @@ fn build_sessions(config: &MouseV1Config, geo: &Geometry) -> Vec<Session> {
     slots
         .into_iter()
         .enumerate()
-        .map(|(s, slot)| slot.unwrap_or_else(|| Session::build(config, geo.clone(), s)))
+        .map(|(s, slot)| slot.unwrap_or_else(|| Session::build(config, geo_of(geo, config, s), s)))
         .collect()
+}
+
+/// Session `s`'s geometry: `geo` with its own neuron count.
+fn geo_of(geo: &Geometry, config: &MouseV1Config, s: usize) -> Geometry {
+    Geometry {
+        neurons: config.neurons_of(s),
+        ..geo.clone()
+    }
 }
 
 /// A simulated mouse V1: every session, built eagerly.

@@ -279,3 +279,24 @@ fn configs_are_validated() {
     assert!(MouseV1Config::from_ints(1, -3, 0).is_err());
     assert!(MouseV1Config::from_ints(1, 3, -5).is_ok());
 }
+
+#[test]
+fn sessions_may_have_their_own_neuron_counts() {
+    let config = MouseV1Config {
+        duration_s: 4.0,
+        ..MouseV1Config::new(3, 8, 5)
+    }
+    .with_session_neurons(&[4, 6, 5])
+    .unwrap();
+    assert_eq!(config.neurons, 6);
+    let mouse = MouseV1::new(config).unwrap();
+    let counts: Vec<usize> = (0..3)
+        .filter_map(|s| mouse.session(s).map(|x| x.neurons()))
+        .collect();
+    assert_eq!(counts, [4, 6, 5]);
+    let wrong = MouseV1Config::new(2, 8, 5).with_session_neurons(&[4, 6, 5]);
+    assert!(wrong.is_err());
+    assert!(MouseV1Config::new(2, 8, 5)
+        .with_session_neurons(&[4, 0])
+        .is_err());
+}
