@@ -472,12 +472,10 @@ impl TorchBackend {
                 .find(|(_, &k)| k == i)
                 .map(|(k, _)| *k)
                 .unwrap_or((usize::MAX, 0, 0));
-            let init = self
-                .graph
-                .params
-                .get(p)
-                .map(|x| x.init.clone())
-                .ok_or_else(|| Error::internal(format!("slot `{}` has no parameter", s.name)))?;
+            let init =
+                self.graph.params.get(p).map(|x| x.init).ok_or_else(|| {
+                    Error::internal(format!("slot `{}` has no parameter", s.name))
+                })?;
             let shape: Vec<usize> = whole.iter().map(|&d| d.max(0) as usize).collect();
             let host = enigma::run::init::init(&s.name, &init, &shape, self.seed)
                 .map_err(|e| Error::new(ErrorKind::Unsupported, e.to_string()))?;
