@@ -365,6 +365,12 @@ impl<'a> Reader<'a> {
             }
             _ => {}
         }
+        // A build that cannot read NWB says so before looking for files.
+        #[cfg(not(feature = "nwb"))]
+        if let SourceKind::Nwb { paths, rate } = &src.kind {
+            let first = paths.first().cloned().unwrap_or_default();
+            return nwb_raw(&first, field, *rate, m, &[]).map(|r| vec![r]);
+        }
         let count = self.sessions_of(*source)?.len();
         let mut out = Vec::with_capacity(count);
         for s in 0..count {
