@@ -170,7 +170,7 @@ fn nwb_units_bind_the_unit_dim() {
 
 /// suite2p's classifier marks 20 of the 219 ROIs as cells: only reading
 /// `iscell.npy` says so, and binding that count before planning gives the
-/// example's documented 26,900 parameters.
+/// example's documented 26,836 parameters.
 #[test]
 fn suite2p_cells_are_counted_from_the_classifier() {
     let Some((path, _)) = real_data::real_example("suite2p_calcium", "suite2p-example") else {
@@ -192,7 +192,7 @@ fn suite2p_cells_are_counted_from_the_classifier() {
         .unwrap_or_else(|| panic!("{:?}", bound.diagnostics));
     assert_eq!(x.sized_from_data, [("N".to_string(), 20)]);
     let stats = Stats::of(&x.graph);
-    assert_eq!(known(&stats.total_params(x.graph.sessions)), 26_900);
+    assert_eq!(known(&stats.total_params(x.graph.sessions)), 26_836);
 }
 
 #[test]
