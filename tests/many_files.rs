@@ -190,3 +190,35 @@ fn sessions_that_disagree_on_a_shared_dim_are_an_error_at_check() {
         e.help
     );
 }
+
+/// An `ops.npy` as NumPy writes suite2p's settings: an object array whose
+/// pickle holds `{'fs': fs, ...}` (the bytes around the entry abridged).
+fn ops(path: &Path, fs: f64) {
+    let mut bytes =
+        b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (), }\n".to_vec();
+    bytes.extend(b"\x80\x04\x95\x41\x01\x00\x00\x00\x00\x00\x00}\x94(\x8c\x02fs\x94G");
+    bytes.extend(fs.to_be_bytes());
+    bytes.extend(b"\x8c\x07nplanes\x94K\x01u.");
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_suite2p_plane_without_a_rate_takes_fs_from_its_ops() {
+    let d = folder("ops");
+    let plane = d.join("s2p/plane0");
+    traces(&plane.join("F.npy"), 0, 3, 120);
+    let text = format!(
+        "{HEAD}data p = suite2p(\"s2p\") {}\
+         modality x: series<f32>[T @ 10Hz, N] from p.F | resample(10Hz)\n",
+        block()
+    );
+    std::fs::write(d.join("main.enigma"), text).unwrap();
+    // Without `ops.npy` the rate is unknown, and the error says where to
+    // give it.
+    let e = Dataset::open(&spec(&d.join("main.enigma"))).unwrap_err();
+    assert!(e.to_string().contains("ops.npy"), "{e}");
+    // 120 frames at the recorded 20 Hz are 6 s.
+    ops(&plane.join("ops.npy"), 20.0);
+    let ds = Dataset::open(&spec(&d.join("main.enigma"))).unwrap();
+    assert!((ds.sessions()[0].duration - 6.0).abs() < 1e-9);
+}

@@ -83,7 +83,7 @@ fn source_rate(given: Option<f64>, m: &ModalitySpec) -> Result<f64, Error> {
     match m.rate {
         Some(r) if !changes => Ok(r),
         _ => Err(Error::spec(
-            "an npy file does not record its sampling rate, and the modality's transforms change the rate, so it cannot be inferred from the declared one; give it on the data item, as in `npy(\"...\", axes: [N, T], rate: 30Hz)`",
+            "an npy file does not record its sampling rate (nor does a suite2p plane without an `fs` in its `ops.npy`), and the modality's transforms change the rate, so it cannot be inferred from the declared one; give it on the data item, as in `npy(\"...\", axes: [N, T], rate: 30Hz)`",
         )),
     }
 }

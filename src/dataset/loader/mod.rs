@@ -26,6 +26,7 @@ mod fit;
 #[cfg(feature = "nwb")]
 mod nwb;
 mod open;
+mod ops;
 mod prefetch;
 mod sources;
 mod truth;

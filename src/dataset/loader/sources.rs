@@ -236,6 +236,20 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The frame rate suite2p recorded for plane `s` of source `i`, from
+    /// its `ops.npy` when it has one.
+    fn plane_rate(&mut self, i: usize, s: usize) -> Result<Option<f64>, Error> {
+        let name = self.source(i)?.name.clone();
+        let Some(plane) = self.sessions_of(i)?.get(s).cloned() else {
+            return Ok(None);
+        };
+        let ops = plane.join("ops.npy");
+        if !ops.is_file() {
+            return Ok(None);
+        }
+        super::ops::ops_rate(&ops).map_err(|e| e.data(&name).session(s))
+    }
+
     /// The keep-masks of a modality's `select` stages.
     pub fn masks(&mut self, m: &ModalitySpec) -> Result<Masks, Error> {
         let mut out = Vec::new();
@@ -389,7 +403,12 @@ impl<'a> Reader<'a> {
                 }
                 SourceKind::Suite2p { rate, .. } => {
                     let a = array::read_npy::<f32>(&path)?;
-                    npy_raw(&a, &path, Some(&suite2p_axes(m)), *rate, m, &keep)
+                    // The item's `rate:` wins over the plane's `ops.npy`.
+                    let rate = match rate {
+                        Some(r) => Some(*r),
+                        None => self.plane_rate(*source, s)?,
+                    };
+                    npy_raw(&a, &path, Some(&suite2p_axes(m)), rate, m, &keep)
                 }
                 SourceKind::Nwb { rate, .. } => nwb_raw(&path, field, *rate, m, &keep),
                 SourceKind::Synthetic { .. } => continue,
