@@ -33,6 +33,17 @@ fn traces(path: &Path, session: usize, n: usize, t: usize) {
     npy::write_f32(path, &[n, t], &values);
 }
 
+/// The first E0219 `enigma check` reports for `text` as `d/main.enigma`.
+fn first_e0219(d: &Path, text: &str) -> enigma::diagnostics::Diagnostic {
+    std::fs::write(d.join("main.enigma"), text).unwrap();
+    let a = checked::checked(&d.join("main.enigma"));
+    a.diagnostics
+        .iter()
+        .find(|x| x.code == Code::E0219)
+        .cloned()
+        .unwrap_or_else(|| panic!("{:?}", a.diagnostics))
+}
+
 fn spec(path: &Path) -> DataSpec {
     checked::experiment(path)
         .data
@@ -151,13 +162,7 @@ fn a_session_whose_file_disagrees_is_named_with_its_file() {
          modality x: series<f32>[T @ 10Hz, N] from f\n",
         block()
     );
-    std::fs::write(d.join("main.enigma"), text).unwrap();
-    let a = checked::checked(&d.join("main.enigma"));
-    let e = a
-        .diagnostics
-        .iter()
-        .find(|x| x.code == Code::E0219)
-        .unwrap_or_else(|| panic!("{:?}", a.diagnostics));
+    let e = first_e0219(&d, &text);
     assert!(
         e.message.contains("session 1") && e.message.contains("ses-b"),
         "{}",
@@ -176,13 +181,7 @@ fn sessions_that_disagree_on_a_shared_dim_are_an_error_at_check() {
          modality x: series<f32>[T @ 10Hz, N] from f\n",
         block()
     );
-    std::fs::write(d.join("main.enigma"), text).unwrap();
-    let a = checked::checked(&d.join("main.enigma"));
-    let e = a
-        .diagnostics
-        .iter()
-        .find(|x| x.code == Code::E0219)
-        .unwrap_or_else(|| panic!("{:?}", a.diagnostics));
+    let e = first_e0219(&d, &text);
     assert!(e.message.contains("ses-b"), "{}", e.message);
     assert!(
         e.help.as_deref().is_some_and(|h| h.contains("per session")),

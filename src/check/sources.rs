@@ -86,15 +86,35 @@ impl Source<'_> {
         }
     }
 
-    /// How a message names session `s`'s file: the path, and which of
-    /// several it is.
-    fn file_label(&self, path: &Path, s: usize, of: usize) -> String {
+    /// How messages name session `s`'s file: by its path and session when
+    /// the item has several, else by the item.
+    fn file_label(&self, path: &Path, s: usize, of: usize) -> FileLabel {
         if of > 1 {
-            format!("session {s}'s file `{}`", path.display())
+            let named = format!("session {s}'s file `{}`", path.display());
+            FileLabel {
+                file: named.clone(),
+                item: named.clone(),
+                nwb: named,
+            }
         } else {
-            format!("`{}`'s file", self.item.name.name)
+            let name = &self.item.name.name;
+            FileLabel {
+                file: format!("`{name}`'s file"),
+                item: format!("`{name}`"),
+                nwb: "the NWB file".to_string(),
+            }
         }
     }
+}
+
+/// How messages name one file of a data item.
+struct FileLabel {
+    /// As "the file": "`fluo`'s file", "session 1's file `…/F.npy`".
+    file: String,
+    /// As what has axes: "`fluo`", or the session's file.
+    item: String,
+    /// As the NWB file that lacks a dataset.
+    nwb: String,
 }
 
 /// One binding of a data-bound dim, with where it came from.
@@ -200,7 +220,7 @@ pub(super) fn check_sources(
         }
     };
     // The raw axes of every file first, so two files can be compared.
-    for (name, src) in &sources {
+    for src in sources.values() {
         let (SourceKind::Files(files, DataFormat::Npy), Some((axes, span))) =
             (&src.kind, &src.axes)
         else {
@@ -220,7 +240,7 @@ pub(super) fn check_sources(
             .cloned()
             {
                 let label = src.file_label(f, s, files.len());
-                check_axes(c, file, name, &label, src, &h, axes, *span, &mut bound[s]);
+                check_axes(c, file, &label, src, &h, axes, *span, &mut bound[s]);
             }
         }
     }
@@ -541,8 +561,7 @@ fn selected_dims(m: &ModalityItem) -> Vec<String> {
 fn check_axes(
     c: &mut Consts,
     file: FileId,
-    name: &str,
-    label: &str,
+    label: &FileLabel,
     src: &Source,
     h: &ArrayHeader,
     axes: &[Axis],
@@ -554,8 +573,9 @@ fn check_axes(
             Diagnostic::new(
                 Code::E0219,
                 format!(
-                    "`axes:` names {} axes, but {label} has {} (shape {})",
+                    "`axes:` names {} axes, but {} has {} (shape {})",
                     axes.len(),
+                    label.file,
                     h.shape.len(),
                     crate::source::probe::npy::shape_text(&h.shape)
                 ),
@@ -572,7 +592,10 @@ fn check_axes(
                 c.diags.push(
                     Diagnostic::new(
                         Code::E0219,
-                        format!("axis {i} of {label} has {size} positions, but `axes:` says {k}"),
+                        format!(
+                            "axis {i} of {} has {size} positions, but `axes:` says {k}",
+                            label.file
+                        ),
                     )
                     .primary(file, span, "does not match the file")
                     .help("write the size the file has, or a dim name to bind it"),
@@ -581,11 +604,7 @@ fn check_axes(
             Axis::Name(n) => {
                 let what = format!(
                     "axis {i} of {} (shape {})",
-                    if label.starts_with('`') {
-                        format!("`{name}`")
-                    } else {
-                        label.to_string()
-                    },
+                    label.item,
                     crate::source::probe::npy::shape_text(&h.shape)
                 );
                 if let Ok(Value::Size(v)) = c.item_value(c.program.root, n) {
@@ -689,7 +708,7 @@ pub(super) const SHARED_DIM: &str =
 /// `[N, 2]`, whatever `axes:` says).
 struct ArrayCtx<'s, 'a> {
     src: &'s Source<'a>,
-    label: &'s str,
+    label: &'s FileLabel,
     suite2p: bool,
 }
 
@@ -705,8 +724,7 @@ fn modality_vs_array(
     bound: &mut BTreeMap<String, Binding>,
 ) {
     let src = ctx.src;
-    let label = ctx.label;
-    let data = &src.item.name.name;
+    let label = &ctx.label.file;
     let shape = crate::source::probe::npy::shape_text(&h.shape);
     // The element kind: integer ids cannot come from a float file.
     let declared = match &m.ty.kind {
@@ -787,11 +805,7 @@ fn modality_vs_array(
                     bound,
                     s,
                     size,
-                    if ctx.label.starts_with('`') {
-                        format!("axis {i} of `{data}` (shape {shape})")
-                    } else {
-                        format!("axis {i} of {label} (shape {shape})")
-                    },
+                    format!("axis {i} of {} (shape {shape})", ctx.label.item),
                     *span,
                     SHARED_DIM,
                 );
@@ -807,7 +821,7 @@ fn modality_vs_nwb(
     file: FileId,
     m: &ModalityItem,
     field: &[String],
-    label: &str,
+    label: &FileLabel,
     sets: &BTreeMap<String, ArrayHeader>,
     dims: &[(DimRef, Span)],
     bound: &mut BTreeMap<String, Binding>,
@@ -819,19 +833,12 @@ fn modality_vs_nwb(
         let mut groups: Vec<&str> = sets.keys().filter_map(|k| k.split('/').next()).collect();
         groups.dedup();
         c.diags.push(
-            Diagnostic::new(
-                Code::E0219,
-                if label.starts_with('`') {
-                    format!("the NWB file has no `{path}`")
-                } else {
-                    format!("{label} has no `{path}`")
-                },
-            )
-            .primary(file, m.source.span, "not in the file")
-            .help(format!(
-                "the file's top-level groups are: {}",
-                groups.join(", ")
-            )),
+            Diagnostic::new(Code::E0219, format!("{} has no `{path}`", label.nwb))
+                .primary(file, m.source.span, "not in the file")
+                .help(format!(
+                    "the file's top-level groups are: {}",
+                    groups.join(", ")
+                )),
         );
         return;
     }

@@ -180,9 +180,9 @@ fn bind(a: &mut Artifacts, loader: &dyn SourceLoader) -> Result<(), Error> {
     let sizes = data_sizes(spec, &dataset).map_err(why)?;
     let sessions = dataset.sessions().len();
     // One check per distinct set of sizes: sessions with the same cell
-    // count share a graph.
-    let mut checked: Vec<(Sizes, std::sync::Arc<Experiment>)> = Vec::new();
-    let mut graphs = Vec::new();
+    // count share one checked experiment and one graph.
+    let mut checked: Vec<(Sizes, Experiment, std::sync::Arc<crate::ir::Graph>)> = Vec::new();
+    let mut of_session = Vec::new();
     let count = if sizes.per_session.is_empty() {
         1
     } else {
@@ -190,25 +190,23 @@ fn bind(a: &mut Artifacts, loader: &dyn SourceLoader) -> Result<(), Error> {
     };
     for s in 0..count {
         let own = sizes.of_session(s);
-        let x = match checked.iter().find(|(k, _)| *k == own) {
-            Some((_, x)) => x.clone(),
+        let k = match checked.iter().position(|(k, _, _)| *k == own) {
+            Some(k) => k,
             None => {
-                let x = std::sync::Arc::new(check_with_sizes(a, loader, &own, s, count)?);
-                checked.push((own, x.clone()));
-                x
+                let x = check_with_sizes(a, loader, &own, s, count)?;
+                let g = std::sync::Arc::new(x.graph.clone());
+                checked.push((own, x, g));
+                checked.len() - 1
             }
         };
-        graphs.push(x);
+        of_session.push(k);
     }
-    let Some(first) = graphs.first() else {
+    let Some(&first) = of_session.first() else {
         return Err(Error::spec("the data holds no session"));
     };
-    let mut rebound = Experiment::clone(first);
+    let mut rebound = checked[first].1.clone();
     if count > 1 {
-        rebound.session_graphs = graphs
-            .iter()
-            .map(|x| std::sync::Arc::new(x.graph.clone()))
-            .collect();
+        rebound.session_graphs = of_session.iter().map(|&k| checked[k].2.clone()).collect();
         rebound.session_sizes = sizes.per_session.clone();
         rebound.sized_from_data = sizes.agreed.clone();
     }

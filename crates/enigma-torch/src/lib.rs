@@ -425,29 +425,27 @@ impl TorchBackend {
         if graphs.is_empty() {
             return Ok(self);
         }
-        let differs = |i: usize| {
-            let s = &self.slots[i];
-            match s.session.and_then(|c| graphs.get(c)) {
-                Some(g) => {
-                    let (p, _, _) = self
-                        .index
-                        .iter()
-                        .find(|(_, &k)| k == i)
-                        .map(|(k, _)| *k)
-                        .unwrap_or((usize::MAX, 0, 0));
-                    let whole: Option<Vec<i64>> = g.params.get(p).and_then(|x| {
-                        x.ty.dims
-                            .iter()
-                            .map(|d| d.size_or_name().as_const())
-                            .collect()
-                    });
-                    whole.filter(|w| *w != s.whole)
-                }
-                None => None,
-            }
-        };
-        let changed: Vec<(usize, Vec<i64>)> = (0..self.slots.len())
-            .filter_map(|i| differs(i).map(|w| (i, w)))
+        // Each slot's parameter, and its size in its session's graph where
+        // that differs from the size it was made at.
+        let param_of: HashMap<usize, usize> =
+            self.index.iter().map(|(&(p, _, _), &i)| (i, p)).collect();
+        let changed: Vec<(usize, usize, Vec<i64>)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let g = graphs.get(s.session?)?;
+                let p = *param_of.get(&i)?;
+                let whole: Vec<i64> = g
+                    .params
+                    .get(p)?
+                    .ty
+                    .dims
+                    .iter()
+                    .map(|d| d.size_or_name().as_const())
+                    .collect::<Option<_>>()?;
+                (whole != s.whole).then_some((i, p, whole))
+            })
             .collect();
         if !changed.is_empty() {
             if self.dist.as_ref().is_some_and(|d| d.zero > 0) {
@@ -464,14 +462,8 @@ impl TorchBackend {
             }
         }
         let device = self.device;
-        for (i, whole) in changed {
+        for (i, p, whole) in changed {
             let s = &mut self.slots[i];
-            let (p, _, _) = self
-                .index
-                .iter()
-                .find(|(_, &k)| k == i)
-                .map(|(k, _)| *k)
-                .unwrap_or((usize::MAX, 0, 0));
             let init =
                 self.graph.params.get(p).map(|x| x.init).ok_or_else(|| {
                     Error::internal(format!("slot `{}` has no parameter", s.name))
