@@ -152,6 +152,12 @@ pub enum Command {
         /// No progress bar and no summary lines.
         #[arg(long)]
         quiet: bool,
+        /// Do not fit the built-in baselines at the end (their ridge
+        /// regression reads every training window, which on a large study
+        /// can take longer than a short run); `enigma baseline` fits them
+        /// later.
+        #[arg(long)]
+        no_baselines: bool,
         /// Read the standard library from this directory instead of the
         /// copy built into the binary.
         #[arg(long, value_name = "DIR")]
@@ -299,6 +305,7 @@ where
             device,
             steps,
             quiet,
+            no_baselines,
             stdlib,
             nproc,
         } => match (nproc, trainer) {
@@ -315,6 +322,7 @@ where
                     device,
                     steps,
                     quiet,
+                    no_baselines,
                 },
             ),
         },

@@ -45,6 +45,7 @@ pub struct Request<'a> {
     pub device: Option<DeviceArg>,
     pub steps: Option<u64>,
     pub quiet: bool,
+    pub no_baselines: bool,
 }
 
 pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
@@ -115,6 +116,7 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
         device: req.device.map(DeviceChoice::from),
         steps: req.steps,
         quiet: req.quiet,
+        no_baselines: req.no_baselines,
         world,
     };
     match trainer.train(x, planned, a.dataset, &request) {

@@ -45,6 +45,8 @@ pub struct Request {
     pub steps: Option<u64>,
     /// No progress bar and no summary lines.
     pub quiet: bool,
+    /// Skip the built-in baselines at the end (`baselines.txt`).
+    pub no_baselines: bool,
     /// This process's place in the job.
     pub world: World,
 }
@@ -333,7 +335,7 @@ fn run_rank<R: Runtime>(
     // (`baselines.txt`); the run stands whether or not they apply. After
     // the job's last collective: fitting them on a large dataset must not
     // keep the other ranks waiting past the collective timeout.
-    let best = if leader && !s.interrupted {
+    let best = if leader && !s.interrupted && !req.no_baselines {
         baselines(x, &dataset, &dir)?
     } else {
         None

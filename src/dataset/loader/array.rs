@@ -54,41 +54,88 @@ impl Element for f64 {
 /// not to matter beside the array.
 const CHUNK: usize = 1 << 20;
 
+/// An opened `.npy` file: its handle, shape, element decoder and where
+/// its data starts, with the file's length already checked against the
+/// header.
+pub struct NpyFile {
+    pub path: std::path::PathBuf,
+    pub file: File,
+    /// The shape in the file's memory order (reversed for Fortran order).
+    pub shape: Vec<usize>,
+    pub fortran: bool,
+    pub data_offset: u64,
+    /// Bytes per element.
+    pub size: usize,
+    pub decode: Decode,
+}
+
+impl NpyFile {
+    /// Opens `path` and parses its header.
+    pub fn open(path: &Path) -> Result<NpyFile, Error> {
+        let mut file = File::open(path).map_err(|e| Error::io(path, &e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, &e))?.len();
+        let prefix_len = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .min(npy::PREFIX_LEN);
+        let mut prefix = vec![0u8; prefix_len];
+        file.read_exact(&mut prefix)
+            .map_err(|e| Error::io(path, &e))?;
+        let header = npy::parse(&prefix).map_err(|e| Error::from(e.at(path)))?;
+        npy::check_len(&header, len).map_err(|e| Error::from(e.at(path)))?;
+        let (size, decode) =
+            decoder(&header.array.dtype, header.array.big_endian).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::DataFormat,
+                    format!("cannot read elements of type {}", header.array.dtype),
+                )
+                .file(path)
+            })?;
+        let mut shape: Vec<usize> = header
+            .array
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| too_big(path)))
+            .collect::<Result<_, _>>()?;
+        let fortran = header.array.fortran_order && shape.len() > 1;
+        if fortran {
+            shape.reverse();
+        }
+        Ok(NpyFile {
+            path: path.to_path_buf(),
+            file,
+            shape,
+            fortran,
+            data_offset: header.data_offset,
+            size,
+            decode,
+        })
+    }
+}
+
+fn too_big(path: &Path) -> Error {
+    Error::new(
+        ErrorKind::DataFormat,
+        "the array is too large for this machine's address space",
+    )
+    .file(path)
+}
+
 /// Reads the whole array in the `.npy` file at `path`.
 pub fn read_npy<T: Element>(path: &Path) -> Result<Array<T>, Error> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, &e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, &e))?.len();
-    let prefix_len = usize::try_from(len)
-        .unwrap_or(usize::MAX)
-        .min(npy::PREFIX_LEN);
-    let mut prefix = vec![0u8; prefix_len];
-    file.read_exact(&mut prefix)
-        .map_err(|e| Error::io(path, &e))?;
-    let header = npy::parse(&prefix).map_err(|e| Error::from(e.at(path)))?;
-    npy::check_len(&header, len).map_err(|e| Error::from(e.at(path)))?;
-    let (size, decode) =
-        decoder(&header.array.dtype, header.array.big_endian).ok_or_else(|| {
-            Error::new(
-                ErrorKind::DataFormat,
-                format!("cannot read elements of type {}", header.array.dtype),
-            )
-            .file(path)
-        })?;
-    let too_big = || {
-        Error::new(
-            ErrorKind::DataFormat,
-            "the array is too large for this machine's address space",
-        )
-        .file(path)
-    };
-    let shape: Vec<usize> = header
-        .array
-        .shape
+    let NpyFile {
+        mut file,
+        shape,
+        fortran,
+        data_offset,
+        size,
+        decode,
+        ..
+    } = NpyFile::open(path)?;
+    let count = shape
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| too_big()))
-        .collect::<Result<_, _>>()?;
-    let count = usize::try_from(header.data_len / size as u64).map_err(|_| too_big())?;
-    file.seek(SeekFrom::Start(header.data_offset))
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| too_big(path))?;
+    file.seek(SeekFrom::Start(data_offset))
         .map_err(|e| Error::io(path, &e))?;
     let mut data: Vec<T> = Vec::with_capacity(count);
     let mut buf = vec![0u8; (CHUNK / size) * size];
@@ -100,23 +147,15 @@ pub fn read_npy<T: Element>(path: &Path) -> Result<Array<T>, Error> {
     }
     // A Fortran-order array is the C-order array of the reversed shape with
     // its axes reversed.
-    if header.array.fortran_order && shape.len() > 1 {
-        let reversed: Vec<usize> = shape.iter().rev().copied().collect();
+    if fortran {
         let axes: Vec<usize> = (0..shape.len()).rev().collect();
-        return permute(
-            &Array {
-                shape: reversed,
-                data,
-            },
-            &axes,
-        )
-        .ok_or_else(too_big);
+        return permute(&Array { shape, data }, &axes).ok_or_else(|| too_big(path));
     }
     Ok(Array { shape, data })
 }
 
 /// A function from one element's bytes to its value.
-type Decode = fn(&[u8]) -> f64;
+pub type Decode = fn(&[u8]) -> f64;
 
 /// The element size and decoder for an element type in enigma's spelling.
 fn decoder(dtype: &str, big: bool) -> Option<(usize, Decode)> {

@@ -132,6 +132,16 @@ impl Dataset {
         let samples = |rate: f64| (length * rate).round() as usize;
         let (shape, data) = match stream {
             Stream::Series { rate, chan, data } => self.series(spec, *rate, chan, data, windows)?,
+            Stream::Lazy(l) => {
+                let (t, c) = (samples(l.rate), l.width());
+                let mut out = Vec::with_capacity(b * t * c);
+                for w in windows {
+                    let i = (w.start * l.rate).round() as usize;
+                    out.extend(l.read(i, i + t)?);
+                }
+                let chan: Vec<usize> = l.chan.iter().map(|c| c.size).collect();
+                (self.layout(spec, b, t, &chan), out)
+            }
             Stream::Video { source, rate, chan } => {
                 let c: usize = chan.iter().map(|c| c.size).product();
                 let (t_in, t) = (samples(*rate), samples(spec.rate.unwrap_or(*rate)));

@@ -88,26 +88,25 @@ fn source_rate(given: Option<f64>, m: &ModalitySpec) -> Result<f64, Error> {
     }
 }
 
-/// A `.npy` array as modality `m`'s raw values: time first, then the
-/// declared dims, with the selections applied.
-pub fn npy_raw(
-    a: &Array<f32>,
+/// Which axis of a file of `shape` is time, and which file axis each of
+/// modality `m`'s channel dims reads, in declared order: named by `axes:`,
+/// or the modality's dims in order.
+pub fn npy_layout(
+    shape: &[usize],
     path: &Path,
     axes: Option<&[Axis]>,
-    rate: Option<f64>,
     m: &ModalitySpec,
-    masks: &[(String, Vec<bool>)],
-) -> Result<Raw, Error> {
+) -> Result<(usize, Vec<usize>), Error> {
     let shape_err = |msg: String| Error::new(ErrorKind::DataShape, msg).file(path);
-    let shape_text = format!("{:?}", a.shape);
+    let shape_text = format!("{shape:?}");
     // What each file axis is called: `axes:`, or the modality's dims in order.
     let names: Vec<Option<String>> = match axes {
         Some(axes) => {
-            if axes.len() != a.shape.len() {
+            if axes.len() != shape.len() {
                 return Err(shape_err(format!(
                     "`axes:` names {} axes, but the file has {} (shape {shape_text})",
                     axes.len(),
-                    a.shape.len()
+                    shape.len()
                 )));
             }
             axes.iter()
@@ -118,12 +117,12 @@ pub fn npy_raw(
                 .collect()
         }
         None => {
-            if m.dims.len() != a.shape.len() {
+            if m.dims.len() != shape.len() {
                 return Err(shape_err(format!(
                     "`{}` declares {} dims, but the file has {} axes (shape {shape_text}); name the file's axes with `axes: [...]`",
                     m.name,
                     m.dims.len(),
-                    a.shape.len()
+                    shape.len()
                 )));
             }
             m.dims.iter().map(|d| Some(d.name.clone())).collect()
@@ -163,10 +162,36 @@ pub fn npy_raw(
             "`{}` has {} dims besides time, but the file has {} other axes (shape {shape_text})",
             m.name,
             channel.len(),
-            a.shape.len() - 1
+            shape.len() - 1
         )))
         }
     };
+    Ok((time, order))
+}
+
+/// Where an array lies in its file: the whole file's shape and the file
+/// sample its first time step is (a slab of a file read lazily), so that
+/// messages speak of the file.
+#[derive(Clone, Copy, Debug)]
+pub struct Slab<'a> {
+    pub shape: &'a [usize],
+    pub start: usize,
+}
+
+/// A `.npy` array as modality `m`'s raw values: time first, then the
+/// declared dims, with the selections applied.
+pub fn npy_raw(
+    a: &Array<f32>,
+    slab: Slab,
+    path: &Path,
+    axes: Option<&[Axis]>,
+    rate: Option<f64>,
+    m: &ModalitySpec,
+    masks: &[(String, Vec<bool>)],
+) -> Result<Raw, Error> {
+    let shape_err = |msg: String| Error::new(ErrorKind::DataShape, msg).file(path);
+    let shape_text = format!("{:?}", slab.shape);
+    let (time, order) = npy_layout(&a.shape, path, axes, m)?;
     // Positions the model never sees (dropped by `select`) are not checked.
     let mut keep_axes: Vec<Option<&Vec<bool>>> = vec![None; a.shape.len()];
     for (dim, mask) in masks {
@@ -177,7 +202,10 @@ pub fn npy_raw(
     let keep = |axis: usize, i: usize| {
         keep_axes[axis].is_none_or(|mask| mask.get(i).copied().unwrap_or(true))
     };
-    if let Some((at, v)) = array::first_non_finite(a, &keep) {
+    if let Some((mut at, v)) = array::first_non_finite(a, &keep) {
+        if let Some(t) = at.get_mut(time) {
+            *t += slab.start;
+        }
         return Err(Error::new(
             ErrorKind::DataNonFinite,
             format!(

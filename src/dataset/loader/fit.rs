@@ -15,10 +15,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::lazy::LazySeries;
 use super::sources::{Chan, Stream};
 use super::{Error, ErrorKind};
 use crate::dataset::synthetic::MouseV1;
-use crate::dataset::transform::stages::{Events, Series};
+use crate::dataset::transform::stages::{Events, Moments, Series, Stage};
 use crate::dataset::transform::{Pipeline, Signal};
 use crate::dataset::windows::Splits;
 use crate::ir::data::Split;
@@ -95,8 +96,103 @@ fn portion(
                 units: out,
             }))
         }
+        // Only when some sessions of a modality are read lazily and others
+        // whole (a Fortran-order file among C-order ones): the training
+        // stretches are read into memory, as the whole-file path would.
+        Stream::Lazy(l) => {
+            let mut out = Vec::new();
+            for &(a, b) in ranges {
+                let (i, j) = samples_of(l, a, b);
+                out.extend(l.read(i, j)?);
+            }
+            Some(Signal::Series(Series {
+                rate: l.rate,
+                channels: l.width(),
+                data: out,
+            }))
+        }
         Stream::Intervals { .. } => None,
     })
+}
+
+/// The samples of a lazy series seconds `a..b` cover.
+fn samples_of(l: &LazySeries, a: f64, b: f64) -> (usize, usize) {
+    let t = l.samples();
+    let i = ((a * l.rate).round() as usize).min(t);
+    (i, ((b * l.rate).round() as usize).clamp(i, t))
+}
+
+/// Fits a modality whose every session is read lazily, a chunk at a time:
+/// each `zscore` stage's statistics are summed over the training
+/// stretches through the stages before it, per session or pooled.
+fn fit_lazy(
+    m: &ModalitySpec,
+    lazies: &[&LazySeries],
+    splits: &Splits,
+    settings: &WindowSettings,
+    pipeline: &Pipeline,
+) -> Result<Vec<Pipeline>, Error> {
+    let per_session = m.per_session() || lazies.len() == 1;
+    let mut fitted = vec![pipeline.clone(); lazies.len()];
+    for k in 0..pipeline.stages.len() {
+        if !matches!(pipeline.stages[k], Stage::ZScore { .. }) {
+            continue;
+        }
+        let mut moments = Vec::with_capacity(lazies.len());
+        for (s, l) in lazies.iter().enumerate() {
+            let mut part = Moments::new(l.width());
+            for (a, b) in training_ranges(splits, s, settings.length) {
+                let (i, j) = samples_of(l, a, b);
+                for (x, y) in l.chunks(i, j) {
+                    part.add(&l.read_through(x, y, &fitted[s], k)?);
+                }
+            }
+            moments.push(part);
+        }
+        let stats = |m: &Moments| {
+            m.stats().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Transform,
+                    "zscore: needs at least two training samples",
+                )
+            })
+        };
+        if per_session {
+            for (s, part) in moments.iter().enumerate() {
+                let stats = stats(part).map_err(|_| no_training_window().session(s))?;
+                fitted[s].stages[k] = Stage::ZScore { stats: Some(stats) };
+            }
+        } else {
+            let mut all = Moments::new(moments.first().map_or(0, Moments::channels));
+            for part in &moments {
+                if part.channels() != all.channels() {
+                    return Err(different_channels());
+                }
+                all.merge(part);
+            }
+            let stats = stats(&all)?;
+            for p in &mut fitted {
+                p.stages[k] = Stage::ZScore {
+                    stats: Some(stats.clone()),
+                };
+            }
+        }
+    }
+    Ok(fitted)
+}
+
+fn no_training_window() -> Error {
+    Error::new(
+        ErrorKind::Transform,
+        "its statistics are fitted per session (a dim is `per session`), but this session has no training window; split by time, or use `standardize` with fixed values",
+    )
+}
+
+fn different_channels() -> Error {
+    Error::new(
+        ErrorKind::DataShape,
+        "its sessions have different channels, so one set of statistics cannot fit them all; declare the dim `per session`",
+    )
 }
 
 /// Fits modality `m`'s transforms, per session or pooled over sessions,
@@ -113,6 +209,16 @@ pub fn fit(
     let needs = m.transforms.iter().any(|t| matches!(t, Transform::ZScore));
     if !needs {
         return Ok(vec![pipeline; sessions]);
+    }
+    let lazies: Vec<&LazySeries> = raw
+        .iter()
+        .filter_map(|s| match s {
+            Stream::Lazy(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    if !lazies.is_empty() && lazies.len() == sessions {
+        return fit_lazy(m, &lazies, splits, settings, &pipeline);
     }
     let portions = raw
         .iter()
@@ -134,11 +240,7 @@ pub fn fit(
             .enumerate()
             .map(|(s, p)| match p {
                 Some(signal) if !is_empty(signal) => fit_one(signal).map_err(|e| e.session(s)),
-                _ => Err(Error::new(
-                    ErrorKind::Transform,
-                    "its statistics are fitted per session (a dim is `per session`), but this session has no training window; split by time, or use `standardize` with fixed values",
-                )
-                .session(s)),
+                _ => Err(no_training_window().session(s)),
             })
             .collect()
     } else {
@@ -175,12 +277,7 @@ fn join(parts: Vec<Signal>) -> Result<Signal, Error> {
                 }
                 a.duration += b.duration;
             }
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::DataShape,
-                    "its sessions have different channels, so one set of statistics cannot fit them all; declare the dim `per session`",
-                ))
-            }
+            _ => return Err(different_channels()),
         }
     }
     Ok(first)
@@ -197,6 +294,15 @@ pub fn transform(stream: Stream, pipeline: &Pipeline, duration: f64) -> Result<S
     };
     match stream {
         Stream::Video { .. } => Ok(stream),
+        // Transforms of one sample at a time stay lazy; the others need
+        // the session whole.
+        Stream::Lazy(mut l) => {
+            if l.then(pipeline) {
+                Ok(Stream::Lazy(l))
+            } else {
+                transform(l.load()?, pipeline, duration)
+            }
+        }
         Stream::Intervals { .. } => Err(Error::spec("intervals take no transforms")),
         Stream::Series { rate, chan, data } => {
             let channels = chan.iter().map(|c| c.size).product();

@@ -23,6 +23,7 @@ mod batch;
 mod error;
 mod files;
 mod fit;
+mod lazy;
 #[cfg(feature = "nwb")]
 mod nwb;
 mod open;

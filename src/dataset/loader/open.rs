@@ -386,13 +386,13 @@ fn check(
         (m.kind, stream),
         (
             ModalityKind::Video | ModalityKind::Series,
-            Stream::Series { .. } | Stream::Video { .. }
+            Stream::Series { .. } | Stream::Video { .. } | Stream::Lazy(_)
         ) | (ModalityKind::Events, Stream::Events { .. })
             | (ModalityKind::Intervals, Stream::Intervals { .. })
     );
     if !kind_ok {
         let have = match stream {
-            Stream::Series { .. } | Stream::Video { .. } => "sampled values",
+            Stream::Series { .. } | Stream::Video { .. } | Stream::Lazy(_) => "sampled values",
             Stream::Events { .. } => "events (`bin` them to make a series)",
             Stream::Intervals { .. } => "intervals",
         };
@@ -401,7 +401,12 @@ fn check(
             format!("is declared `{:?}` but its source gives {have}", m.kind).to_lowercase(),
         ));
     }
-    if let (Stream::Series { rate, .. }, Some(declared)) = (stream, m.rate) {
+    let rate = match stream {
+        Stream::Series { rate, .. } => Some(*rate),
+        Stream::Lazy(l) => Some(l.rate),
+        _ => None,
+    };
+    if let (Some(rate), Some(declared)) = (rate, m.rate) {
         if (rate - declared).abs() > 1e-6 * declared {
             return Err(Error::new(
                 ErrorKind::DataShape,
@@ -459,6 +464,7 @@ fn check(
 fn check_rate(m: &ModalitySpec, raw: &Stream) -> Result<(), Error> {
     let input = match raw {
         Stream::Series { rate, .. } | Stream::Video { rate, .. } => Some(*rate),
+        Stream::Lazy(l) => Some(l.rate),
         _ => None,
     };
     match (super::fit::output_rate(input, &m.transforms), m.rate) {
@@ -512,6 +518,7 @@ fn raw_samples(stream: &Stream) -> Option<usize> {
             let width: usize = chan.iter().map(|c| c.size).product();
             data.len().checked_div(width)
         }
+        Stream::Lazy(l) => Some(l.samples()),
         _ => None,
     }
 }

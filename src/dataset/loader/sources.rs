@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::path::PathBuf;
 
 use super::array;
-use super::files::{lane, npy_intervals, npy_raw, nwb_raw};
+use super::files::{lane, npy_intervals, npy_raw, nwb_raw, Slab};
+use super::lazy::{self, LazySeries};
 use super::{Error, ErrorKind};
 use crate::dataset::synthetic::{MouseV1, MouseV1Config};
 use crate::ir::data::{Axis, Cond, DataSpec, ModalitySpec, Origin, SourceKind, SourceSpec};
@@ -56,6 +57,8 @@ pub enum Stream {
         chan: Vec<Chan>,
         rows: Vec<(f64, f64)>,
     },
+    /// A series left in its file and read a window at a time.
+    Lazy(LazySeries),
 }
 
 impl Stream {
@@ -65,6 +68,7 @@ impl Stream {
             | Stream::Video { chan, .. }
             | Stream::Events { chan, .. }
             | Stream::Intervals { chan, .. } => chan,
+            Stream::Lazy(l) => &l.chan,
         }
     }
 
@@ -74,6 +78,7 @@ impl Stream {
             | Stream::Video { chan, .. }
             | Stream::Events { chan, .. }
             | Stream::Intervals { chan, .. } => chan,
+            Stream::Lazy(l) => &mut l.chan,
         }
     }
 
@@ -86,7 +91,7 @@ impl Stream {
                 .filter_map(|u| u.last().copied())
                 .fold(0.0, f64::max),
             Stream::Intervals { rows, .. } => rows.iter().map(|r| r.1).fold(0.0, f64::max),
-            Stream::Series { .. } | Stream::Video { .. } => 0.0,
+            Stream::Series { .. } | Stream::Video { .. } | Stream::Lazy(_) => 0.0,
         }
     }
 
@@ -97,6 +102,7 @@ impl Stream {
                 let width: usize = chan.iter().map(|c| c.size).product();
                 Some(data.len().checked_div(width).unwrap_or(0) as f64 / rate)
             }
+            Stream::Lazy(l) => Some(l.samples() as f64 / l.rate),
             _ => None,
         }
     }
@@ -394,21 +400,20 @@ impl<'a> Reader<'a> {
             let keep = masks.session(s).map_err(|e| e.file(&path))?;
             let raw = match &src.kind {
                 SourceKind::Npy { axes, rate, .. } => {
-                    let a = array::read_npy::<f32>(&path)?;
                     if m.kind == ModalityKind::Intervals {
+                        let a = array::read_npy::<f32>(&path)?;
                         npy_intervals(&a, &path, m, &keep)
                     } else {
-                        npy_raw(&a, &path, axes.as_deref(), *rate, m, &keep)
+                        npy_series(&path, axes.as_deref(), *rate, m, &keep)
                     }
                 }
                 SourceKind::Suite2p { rate, .. } => {
-                    let a = array::read_npy::<f32>(&path)?;
                     // The item's `rate:` wins over the plane's `ops.npy`.
                     let rate = match rate {
                         Some(r) => Some(*r),
                         None => self.plane_rate(*source, s)?,
                     };
-                    npy_raw(&a, &path, Some(&suite2p_axes(m)), rate, m, &keep)
+                    npy_series(&path, Some(&suite2p_axes(m)), rate, m, &keep)
                 }
                 SourceKind::Nwb { rate, .. } => nwb_raw(&path, field, *rate, m, &keep),
                 SourceKind::Synthetic { .. } => continue,
@@ -491,6 +496,33 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A series from a `.npy` file: left in the file and read per window when
+/// its transforms act on each sample alone (`lazy.rs`), read whole when
+/// they look across time or the file is in Fortran order.
+fn npy_series(
+    path: &std::path::Path,
+    axes: Option<&[Axis]>,
+    rate: Option<f64>,
+    m: &ModalitySpec,
+    keep: &[(String, Vec<bool>)],
+) -> Result<Raw, Error> {
+    if lazy::pointwise(&m.transforms) {
+        if let Some((series, length)) = LazySeries::open(path, axes, rate, m, keep)? {
+            series.check_source()?;
+            return Ok(Raw {
+                stream: Stream::Lazy(series),
+                length: Some(length),
+            });
+        }
+    }
+    let a = array::read_npy::<f32>(path)?;
+    let whole = Slab {
+        shape: &a.shape,
+        start: 0,
+    };
+    npy_raw(&a, whole, path, axes, rate, m, keep)
+}
+
 /// The arrays a suite2p plane folder holds, each `FIELD.npy`.
 pub const SUITE2P_FIELDS: [&str; 4] = ["F", "Fneu", "spks", "iscell"];
 
@@ -524,6 +556,9 @@ pub fn select(
     m: &ModalitySpec,
     masks: &[(String, Vec<bool>)],
 ) -> Result<(), Error> {
+    if let Stream::Lazy(l) = stream {
+        return l.select(m, masks);
+    }
     for (dim, mask) in masks {
         let Some(j) = chan_index(m, dim) else {
             return Err(Error::spec(format!("`select({dim}, ...)`: no such dim")));
@@ -577,6 +612,7 @@ pub fn select(
             Stream::Video { .. } => {
                 return Err(Error::spec("`select` does not apply to a synthetic video"))
             }
+            Stream::Lazy(_) => return Err(Error::internal("a lazy series selects itself")),
         }
         let what = format!("{} after `select({dim}, ...)`", c.what);
         stream.chan_mut()[j] = Chan { size: kept, what };
@@ -608,19 +644,36 @@ pub fn shape_mismatch_count(m: &ModalitySpec, chans: &[Chan]) -> Error {
 /// simulation promises it; checking costs little and keeps the policy
 /// uniform) or a stream after its transforms. `context` ends the message.
 pub(super) fn check_finite(stream: &Stream, context: &str) -> Result<(), Error> {
-    if let Stream::Series { chan, data, .. } = stream {
-        let width: usize = chan.iter().map(|c| c.size).product::<usize>().max(1);
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::new(
+    let first = |data: &[f32], width: usize, start: usize| {
+        let width = width.max(1);
+        match data.iter().position(|v| !v.is_finite()) {
+            Some(i) => Err(Error::new(
                 ErrorKind::DataNonFinite,
                 format!(
                     "sample {}, channel {} is {}{context}",
-                    i / width,
+                    start + i / width,
                     i % width,
                     array::non_finite_name(f64::from(data[i]))
                 ),
-            ));
+            )),
+            None => Ok(()),
         }
+    };
+    match stream {
+        Stream::Series { chan, data, .. } => {
+            first(data, chan.iter().map(|c| c.size).product::<usize>(), 0)
+        }
+        // The source's values were checked when it was opened; only
+        // transforms can have made one infinite since.
+        Stream::Lazy(l) if l.transforms() => {
+            for (a, b) in l.chunks(0, l.samples()) {
+                first(&l.read(a, b)?, l.width(), a)?;
+            }
+            Ok(())
+        }
+        Stream::Lazy(_)
+        | Stream::Video { .. }
+        | Stream::Events { .. }
+        | Stream::Intervals { .. } => Ok(()),
     }
-    Ok(())
 }

@@ -38,6 +38,88 @@ pub struct Events {
     pub units: Vec<Vec<f64>>,
 }
 
+/// Per-channel count, mean and sum of squared deviations of a series seen
+/// in parts, for `zscore`: each part is summed in two passes and the parts
+/// merged (Chan, Golub and LeVeque), so a session read a chunk at a time
+/// gets the statistics a whole one would, to rounding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Moments {
+    count: usize,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl Moments {
+    pub fn new(channels: usize) -> Moments {
+        Moments {
+            count: 0,
+            mean: vec![0.0; channels],
+            m2: vec![0.0; channels],
+        }
+    }
+
+    pub fn channels(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Adds time-major samples of `channels()` values each.
+    pub fn add(&mut self, data: &[f32]) {
+        let c = self.channels();
+        let t = data.len().checked_div(c).unwrap_or(0);
+        if t == 0 {
+            return;
+        }
+        let mut part = Moments::new(c);
+        part.count = t;
+        for ch in 0..c {
+            let column = (0..t).map(|i| f64::from(data[i * c + ch]));
+            let mean = column.clone().sum::<f64>() / t as f64;
+            part.mean[ch] = mean;
+            part.m2[ch] = column.map(|v| (v - mean) * (v - mean)).sum::<f64>();
+        }
+        self.merge(&part);
+    }
+
+    /// Adds another part's moments over the same channels.
+    pub fn merge(&mut self, other: &Moments) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = other.clone();
+            return;
+        }
+        let (n, m) = (self.count as f64, other.count as f64);
+        let total = n + m;
+        for ch in 0..self.channels().min(other.channels()) {
+            let delta = other.mean[ch] - self.mean[ch];
+            self.mean[ch] += delta * m / total;
+            self.m2[ch] += other.m2[ch] + delta * delta * n * m / total;
+        }
+        self.count += other.count;
+    }
+
+    /// `(mean, std)` per channel, the sample standard deviation; a
+    /// constant channel is centred, not blown up. `None` below two samples.
+    pub fn stats(&self) -> Option<Vec<(f32, f32)>> {
+        if self.count < 2 {
+            return None;
+        }
+        let denominator = (self.count - 1) as f64;
+        Some(
+            self.mean
+                .iter()
+                .zip(&self.m2)
+                .map(|(&mean, &m2)| {
+                    let var = m2 / denominator;
+                    let std = if var > 0.0 { var.sqrt() } else { 1.0 };
+                    (mean as f32, std as f32)
+                })
+                .collect(),
+        )
+    }
+}
+
 /// What a stage takes and gives.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Signal {
@@ -126,19 +208,11 @@ impl Stage {
             let Signal::Series(s) = train else {
                 return Err(self.error("needs a series (`bin` events first)"));
             };
-            let (t, c) = (s.samples(), s.channels);
-            if t < 2 {
+            let mut moments = Moments::new(s.channels);
+            moments.add(&s.data);
+            let Some(out) = moments.stats() else {
                 return Err(self.error("needs at least two training samples"));
-            }
-            let mut out = Vec::with_capacity(c);
-            for ch in 0..c {
-                let column = (0..t).map(|i| f64::from(s.data[i * c + ch]));
-                let mean = column.clone().sum::<f64>() / t as f64;
-                let var = column.map(|v| (v - mean) * (v - mean)).sum::<f64>() / (t - 1) as f64;
-                // A constant channel is centred, not blown up.
-                let std = if var > 0.0 { var.sqrt() } else { 1.0 };
-                out.push((mean as f32, std as f32));
-            }
+            };
             *stats = Some(out);
         }
         Ok(())

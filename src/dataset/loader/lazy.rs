@@ -1,0 +1,320 @@
+//! Series read from `.npy` files on demand, one window at a time.
+//!
+//! A study of many sessions is larger than a machine's memory (64 sessions
+//! of 200 cells for an hour at 30 Hz are 5.5 GB), so a modality read from
+//! `.npy` files whose transforms act on each sample alone (`log1p`,
+//! `zscore`, `clip`, `standardize`, arithmetic) is not read into memory:
+//! [`LazySeries`] keeps the open file and what to do to its values (the
+//! source's `select`, then each step a derived modality adds), and
+//! [`LazySeries::read`] produces any stretch of samples through exactly the
+//! code the whole-file path runs ([`super::files::npy_raw`],
+//! [`super::sources::select`], the fitted [`Pipeline`]), so both paths give
+//! the same values. Transforms that look across time (`smooth`, `dff`,
+//! `resample`) need their neighbours and read the session whole.
+//!
+//! Reads are positional (`pread`), not a memory map: the pages of a mapped
+//! file count in the process's resident set until the kernel reclaims them,
+//! so a map would make peak RSS grow with the data after all; `pread` goes
+//! through the same page cache and leaves only the window in the process.
+//! A file stored time-major is one read per window; a ROI-major file
+//! (suite2p's `[N, T]`) is one short read per row.
+//!
+//! Opening still looks at every value once, in bounded chunks
+//! ([`LazySeries::chunks`]): the non-finite check and `zscore`'s statistics
+//! must see the data, and an error should come before training, not at
+//! step 40,000.
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::array::{Array, NpyFile};
+use super::files::{npy_layout, npy_raw, Slab};
+use super::sources::{select, Chan, Stream};
+use super::{Error, ErrorKind};
+use crate::dataset::transform::stages::Stage;
+use crate::dataset::transform::Pipeline;
+use crate::ir::data::{Axis, ModalitySpec};
+use crate::ir::transform::Transform;
+
+/// Bytes of a file read per chunk when scanning it whole.
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// Whether transforms act on each sample alone, so that any stretch of a
+/// session can be transformed without its neighbours.
+pub fn pointwise(transforms: &[Transform]) -> bool {
+    transforms.iter().all(|t| match t {
+        Transform::Elementwise(_)
+        | Transform::ZScore
+        | Transform::Standardize { .. }
+        | Transform::Clip { .. } => true,
+        Transform::Resample { .. }
+        | Transform::Bin { .. }
+        | Transform::Smooth { .. }
+        | Transform::Dff { .. } => false,
+    })
+}
+
+/// Whether fitted stages act on each sample alone.
+fn pointwise_stages(stages: &[Stage]) -> bool {
+    stages.iter().all(|s| match s {
+        Stage::Elementwise(_)
+        | Stage::ZScore { .. }
+        | Stage::Standardize { .. }
+        | Stage::Clip { .. } => true,
+        Stage::Resample { .. } | Stage::Bin { .. } | Stage::Smooth { .. } | Stage::Dff { .. } => {
+            false
+        }
+    })
+}
+
+/// What is done to a lazy series' values after the source's own `select`.
+#[derive(Clone, Debug)]
+enum Step {
+    /// A derived modality's `select` stages.
+    Select(Box<ModalitySpec>, Vec<(String, Vec<bool>)>),
+    /// A modality's fitted transforms.
+    Apply(Pipeline),
+}
+
+/// One session of a modality read from a `.npy` file on demand.
+#[derive(Clone, Debug)]
+pub struct LazySeries {
+    file: Arc<FileHandle>,
+    axes: Option<Vec<Axis>>,
+    source_rate: Option<f64>,
+    /// The modality the file is read as, and its `select` masks.
+    source: Box<ModalitySpec>,
+    keep: Vec<(String, Vec<bool>)>,
+    time_axis: usize,
+    steps: Vec<Step>,
+    /// The rate and channel axes of what [`LazySeries::read`] gives.
+    pub rate: f64,
+    pub chan: Vec<Chan>,
+}
+
+/// An open file, shared by the modalities derived from one another.
+struct FileHandle(NpyFile);
+
+impl std::fmt::Debug for FileHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}", self.0.path.display(), self.0.shape)
+    }
+}
+
+impl LazySeries {
+    /// Opens `path` as modality `m`'s values, checking its layout against
+    /// the declaration as the whole-file path does; `None` when the file
+    /// is in Fortran order, which has no contiguous time stretches and is
+    /// read whole. Returns the series and its length in seconds.
+    pub fn open(
+        path: &Path,
+        axes: Option<&[Axis]>,
+        rate: Option<f64>,
+        m: &ModalitySpec,
+        keep: &[(String, Vec<bool>)],
+    ) -> Result<Option<(LazySeries, f64)>, Error> {
+        let file = NpyFile::open(path)?;
+        if file.fortran {
+            return Ok(None);
+        }
+        let (time_axis, _) = npy_layout(&file.shape, path, axes, m)?;
+        let mut lazy = LazySeries {
+            file: Arc::new(FileHandle(file)),
+            axes: axes.map(<[Axis]>::to_vec),
+            source_rate: rate,
+            source: Box::new(m.clone()),
+            keep: keep.to_vec(),
+            time_axis,
+            steps: Vec::new(),
+            rate: 0.0,
+            chan: Vec::new(),
+        };
+        // An empty stretch runs every check on the layout and gives the
+        // rate and the channels after `select`.
+        let Stream::Series { rate, chan, .. } = lazy.raw(0, 0)? else {
+            return Err(Error::internal("a file's values are not a series"));
+        };
+        lazy.rate = rate;
+        lazy.chan = chan;
+        let length = lazy.samples() as f64 / rate;
+        Ok(Some((lazy, length)))
+    }
+
+    /// The session's samples.
+    pub fn samples(&self) -> usize {
+        self.file.0.shape.get(self.time_axis).copied().unwrap_or(0)
+    }
+
+    /// Values per sample of what [`LazySeries::read`] gives.
+    pub fn width(&self) -> usize {
+        self.chan.iter().map(|c| c.size).product()
+    }
+
+    /// Stretches of at most a few megabytes covering samples `a..b`.
+    pub fn chunks(&self, a: usize, b: usize) -> impl Iterator<Item = (usize, usize)> {
+        let row: usize = self.file.0.shape.iter().product::<usize>() / self.samples().max(1);
+        let step = (CHUNK_BYTES / (row * self.file.0.size).max(1)).max(1);
+        (a..b).step_by(step).map(move |i| (i, (i + step).min(b)))
+    }
+
+    /// Samples `a..b` of the file, in the file's own layout.
+    fn slab(&self, a: usize, b: usize) -> Result<Array<f32>, Error> {
+        let f = &self.file.0;
+        let t = self.samples();
+        if a > b || b > t {
+            return Err(Error::new(
+                ErrorKind::Window,
+                format!("samples {a} to {b} lie outside the recording's {t}"),
+            )
+            .file(&f.path));
+        }
+        let outer: usize = f.shape[..self.time_axis].iter().product();
+        let inner: usize = f.shape[self.time_axis + 1..].iter().product();
+        let run = (b - a) * inner;
+        let mut bytes = vec![0u8; run * f.size];
+        let mut data = Vec::with_capacity(outer * run);
+        for o in 0..outer {
+            let at = f.data_offset + ((o * t + a) * inner * f.size) as u64;
+            f.file
+                .read_exact_at(&mut bytes, at)
+                .map_err(|e| Error::io(&f.path, &e))?;
+            data.extend(bytes.chunks_exact(f.size).map(|v| (f.decode)(v) as f32));
+        }
+        let mut shape = f.shape.clone();
+        shape[self.time_axis] = b - a;
+        Ok(Array { shape, data })
+    }
+
+    /// Samples `a..b` as the source gives them, before any step.
+    fn raw(&self, a: usize, b: usize) -> Result<Stream, Error> {
+        let slab = self.slab(a, b)?;
+        let whole = Slab {
+            shape: &self.file.0.shape,
+            start: a,
+        };
+        let raw = npy_raw(
+            &slab,
+            whole,
+            &self.file.0.path,
+            self.axes.as_deref(),
+            self.source_rate,
+            &self.source,
+            &self.keep,
+        )?;
+        Ok(raw.stream)
+    }
+
+    /// Samples `a..b` after every step, time-major.
+    pub fn read(&self, a: usize, b: usize) -> Result<Vec<f32>, Error> {
+        let mut stream = self.raw(a, b)?;
+        for step in &self.steps {
+            match step {
+                Step::Select(m, keep) => select(&mut stream, m, keep)?,
+                Step::Apply(p) => stream = super::fit::transform(stream, p, 0.0)?,
+            }
+        }
+        match stream {
+            Stream::Series { data, .. } => Ok(data),
+            _ => Err(Error::internal("a file's values are not a series")),
+        }
+    }
+
+    /// Keeps the positions of a derived modality's selected dims.
+    pub fn select(&mut self, m: &ModalitySpec, keep: &[(String, Vec<bool>)]) -> Result<(), Error> {
+        let mut shape = Stream::Series {
+            rate: self.rate,
+            chan: std::mem::take(&mut self.chan),
+            data: Vec::new(),
+        };
+        let done = select(&mut shape, m, keep);
+        self.chan = shape.chan().to_vec();
+        done?;
+        self.steps
+            .push(Step::Select(Box::new(m.clone()), keep.to_vec()));
+        Ok(())
+    }
+
+    /// Adds fitted transforms that act on each sample alone; `false` (and
+    /// nothing added) for any other, which need the session whole.
+    pub fn then(&mut self, pipeline: &Pipeline) -> bool {
+        if !pointwise_stages(&pipeline.stages) {
+            return false;
+        }
+        if !pipeline.stages.is_empty() {
+            self.steps.push(Step::Apply(pipeline.clone()));
+        }
+        true
+    }
+
+    /// Whether any step transforms values (and so may make a finite value
+    /// infinite).
+    pub fn transforms(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::Apply(p) if !p.stages.is_empty()))
+    }
+
+    /// The whole session in memory, for transforms that need it.
+    pub fn load(&self) -> Result<Stream, Error> {
+        Ok(Stream::Series {
+            rate: self.rate,
+            chan: self.chan.clone(),
+            data: self.read(0, self.samples())?,
+        })
+    }
+
+    /// Checks that every value the source gives is finite (the error names
+    /// the position in the file), scanning it in chunks.
+    pub fn check_source(&self) -> Result<(), Error> {
+        for (a, b) in self.chunks(0, self.samples()) {
+            self.raw(a, b)?;
+        }
+        Ok(())
+    }
+
+    /// Samples `a..b` through a pipeline's first `stages` stages after
+    /// every step so far, for fitting the next stage.
+    pub fn read_through(
+        &self,
+        a: usize,
+        b: usize,
+        pipeline: &Pipeline,
+        stages: usize,
+    ) -> Result<Vec<f32>, Error> {
+        let data = self.read(a, b)?;
+        let prefix = Pipeline {
+            stages: pipeline.stages[..stages.min(pipeline.stages.len())].to_vec(),
+        };
+        let stream = Stream::Series {
+            rate: self.rate,
+            chan: self.chan.clone(),
+            data,
+        };
+        match super::fit::transform(stream, &prefix, 0.0)? {
+            Stream::Series { data, .. } => Ok(data),
+            _ => Err(Error::internal("a file's values are not a series")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transforms_of_one_sample_are_pointwise() {
+        assert!(pointwise(&[
+            Transform::ZScore,
+            Transform::Clip {
+                low: 0.0,
+                high: 1.0
+            }
+        ]));
+        assert!(!pointwise(&[
+            Transform::ZScore,
+            Transform::Smooth { width: 0.1 }
+        ]));
+        assert!(!pointwise(&[Transform::Dff { baseline: 10.0 }]));
+    }
+}
