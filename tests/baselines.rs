@@ -166,6 +166,114 @@ fn whole_unit_masks_leave_no_own_values_to_smooth() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A directory holding `stim.npy` (`[T, 3]`, three independent AR(1)
+/// stimulus channels) and `act.npy` (`[T, N]`, each unit following one
+/// channel one step late, plus noise): the stimulus predicts a hidden unit,
+/// the other units only through the channel they share.
+fn driven(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("enigma-baselines-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let mut channel = [0.0f64; 3];
+    let (mut stim, mut act) = (Vec::new(), Vec::new());
+    for _ in 0..STEPS {
+        let last = channel;
+        for c in &mut channel {
+            *c = 0.5 * *c + noise();
+        }
+        stim.extend(channel.iter().map(|&c| c as f32));
+        for u in 0..UNITS {
+            act.push((2.0 * last[u % 3] + 0.1 * noise()) as f32);
+        }
+    }
+    npy::write_f32(&dir.join("stim.npy"), &[STEPS, 3], &stim);
+    npy::write_f32(&dir.join("act.npy"), &[STEPS, UNITS], &act);
+    dir
+}
+
+#[test]
+fn a_stimulus_predicts_the_units_it_drives_through_its_own_baseline() {
+    let dir = driven("stimulus");
+    let text = "use std::nn::{Transformer}
+use std::tokenize::{UnitValues, ScalarSteps}
+use std::readout::{PerUnit}
+use std::losses::{mse}
+
+dim T = 4s
+dim N per session
+dim d = 16
+
+data rec = npy(\"act.npy\", axes: [T, N], rate: 10Hz) {
+  window: T
+  stride: 2s
+  split: by_time(train: 0.6, val: 0.2, test: 0.2)
+}
+data st = npy(\"stim.npy\", axes: [T, 3], rate: 10Hz) {
+  window: T
+  stride: 2s
+  split: by_time(train: 0.6, val: 0.2, test: 0.2)
+}
+
+modality act: series<f32>[T @ 10Hz, N] from rec
+modality stim: series<f32>[T @ 10Hz, 3] from st
+
+tokenizer ut = UnitValues(d: d, mask: 0.34, whole_units: true)(act)
+tokenizer stt = ScalarSteps(d: d)(stim)
+
+model m {
+  let h = Transformer(layers: 1, d: d, heads: 2)(concat[seq](stt, ut))
+  predict act = PerUnit(d: d)(h[ut], act)
+}
+
+loss mse(m.act, act) { masked_only: true }
+
+train {
+  optimizer: adamw(lr: 1e-3)
+  steps: 10
+  batch: 8
+  eval { every: 10, batches: 3 }
+}
+";
+    let path = dir.join("main.enigma");
+    std::fs::write(&path, text).unwrap();
+    let r = report(&path);
+    let stim = row(&r, "stimulus/behavior");
+    assert!(matches!(stim.method, Method::Covariates { .. }));
+    let corr = |s: &enigma::run::eval::Scores| s.corr.unwrap();
+    // The driving channel one step back explains all but the noise.
+    assert!(corr(&stim.val) > 0.95, "{r:?}");
+    assert!(corr(&stim.test) > 0.95, "{r:?}");
+    assert!(stim.val.loss < row(&r, "unit mean").val.loss, "{r:?}");
+    // The other units follow the same channels at the same lag, so the
+    // ridge from them does well too, but never knows the fresh noise of
+    // the channel a hidden unit alone follows; the stimulus is best.
+    assert_eq!(r.best().map(|b| b.name), Some("stimulus/behavior"), "{r:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn without_a_stimulus_or_behaviour_its_baseline_says_why_not() {
+    let dir = recording("nostim");
+    let r = report(&experiment(&dir, "mask: 0.25"));
+    let why = r
+        .skipped
+        .iter()
+        .find(|(name, _)| *name == "stimulus/behavior")
+        .map(|(_, why)| why.as_str());
+    assert!(
+        why.is_some_and(|w| w.contains("no stimulus or behaviour")),
+        "{:?}",
+        r.skipped
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn the_command_prints_the_table_for_the_real_calcium_recording() {
     let Some((path, _)) = real_data::real_example("suite2p_calcium", "baseline-suite2p") else {

@@ -189,9 +189,10 @@ pub enum Command {
         stdlib: Option<PathBuf>,
     },
     /// Fit the built-in baselines (each unit's mean, smoothing of its own
-    /// visible values, ridge regression from the visible units) on FILE's
-    /// training windows and score them on the validation and test splits
-    /// exactly as `enigma run` evaluates the model.
+    /// visible values, ridge regression from the visible units, a linear
+    /// model of the stimulus and behaviour) on FILE's training windows and
+    /// score them on the validation and test splits exactly as `enigma run`
+    /// evaluates the model.
     Baseline {
         /// The `.enigma` experiment.
         file: PathBuf,

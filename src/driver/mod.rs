@@ -208,6 +208,14 @@ fn bind(a: &mut Artifacts, loader: &dyn SourceLoader) -> Result<(), Error> {
     if count > 1 {
         rebound.session_graphs = of_session.iter().map(|&k| checked[k].2.clone()).collect();
         rebound.session_sizes = sizes.per_session.clone();
+        let mut totals: Vec<(String, i64)> = Vec::new();
+        for (name, size) in sizes.per_session.iter().flatten() {
+            match totals.iter_mut().find(|(n, _)| n == name) {
+                Some((_, t)) => *t += size,
+                None => totals.push((name.clone(), *size)),
+            }
+        }
+        rebound.graph.session_totals = totals;
         rebound.sized_from_data = sizes.agreed.clone();
     }
     a.experiment = Some(rebound);

@@ -187,7 +187,26 @@ fn sessions_with_their_own_cells_get_their_own_graphs() {
             .and_then(|p| p.ty.dims.first().and_then(|d| d.size_or_name().as_const()))
     };
     assert_eq!((unit_rows(0), unit_rows(1)), (Some(3), Some(5)));
-    // Session 0's graph is the one the plan counts.
+    // Session 0's graph is the one the plan places, once per session; the
+    // memory figures count each session's own rows: 3 + 5, not 2 x 3.
     assert_eq!(x.graph.params.len(), x.graph_of(1).params.len());
-    assert!(a.planned.is_some_and(|p| p.plan.is_some()));
+    assert_eq!(x.graph.session_totals, [("N".to_string(), 8)]);
+    let plan = a
+        .planned
+        .and_then(|p| p.plan)
+        .unwrap_or_else(|| panic!("not planned"));
+    let unit = x
+        .graph
+        .params
+        .iter()
+        .position(|p| p.path == "xt.unit")
+        .unwrap_or_else(|| panic!("no xt.unit"));
+    let placed = plan
+        .placements
+        .iter()
+        .find(|p| p.param == unit)
+        .unwrap_or_else(|| panic!("xt.unit not placed"));
+    assert_eq!((placed.shape.clone(), placed.copies), (vec![3, 8], 2));
+    let elements = crate::plan::memory::all_copies(&x.graph, placed, 3 * 8);
+    assert_eq!(elements, 64.0);
 }

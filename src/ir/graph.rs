@@ -181,6 +181,12 @@ pub struct Graph {
     pub global_batch: Option<i64>,
     /// Number of sessions, when the data source says.
     pub sessions: Option<i64>,
+    /// For each dim declared `per session` whose size differs between
+    /// sessions, its sum over them (`N` of 24 to 52 over 8 sessions sums
+    /// to 304): a per-session table over it is counted at that total, not
+    /// at this graph's size (session 0's) once per session. Empty when the
+    /// sessions agree or the data was not opened.
+    pub session_totals: Vec<(String, i64)>,
     pub inputs: Vec<Input>,
     pub scopes: Vec<Scope>,
     pub params: Vec<Param>,

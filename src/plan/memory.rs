@@ -33,6 +33,29 @@ impl ModelState {
     }
 }
 
+/// The elements of every copy of a placement, `numel` each as placed. A
+/// per-session table is placed at session 0's size once per session; when
+/// the sessions have their own sizes of one of its dims
+/// (`Graph::session_totals`), its copies hold that dim's total over the
+/// sessions instead (such tables are never split, so `numel` is whole).
+pub fn all_copies(g: &Graph, placement: &Placement, numel: i64) -> f64 {
+    let per_session = g
+        .params
+        .get(placement.param)
+        .filter(|p| p.per_session && !g.session_totals.is_empty());
+    if let Some(p) = per_session {
+        for (dim, &size) in p.ty.dims.iter().zip(&placement.shape) {
+            let name = dim.name.to_string();
+            if let Some((_, total)) = g.session_totals.iter().find(|(n, _)| *n == name) {
+                if size > 0 {
+                    return numel as f64 / size as f64 * *total as f64;
+                }
+            }
+        }
+    }
+    (numel * placement.copies) as f64
+}
+
 /// The model state `rank` holds under `layout`.
 pub fn model_state(
     g: &Graph,
@@ -44,7 +67,7 @@ pub fn model_state(
     // parameters would print as "-0.00 GB".
     let params: f64 = shards(layout, placements, rank)
         .iter()
-        .map(|s| (s.numel() * placements[s.placement].copies) as f64)
+        .map(|s| all_copies(g, &placements[s.placement], s.numel()))
         .fold(0.0, |a, b| a + b);
     let (p, gr, opt) = if g.float_bytes == 2 {
         (2.0, 2.0, 12.0)

@@ -247,12 +247,20 @@ impl LazySeries {
         true
     }
 
-    /// Whether any step transforms values (and so may make a finite value
-    /// infinite).
-    pub fn transforms(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| matches!(s, Step::Apply(p) if !p.stages.is_empty()))
+    /// Whether a step may make a finite value infinite or NaN: an
+    /// elementwise program (`log` of zero), or `standardize` by a zero
+    /// deviation. `zscore` divides by a positive deviation and `clip`
+    /// bounds, so neither can, and a series with only those needs no
+    /// second look after its source's check.
+    pub fn may_make_non_finite(&self) -> bool {
+        self.steps.iter().any(|s| match s {
+            Step::Apply(p) => p.stages.iter().any(|stage| match stage {
+                Stage::Elementwise(_) => true,
+                Stage::Standardize { std, .. } => *std == 0.0 || !std.is_finite(),
+                _ => false,
+            }),
+            Step::Select(..) => false,
+        })
     }
 
     /// The whole session in memory, for transforms that need it.

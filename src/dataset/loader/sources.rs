@@ -665,7 +665,7 @@ pub(super) fn check_finite(stream: &Stream, context: &str) -> Result<(), Error> 
         }
         // The source's values were checked when it was opened; only
         // transforms can have made one infinite since.
-        Stream::Lazy(l) if l.transforms() => {
+        Stream::Lazy(l) if l.may_make_non_finite() => {
             for (a, b) in l.chunks(0, l.samples()) {
                 first(&l.read(a, b)?, l.width(), a)?;
             }

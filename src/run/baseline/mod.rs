@@ -15,12 +15,17 @@
 //!   values at the window's other steps (not when whole units are hidden);
 //! - **ridge**: a ridge regression of each unit on the values visible in
 //!   the window at the same step, and with one lag, solved for whichever
-//!   predictors each entry has.
+//!   predictors each entry has;
+//! - **stimulus/behavior**: a ridge regression of each unit on the other
+//!   inputs of the model along the target's time (the video, the
+//!   behaviour), pooled to the target's steps, at the same step and two
+//!   lags (`covariates.rs`).
 //!
 //! A setting (the width, the penalty) is chosen on the validation split, as
 //! the model's would be; the test split is scored once, with that setting.
 //! Everything is fitted per session on the training windows.
 
+mod covariates;
 mod linalg;
 mod predict;
 mod setup;
@@ -103,10 +108,32 @@ pub fn baselines(x: &Experiment, ds: &Dataset) -> Result<Report, Error> {
         }
         by_lags.push(per);
     }
-    let fitted = Fitted { by_lags };
+    let mut covariates = Vec::new();
+    let mut skipped = Vec::new();
+    if setup.covariates.is_empty() {
+        skipped.push((
+            "stimulus/behavior",
+            "the experiment reads no stimulus or behaviour series beside the neural ones"
+                .to_string(),
+        ));
+    } else {
+        for s in 0..sessions {
+            match stats::covariate_moments(ds, &setup, s) {
+                Ok(m) => covariates.push(m),
+                Err(e) => {
+                    skipped.push(("stimulus/behavior", e.message));
+                    covariates.clear();
+                    break;
+                }
+            }
+        }
+    }
+    let fitted = Fitted {
+        by_lags,
+        covariates,
+    };
 
     let mut families: Vec<(&'static str, Vec<Method>)> = vec![("unit mean", vec![Method::Mean])];
-    let mut skipped = Vec::new();
     if setup.masked.is_none() {
         let why = "nothing is masked: the model sees every entry it is scored on".to_string();
         skipped.push(("smoothing", why.clone()));
@@ -137,8 +164,20 @@ pub fn baselines(x: &Experiment, ds: &Dataset) -> Result<Report, Error> {
         }
     }
 
-    let needs = setup.inputs();
+    if !fitted.covariates.is_empty() {
+        families.push((
+            "stimulus/behavior",
+            LAMBDAS
+                .iter()
+                .map(|&lambda| Method::Covariates { lambda })
+                .collect(),
+        ));
+    }
     let run = |split: Split, taken: &[Vec<usize>], method: Method| {
+        let mut needs = setup.inputs();
+        if let Method::Covariates { .. } = method {
+            needs.extend(&setup.covariates);
+        }
         score(ds, split, taken, config.seed, Some(&needs), |b, key| {
             predict(&setup, &fitted, method, b, key)
         })
@@ -203,7 +242,9 @@ fn setting(m: Method) -> String {
     match m {
         Method::Mean => String::new(),
         Method::Smooth { sigma } => format!("sigma {sigma} steps"),
-        Method::Ridge { lambda, .. } => format!("penalty {lambda:e}"),
+        Method::Ridge { lambda, .. } | Method::Covariates { lambda } => {
+            format!("penalty {lambda:e}")
+        }
     }
 }
 

@@ -30,6 +30,10 @@ pub enum Method {
     /// step and `lags` steps before, with penalty `lambda` relative to the
     /// predictors' mean variance.
     Ridge { lags: usize, lambda: f64 },
+    /// Ridge regression of each unit on the stimulus and behaviour at the
+    /// same step and `covariates::LAGS` steps before (`covariates.rs`),
+    /// penalty `lambda` as for `Ridge`.
+    Covariates { lambda: f64 },
 }
 
 /// What the baselines learned, per session: moments for lags 0 and up.
@@ -37,6 +41,9 @@ pub struct Fitted {
     /// `by_lags[l][session]`: `None` when the session has no training
     /// windows.
     pub by_lags: Vec<Vec<Option<Moments>>>,
+    /// Per session, the moments on the stimulus and behaviour; empty when
+    /// the experiment has none.
+    pub covariates: Vec<Option<Moments>>,
 }
 
 /// Predicts one batch with `method`.
@@ -51,9 +58,11 @@ pub fn predict(
         Method::Ridge { lags, .. } => lags,
         _ => 0,
     };
-    let m = fitted
-        .by_lags
-        .get(lags)
+    let moments = match method {
+        Method::Covariates { .. } => Some(&fitted.covariates),
+        _ => fitted.by_lags.get(lags),
+    };
+    let m = moments
         .and_then(|s| s.get(batch.session))
         .and_then(Option::as_ref)
         .ok_or_else(|| {
@@ -89,6 +98,10 @@ pub fn predict(
         .masked
         .as_ref()
         .is_none_or(|k| k.input == setup.target);
+    let covariates = match method {
+        Method::Covariates { .. } => Some(super::covariates::features(setup, batch, t)?),
+        _ => None,
+    };
     let mut solver = Ridge::new(m);
     let mut pred = vec![0f32; b * t * n];
     for w in 0..b {
@@ -140,6 +153,20 @@ pub fn predict(
                                         features.push(lag * n + u2);
                                         values.push(f64::from(x.data[(w * t + s - lag) * n + u2]));
                                     }
+                                }
+                            }
+                            solver.predict(u, &features, &values, lambda)
+                        }
+                        Method::Covariates { lambda } => {
+                            let (x, width) = covariates.as_ref().ok_or_else(|| {
+                                Error::internal("no covariates for their baseline")
+                            })?;
+                            let mut features = Vec::new();
+                            let mut values = Vec::new();
+                            for lag in 0..=m.lags.min(s) {
+                                for p in 0..*width {
+                                    features.push(lag * width + p);
+                                    values.push(f64::from(x[(w * t + s - lag) * width + p]));
                                 }
                             }
                             solver.predict(u, &features, &values, lambda)

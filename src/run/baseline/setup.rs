@@ -5,7 +5,7 @@
 //! of the input the masked tokenizer reads.
 
 use crate::diagnostics::{Error, ErrorKind};
-use crate::ir::{Graph, ObjectiveKind, Op, ValueRef};
+use crate::ir::{Graph, ModalityKind, ObjectiveKind, Op, ValueRef};
 
 /// How the experiment's loss scores a prediction.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,6 +42,9 @@ pub struct Setup {
     pub dims: [String; 2],
     pub masked: Option<Masked>,
     pub loss: LossKind,
+    /// The stimulus and behaviour inputs (`covariates.rs`): the graph
+    /// inputs besides the neural ones whose first dim is the target's time.
+    pub covariates: Vec<usize>,
 }
 
 impl Setup {
@@ -123,12 +126,21 @@ impl Setup {
             [o] if o.name.contains("mse") => LossKind::Mse,
             _ => LossKind::Other,
         };
+        let neural = [Some(target), masked.as_ref().map(|m| m.input)];
+        let covariates = (0..g.inputs.len())
+            .filter(|i| !neural.contains(&Some(*i)))
+            .filter(|&i| {
+                matches!(g.inputs[i].kind, ModalityKind::Series | ModalityKind::Video)
+                    && names(g, i).first() == Some(&dims[0])
+            })
+            .collect();
         Ok(Setup {
             target,
             name,
             dims,
             masked,
             loss,
+            covariates,
         })
     }
 

@@ -9,6 +9,7 @@ use crate::dataset::loader::Dataset;
 use crate::diagnostics::{Error, ErrorKind};
 use crate::ir::data::Split;
 
+use super::covariates;
 use super::setup::Setup;
 
 /// Training windows read at once.
@@ -17,9 +18,12 @@ const CHUNK: usize = 64;
 /// Moments of one session's training data, for lags `0..=lags`.
 #[derive(Clone, Debug)]
 pub struct Moments {
-    /// Units in the session.
+    /// Units in the session: the targets.
     pub units: usize,
-    /// Lags of the predictors: features are `(lag, unit)`, lag-major.
+    /// Predictors per step: the units for the ridge from the visible
+    /// units, the pooled covariates for the stimulus and behaviour model.
+    pub width: usize,
+    /// Lags of the predictors: features are `(lag, predictor)`, lag-major.
     pub lags: usize,
     /// Rows accumulated (one per step with every lag inside its window).
     pub rows: f64,
@@ -36,7 +40,7 @@ pub struct Moments {
 impl Moments {
     /// The number of features.
     pub fn features(&self) -> usize {
-        self.units * (self.lags + 1)
+        self.width * (self.lags + 1)
     }
 }
 
@@ -72,11 +76,49 @@ pub fn session_moments(
                 ),
             ));
         }
-        let a = acc.get_or_insert_with(|| Acc::new(n, lags));
+        let a = acc.get_or_insert_with(|| Acc::new(n, n, lags));
         for w in 0..b {
             for step in lags..t {
                 a.row(
                     |lag, unit| x.data[(w * t + step - lag) * n + unit],
+                    |unit| y.data[(w * t + step) * n + unit],
+                );
+            }
+        }
+    }
+    Ok(acc.map(Acc::finish).filter(|m| m.rows > 0.0))
+}
+
+/// Accumulates, over session `session`'s training windows, the moments of
+/// the target on the stimulus and behaviour predictors (`covariates.rs`)
+/// at the same step and the lags before.
+pub fn covariate_moments(
+    ds: &Dataset,
+    setup: &Setup,
+    session: usize,
+) -> Result<Option<Moments>, Error> {
+    let ids: Vec<usize> = ds
+        .windows(Split::Train)
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.session == session)
+        .map(|(i, _)| i)
+        .collect();
+    let needs: Vec<usize> = std::iter::once(setup.target)
+        .chain(setup.covariates.iter().copied())
+        .collect();
+    let lags = covariates::LAGS;
+    let mut acc: Option<Acc> = None;
+    for chunk in ids.chunks(CHUNK) {
+        let batch = ds.batch_of(Split::Train, chunk, Some(&needs))?;
+        let y = input(&batch.inputs, setup.target)?;
+        let [b, t, n] = shape(y)?;
+        let (x, width) = covariates::features(setup, &batch, t)?;
+        let a = acc.get_or_insert_with(|| Acc::new(width, n, lags));
+        for w in 0..b {
+            for step in lags..t {
+                a.row(
+                    |lag, p| x[(w * t + step - lag) * width + p],
                     |unit| y.data[(w * t + step) * n + unit],
                 );
             }
@@ -106,6 +148,7 @@ pub fn shape(x: &HostTensor) -> Result<[usize; 3], Error> {
 /// Running sums, in f64.
 struct Acc {
     units: usize,
+    width: usize,
     lags: usize,
     rows: f64,
     sx: Vec<f64>,
@@ -117,10 +160,11 @@ struct Acc {
 }
 
 impl Acc {
-    fn new(units: usize, lags: usize) -> Acc {
-        let f = units * (lags + 1);
+    fn new(width: usize, units: usize, lags: usize) -> Acc {
+        let f = width * (lags + 1);
         Acc {
             units,
+            width,
             lags,
             rows: 0.0,
             sx: vec![0.0; f],
@@ -132,14 +176,15 @@ impl Acc {
         }
     }
 
-    /// Adds one row: feature `(lag, unit)` is `x(lag, unit)`, the target of
-    /// `unit` is `y(unit)`. A row with a value that is not finite is left
-    /// out whole.
+    /// Adds one row: feature `(lag, predictor)` is `x(lag, predictor)`,
+    /// the target of `unit` is `y(unit)`. A row with a value that is not
+    /// finite is left out whole.
     fn row(&mut self, x: impl Fn(usize, usize) -> f32, y: impl Fn(usize) -> f32) {
-        let (n, f) = (self.units, self.units * (self.lags + 1));
+        let (n, w) = (self.units, self.width);
+        let f = w * (self.lags + 1);
         for lag in 0..=self.lags {
-            for u in 0..n {
-                self.row_x[lag * n + u] = f64::from(x(lag, u));
+            for p in 0..w {
+                self.row_x[lag * w + p] = f64::from(x(lag, p));
             }
         }
         for u in 0..n {
@@ -165,7 +210,7 @@ impl Acc {
     }
 
     fn finish(self) -> Moments {
-        let (n, f) = (self.units, self.units * (self.lags + 1));
+        let (n, f) = (self.units, self.width * (self.lags + 1));
         let r = self.rows.max(1.0);
         let mean_x: Vec<f64> = self.sx.iter().map(|s| s / r).collect();
         let mean_y: Vec<f64> = self.sy.iter().map(|s| s / r).collect();
@@ -185,6 +230,7 @@ impl Acc {
         }
         Moments {
             units: n,
+            width: self.width,
             lags: self.lags,
             rows: self.rows,
             mean_x,
