@@ -158,6 +158,17 @@ pub enum Command {
         /// later.
         #[arg(long)]
         no_baselines: bool,
+        /// Start from the shared weights (all but the per-session tables)
+        /// of the newest checkpoint in this run directory, a run of the
+        /// same model on other sessions: the start of a few-shot fit of new
+        /// sessions. The per-session tables and the optimiser start fresh.
+        #[arg(long, value_name = "RUN_DIR")]
+        init_from: Option<PathBuf>,
+        /// Train only the per-session tables (unit embeddings, read-out
+        /// weights), keeping the shared weights as `--init-from` loaded
+        /// them (give it again with `--resume`).
+        #[arg(long)]
+        freeze_shared: bool,
         /// Read the standard library from this directory instead of the
         /// copy built into the binary.
         #[arg(long, value_name = "DIR")]
@@ -307,6 +318,8 @@ where
             steps,
             quiet,
             no_baselines,
+            init_from,
+            freeze_shared,
             stdlib,
             nproc,
         } => match (nproc, trainer) {
@@ -324,6 +337,8 @@ where
                     steps,
                     quiet,
                     no_baselines,
+                    init_from,
+                    freeze_shared,
                 },
             ),
         },

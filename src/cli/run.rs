@@ -46,6 +46,8 @@ pub struct Request<'a> {
     pub steps: Option<u64>,
     pub quiet: bool,
     pub no_baselines: bool,
+    pub init_from: Option<PathBuf>,
+    pub freeze_shared: bool,
 }
 
 pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
@@ -117,6 +119,8 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
         steps: req.steps,
         quiet: req.quiet,
         no_baselines: req.no_baselines,
+        init_from: req.init_from.clone(),
+        freeze_shared: req.freeze_shared,
         world,
     };
     match trainer.train(x, planned, a.dataset, &request) {

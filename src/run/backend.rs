@@ -141,6 +141,17 @@ pub trait Backend {
     /// match.
     fn import(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<(), Error>;
 
+    /// Copies the weights of every shared parameter (all but the
+    /// per-session tables) from `state`, a checkpoint of a run of the same
+    /// model, and returns how many tensors it copied: the start of a
+    /// few-shot fit of new sessions. The per-session tables and the
+    /// optimiser start fresh.
+    fn load_shared(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<usize, Error>;
+
+    /// From now on, trains only the per-session tables (unit embeddings,
+    /// read-out weights); an error when the model has none.
+    fn freeze_shared(&mut self) -> Result<(), Error>;
+
     /// Whether `flag` is set on any rank of the job (one process: `flag`):
     /// every rank must call it at the same point, and all get the same
     /// answer, so that a signal seen by one rank stops every rank after

@@ -47,6 +47,11 @@ pub struct Request {
     pub quiet: bool,
     /// Skip the built-in baselines at the end (`baselines.txt`).
     pub no_baselines: bool,
+    /// Start from the shared weights of this run directory's newest
+    /// checkpoint (a few-shot fit of new sessions).
+    pub init_from: Option<PathBuf>,
+    /// Train only the per-session tables.
+    pub freeze_shared: bool,
     /// This process's place in the job.
     pub world: World,
 }
@@ -265,6 +270,8 @@ fn run_rank<R: Runtime>(
         leader,
         rank: world.rank,
         world: world.size,
+        init_from: req.init_from.clone(),
+        freeze_shared: req.freeze_shared,
     };
     let shape = StepShape {
         micro_batch: plan.micro_batch.max(1) as usize,

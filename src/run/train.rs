@@ -61,6 +61,11 @@ pub struct RunOptions {
     /// The number of processes in the job: with more than one, checkpoints
     /// are sharded (`checkpoint::sharded`).
     pub world: usize,
+    /// A run directory whose newest checkpoint gives the shared weights to
+    /// start from (a few-shot fit of new sessions); not on a resume.
+    pub init_from: Option<PathBuf>,
+    /// Train only the per-session tables.
+    pub freeze_shared: bool,
 }
 
 /// What a run did.
@@ -148,6 +153,16 @@ pub fn train<B: Backend>(
         backend.import(&latest.checkpoint.tensors)?;
         start = latest.checkpoint.step;
         position = read_position(&latest.checkpoint.metadata, &latest.path)?;
+    } else if let Some(from) = &opts.init_from {
+        start_from(backend, from, config.checkpoint_keep, opts.leader)?;
+    } else if opts.freeze_shared {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "--freeze-shared keeps the shared weights that --init-from RUN_DIR loads; without it (or a checkpoint to resume) they would stay at their random start",
+        ));
+    }
+    if opts.freeze_shared {
+        backend.freeze_shared()?;
     }
     // Only the leader logs.
     let mut log = match (opts.leader, &latest) {
@@ -413,6 +428,44 @@ fn save<B: Backend>(
         metadata,
     };
     ckpts.save(&ckpt).map(|_| ()).map_err(failed)
+}
+
+/// Loads the shared weights of the newest good checkpoint in run directory
+/// `from` into `backend` (`--init-from`).
+fn start_from<B: Backend>(
+    backend: &mut B,
+    from: &Path,
+    keep: usize,
+    leader: bool,
+) -> Result<(), Error> {
+    let dir = from.join("checkpoints");
+    let latest = CheckpointDir::new(dir.clone(), keep)
+        .latest()
+        .map_err(|e| Error::new(ErrorKind::Checkpoint, e.to_string()))?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Checkpoint,
+                format!(
+                    "--init-from {}: the run directory has no checkpoint in {}",
+                    from.display(),
+                    dir.display()
+                ),
+            )
+        })?;
+    let loaded = backend
+        .load_shared(&latest.checkpoint.tensors)
+        .map_err(|e| Error {
+            message: format!("--init-from {}: {}", from.display(), e.message),
+            ..e
+        })?;
+    if leader {
+        eprintln!(
+            "started from {} (step {}): {loaded} shared tensors",
+            latest.path.display(),
+            latest.checkpoint.step
+        );
+    }
+    Ok(())
 }
 
 fn read_position(meta: &BTreeMap<String, String>, path: &Path) -> Result<Position, Error> {

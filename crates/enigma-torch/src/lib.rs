@@ -36,6 +36,7 @@ mod model_parallel;
 mod nodewise;
 mod ops;
 mod optim;
+mod transfer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -192,6 +193,8 @@ pub struct TorchBackend {
     /// of the last stage that serves evaluations (the outputs are its).
     pipelined: bool,
     eval_root: usize,
+    /// Whether only the per-session tables are trained (`transfer.rs`).
+    frozen_shared: bool,
 }
 
 /// The name of a parameter copy: `path`, `path#layer`, `path@session`.
@@ -411,6 +414,7 @@ impl TorchBackend {
             body_of,
             hold_out: None,
             dist,
+            frozen_shared: false,
         })
     }
 
@@ -1122,7 +1126,8 @@ impl TorchBackend {
         };
         // Each element counts once: a tensor-parallel replica of a whole
         // parameter, or a tied copy on another stage, only on its owner.
-        let counted = |s: &Slot| !model_parallel || s.owner;
+        let frozen = self.frozen_shared;
+        let counted = |s: &Slot| (!model_parallel || s.owner) && !(frozen && s.session.is_none());
         if sliced {
             for (i, place) in self.updated_slots() {
                 if !counted(&self.slots[i]) {
@@ -1200,9 +1205,9 @@ impl TorchBackend {
         let t = self.t;
         tch::no_grad(|| -> Result<(), Error> {
             for (i, place) in self.updated_slots() {
-                if self.slots[i]
-                    .session
-                    .is_some_and(|x| !sessions.contains(&x))
+                let session = self.slots[i].session;
+                if session.is_some_and(|x| !sessions.contains(&x))
+                    || (self.frozen_shared && session.is_none())
                 {
                     continue;
                 }
@@ -1603,6 +1608,21 @@ impl Backend for TorchBackend {
             [hi, lo] => self.t = ((*hi as u64) << 24) | (*lo as u64),
             _ => return Err(mismatch("`optim.t` is not two numbers".to_string())),
         }
+        Ok(())
+    }
+
+    fn load_shared(&mut self, state: &BTreeMap<String, HostTensor>) -> Result<usize, Error> {
+        self.load_shared_weights(state)
+    }
+
+    fn freeze_shared(&mut self) -> Result<(), Error> {
+        if !self.slots.iter().any(|s| s.session.is_some()) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "--freeze-shared trains only the per-session tables, and this model has none (no parameter has a `per session` dim)",
+            ));
+        }
+        self.frozen_shared = true;
         Ok(())
     }
 

@@ -77,3 +77,88 @@ fn each_session_trains_its_own_tables_at_its_own_size() {
     assert!(e.status.success(), "{text}");
     assert!(text.contains("corr"), "{text}");
 }
+
+/// Runs `enigma-run` with `args`, returning whether it succeeded and what
+/// it printed.
+fn enigma_run(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_enigma-run"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    (o.status.success(), text)
+}
+
+#[test]
+fn a_new_session_fits_only_its_own_tables_on_a_pretrained_model() {
+    let dir = scratch("few-shot");
+    let exp = experiment(&dir);
+    let pretrained = dir.join("pretrained");
+    let (ok, text) = enigma_run(&[
+        "run".as_ref(),
+        "--quiet".as_ref(),
+        "--out".as_ref(),
+        pretrained.as_os_str(),
+        exp.as_os_str(),
+    ]);
+    assert!(ok, "{text}");
+    // A new session of 4 cells, in a file of its own.
+    let values: Vec<f32> = (0..4 * 80)
+        .map(|i| ((i % 80) as f32 * 0.2).cos() + 2.0)
+        .collect();
+    npy::write_f32(&dir.join("new-0.npy"), &[4, 80], &values);
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("ses-*.npy", "new-*.npy");
+    let new_exp = dir.join("new.enigma");
+    std::fs::write(&new_exp, text).unwrap();
+    // Freezing needs weights to keep.
+    let alone = dir.join("alone");
+    let (ok, text) = enigma_run(&[
+        "run".as_ref(),
+        "--quiet".as_ref(),
+        "--freeze-shared".as_ref(),
+        "--out".as_ref(),
+        alone.as_os_str(),
+        new_exp.as_os_str(),
+    ]);
+    assert!(!ok && text.contains("--init-from"), "{text}");
+
+    let fitted = dir.join("fitted");
+    let (ok, text) = enigma_run(&[
+        "run".as_ref(),
+        "--quiet".as_ref(),
+        "--init-from".as_ref(),
+        pretrained.as_os_str(),
+        "--freeze-shared".as_ref(),
+        "--out".as_ref(),
+        fitted.as_os_str(),
+        new_exp.as_os_str(),
+    ]);
+    assert!(ok, "{text}");
+    let before = load(&pretrained.join("checkpoints/step-00000004.safetensors")).unwrap();
+    let after = load(&fitted.join("checkpoints/step-00000004.safetensors")).unwrap();
+    // Every shared weight is the pretrained one, bit for bit, and its
+    // optimiser moments never moved.
+    let shared: Vec<&String> = before
+        .tensors
+        .keys()
+        .filter(|k| !k.contains('@') && !k.starts_with("optim.") && after.tensors.contains_key(*k))
+        .collect();
+    assert!(shared.len() >= 3, "{:?}", before.tensors.keys());
+    for name in &shared {
+        assert_eq!(
+            before.tensors[*name], after.tensors[*name],
+            "`{name}` moved"
+        );
+        let m = &after.tensors[&format!("optim.m/{name}")];
+        assert!(m.data.iter().all(|v| *v == 0.0), "`{name}` was updated");
+    }
+    // The new session's own tables were trained.
+    let table = &after.tensors["optim.m/xt.unit"];
+    assert_eq!(after.tensors["xt.unit"].shape, vec![4, 8]);
+    assert!(
+        table.data.iter().any(|v| *v != 0.0),
+        "the unit table was not trained"
+    );
+}
