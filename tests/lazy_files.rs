@@ -233,3 +233,65 @@ fn open_and_read_a_study_then_report_peak_memory() {
         .unwrap();
     println!("VmHWM_KIB {hwm}");
 }
+
+/// An NWB series read a window at a time: the values are the file's, and a
+/// NaN deep in it is named at its sample.
+#[cfg(feature = "nwb")]
+#[test]
+fn an_nwb_series_is_read_a_window_at_a_time() {
+    let d = folder("nwb");
+    let (t, c) = (600usize, 4usize);
+    let mut values: Vec<f64> = (0..t * c)
+        .map(|i| f64::from(value(0, i % c, i / c)))
+        .collect();
+    let write = |path: &Path, values: &[f64]| {
+        let f = hdf5_metno::File::create(path).unwrap();
+        let g = f
+            .create_group("acquisition")
+            .unwrap()
+            .create_group("lfp")
+            .unwrap();
+        g.new_dataset_builder()
+            .with_data(&ndarray_like(values, t, c))
+            .create("data")
+            .unwrap();
+        let s = g
+            .new_dataset_builder()
+            .with_data(&[0.0f64])
+            .create("starting_time")
+            .unwrap();
+        s.new_attr::<f64>()
+            .shape(())
+            .create("rate")
+            .unwrap()
+            .write_scalar(&20.0f64)
+            .unwrap();
+    };
+    write(&d.join("a.nwb"), &values);
+    let text = "dim T = 1s\ndim C = 4\n\
+        data f = nwb(\"a.nwb\") {\n  window: T\n  stride: 1s\n  split: by_time(train: 0.6, val: 0.2, test: 0.2)\n}\n\
+        modality x: series<f32>[T @ 20Hz, C] from f.acquisition.lfp | 2 * x + 1\n";
+    std::fs::write(d.join("main.enigma"), text).unwrap();
+    let ds = Dataset::open(&spec(&d.join("main.enigma"))).unwrap();
+    let w = ds.windows(Split::Val)[0];
+    let b = ds.batch(Split::Val, &[0]).unwrap();
+    assert_eq!(b.inputs[0].shape, [1, 20, 4]);
+    let first = (w.start * 20.0).round() as usize;
+    for (k, got) in b.inputs[0].data.iter().enumerate() {
+        let want = 2.0 * values[(first + k / c) * c + k % c] as f32 + 1.0;
+        assert!((got - want).abs() < 1e-5, "value {k}: {got} against {want}");
+    }
+    // The dataset keeps the file open; close it before writing it again.
+    drop(ds);
+    values[523 * c + 2] = f64::NAN;
+    write(&d.join("a.nwb"), &values);
+    let e = Dataset::open(&spec(&d.join("main.enigma"))).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::DataNonFinite, "{e}");
+    assert!(e.to_string().contains("sample 523, channel 2"), "{e}");
+}
+
+/// `values` as the `[t, c]` array hdf5 writes.
+#[cfg(feature = "nwb")]
+fn ndarray_like(values: &[f64], t: usize, c: usize) -> ndarray::Array2<f64> {
+    ndarray::Array2::from_shape_vec((t, c), values.to_vec()).unwrap()
+}

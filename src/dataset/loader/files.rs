@@ -316,6 +316,36 @@ pub fn nwb_raw(
             Stream::Intervals { chan, rows }
         }
         ModalityKind::Series | ModalityKind::Video => {
+            let h = n.series_header(&name, rate)?;
+            if h.start.abs() * h.rate > 0.5 {
+                return Err(Error::new(
+                    ErrorKind::Spec,
+                    format!(
+                        "`{name}` starts at {} s; series that start after the session are not read yet",
+                        h.start
+                    ),
+                )
+                .file(path));
+            }
+            let chan: Vec<Chan> = h.shape[1..]
+                .iter()
+                .enumerate()
+                .map(|(k, &size)| Chan {
+                    size,
+                    what: format!("axis {} of `{name}`", k + 1),
+                })
+                .collect();
+            // Transforms of one sample at a time leave the series in the
+            // file, read a window at a time (`lazy.rs`).
+            if super::lazy::pointwise(&m.transforms) {
+                let (series, length) =
+                    super::lazy::LazySeries::open_nwb(n, path, h, chan, m, masks)?;
+                series.check_source()?;
+                return Ok(Raw {
+                    stream: Stream::Lazy(series),
+                    length: Some(length),
+                });
+            }
             let s = n.series(&name, rate)?;
             if s.start.abs() * s.rate > 0.5 {
                 return Err(Error::new(

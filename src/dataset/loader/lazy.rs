@@ -94,11 +94,41 @@ pub struct LazySeries {
 }
 
 /// An open file, shared by the modalities derived from one another.
-struct FileHandle(NpyFile);
+enum FileHandle {
+    Npy(NpyFile),
+    /// An NWB series: the file, the series, and how messages name its
+    /// channel axes.
+    #[cfg(feature = "nwb")]
+    Nwb {
+        file: super::nwb::Nwb,
+        path: std::path::PathBuf,
+        series: super::nwb::SeriesHeader,
+        chan: Vec<Chan>,
+    },
+}
+
+impl FileHandle {
+    fn path(&self) -> &Path {
+        match self {
+            FileHandle::Npy(f) => &f.path,
+            #[cfg(feature = "nwb")]
+            FileHandle::Nwb { path, .. } => path,
+        }
+    }
+
+    /// The file's shape and its element size in bytes, as read.
+    fn shape_and_size(&self) -> (&[usize], usize) {
+        match self {
+            FileHandle::Npy(f) => (&f.shape, f.size),
+            #[cfg(feature = "nwb")]
+            FileHandle::Nwb { series, .. } => (&series.shape, 8),
+        }
+    }
+}
 
 impl std::fmt::Debug for FileHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {:?}", self.0.path.display(), self.0.shape)
+        write!(f, "{} {:?}", self.path().display(), self.shape_and_size().0)
     }
 }
 
@@ -120,7 +150,7 @@ impl LazySeries {
         }
         let (time_axis, _) = npy_layout(&file.shape, path, axes, m)?;
         let mut lazy = LazySeries {
-            file: Arc::new(FileHandle(file)),
+            file: Arc::new(FileHandle::Npy(file)),
             axes: axes.map(<[Axis]>::to_vec),
             source_rate: rate,
             source: Box::new(m.clone()),
@@ -141,9 +171,43 @@ impl LazySeries {
         Ok(Some((lazy, length)))
     }
 
+    /// Series `series` of the open NWB file `file` as modality `m`'s
+    /// values (time first, as NWB stores them), and its length in seconds.
+    #[cfg(feature = "nwb")]
+    pub fn open_nwb(
+        file: super::nwb::Nwb,
+        path: &Path,
+        series: super::nwb::SeriesHeader,
+        chan: Vec<Chan>,
+        m: &ModalitySpec,
+        keep: &[(String, Vec<bool>)],
+    ) -> Result<(LazySeries, f64), Error> {
+        let rate = series.rate;
+        let mut lazy = LazySeries {
+            file: Arc::new(FileHandle::Nwb {
+                file,
+                path: path.to_path_buf(),
+                series,
+                chan,
+            }),
+            axes: None,
+            source_rate: Some(rate),
+            source: Box::new(m.clone()),
+            keep: keep.to_vec(),
+            time_axis: 0,
+            steps: Vec::new(),
+            rate,
+            chan: Vec::new(),
+        };
+        lazy.chan = lazy.raw(0, 0)?.chan().to_vec();
+        let length = lazy.samples() as f64 / rate;
+        Ok((lazy, length))
+    }
+
     /// The session's samples.
     pub fn samples(&self) -> usize {
-        self.file.0.shape.get(self.time_axis).copied().unwrap_or(0)
+        let (shape, _) = self.file.shape_and_size();
+        shape.get(self.time_axis).copied().unwrap_or(0)
     }
 
     /// Values per sample of what [`LazySeries::read`] gives.
@@ -153,14 +217,14 @@ impl LazySeries {
 
     /// Stretches of at most a few megabytes covering samples `a..b`.
     pub fn chunks(&self, a: usize, b: usize) -> impl Iterator<Item = (usize, usize)> {
-        let row: usize = self.file.0.shape.iter().product::<usize>() / self.samples().max(1);
-        let step = (CHUNK_BYTES / (row * self.file.0.size).max(1)).max(1);
+        let (shape, size) = self.file.shape_and_size();
+        let row: usize = shape.iter().product::<usize>() / self.samples().max(1);
+        let step = (CHUNK_BYTES / (row * size).max(1)).max(1);
         (a..b).step_by(step).map(move |i| (i, (i + step).min(b)))
     }
 
-    /// Samples `a..b` of the file, in the file's own layout.
-    fn slab(&self, a: usize, b: usize) -> Result<Array<f32>, Error> {
-        let f = &self.file.0;
+    /// Samples `a..b` of an `.npy` file, in the file's own layout.
+    fn slab(&self, f: &NpyFile, a: usize, b: usize) -> Result<Array<f32>, Error> {
         let t = self.samples();
         if a > b || b > t {
             return Err(Error::new(
@@ -188,21 +252,48 @@ impl LazySeries {
 
     /// Samples `a..b` as the source gives them, before any step.
     fn raw(&self, a: usize, b: usize) -> Result<Stream, Error> {
-        let slab = self.slab(a, b)?;
-        let whole = Slab {
-            shape: &self.file.0.shape,
-            start: a,
-        };
-        let raw = npy_raw(
-            &slab,
-            whole,
-            &self.file.0.path,
-            self.axes.as_deref(),
-            self.source_rate,
-            &self.source,
-            &self.keep,
-        )?;
-        Ok(raw.stream)
+        match self.file.as_ref() {
+            FileHandle::Npy(f) => {
+                let slab = self.slab(f, a, b)?;
+                let whole = Slab {
+                    shape: &f.shape,
+                    start: a,
+                };
+                let raw = npy_raw(
+                    &slab,
+                    whole,
+                    &f.path,
+                    self.axes.as_deref(),
+                    self.source_rate,
+                    &self.source,
+                    &self.keep,
+                )?;
+                Ok(raw.stream)
+            }
+            #[cfg(feature = "nwb")]
+            FileHandle::Nwb {
+                file,
+                path,
+                series,
+                chan,
+            } => {
+                let t = self.samples();
+                if a > b || b > t {
+                    return Err(Error::new(
+                        ErrorKind::Window,
+                        format!("samples {a} to {b} lie outside the recording's {t}"),
+                    )
+                    .file(path));
+                }
+                let mut stream = Stream::Series {
+                    rate: series.rate,
+                    chan: chan.clone(),
+                    data: file.series_rows(series, a, b)?,
+                };
+                select(&mut stream, &self.source, &self.keep).map_err(|e| e.file(path))?;
+                Ok(stream)
+            }
+        }
     }
 
     /// Samples `a..b` after every step, time-major.

@@ -1,19 +1,24 @@
 //! The data loader: from an experiment's [`DataSpec`] to batches of the
 //! model's inputs.
 //!
-//! [`Dataset::open`] (`open.rs`) reads every source whole (`sources.rs`
-//! for the simulation and the raw streams, `files.rs` with `array.rs` and
-//! `nwb.rs` for files), applies the `select` stages, cuts each session into
+//! [`Dataset::open`] (`open.rs`) reads every source (`sources.rs` for the
+//! simulation and the raw streams, `files.rs` with `array.rs` and `nwb.rs`
+//! for files), applies the `select` stages, cuts each session into
 //! windows and splits them (the parent's `windows.rs`), fits each
 //! modality's transforms on the training windows only and applies them to
 //! whole sessions (`fit.rs`), and checks what the files hold against the
-//! declared shapes and rates and for values that are not finite. After
-//! that, nothing can fail on the files' contents: [`Dataset::batch`]
-//! (`batch.rs`) copies windows out of memory (the synthetic video is
-//! rendered per window), and [`Dataset::epoch_batches`] is the seeded
-//! order of an epoch. [`Loader`] (`prefetch.rs`) assembles the coming
-//! batches on a background thread; its [`Position`] is all a checkpoint
-//! needs to resume the stream exactly.
+//! declared shapes and rates and for values that are not finite. A series
+//! from an `.npy` file or an NWB series whose transforms act on one sample
+//! alone is not read into memory: it stays in its file and is read a
+//! window at a time through the same code (`lazy.rs`), so peak memory does
+//! not grow with the data; opening still scans it once, in chunks, for the
+//! checks and `zscore`'s statistics. After opening, nothing can fail on
+//! the files' contents (a file read lazily that is changed or removed
+//! during training is an error naming it): [`Dataset::batch`] (`batch.rs`) copies or reads
+//! windows (the synthetic video is rendered per window), and
+//! [`Dataset::epoch_batches`] is the seeded order of an epoch. [`Loader`]
+//! (`prefetch.rs`) assembles the coming batches on a background thread;
+//! its [`Position`] is all a checkpoint needs to resume the stream exactly.
 //!
 //! The conventions (events and intervals as tensors, the NaN policy, what
 //! is fitted where) are in `docs/data.md`.

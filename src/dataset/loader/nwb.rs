@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use hdf5_metno::File;
+use hdf5_metno::{File, Hyperslab, Selection, SliceOrIndex};
 
 use super::{Error, ErrorKind};
 
@@ -160,6 +160,22 @@ impl Nwb {
     /// A time series: `path` is its group (holding `data`) or its `data`
     /// dataset. `rate` is used when the file records none.
     pub fn series(&self, path: &str, rate: Option<f64>) -> Result<TimeSeries, Error> {
+        let h = self.series_header(path, rate)?;
+        let samples = h.shape.first().copied().unwrap_or(0);
+        let data = self.series_rows(&h, 0, samples)?;
+        Ok(TimeSeries {
+            rate: h.rate,
+            start: h.start,
+            channels: h.shape[1..].to_vec(),
+            data,
+        })
+    }
+
+    /// What a time series is, without its values: its `data` dataset, its
+    /// shape (time first), its rate and its start. `path` is its group
+    /// (holding `data`) or its `data` dataset; `rate` is used when the file
+    /// records none.
+    pub fn series_header(&self, path: &str, rate: Option<f64>) -> Result<SeriesHeader, Error> {
         let group = if self.has(&format!("{path}/data")) {
             path.to_string()
         } else {
@@ -173,22 +189,22 @@ impl Nwb {
         } else {
             path.to_string()
         };
-        let (shape, values) = self.read(&data_name)?;
-        let Some((&samples, channels)) = shape.split_first() else {
+        let shape = self
+            .file
+            .dataset(&data_name)
+            .map(|d| d.shape())
+            .map_err(|e| {
+                let kind = if self.file.link_exists(&data_name) {
+                    ErrorKind::DataFormat
+                } else {
+                    ErrorKind::DataShape
+                };
+                self.error(kind, format!("cannot read `{data_name}`: {e}"))
+            })?;
+        if shape.is_empty() {
             return Err(self.error(
                 ErrorKind::DataShape,
                 format!("`{data_name}` is a scalar, not a series"),
-            ));
-        };
-        let width: usize = channels.iter().product();
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            let (t, c) = (i / width.max(1), i % width.max(1));
-            return Err(self.error(
-                ErrorKind::DataNonFinite,
-                format!(
-                    "sample {t}, channel {c} of `{data_name}` is {}",
-                    super::array::non_finite_name(values[i])
-                ),
             ));
         }
         let prefix = if group.is_empty() {
@@ -221,22 +237,73 @@ impl Nwb {
                 ),
             )
         })?;
-        if samples.checked_mul(width) != Some(values.len()) {
+        Ok(SeriesHeader {
+            data: data_name,
+            shape,
+            rate,
+            start,
+        })
+    }
+
+    /// Samples `a..b` of a series, time-major, read as one hyperslab (only
+    /// those rows leave the file); a value that is not finite is an error
+    /// naming its sample in the whole series.
+    pub fn series_rows(&self, h: &SeriesHeader, a: usize, b: usize) -> Result<Vec<f32>, Error> {
+        let width: usize = h.shape[1..].iter().product();
+        if a >= b {
+            return Ok(Vec::new());
+        }
+        let read = || -> hdf5_metno::Result<Vec<f64>> {
+            let d = self.file.dataset(&h.data)?;
+            let slab: Vec<SliceOrIndex> = std::iter::once(SliceOrIndex::from(a..b))
+                .chain(h.shape[1..].iter().map(|&n| SliceOrIndex::from(0..n)))
+                .collect();
+            let values =
+                d.read_slice::<f64, _, ndarray::IxDyn>(Selection::from(Hyperslab::from(slab)))?;
+            Ok(values.iter().copied().collect())
+        };
+        let values = read().map_err(|e| {
+            self.error(
+                ErrorKind::DataFormat,
+                format!("cannot read `{}`: {e}", h.data),
+            )
+        })?;
+        if values.len() != (b - a) * width {
             return Err(self.error(
                 ErrorKind::DataFormat,
                 format!(
-                    "`{data_name}` holds {} values for shape {shape:?}",
-                    values.len()
+                    "`{}` gave {} values for samples {a} to {b} of shape {:?}",
+                    h.data,
+                    values.len(),
+                    h.shape
                 ),
             ));
         }
-        Ok(TimeSeries {
-            rate,
-            start,
-            channels: channels.to_vec(),
-            data: values.iter().map(|&v| v as f32).collect(),
-        })
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            let (t, c) = (a + i / width.max(1), i % width.max(1));
+            return Err(self.error(
+                ErrorKind::DataNonFinite,
+                format!(
+                    "sample {t}, channel {c} of `{}` is {}",
+                    h.data,
+                    super::array::non_finite_name(values[i])
+                ),
+            ));
+        }
+        Ok(values.iter().map(|&v| v as f32).collect())
     }
+}
+
+/// What a time series is, without its values ([`Nwb::series_header`]).
+#[derive(Clone, Debug)]
+pub struct SeriesHeader {
+    /// The `data` dataset.
+    pub data: String,
+    /// Its shape, time first.
+    pub shape: Vec<usize>,
+    pub rate: f64,
+    /// The time of the first sample, in seconds.
+    pub start: f64,
 }
 
 /// The rate of timestamps that are evenly spaced to a part in a thousand.
