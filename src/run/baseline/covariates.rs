@@ -26,6 +26,19 @@ pub const LAGS: usize = 2;
 /// densely, and their matrix is kept per session.
 const MAX_FEATURES: usize = 768;
 
+/// The most training windows per session the model is fitted on: a video
+/// covariate is rendered or read for every window it sees, and a few
+/// hundred predictors are well determined by this many windows' steps.
+pub const WINDOWS: usize = 128;
+
+/// At most [`WINDOWS`] of `ids`, evenly spread over them.
+pub fn spread(ids: &[usize]) -> Vec<usize> {
+    if ids.len() <= WINDOWS {
+        return ids.to_vec();
+    }
+    (0..WINDOWS).map(|k| ids[k * ids.len() / WINDOWS]).collect()
+}
+
 /// Each batch window's predictors, `[B, T, width]` for the target's `t`
 /// steps, and `width`.
 pub fn features(setup: &Setup, batch: &Batch, t: usize) -> Result<(Vec<f32>, usize), Error> {
@@ -145,6 +158,16 @@ mod tests {
         assert_eq!(cells[127], 31);
         // A small step is kept as it is.
         assert_eq!(pooling(&[4]), (vec![0, 1, 2, 3], 4));
+    }
+
+    #[test]
+    fn a_long_session_is_fitted_on_windows_spread_over_it() {
+        let ids: Vec<usize> = (0..1000).collect();
+        let some = spread(&ids);
+        assert_eq!(some.len(), WINDOWS);
+        assert_eq!((some[0], some[WINDOWS - 1]), (0, 992));
+        assert!(some.windows(2).all(|w| w[1] - w[0] >= 7));
+        assert_eq!(spread(&ids[..5]), vec![0, 1, 2, 3, 4]);
     }
 
     #[test]

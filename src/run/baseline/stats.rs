@@ -97,13 +97,14 @@ pub fn covariate_moments(
     setup: &Setup,
     session: usize,
 ) -> Result<Option<Moments>, Error> {
-    let ids: Vec<usize> = ds
+    let all: Vec<usize> = ds
         .windows(Split::Train)
         .iter()
         .enumerate()
         .filter(|(_, w)| w.session == session)
         .map(|(i, _)| i)
         .collect();
+    let ids = covariates::spread(&all);
     let needs: Vec<usize> = std::iter::once(setup.target)
         .chain(setup.covariates.iter().copied())
         .collect();
