@@ -1,7 +1,9 @@
 //! Sessions with their own cells, end to end through `enigma run`: two
 //! files of 3 and 5 cells train one model whose per-session tables have
 //! each session's size, and `enigma eval` scores the checkpoint on the
-//! test split of both.
+//! test split of both; a new session is fitted few-shot on a pretrained
+//! model; and the real suite2p recording, split into two files, trains as
+//! two sessions.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -161,4 +163,99 @@ fn a_new_session_fits_only_its_own_tables_on_a_pretrained_model() {
         table.data.iter().any(|v| *v != 0.0),
         "the unit table was not trained"
     );
+}
+
+/// The real recordings (`$ENIGMA_REAL_DATA`, else `shared/data/real/`
+/// beside the repository), or `None`, said on stderr.
+fn real_data() -> Option<PathBuf> {
+    let dir = match std::env::var_os("ENIGMA_REAL_DATA") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/real"),
+    };
+    if dir.join("README.md").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipped: the real recordings are not at {} (set ENIGMA_REAL_DATA)",
+            dir.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn the_real_recording_split_into_two_files_trains_as_two_sessions() {
+    let Some(real) = real_data() else {
+        return;
+    };
+    // Two sessions of one animal as they would be stored: each array's
+    // first and second half in time, in a folder per session.
+    let dir = scratch("real-halves");
+    for name in ["F", "spks"] {
+        let a =
+            enigma::dataset::loader::read_npy::<f32>(&real.join(format!("{name}.npy"))).unwrap();
+        let [n, t] = a.shape[..] else {
+            panic!("{name}.npy is {:?}", a.shape)
+        };
+        for (half, (lo, hi)) in [("a", (0, t / 2)), ("b", (t / 2, t))] {
+            let part: Vec<f32> = (0..n)
+                .flat_map(|r| a.data[r * t + lo..r * t + hi].iter().copied())
+                .collect();
+            std::fs::create_dir_all(dir.join(half)).unwrap();
+            npy::write_f32(
+                &dir.join(format!("{half}/{name}.npy")),
+                &[n, hi - lo],
+                &part,
+            );
+        }
+    }
+    std::fs::copy(real.join("iscell.npy"), dir.join("iscell.npy")).unwrap();
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/suite2p_calcium.enigma");
+    let text = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("\"../../shared/data/real/F.npy\"", "\"*/F.npy\"")
+        .replace("\"../../shared/data/real/spks.npy\"", "\"*/spks.npy\"")
+        .replace("\"../../shared/data/real/iscell.npy\"", "\"iscell.npy\"")
+        .replace("steps: 500", "steps: 6")
+        .replace("warmup_cosine(warmup: 50)", "warmup_cosine(warmup: 2)")
+        .replace(
+            "checkpoint { every: 250, keep: 2 }",
+            "checkpoint { every: 6, keep: 1 }",
+        )
+        .replace(
+            "eval { every: 50, split: val, batches: 1 }",
+            "eval { every: 6, split: val, batches: 1 }",
+        );
+    assert!(
+        !text.contains("shared/data/real/F") && text.contains("steps: 6"),
+        "the example changed"
+    );
+    let exp = dir.join("halves.enigma");
+    std::fs::write(&exp, text).unwrap();
+    let out = dir.join("run");
+    let (ok, text) = enigma_run(&[
+        "run".as_ref(),
+        "--quiet".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        exp.as_os_str(),
+    ]);
+    assert!(ok, "{text}");
+    let c = load(&out.join("checkpoints/step-00000006.safetensors")).unwrap();
+    // Each half has its own tables over the 20 cells `iscell` keeps.
+    for s in 0..2 {
+        let w = c
+            .tensors
+            .get(&format!("ft.w_unit@{s}"))
+            .map(|t| t.shape.clone());
+        assert_eq!(w, Some(vec![20, 32]), "{:?}", c.tensors.keys());
+    }
+    let (ok, text) = enigma_run(&[
+        "eval".as_ref(),
+        "--split".as_ref(),
+        "test".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(ok && text.contains("correlation"), "{text}");
 }
