@@ -346,30 +346,11 @@ pub fn nwb_raw(
                     length: Some(length),
                 });
             }
-            let s = n.series(&name, rate)?;
-            if s.start.abs() * s.rate > 0.5 {
-                return Err(Error::new(
-                    ErrorKind::Spec,
-                    format!(
-                        "`{name}` starts at {} s; series that start after the session are not read yet",
-                        s.start
-                    ),
-                )
-                .file(path));
-            }
-            let chan = s
-                .channels
-                .iter()
-                .enumerate()
-                .map(|(k, &size)| Chan {
-                    size,
-                    what: format!("axis {} of `{name}`", k + 1),
-                })
-                .collect();
+            let samples = h.shape.first().copied().unwrap_or(0);
             Stream::Series {
-                rate: s.rate,
+                rate: h.rate,
                 chan,
-                data: s.data,
+                data: n.series_rows(&h, 0, samples)?,
             }
         }
     };

@@ -226,13 +226,6 @@ impl LazySeries {
     /// Samples `a..b` of an `.npy` file, in the file's own layout.
     fn slab(&self, f: &NpyFile, a: usize, b: usize) -> Result<Array<f32>, Error> {
         let t = self.samples();
-        if a > b || b > t {
-            return Err(Error::new(
-                ErrorKind::Window,
-                format!("samples {a} to {b} lie outside the recording's {t}"),
-            )
-            .file(&f.path));
-        }
         let outer: usize = f.shape[..self.time_axis].iter().product();
         let inner: usize = f.shape[self.time_axis + 1..].iter().product();
         let run = (b - a) * inner;
@@ -252,6 +245,14 @@ impl LazySeries {
 
     /// Samples `a..b` as the source gives them, before any step.
     fn raw(&self, a: usize, b: usize) -> Result<Stream, Error> {
+        let t = self.samples();
+        if a > b || b > t {
+            return Err(Error::new(
+                ErrorKind::Window,
+                format!("samples {a} to {b} lie outside the recording's {t}"),
+            )
+            .file(self.file.path()));
+        }
         match self.file.as_ref() {
             FileHandle::Npy(f) => {
                 let slab = self.slab(f, a, b)?;
@@ -277,14 +278,6 @@ impl LazySeries {
                 series,
                 chan,
             } => {
-                let t = self.samples();
-                if a > b || b > t {
-                    return Err(Error::new(
-                        ErrorKind::Window,
-                        format!("samples {a} to {b} lie outside the recording's {t}"),
-                    )
-                    .file(path));
-                }
                 let mut stream = Stream::Series {
                     rate: series.rate,
                     chan: chan.clone(),

@@ -23,16 +23,6 @@ pub struct Nwb {
     path: std::path::PathBuf,
 }
 
-/// A regularly sampled series: `samples x channels`, time-major, with the
-/// shape of the channels as stored.
-pub struct TimeSeries {
-    pub rate: f64,
-    /// The time of the first sample, in seconds.
-    pub start: f64,
-    pub channels: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
 impl Nwb {
     pub fn open(path: &Path) -> Result<Nwb, Error> {
         hdf5_metno::silence_errors(true);
@@ -155,20 +145,6 @@ impl Nwb {
             rows.push((a, b));
         }
         Ok(rows)
-    }
-
-    /// A time series: `path` is its group (holding `data`) or its `data`
-    /// dataset. `rate` is used when the file records none.
-    pub fn series(&self, path: &str, rate: Option<f64>) -> Result<TimeSeries, Error> {
-        let h = self.series_header(path, rate)?;
-        let samples = h.shape.first().copied().unwrap_or(0);
-        let data = self.series_rows(&h, 0, samples)?;
-        Ok(TimeSeries {
-            rate: h.rate,
-            start: h.start,
-            channels: h.shape[1..].to_vec(),
-            data,
-        })
     }
 
     /// What a time series is, without its values: its `data` dataset, its
@@ -368,9 +344,10 @@ mod tests {
             n.intervals("intervals/epochs").unwrap(),
             [(0.0, 5.0), (10.0, 20.0)]
         );
-        let s = n.series("acquisition/speed", None).unwrap();
+        let h = n.series_header("acquisition/speed", None).unwrap();
+        let data = n.series_rows(&h, 0, h.shape[0]).unwrap();
         assert_eq!(
-            (s.rate, s.start, s.channels.len(), s.data.len()),
+            (h.rate, h.start, h.shape.len() - 1, data.len()),
             (20.0, 0.0, 0, 6)
         );
         let e = n.intervals("intervals/trials").unwrap_err();

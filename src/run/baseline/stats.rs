@@ -44,6 +44,16 @@ impl Moments {
     }
 }
 
+/// The ids of session `session`'s training windows.
+fn training_windows(ds: &Dataset, session: usize) -> Vec<usize> {
+    ds.windows(Split::Train)
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.session == session)
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Accumulates the moments of session `session` over its training windows.
 pub fn session_moments(
     ds: &Dataset,
@@ -51,13 +61,7 @@ pub fn session_moments(
     session: usize,
     lags: usize,
 ) -> Result<Option<Moments>, Error> {
-    let ids: Vec<usize> = ds
-        .windows(Split::Train)
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| w.session == session)
-        .map(|(i, _)| i)
-        .collect();
+    let ids = training_windows(ds, session);
     let seen = setup.masked.as_ref().map_or(setup.target, |m| m.input);
     let mut acc: Option<Acc> = None;
     for chunk in ids.chunks(CHUNK) {
@@ -97,14 +101,7 @@ pub fn covariate_moments(
     setup: &Setup,
     session: usize,
 ) -> Result<Option<Moments>, Error> {
-    let all: Vec<usize> = ds
-        .windows(Split::Train)
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| w.session == session)
-        .map(|(i, _)| i)
-        .collect();
-    let ids = covariates::spread(&all);
+    let ids = covariates::spread(&training_windows(ds, session));
     let needs: Vec<usize> = std::iter::once(setup.target)
         .chain(setup.covariates.iter().copied())
         .collect();
