@@ -21,14 +21,27 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$ROOT"
 
 TORCH_VERSION=2.11.0 # what tch 0.24.0 (Cargo.toml) is built against
-MIN_RUST=1.85.1        # Cargo.toml's rust-version
+# The Python packages the tests read our run files back with (TensorBoard's
+# event files, safetensors checkpoints), pinned to the versions tested.
+PY_READERS=(tensorboard==2.21.0 safetensors==0.8.0)
+# Cargo.toml's rust-version: the highest rust-version any package of
+# Cargo.lock declares (`./dev.sh test` checks it, see check_rust_version).
+MIN_RUST=1.89
 VENV=${ENIGMA_TORCH_VENV:-$HOME/.cache/enigma/torch-$TORCH_VERSION}
 LOG_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/enigma/logs
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-# Debian packages the whole project needs: a C/C++ toolchain and libgomp
-# (torch-sys compiles a C++ shim and links gomp), OpenMPI and libclang (the
-# `mpi` crate and its bindgen), HDF5 (NWB data), pkg-config, graphviz (graphs).
+# Debian packages the build and the tests use, each for a reason:
+# - build-essential: torch-sys compiles a C++ shim and links libgomp;
+# - libopenmpi-dev: the `mpi` crate (rsmpi, in crates/enigma-torch) links
+#   OpenMPI, and its build script asks `mpicc` for the flags;
+# - libclang-dev: rsmpi's mpi-sys generates its bindings with bindgen,
+#   which loads libclang;
+# - openmpi-bin: `mpirun`, which crates/enigma-torch/tests/layouts.rs starts
+#   its multi-process runs with (`enigma run --nproc` uses it when present);
+# - libhdf5-dev and pkg-config: the `nwb` feature links libhdf5, found
+#   through pkg-config;
+# - graphviz: tests/plan_dot.rs renders `enigma plan --emit dot` with `dot`.
 APT_PACKAGES=(build-essential pkg-config libclang-dev libopenmpi-dev openmpi-bin libhdf5-dev graphviz)
 # The editor tests (editors/tests/): Debian's Neovim 0.7.2 as a real
 # language-server client. Node and npm come from the machine (20 or newer,
@@ -173,6 +186,23 @@ ensure_torch() {
     torch_ok || die "torch $TORCH_VERSION still does not import from $VENV/bin/python"
 }
 
+# ensure_py_readers: for the tests (not the quick start), the venv also gets
+# the Python packages they read our files back with (tests/common/python.rs),
+# when they are not there.
+# `find_spec` looks a module up without importing it, so the check costs a
+# bare interpreter start. With LIBTORCH there is no venv: those tests then
+# look for a `python3` with the packages, and say they skipped outside CI.
+ensure_py_readers() {
+    [ -n "${LIBTORCH:-}" ] && return 0
+    "$VENV/bin/python" -c '
+import importlib.util, sys
+sys.exit(any(importlib.util.find_spec(m) is None for m in ("tensorboard", "safetensors")))' \
+        >/dev/null 2>&1 </dev/null && return 0
+    say "installing ${PY_READERS[*]} from PyPI into $VENV (what the tests read run files back with)"
+    run_logged pip-readers "$VENV/bin/python" -m pip install --disable-pip-version-check \
+        --progress-bar off "${PY_READERS[@]}"
+}
+
 # export_torch_env: what tch/torch-sys need to build, and test binaries to run.
 export_torch_env() {
     local lib
@@ -251,28 +281,43 @@ cmd_quickstart() {
     run_quickstart_example
 }
 
-# The real recordings some tests read (../shared/data/real beside the
-# repository, see tests/common/real.rs). A clone made elsewhere looks beside
-# the repository it was cloned from. Without them those tests say they
-# skipped, and so does this.
-find_real_data() {
-    [ -n "${ENIGMA_REAL_DATA:-}" ] && return
-    local origin
-    origin=$(git -C "$ROOT" config --get remote.origin.url 2>/dev/null || true)
-    for dir in "$ROOT/../shared/data/real" "${origin:+$origin/../shared/data/real}"; do
-        if [ -n "$dir" ] && [ -f "$dir/README.md" ]; then
-            ENIGMA_REAL_DATA=$(cd "$dir" && pwd)
-            export ENIGMA_REAL_DATA
-            return
+# check_rust_version: the rust-version of both manifests is MIN_RUST, and no
+# package in Cargo.lock declares a higher one, so that a newer dependency
+# cannot make the declared minimum a lie. It cannot see the packages that
+# declare none, nor prove that MIN_RUST compiles (docs/setup.md says how
+# the number was established); clippy's `incompatible_msrv` lint, part of
+# the lint step, keeps our own code to the standard library of MIN_RUST.
+check_rust_version() {
+    local manifest declared newest
+    for manifest in Cargo.toml crates/enigma-torch/Cargo.toml; do
+        declared=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' "$manifest")
+        if [ "$declared" != "$MIN_RUST" ]; then
+            printf '%s has rust-version "%s", dev.sh MIN_RUST is %s\n' "$manifest" "$declared" "$MIN_RUST" >&2
+            return 1
         fi
     done
-    say "the real recordings (shared/data/real) are not on this machine: the tests that read them will say they skipped"
+    # Every package's `"rust_version":"X"` (null when it declares none),
+    # padded to three numbers so that 1.89 and 1.89.0 compare equal.
+    newest=$(cargo metadata --format-version 1 --locked |
+        grep -o '"rust_version":"[0-9.]*"' | cut -d'"' -f4 |
+        awk -F. '{ printf "%d.%d.%d\n", $1, $2, $3 }' | sort -V | tail -n1)
+    [ -n "$newest" ] || {
+        echo 'cargo metadata listed no rust_version at all' >&2
+        return 1
+    }
+    local ours
+    ours=$(echo "$MIN_RUST" | awk -F. '{ printf "%d.%d.%d\n", $1, $2, $3 }')
+    if [ "$(printf '%s\n%s\n' "$newest" "$ours" | sort -V | tail -n1)" != "$ours" ]; then
+        printf 'a package in Cargo.lock needs Rust %s, above rust-version %s: raise rust-version in both Cargo.toml files and MIN_RUST in dev.sh\n' "$newest" "$MIN_RUST" >&2
+        return 1
+    fi
 }
 
 cmd_test() {
     setup
-    find_real_data
-    STEP_TOTAL=7
+    ensure_py_readers
+    STEP_TOTAL=8
+    step rust-version check_rust_version
     step format cargo fmt --all --check
     step lint cargo clippy --workspace --all-targets -- -D warnings
     # --no-fail-fast: report every test binary's summary, then fail the step.
@@ -312,6 +357,8 @@ run_dispatch_smoke() {
 
 cmd_env() {
     setup >&2
+    # For plain `cargo test` in the caller's shell, as for ./dev.sh test.
+    ensure_py_readers >&2
     printf 'export PATH=%q\n' "$PATH"
     printf 'export LD_LIBRARY_PATH=%q\n' "$LD_LIBRARY_PATH"
     if [ -n "${LIBTORCH:-}" ]; then

@@ -2,7 +2,7 @@
 """A held-out session, fitted few-shot on a pretrained model, against a
 model trained on that session alone.
 
-`real` (the default): the suite2p recording in `shared/data/real/` (219 ROIs over 2,000 frames, 20
+`real` (the default): the suite2p recording in `examples/data/` (219 ROIs over 2,000 frames, 20
 of them cells) is split in time into two files per array, as two sessions
 of one animal would be stored: `a/` holds frames 0 to 999, `b/` frames 1,000
 to 1,999. The experiment is `examples/suite2p_calcium.enigma`, its paths
@@ -85,10 +85,10 @@ def split_halves(real, folder):
 def experiment(template, half, split):
     text = template
     for name in ["F", "spks"]:
-        text = text.replace('"../../shared/data/real/%s.npy"' % name, '"%s/%s.npy"' % (half, name))
-    text = text.replace('"../../shared/data/real/iscell.npy"', '"iscell.npy"')
+        text = text.replace('"data/%s.npy"' % name, '"%s/%s.npy"' % (half, name))
+    text = text.replace('"data/iscell.npy"', '"iscell.npy"')
     text = text.replace("by_time(train: 0.8, val: 0.1, test: 0.1)", split)
-    if "\"../../shared/data/real/" in text:
+    if '"data/' in text:
         sys.exit("the example reads a file this script does not split")
     return text
 
@@ -126,7 +126,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("data", nargs="?", choices=["real", "synthetic"], default="real")
     p.add_argument("--enigma", default="target/release/enigma-run")
-    p.add_argument("--real", default=os.environ.get("ENIGMA_REAL_DATA", "../shared/data/real"))
+    p.add_argument("--real", default=os.environ.get("ENIGMA_REAL_DATA", "examples/data"))
     p.add_argument("--keep", help="work here and keep the runs")
     a = p.parse_args()
     folder = a.keep or tempfile.mkdtemp(prefix="enigma-few-shot-")

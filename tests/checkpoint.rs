@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use enigma::base::host::HostTensor;
-use enigma::run::checkpoint::{load, Checkpoint, CheckpointDir, CheckpointErrorKind};
+use enigma::run::checkpoint::{load, Checkpoint, CheckpointDir, CheckpointErrorKind, I64Tensor};
 
 /// A fresh directory under the system temp directory, removed on drop.
 struct TempDir(PathBuf);
@@ -57,6 +57,7 @@ fn checkpoint(step: u64) -> Checkpoint {
     Checkpoint {
         step,
         tensors,
+        ints: BTreeMap::from([("optim.t".to_string(), I64Tensor::scalar(step as i64))]),
         metadata,
     }
 }
@@ -113,6 +114,13 @@ fn a_checkpoint_round_trips_bit_for_bit() {
         .insert("rng.scalar".to_string(), tensor(vec![], vec![42.0]));
     ckpt.tensors
         .insert("empty".to_string(), tensor(vec![0, 3], vec![]));
+    // Integers past f32's 24-bit mantissa, both extremes, and an empty one.
+    ckpt.ints.insert(
+        "counts".to_string(),
+        I64Tensor::new(vec![3], vec![i64::MIN, (1 << 53) + 1, i64::MAX]).unwrap(),
+    );
+    ckpt.ints
+        .insert("none".to_string(), I64Tensor::new(vec![0], vec![]).unwrap());
     ckpt.metadata.insert(
         "note".to_string(),
         "ünïcode, \"quotes\" and\nnewlines".to_string(),
@@ -129,6 +137,7 @@ fn a_checkpoint_round_trips_bit_for_bit() {
     assert_eq!(back.step, 200);
     assert_eq!(back.metadata, ckpt.metadata);
     assert_eq!(bits(&back), bits(&ckpt));
+    assert_eq!(back.ints, ckpt.ints);
     let latest = dir.latest().unwrap().unwrap();
     assert_eq!(latest.path, path);
     assert!(latest.skipped.is_empty());

@@ -3,9 +3,9 @@
 //! property tests that no input makes it panic, the loaders' `probe`, and
 //! (with the `nwb` feature) the dataset listing of a real NWB file.
 //!
-//! The real files live outside the repository, in `../shared/data/real/`
-//! (see the README there for their provenance and checksums); see
-//! `common/real.rs` for how they are found.
+//! The real files are shipped in `examples/data/` (see the README there
+//! for their provenance and checksums); see `common/real.rs` for how they
+//! are found.
 
 use std::path::{Path, PathBuf};
 
@@ -17,10 +17,9 @@ use proptest::prelude::*;
 #[path = "common/real.rs"]
 mod real_data;
 
-/// A file of the real recordings, or `None` (with a notice) when this
-/// machine has none.
-fn real(name: &str) -> Option<PathBuf> {
-    real_data::real_data().map(|d| d.join(name))
+/// A file of the real recordings (shipped in `examples/data/`).
+fn real(name: &str) -> PathBuf {
+    real_data::real_data().join(name)
 }
 
 fn array(dtype: &str, shape: &[u64]) -> ArrayHeader {
@@ -39,7 +38,7 @@ fn npy_file(version: u8, dict: &str, data_len: usize) -> Vec<u8> {
     let len_bytes = if version == 1 { 2 } else { 4 };
     let preamble = 8 + len_bytes;
     let mut header = dict.as_bytes().to_vec();
-    while (preamble + header.len() + 1) % 64 != 0 {
+    while !(preamble + header.len() + 1).is_multiple_of(64) {
         header.push(b' ');
     }
     header.push(b'\n');
@@ -90,7 +89,7 @@ fn real_suite2p_files() {
         ("iscell.npy", "f64", [219, 2], 8),
     ];
     for (name, dtype, shape, itemsize) in cases {
-        let Some(path) = real(name) else { return };
+        let path = real(name);
         let bytes = std::fs::read(&path).expect("the shared test data is present");
         let header = npy::parse(&bytes).expect("a valid npy file");
         let data_len = shape[0] * shape[1] * itemsize;
@@ -115,7 +114,7 @@ fn real_suite2p_files() {
 
 #[test]
 fn fs_loader_reads_a_bounded_prefix() {
-    let Some(path) = real("F.npy") else { return };
+    let path = real("F.npy");
     let prefix = FsLoader.read_prefix(&path, 100).expect("readable");
     assert_eq!(prefix.len(), 100);
     assert_eq!(FsLoader.len(&path), Some(1_752_128));
@@ -131,7 +130,7 @@ fn fs_loader_reads_a_bounded_prefix() {
 
 #[test]
 fn fs_loader_detects_a_file_cut_short() {
-    let Some(path) = real("F.npy") else { return };
+    let path = real("F.npy");
     let full = std::fs::read(path).expect("readable");
     let dir = std::env::temp_dir().join(format!("enigma-data-probe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -728,13 +727,13 @@ mod nwb {
     use enigma::source::probe::nwb::probe;
     use std::collections::BTreeMap;
 
-    fn listing() -> Option<BTreeMap<String, ArrayHeader>> {
-        Some(probe(&real("A8604-211122.nwb")?).expect("a readable NWB file"))
+    fn listing() -> BTreeMap<String, ArrayHeader> {
+        probe(&real("A8604-211122.nwb")).expect("a readable NWB file")
     }
 
     #[test]
     fn units_table() {
-        let Some(datasets) = listing() else { return };
+        let datasets = listing();
         assert_eq!(datasets["units/spike_times"], array("f64", &[21_354]));
         assert_eq!(datasets["units/spike_times_index"], array("u16", &[3]));
         assert_eq!(datasets["units/id"], array("i64", &[3]));
@@ -745,7 +744,7 @@ mod nwb {
 
     #[test]
     fn epochs_and_electrodes() {
-        let Some(datasets) = listing() else { return };
+        let datasets = listing();
         assert_eq!(datasets["intervals/epochs/start_time"], array("f64", &[1]));
         assert_eq!(datasets["intervals/epochs/stop_time"], array("f64", &[1]));
         assert_eq!(datasets["intervals/epochs/id"], array("i64", &[1]));
@@ -761,7 +760,7 @@ mod nwb {
     fn every_dataset_once_and_no_groups() {
         // `h5ls -r` lists 56 datasets; the soft link
         // `general/extracellular_ephys/group0_psb/device` is not followed.
-        let Some(datasets) = listing() else { return };
+        let datasets = listing();
         assert_eq!(datasets.len(), 56);
         assert!(datasets.keys().all(|k| !k.starts_with('/')));
         assert!(!datasets.contains_key("units"));
@@ -770,20 +769,16 @@ mod nwb {
 
     #[test]
     fn through_the_loader() {
-        let Some(path) = real("A8604-211122.nwb") else {
-            return;
-        };
+        let path = real("A8604-211122.nwb");
         match FsLoader.probe(&path, DataFormat::Nwb) {
-            Ok(DataHeader::Nwb(datasets)) => assert_eq!(Some(datasets), listing()),
+            Ok(DataHeader::Nwb(datasets)) => assert_eq!(datasets, listing()),
             other => panic!("expected an NWB listing, got {other:?}"),
         }
     }
 
     #[test]
     fn errors_name_the_file() {
-        let Some(npy_file) = real("F.npy") else {
-            return;
-        };
+        let npy_file = real("F.npy");
         let err = probe(&npy_file).expect_err("not HDF5");
         assert_eq!(err.kind, ProbeErrorKind::NotHdf5);
         assert_eq!(err.path.as_deref(), Some(npy_file.as_path()));
@@ -804,9 +799,7 @@ mod nwb {
 
     #[test]
     fn a_file_cut_short_is_an_error() {
-        let Some(path) = real("A8604-211122.nwb") else {
-            return;
-        };
+        let path = real("A8604-211122.nwb");
         let full = std::fs::read(path).expect("readable");
         let dir = std::env::temp_dir().join(format!("enigma-nwb-probe-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");

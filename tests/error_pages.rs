@@ -64,6 +64,11 @@ const FROM_THE_PLANNER: &[(&str, Option<usize>)] = &[
 
 /// Codes that no program on a page can show, with the reason.
 const NOT_FROM_A_PROGRAM: &[(&str, &str)] = &[
+    (
+        "E0110",
+        "given for a `--set KEY=VALUE` argument of `enigma check`, `plan` or `run`, \
+         not for a program (`src/driver/overrides_tests.rs` shows each case)",
+    ),
     ("E0401", "given when `enigma run` reads the data files"),
     ("E0402", "given when `enigma run` reads the data files"),
     ("E0403", "given when `enigma run` reads the data files"),

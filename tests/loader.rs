@@ -1,5 +1,5 @@
 //! The data loader end to end: the example experiments over the synthetic
-//! source and the real recordings in `../shared/data/real/`, and the
+//! source and the real recordings shipped in `examples/data/`, and the
 //! errors a user meets when a file is missing, damaged, laid out other than
 //! declared, or holds NaN.
 //!
@@ -235,9 +235,7 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
 
 #[test]
 fn suite2p_calcium_loads_the_real_recording_with_its_cells_selected() {
-    let Some((path, real)) = real_data::real_example("suite2p_calcium", "loader-suite2p") else {
-        return;
-    };
+    let (path, real) = real_data::real_example("suite2p_calcium", "loader-suite2p");
     let ds = Dataset::open(&spec_of(&path)).unwrap_or_else(|e| panic!("{e}"));
     // The dataset holds the data in memory; the copied example can go.
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
@@ -286,9 +284,7 @@ fn suite2p_calcium_loads_the_real_recording_with_its_cells_selected() {
 #[cfg(feature = "nwb")]
 #[test]
 fn nwb_spikes_counts_match_the_spikes_inside_each_window() {
-    let Some((path, real)) = real_data::real_example("nwb_spikes", "loader-nwb") else {
-        return;
-    };
+    let (path, real) = real_data::real_example("nwb_spikes", "loader-nwb");
     let ds = Dataset::open(&spec_of(&path)).unwrap_or_else(|e| panic!("{e}"));
     // The dataset holds the data in memory; the copied example can go.
     let _ = std::fs::remove_dir_all(path.parent().unwrap());

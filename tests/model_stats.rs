@@ -158,9 +158,7 @@ fn the_ir_is_yaml_other_tools_can_read() {
 #[cfg(feature = "nwb")]
 #[test]
 fn nwb_units_bind_the_unit_dim() {
-    let Some((path, _)) = real_data::real_example("nwb_spikes", "nwb-example") else {
-        return;
-    };
+    let (path, _) = real_data::real_example("nwb_spikes", "nwb-example");
     let x = checked::experiment(&path);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
     let stats = Stats::of(&x.graph);
@@ -173,9 +171,7 @@ fn nwb_units_bind_the_unit_dim() {
 /// example's documented 26,836 parameters.
 #[test]
 fn suite2p_cells_are_counted_from_the_classifier() {
-    let Some((path, _)) = real_data::real_example("suite2p_calcium", "suite2p-example") else {
-        return;
-    };
+    let (path, _) = real_data::real_example("suite2p_calcium", "suite2p-example");
     let x = checked::experiment(&path);
     assert!(!x.graph.unsized_params().is_empty());
     let plan = enigma::driver::Options {

@@ -50,12 +50,14 @@ fn sample_records() -> Vec<Record> {
             .with("loss", 0.53)
             .with("lr", 0.0029)
             .with("grad_norm", 1.2)
-            .with("steps_per_s", 3.1),
+            .with("steps_per_s", 3.1)
+            .at(1_796_680_000.25),
         Record::eval(100, "val")
             .with("loss", 0.6)
             .with("corr", 0.41)
-            .with("corr_chance", 0.01),
-        Record::event(100, "checkpoint saved"),
+            .with("corr_chance", 0.01)
+            .at(1_796_680_001.5),
+        Record::event(100, "checkpoint saved").at(1_796_680_001.75),
     ]
 }
 
@@ -73,17 +75,32 @@ fn records_round_trip_through_the_log_as_flat_json() {
     assert_eq!(lines.len(), 3);
     assert_eq!(
         lines[0],
-        r#"{"step":100,"kind":"train","grad_norm":1.2,"loss":0.53,"lr":0.0029,"steps_per_s":3.1}"#
+        r#"{"step":100,"kind":"train","time":1796680000.25,"grad_norm":1.2,"loss":0.53,"lr":0.0029,"steps_per_s":3.1}"#
     );
     assert_eq!(
         lines[1],
-        r#"{"step":100,"kind":"eval","split":"val","corr":0.41,"corr_chance":0.01,"loss":0.6}"#
+        r#"{"step":100,"kind":"eval","time":1796680001.5,"split":"val","corr":0.41,"corr_chance":0.01,"loss":0.6}"#
     );
     assert_eq!(
         lines[2],
-        r#"{"step":100,"kind":"event","note":"checkpoint saved"}"#
+        r#"{"step":100,"kind":"event","time":1796680001.75,"note":"checkpoint saved"}"#
     );
     assert_eq!(read_records(&path).unwrap(), sample_records());
+}
+
+#[test]
+fn a_record_without_a_time_is_stamped_when_written() {
+    let dir = scratch("stamp");
+    let path = dir.join("metrics.jsonl");
+    let mut log = MetricsLog::create(&path).unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    log.write(&Record::train(1).with("loss", 1.0)).unwrap();
+    let back = read_records(&path).unwrap();
+    let time = back[0].time.unwrap();
+    assert!(time >= before && time < before + 60.0, "{time} vs {before}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::output::{count, plural, Output};
 use super::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
-use crate::driver::{compile, Options};
+use crate::driver::{compile_with, Options, Override};
 use crate::resolve::Stdlib;
 use crate::source::FsLoader;
 
@@ -16,13 +16,19 @@ pub struct Report {
     pub emit: Option<super::Emit>,
 }
 
-pub fn run(out: &Output, files: &[PathBuf], stdlib: Option<PathBuf>, report: Report) -> i32 {
+pub fn run(
+    out: &Output,
+    files: &[PathBuf],
+    stdlib: Option<PathBuf>,
+    report: Report,
+    set: &[Override],
+) -> i32 {
     let mut options = Options::check();
     options.resolve.stdlib = stdlib.map(Stdlib::Dir).unwrap_or_default();
     let mut status = EXIT_OK;
     let (mut errors, mut warnings) = (0, 0);
     for path in files {
-        let a = match compile(&FsLoader, path, &options) {
+        let a = match compile_with(&FsLoader, path, &options, set) {
             Ok(a) => a,
             Err(e) => {
                 out.fatal(&e.to_string());

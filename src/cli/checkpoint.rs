@@ -6,7 +6,9 @@
 //! `--step N`) into the one-file format one process writes, for tools that
 //! read safetensors (`safetensors.torch.load_file`) and for archiving. A
 //! one-process checkpoint is copied through the same path, verified. The
-//! file is written atomically, as checkpoints are.
+//! file is written atomically, as checkpoints are, in the current format:
+//! consolidating a `checkpoint-1` file upgrades it (its step count becomes
+//! the I64 scalar `optim.t`).
 
 use std::path::{Path, PathBuf};
 
@@ -59,7 +61,7 @@ pub fn consolidate(
                 "wrote {}: step {}, {} tensors, whole",
                 path.display(),
                 checkpoint.step,
-                checkpoint.tensors.len()
+                checkpoint.tensors.len() + checkpoint.ints.len()
             );
             EXIT_OK
         }

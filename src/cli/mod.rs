@@ -17,11 +17,14 @@ mod checkpoint;
 mod delegate;
 mod eval;
 mod explain;
+mod export;
 mod fmt;
+mod init;
 mod lsp;
 mod nproc;
 mod output;
 mod plan;
+mod predict;
 mod run;
 
 use std::path::PathBuf;
@@ -85,6 +88,25 @@ pub enum Emit {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Write a new experiment from a commented template into DIR (created
+    /// when missing): `DIR/<DIR name>.enigma`, checked before it is
+    /// written. The default template, `video`, reads no files and trains
+    /// as written.
+    Init {
+        /// The folder to write the experiment into.
+        dir: PathBuf,
+        /// Which experiment to start from.
+        #[arg(long, value_enum, default_value_t = init::Template::Video)]
+        template: init::Template,
+        /// Existing recordings for the `calcium` or `spikes` template, named
+        /// where they are (nothing is copied); without it the experiment
+        /// reads `DIR/data/`.
+        #[arg(long, value_name = "PATH")]
+        data: Option<PathBuf>,
+        /// Overwrite an existing experiment file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Check FILEs: syntax, names, values and settings, and the shapes of
     /// every tensor through the model.
     Check {
@@ -102,6 +124,11 @@ pub enum Command {
         /// Print the typed IR of the model to stdout.
         #[arg(long, value_enum, value_name = "FORMAT")]
         emit: Option<Emit>,
+        /// Change a setting as if written in the file: `train.steps=2000`,
+        /// `train.lr=1e-4`, `parallel.zero=2`, `data.NAME.window=4s`,
+        /// `dim.d=128` (repeatable; see `enigma explain E0110`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<crate::driver::Override>,
     },
     /// Lower FILE to every rank's program and print the plan: where each
     /// parameter lives, memory and time per pipeline stage, and the
@@ -121,6 +148,11 @@ pub enum Command {
         /// memory, fastest first.
         #[arg(long)]
         search: bool,
+        /// Change a setting as if written in the file: `train.steps=2000`,
+        /// `train.lr=1e-4`, `parallel.zero=2`, `data.NAME.window=4s`,
+        /// `dim.d=128` (repeatable; see `enigma explain E0110`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<crate::driver::Override>,
         /// Read the standard library from this directory instead of the
         /// copy built into the binary.
         #[arg(long, value_name = "DIR")]
@@ -149,9 +181,15 @@ pub enum Command {
         /// experiment's steps); checkpoints as at the end of a run.
         #[arg(long, value_name = "N")]
         steps: Option<u64>,
-        /// No progress bar and no summary lines.
+        /// No progress bar, no progress lines and no summary lines.
         #[arg(long)]
         quiet: bool,
+        /// When standard error is not a terminal (Slurm, nohup, CI), print
+        /// one progress line every N steps (default: about twenty lines a
+        /// run, at least one every 100 steps); every evaluation's result is
+        /// printed too.
+        #[arg(long, value_name = "N")]
+        log_every: Option<u64>,
         /// Do not fit the built-in baselines at the end (their ridge
         /// regression reads every training window, which on a large study
         /// can take longer than a short run); `enigma baseline` fits them
@@ -164,6 +202,11 @@ pub enum Command {
         /// sessions. The per-session tables and the optimiser start fresh.
         #[arg(long, value_name = "RUN_DIR")]
         init_from: Option<PathBuf>,
+        /// Change a setting as if written in the file: `train.steps=2000`,
+        /// `train.lr=1e-4`, `parallel.zero=2`, `data.NAME.window=4s`,
+        /// `dim.d=128` (repeatable; see `enigma explain E0110`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<crate::driver::Override>,
         /// Train only the per-session tables (unit embeddings, read-out
         /// weights), keeping the shared weights as `--init-from` loaded
         /// them (give it again with `--resume`).
@@ -178,6 +221,27 @@ pub enum Command {
         /// launcher (`mpirun`, `srun`, torchrun) leave it out.
         #[arg(long, value_name = "N")]
         nproc: Option<usize>,
+    },
+    /// Write a run's predictions for every window of a split (`.npy`, with
+    /// the recorded values, the mask of held-out entries and a JSON of the
+    /// windows' sessions and start times).
+    Predict {
+        /// The run directory (`enigma run --out`, default `runs/<stem>`).
+        run_dir: PathBuf,
+        /// The predictions' file; the others are named after it
+        /// (`preds.target.npy`, `preds.mask.npy`, `preds.json`).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The split to predict.
+        #[arg(long, value_enum, default_value = "test")]
+        split: eval::SplitArg,
+        /// Where to run the model (default: the experiment's `device`).
+        #[arg(long, value_enum)]
+        device: Option<run::DeviceArg>,
+        /// Read the standard library from this directory instead of the
+        /// copy built into the binary.
+        #[arg(long, value_name = "DIR")]
+        stdlib: Option<PathBuf>,
     },
     /// Score a run's newest checkpoint on a split with the run's own
     /// evaluation (the run's windows, masks, loss and correlation), beside
@@ -237,6 +301,31 @@ pub enum Command {
     /// Work with a run's checkpoints.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+    /// Write a run's trained weights (its newest good checkpoint) as a
+    /// safetensors file with PyTorch-style dotted names
+    /// (`blocks.layer.w#0` becomes `blocks.0.w`, `unit@1` becomes
+    /// `unit.1`), and a JSON description beside it: every tensor's name,
+    /// original name, shape and dtype, and the model's configuration.
+    Export {
+        /// The run directory (with `checkpoints/`).
+        run_dir: PathBuf,
+        /// The safetensors file to write (default:
+        /// RUN_DIR/model.safetensors); the description is `<stem>.json`
+        /// beside it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Export this checkpoint file (or a job's step directory) rather
+        /// than the run's newest.
+        #[arg(long, value_name = "FILE", conflicts_with = "step")]
+        checkpoint: Option<PathBuf>,
+        /// Export this step's checkpoint rather than the newest.
+        #[arg(long, value_name = "N")]
+        step: Option<u64>,
+        /// Read the standard library from this directory instead of the
+        /// copy built into the binary (to describe the model).
+        #[arg(long, value_name = "DIR")]
+        stdlib: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -291,7 +380,8 @@ where
             stdlib,
             stats,
             emit,
-        } => check::run(&out, &files, stdlib, check::Report { stats, emit }),
+            set,
+        } => check::run(&out, &files, stdlib, check::Report { stats, emit }, &set),
         Command::Plan {
             file,
             world,
@@ -299,6 +389,7 @@ where
             search,
             stdlib,
             cluster,
+            set,
         } => plan::run(
             &out,
             plan::Request {
@@ -308,6 +399,7 @@ where
                 emit,
                 search,
                 cluster: &cluster,
+                set: &set,
             },
         ),
         Command::Run {
@@ -317,11 +409,13 @@ where
             device,
             steps,
             quiet,
+            log_every,
             no_baselines,
             init_from,
             freeze_shared,
             stdlib,
             nproc,
+            set,
         } => match (nproc, trainer) {
             (Some(n), _) => start_processes(&out, n, &args, trainer.is_some()),
             (None, None) => delegate::delegate(&args),
@@ -336,9 +430,11 @@ where
                     device,
                     steps,
                     quiet,
+                    log_every,
                     no_baselines,
                     init_from,
                     freeze_shared,
+                    set,
                 },
             ),
         },
@@ -363,6 +459,40 @@ where
                 },
             ),
         },
+        Command::Predict {
+            run_dir,
+            out: file,
+            split,
+            device,
+            stdlib,
+        } => match trainer {
+            None => delegate::delegate(&args),
+            Some(trainer) => predict::run(
+                &out,
+                trainer,
+                predict::Request {
+                    run_dir,
+                    split,
+                    out: file,
+                    device,
+                    stdlib,
+                },
+            ),
+        },
+        Command::Init {
+            dir,
+            template,
+            data,
+            force,
+        } => init::run(
+            &out,
+            init::Request {
+                dir,
+                template,
+                data,
+                force,
+            },
+        ),
         Command::Fmt { check, files } => fmt::run(&out, &files, check),
         Command::Explain { code } => explain::run(code.as_deref()),
         Command::Lsp { .. } => lsp::run(&out),
@@ -371,6 +501,22 @@ where
             out: dir,
             step,
         }) => checkpoint::consolidate(&out, &run_dir, dir, step),
+        Command::Export {
+            run_dir,
+            out: file,
+            checkpoint,
+            step,
+            stdlib,
+        } => export::run(
+            &out,
+            export::Request {
+                run_dir,
+                out: file,
+                checkpoint,
+                step,
+                stdlib,
+            },
+        ),
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::output::Output;
 use super::{UsageError, EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
-use crate::driver::{compile, Goal, Options};
+use crate::driver::{compile_with, Goal, Options};
 use crate::plan::cost::{Cluster, Link};
 use crate::plan::report::{summary, Options as PlanOptions};
 use crate::resolve::{Options as ResolveOptions, Stdlib};
@@ -100,6 +100,8 @@ pub struct Request<'a> {
     pub emit: Option<PlanEmit>,
     pub search: bool,
     pub cluster: &'a ClusterArgs,
+    /// `--set KEY=VALUE` overrides.
+    pub set: &'a [crate::driver::Override],
 }
 
 pub fn run(out: &Output, req: Request) -> i32 {
@@ -121,7 +123,7 @@ pub fn run(out: &Output, req: Request) -> i32 {
         }),
         record_types: false,
     };
-    let a = match compile(&FsLoader, req.file, &options) {
+    let a = match compile_with(&FsLoader, req.file, &options, req.set) {
         Ok(a) => a,
         Err(e) => {
             out.fatal(&e.to_string());

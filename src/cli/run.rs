@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::output::Output;
 use super::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
-use crate::driver::{compile, Goal, Options};
+use crate::driver::{compile_with, Goal, Options};
 use crate::plan::report::Options as PlanOptions;
 use crate::resolve::{Options as ResolveOptions, Stdlib};
 use crate::run::launch::World;
@@ -45,9 +45,12 @@ pub struct Request<'a> {
     pub device: Option<DeviceArg>,
     pub steps: Option<u64>,
     pub quiet: bool,
+    pub log_every: Option<u64>,
     pub no_baselines: bool,
     pub init_from: Option<PathBuf>,
     pub freeze_shared: bool,
+    /// `--set KEY=VALUE` overrides.
+    pub set: Vec<crate::driver::Override>,
 }
 
 pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
@@ -75,7 +78,7 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
         }),
         record_types: false,
     };
-    let a = match compile(&FsLoader, req.file, &options) {
+    let a = match compile_with(&FsLoader, req.file, &options, &req.set) {
         Ok(a) => a,
         Err(e) => {
             out.fatal(&format!("{}: {e}", req.file.display()));
@@ -118,9 +121,18 @@ pub fn run(out: &Output, trainer: &dyn Trainer, req: Request) -> i32 {
         device: req.device.map(DeviceChoice::from),
         steps: req.steps,
         quiet: req.quiet,
+        log_every: req.log_every,
         no_baselines: req.no_baselines,
         init_from: req.init_from.clone(),
         freeze_shared: req.freeze_shared,
+        resolved: Some(
+            a.program
+                .sources
+                .get(a.program.root_module().file)
+                .text
+                .clone(),
+        ),
+        overrides: req.set.iter().map(|o| o.as_str().to_string()).collect(),
         world,
     };
     match trainer.train(x, planned, a.dataset, &request) {

@@ -63,6 +63,7 @@ codes! {
     E0107 => "statement not allowed here",
     E0108 => "argument or setting given twice",
     E0109 => "positional argument after a named argument",
+    E0110 => "command-line override cannot be applied",
     E0201 => "size arithmetic overflows",
     E0202 => "division by zero",
     E0203 => "size is not positive",

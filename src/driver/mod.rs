@@ -21,6 +21,9 @@ use crate::plan::report::{plan_experiment, Options as PlanOptions, Planned};
 use crate::resolve::{Options as ResolveOptions, Program, RootError};
 use crate::source::SourceLoader;
 
+pub mod overrides;
+pub use overrides::Override;
+
 /// How far to take a file.
 #[derive(Clone, Debug)]
 pub enum Goal {
@@ -86,6 +89,63 @@ impl Artifacts {
             .chain(plan)
             .any(Diagnostic::is_error)
     }
+}
+
+/// [`compile`] with command-line overrides (`--set KEY=VALUE`) spliced
+/// into the root file first ([`overrides`]): the pipeline sees them as
+/// text of the file, and diagnostics about them point at the arguments.
+/// The root file's text in `program.sources` is then the resolved
+/// experiment, overrides included. A root file that cannot be read or
+/// parsed is compiled as it is: its own errors come first.
+pub fn compile_with(
+    loader: &dyn SourceLoader,
+    path: &Path,
+    options: &Options,
+    overrides: &[Override],
+) -> Result<Artifacts, RootError> {
+    if overrides.is_empty() {
+        return compile(loader, path, options);
+    }
+    let text = match loader.read(path).map(String::from_utf8) {
+        Ok(Ok(text)) => text,
+        _ => return compile(loader, path, options),
+    };
+    if crate::syntax::parse(&text, crate::base::span::FileId(0)).is_err() {
+        return compile(loader, path, options);
+    }
+    let (spliced, mut problems) = overrides::splice(&text, overrides);
+    let spliced_loader = overrides::SplicedLoader {
+        inner: loader,
+        root: loader.canonical(path),
+        text: spliced.text.clone(),
+    };
+    // When an override cannot be placed, the rest is only checked: a plan
+    // of an experiment the user did not ask for is no use.
+    let check_only = Options {
+        goal: Goal::Check,
+        ..options.clone()
+    };
+    let options = if problems.is_empty() {
+        options
+    } else {
+        &check_only
+    };
+    let mut a = compile(&spliced_loader, path, options)?;
+    let args = spliced.add_sources(&mut a.program.sources);
+    let root = a.program.root_module().file;
+    spliced.relocate(&mut a.diagnostics, root, &args);
+    if let Some(p) = &mut a.planned {
+        spliced.relocate(&mut p.diagnostics, root, &args);
+    }
+    overrides::Spliced::relocate_placeholders(&mut problems, &args);
+    if !problems.is_empty() {
+        a.diagnostics.extend(problems);
+        crate::diagnostics::sort(&mut a.diagnostics);
+        a.experiment = None;
+        a.planned = None;
+        a.dataset = None;
+    }
+    Ok(a)
 }
 
 /// Runs the pipeline on the file at `path`, read through `loader`, as far
@@ -282,3 +342,6 @@ fn check_with_sizes(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod overrides_tests;

@@ -108,7 +108,7 @@ pub fn explore(g: &Graph, base: &Layout, world: usize, cluster: &Cluster) -> Sea
     let splits = tensor_sizes(g);
     let node = cluster.gpus_per_node.max(1);
     let mut todo: Vec<(Shape, Layout)> = Vec::new();
-    for tp in divisors(world).filter(|&t| node % t == 0) {
+    for tp in divisors(world).filter(|&t| node.is_multiple_of(t)) {
         if splits.iter().any(|&n| n % tp as i64 != 0) {
             continue;
         }
@@ -122,7 +122,7 @@ pub fn explore(g: &Graph, base: &Layout, world: usize, cluster: &Cluster) -> Sea
             let zeros: &[u8] = if dp > 1 { &[0, 1, 2, 3] } else { &[0] };
             let checkpoints: &[bool] = if layers > 1 { &[false, true] } else { &[false] };
             let mut m = 1;
-            while m <= MAX_MICROBATCHES && per_replica % m == 0 {
+            while m <= MAX_MICROBATCHES && per_replica.is_multiple_of(m) {
                 for &zero in zeros {
                     for &checkpoint in checkpoints {
                         out.considered += 1;
@@ -320,7 +320,7 @@ fn tensor_sizes(g: &Graph) -> Vec<i64> {
 }
 
 fn divisors(n: usize) -> impl Iterator<Item = usize> {
-    (1..=n).filter(move |d| n % d == 0)
+    (1..=n).filter(move |d| n.is_multiple_of(*d))
 }
 
 /// A lower bound on the memory of the first stage's rank: its model state

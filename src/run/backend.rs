@@ -13,6 +13,7 @@ use crate::diagnostics::Error;
 use crate::ir::train::NonFinite;
 use crate::plan::program::RankProgram;
 use crate::run::checkpoint::sharded::Part;
+use crate::run::checkpoint::I64Tensor;
 
 /// One micro-batch's data: the model's inputs, in the IR's input order,
 /// each `[B, ...]`, and the session they come from (which picks the
@@ -124,10 +125,19 @@ pub trait Backend {
     ) -> Result<EvalOutcome, Error>;
 
     /// The training state of one process: every parameter copy and the
-    /// optimiser's moments (and its step count), by name, whole. A job of
-    /// several processes writes its state in parts
-    /// ([`Backend::export_parts`]) instead.
+    /// optimiser's moments, by name, whole (the step count is
+    /// [`Backend::export_ints`]'s). A job of several processes writes its
+    /// state in parts ([`Backend::export_parts`]) instead.
     fn export(&mut self) -> Result<BTreeMap<String, HostTensor>, Error>;
+
+    /// The integer state, whole, by name: the optimiser's step count
+    /// `optim.t`, an I64 scalar (checkpoints store it as I64, since f32
+    /// holds integers exactly only to 2^24). In a job the rank that writes
+    /// it returns it and the others return nothing.
+    fn export_ints(&mut self) -> Result<BTreeMap<String, I64Tensor>, Error>;
+
+    /// Restores what [`Backend::export_ints`] gave.
+    fn import_ints(&mut self, state: &BTreeMap<String, I64Tensor>) -> Result<(), Error>;
 
     /// The parts of the training state this rank writes to a job's
     /// checkpoint (`run::checkpoint::sharded`), named as

@@ -185,7 +185,7 @@ impl CorrAccumulator {
         let whole = if neurons == 0 {
             pred.is_empty()
         } else {
-            pred.len() % neurons == 0
+            pred.len().is_multiple_of(neurons)
         };
         if !whole {
             return Err(CorrError::NotRows {
@@ -356,7 +356,7 @@ impl WindowedCorr {
     pub fn finish_shifted(&self) -> Vec<Option<f64>> {
         let none = vec![None; self.matched.neurons()];
         let n = self.windows;
-        if n < 2 || self.shift % n == 0 {
+        if n < 2 || self.shift.is_multiple_of(n) {
             return none;
         }
         let mut shifted = self.shifted.clone();

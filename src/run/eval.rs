@@ -35,6 +35,9 @@ pub struct Scores {
     pub chance: Option<f64>,
     /// The windows evaluated.
     pub windows: usize,
+    /// Each neuron's correlation, where it has one (what TensorBoard
+    /// shows as a histogram).
+    pub per_neuron: Vec<f64>,
 }
 
 /// The windows an evaluation reads: the first `batches` batches of `size`
@@ -134,15 +137,20 @@ where
         }
     }
     let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
-    let (c, ch) = match &corr {
-        Some(c) => (mean(&c.finish()), mean(&c.finish_shifted())),
-        None => (None, None),
+    let (c, ch, per_neuron) = match &corr {
+        Some(c) => {
+            let each = c.finish();
+            let per: Vec<f64> = each.iter().flatten().copied().collect();
+            (mean(&each), mean(&c.finish_shifted()), per)
+        }
+        None => (None, None, Vec::new()),
     };
     Ok(Scores {
         loss,
         corr: c,
         chance: ch,
         windows,
+        per_neuron,
     })
 }
 

@@ -17,7 +17,9 @@ use super::train::StepShape;
 use crate::dataset::loader::Dataset;
 use crate::diagnostics::{Error, ErrorKind};
 use crate::ir::data::Split;
+use crate::ir::train::TrainConfig;
 use crate::ir::Experiment;
+use crate::plan::program::RankProgram;
 use crate::plan::report::Planned;
 
 /// The file in a run directory that names the experiment it trained.
@@ -42,6 +44,10 @@ pub struct Evaluated {
     pub scores: Scores,
 }
 
+/// The `--set KEY=VALUE` overrides of a run, one per line, in its run
+/// directory (absent when it had none).
+pub const OVERRIDES: &str = "overrides.txt";
+
 /// The experiment file a run directory was trained from.
 pub fn experiment_file(run_dir: &Path) -> PathBuf {
     let named = std::fs::read_to_string(run_dir.join(EXPERIMENT_PATH))
@@ -51,14 +57,29 @@ pub fn experiment_file(run_dir: &Path) -> PathBuf {
     named.unwrap_or_else(|| run_dir.join("experiment.enigma"))
 }
 
-/// Scores the newest checkpoint of `req.run_dir` on `req.split`.
-pub fn evaluate<R: Runtime>(
+/// A run's newest checkpoint loaded into a backend, ready to run forward.
+pub(super) struct Restored<'x, B> {
+    pub backend: B,
+    /// The forward-only program of the one rank.
+    pub forward: RankProgram,
+    pub config: &'x TrainConfig,
+    /// The step of the checkpoint.
+    pub step: u64,
+    /// The windows one forward pass takes.
+    pub batch: usize,
+}
+
+/// Loads the newest checkpoint of `run_dir` into a one-process backend of
+/// `x` on `device` (the experiment's own when `None`); `what` names the
+/// command in errors (`enigma eval`).
+pub(super) fn restore<'x, R: Runtime>(
     runtime: &R,
-    x: &Experiment,
+    x: &'x Experiment,
     planned: &Planned,
-    dataset: &Dataset,
-    req: &EvalRequest,
-) -> Result<Evaluated, Error> {
+    run_dir: &Path,
+    device: Option<DeviceChoice>,
+    what: &str,
+) -> Result<Restored<'x, R::Backend>, Error> {
     let unsupported = |m: String| Error::new(ErrorKind::Unsupported, m);
     let plan = planned
         .plan
@@ -67,7 +88,7 @@ pub fn evaluate<R: Runtime>(
     let world = crate::run::launch::World::single();
     if plan.layout.mesh.size() != 1 {
         return Err(unsupported(format!(
-            "`enigma eval` runs in one process, but the experiment's mesh has {} ranks; consolidate the checkpoint (`enigma checkpoint consolidate`) and evaluate a copy of the experiment without its `parallel` block",
+            "`{what}` runs in one process, but the experiment's mesh has {} ranks; consolidate the checkpoint (`enigma checkpoint consolidate`) and use a copy of the experiment without its `parallel` block",
             plan.layout.mesh.size()
         )));
     }
@@ -77,26 +98,23 @@ pub fn evaluate<R: Runtime>(
     let config = x.train.as_ref().ok_or_else(|| {
         unsupported("the experiment has no `train` block to evaluate as".to_string())
     })?;
-    let latest = CheckpointDir::new(req.run_dir.join("checkpoints"), config.checkpoint_keep)
+    let latest = CheckpointDir::new(run_dir.join("checkpoints"), config.checkpoint_keep)
         .latest()
         .map_err(|e| Error::new(ErrorKind::Checkpoint, e.to_string()))?
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::Checkpoint,
-                format!(
-                    "no checkpoint in {}",
-                    req.run_dir.join("checkpoints").display()
-                ),
+                format!("no checkpoint in {}", run_dir.join("checkpoints").display()),
             )
         })?;
-    let cuda = match req.device {
+    let cuda = match device {
         Some(DeviceChoice::Cuda) => true,
         Some(DeviceChoice::Cpu) => false,
         None => config.cuda,
     };
     let job = Job {
         world: &world,
-        run_dir: &req.run_dir,
+        run_dir,
         collective_timeout: Duration::from_secs_f64(x.parallel.collective_timeout.max(1.0)),
     };
     let mut backend = runtime.backend(x, plan, program, config, cuda, &job)?;
@@ -107,25 +125,42 @@ pub fn evaluate<R: Runtime>(
         pipeline: plan.layout.microbatches.max(1),
         data_part: (0, 1),
     };
+    Ok(Restored {
+        backend,
+        forward: program.forward_only(),
+        config,
+        step: latest.checkpoint.step,
+        batch: shape.global_micro_batch(),
+    })
+}
+
+/// Scores the newest checkpoint of `req.run_dir` on `req.split`.
+pub fn evaluate<R: Runtime>(
+    runtime: &R,
+    x: &Experiment,
+    planned: &Planned,
+    dataset: &Dataset,
+    req: &EvalRequest,
+) -> Result<Evaluated, Error> {
+    let Restored {
+        mut backend,
+        forward,
+        config,
+        step,
+        batch,
+    } = restore(runtime, x, planned, &req.run_dir, req.device, "enigma eval")?;
     let batches = if req.all {
         u64::MAX
     } else {
         config.eval_batches
     };
-    let taken = eval_batches(
-        dataset,
-        req.split,
-        shape.global_micro_batch(),
-        config.seed,
-        batches,
-    );
+    let taken = eval_batches(dataset, req.split, batch, config.seed, batches);
     if taken.is_empty() {
         return Err(Error::new(
             ErrorKind::Window,
             format!("the {} split has no windows", req.split.name()),
         ));
     }
-    let forward = program.forward_only();
     let scores = score_backend(
         &mut backend,
         &forward,
@@ -136,7 +171,7 @@ pub fn evaluate<R: Runtime>(
     )?;
     backend.finish();
     Ok(Evaluated {
-        step: latest.checkpoint.step,
+        step,
         split: req.split,
         scores,
     })

@@ -3,13 +3,15 @@
 //! The log holds one flat JSON object per line, for example
 //!
 //! ```text
-//! {"step":100,"kind":"train","grad_norm":1.2,"loss":0.53,"lr":0.0029,"step_s":0.31,"steps_per_s":3.1}
-//! {"step":100,"kind":"eval","split":"val","corr":0.41,"corr_chance":0.01,"loss":0.6}
-//! {"step":100,"kind":"event","note":"checkpoint saved"}
+//! {"step":100,"kind":"train","time":1796680000.25,"grad_norm":1.2,"loss":0.53,"lr":0.0029,"step_s":0.31,"steps_per_s":3.1}
+//! {"step":100,"kind":"eval","time":1796680001.5,"split":"val","corr":0.41,"corr_chance":0.01,"loss":0.6}
+//! {"step":100,"kind":"event","time":1796680001.75,"note":"checkpoint saved"}
 //! ```
 //!
-//! `step` and `kind` come first, then the string labels, then the numeric
-//! values (each group sorted by key), then `note`. JSON has no NaN or
+//! `step` and `kind` come first, then `time` (the wall time, seconds since
+//! the Unix epoch, which [`MetricsLog::write`] stamps on a record that has
+//! none), then the string labels, then the numeric values (each group
+//! sorted by key), then `note`. JSON has no NaN or
 //! infinity, so a non-finite value is written as `null` and read back as
 //! NaN: a diverged loss stays visible in the log and the file stays valid.
 //!
@@ -26,7 +28,7 @@ use serde_json::Value;
 pub use super::corr::{mean, median, CorrAccumulator, CorrError, WindowedCorr};
 
 /// The keys a record writes itself; labels and values may not use them.
-const RESERVED: [&str; 3] = ["step", "kind", "note"];
+const RESERVED: [&str; 4] = ["step", "kind", "time", "note"];
 
 /// What a record describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +67,9 @@ pub struct Record {
     /// The optimiser step the record belongs to.
     pub step: u64,
     pub kind: RecordKind,
+    /// When it was written, in seconds since the Unix epoch (absent only
+    /// in logs of versions before it was added, and before writing).
+    pub time: Option<f64>,
     /// Numeric fields such as `loss`, `lr` or `corr`.
     pub values: BTreeMap<String, f64>,
     /// String fields such as `split`; JSON strings other than `note`.
@@ -79,6 +84,7 @@ impl Record {
         Record {
             step,
             kind,
+            time: None,
             values: BTreeMap::new(),
             labels: BTreeMap::new(),
             note: None,
@@ -100,6 +106,13 @@ impl Record {
         let mut record = Record::new(step, RecordKind::Event);
         record.note = Some(note.to_string());
         record
+    }
+
+    /// The record stamped with the wall time `time` (seconds since the
+    /// Unix epoch).
+    pub fn at(mut self, time: f64) -> Record {
+        self.time = Some(time);
+        self
     }
 
     /// The record with the numeric field `key` set to `value`.
@@ -135,6 +148,10 @@ impl Record {
             self.step,
             self.kind.as_str()
         );
+        if let Some(time) = self.time {
+            let json = serde_json::Number::from_f64(time).map_or(Value::Null, Value::Number);
+            push_field(&mut line, "time", &json);
+        }
         for (key, text) in &self.labels {
             check_key(key)?;
             if self.values.contains_key(key) {
@@ -179,6 +196,9 @@ impl Record {
         for (key, field) in map {
             match (key.as_str(), field) {
                 ("step" | "kind", _) => {}
+                ("time", Value::Number(n)) => record.time = n.as_f64(),
+                ("time", Value::Null) => {}
+                ("time", _) => return Err(bad("`time` is not a number".to_string())),
                 ("note", Value::String(text)) => record.note = Some(text),
                 ("note", Value::Null) => {}
                 (_, Value::Number(n)) => {
@@ -361,6 +381,13 @@ impl MetricsLog {
     /// out in a single write, which keeps a torn line to a crash inside
     /// that one call; lines are not synced to disk one by one.
     pub fn write(&mut self, record: &Record) -> Result<(), MetricsError> {
+        let stamped;
+        let record = if record.time.is_none() {
+            stamped = record.clone().at(super::tensorboard::wall_time());
+            &stamped
+        } else {
+            record
+        };
         let mut line = record.to_json_line().map_err(|why| MetricsError {
             path: self.path.clone(),
             line: None,

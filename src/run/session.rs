@@ -17,6 +17,7 @@ use std::time::Duration;
 use super::backend::Backend;
 use super::failure;
 use super::launch::World;
+use super::progress::Display;
 use super::train::{train, RunOptions, StepShape};
 use crate::dataset::loader::Dataset;
 use crate::diagnostics::{Error, ErrorKind};
@@ -45,6 +46,9 @@ pub struct Request {
     pub steps: Option<u64>,
     /// No progress bar and no summary lines.
     pub quiet: bool,
+    /// Without a terminal, one progress line every this many steps
+    /// (default: about twenty a run, at least every 100 steps).
+    pub log_every: Option<u64>,
     /// Skip the built-in baselines at the end (`baselines.txt`).
     pub no_baselines: bool,
     /// Start from the shared weights of this run directory's newest
@@ -52,6 +56,13 @@ pub struct Request {
     pub init_from: Option<PathBuf>,
     /// Train only the per-session tables.
     pub freeze_shared: bool,
+    /// The experiment as checked, command-line overrides spliced in (the
+    /// root file's text when there were none): what the run directory
+    /// keeps as `experiment.enigma`.
+    pub resolved: Option<String>,
+    /// The `--set KEY=VALUE` overrides, as typed, which `enigma eval`
+    /// applies again (`overrides.txt`).
+    pub overrides: Vec<String>,
     /// This process's place in the job.
     pub world: World,
 }
@@ -119,6 +130,16 @@ pub trait Trainer {
         dataset: &Dataset,
         req: &super::evaluate::EvalRequest,
     ) -> Result<super::evaluate::Evaluated, Error>;
+
+    /// Writes the predictions of a run's newest checkpoint of `x` for
+    /// every window of a split ([`super::predict::predict`]).
+    fn predict(
+        &self,
+        x: &Experiment,
+        planned: &Planned,
+        dataset: &Dataset,
+        req: &super::predict::PredictRequest,
+    ) -> Result<super::predict::Predicted, Error>;
 }
 
 impl<R: Runtime> Trainer for R {
@@ -140,6 +161,16 @@ impl<R: Runtime> Trainer for R {
         req: &super::evaluate::EvalRequest,
     ) -> Result<super::evaluate::Evaluated, Error> {
         super::evaluate::evaluate(self, x, planned, dataset, req)
+    }
+
+    fn predict(
+        &self,
+        x: &Experiment,
+        planned: &Planned,
+        dataset: &Dataset,
+        req: &super::predict::PredictRequest,
+    ) -> Result<super::predict::Predicted, Error> {
+        super::predict::predict(self, x, planned, dataset, req)
     }
 }
 
@@ -229,13 +260,29 @@ fn run_rank<R: Runtime>(
     };
     let mut backend = runtime.backend(x, plan, program, config, cuda, &job)?;
     if leader {
-        let source = std::fs::read_to_string(&x.path).map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!("{}: cannot read it again: {e}", x.path.display()),
-            )
-        })?;
+        let source = match &req.resolved {
+            Some(text) => text.clone(),
+            None => std::fs::read_to_string(&x.path).map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("{}: cannot read it again: {e}", x.path.display()),
+                )
+            })?,
+        };
         write(&dir.join("experiment.enigma"), &source)?;
+        // The overrides go beside it, so that `enigma eval` and `enigma
+        // predict`, which read the data through the original file's paths,
+        // check the same experiment; a run without any leaves no file.
+        let overrides = dir.join(super::evaluate::OVERRIDES);
+        if req.overrides.is_empty() {
+            if overrides.exists() {
+                std::fs::remove_file(&overrides).map_err(|e| {
+                    Error::new(ErrorKind::Io, format!("{}: {e}", overrides.display()))
+                })?;
+            }
+        } else {
+            write(&overrides, &format!("{}\n", req.overrides.join("\n")))?;
+        }
         // Where the experiment is, so that `enigma eval` reads its data
         // through the paths it names relative to itself.
         let at = std::fs::canonicalize(&x.path).unwrap_or_else(|_| x.path.clone());
@@ -265,7 +312,12 @@ fn run_rank<R: Runtime>(
         out: dir.clone(),
         resume: req.resume,
         stop_after: req.steps,
-        progress: !quiet && std::io::stderr().is_terminal(),
+        display: Display::choose(
+            quiet,
+            std::io::stderr().is_terminal(),
+            req.log_every,
+            req.steps.map_or(config.steps, |s| s.min(config.steps)),
+        ),
         prefetch: 4,
         leader,
         rank: world.rank,

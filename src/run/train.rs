@@ -26,9 +26,11 @@ use std::time::Instant;
 
 use super::backend::{Backend, MicroBatch, StepKeys, Update};
 use super::checkpoint::{Checkpoint, CheckpointDir};
+use super::eval::Scores;
 use super::eval::{eval_batches, score_backend};
-use super::metrics::{MetricsLog, Record};
-use super::progress::Progress;
+use super::logs::{describe_eval, RunLogs};
+use super::metrics::Record;
+use super::progress::{Display, Progress};
 use crate::base::host::HostTensor;
 use crate::base::rng::derive;
 use crate::dataset::loader::{Batch, Dataset, Loader, Position};
@@ -49,8 +51,9 @@ pub struct RunOptions {
     /// Stop after this many steps instead of the experiment's `steps`
     /// (the schedule still spans the experiment's steps).
     pub stop_after: Option<u64>,
-    /// Show the progress bar.
-    pub progress: bool,
+    /// How the progress is shown on standard error: a bar, plain lines,
+    /// nothing.
+    pub display: Display,
     /// Batches the loader keeps ready.
     pub prefetch: usize,
     /// Whether this rank writes the run directory's shared files (metrics,
@@ -130,7 +133,6 @@ pub fn train<B: Backend>(
     stop: Arc<AtomicBool>,
 ) -> Result<Summary, Error> {
     let ckpts = CheckpointDir::new(opts.out.join("checkpoints"), config.checkpoint_keep);
-    let metrics_path = opts.out.join("metrics.jsonl");
     let mut start = 0u64;
     let mut position = Position::default();
     let latest = if opts.resume {
@@ -151,6 +153,7 @@ pub fn train<B: Backend>(
         }
         // Every rank restores the state (its slices under ZeRO).
         backend.import(&latest.checkpoint.tensors)?;
+        backend.import_ints(&latest.checkpoint.ints)?;
         start = latest.checkpoint.step;
         position = read_position(&latest.checkpoint.metadata, &latest.path)?;
     } else if let Some(from) = &opts.init_from {
@@ -165,12 +168,11 @@ pub fn train<B: Backend>(
         backend.freeze_shared()?;
     }
     // Only the leader logs.
-    let mut log = match (opts.leader, &latest) {
-        (false, _) => Ok(None),
-        (true, Some(_)) => MetricsLog::resume(&metrics_path, start).map(Some),
-        (true, None) => MetricsLog::create(&metrics_path).map(Some),
-    }
-    .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+    let mut log = if opts.leader {
+        Some(RunLogs::open(&opts.out, latest.as_ref().map(|_| start))?)
+    } else {
+        None
+    };
     let end = opts
         .stop_after
         .map_or(config.steps, |s| s.min(config.steps));
@@ -186,7 +188,7 @@ pub fn train<B: Backend>(
         position,
         opts.prefetch.max(1),
     );
-    let progress = Progress::new(end, start, opts.progress);
+    let progress = Progress::new(end, start, opts.display);
     let mut summary = Summary {
         steps: start,
         last_loss: None,
@@ -198,10 +200,8 @@ pub fn train<B: Backend>(
         step_s: Vec::new(),
         peak_rss: None,
     };
-    let write = |log: &mut Option<MetricsLog>, r: Record| match log {
-        Some(log) => log
-            .write(&r)
-            .map_err(|e| Error::new(ErrorKind::Io, e.to_string())),
+    let write = |log: &mut Option<RunLogs>, r: Record| match log {
+        Some(log) => log.write(r),
         None => Ok(()),
     };
     // What an evaluation runs, cut from the training program once.
@@ -265,6 +265,7 @@ pub fn train<B: Backend>(
             .with("lr", lr)
             .with("grad_norm", out.grad_norm)
             .with("steps_per_s", rate)
+            .with("windows_per_s", rate * config.batch as f64)
             .with("step_s", step_s);
         if let Some(why) = &out.skipped {
             summary.skipped_steps += 1;
@@ -290,15 +291,22 @@ pub fn train<B: Backend>(
             // evaluation (whose batch may be larger than a micro-batch)
             // and the mark reset after it (`ranks.rs`).
             note_peak(&mut summary.peak_rss);
-            let (loss, corr, chance) = evaluate(backend, &eval_program, &dataset, config, shape)?;
+            let scores = evaluate(backend, &eval_program, &dataset, config, shape)?;
             super::ranks::reset_peak();
-            summary.corr = corr;
-            summary.corr_chance = chance;
-            let mut r = Record::eval(done, config.eval_split.name()).with("loss", loss);
-            if let (Some(c), Some(ch)) = (corr, chance) {
+            summary.corr = scores.corr;
+            summary.corr_chance = scores.chance;
+            let split = config.eval_split.name();
+            let mut r = Record::eval(done, split).with("loss", scores.loss);
+            if let (Some(c), Some(ch)) = (scores.corr, scores.chance) {
                 r = r.with("corr", c).with("corr_chance", ch);
             }
+            if opts.leader {
+                progress.note(&describe_eval(&r));
+            }
             write(&mut log, r)?;
+            if let Some(log) = &mut log {
+                log.correlations(done, split, &scores.per_neuron)?;
+            }
         }
         let due = config.checkpoint_every.is_some_and(|e| done % e == 0);
         if due || done == end || interrupted {
@@ -320,11 +328,9 @@ pub fn train<B: Backend>(
     note_peak(&mut summary.peak_rss);
     progress.finish();
     loader.stop();
-    if opts.leader {
-        let records = super::metrics::read_records(&metrics_path)
-            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
-        summary.plots = super::plots::plot_run(&records, &opts.out)
-            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+    if let Some(log) = &mut log {
+        log.refresh_plots()?;
+        summary.plots = log.plots().to_vec();
     }
     Ok(summary)
 }
@@ -370,7 +376,7 @@ fn evaluate<B: Backend>(
     dataset: &Dataset,
     config: &TrainConfig,
     shape: StepShape,
-) -> Result<(f64, Option<f64>, Option<f64>), Error> {
+) -> Result<Scores, Error> {
     let split = config.eval_split;
     let taken = eval_batches(
         dataset,
@@ -379,8 +385,7 @@ fn evaluate<B: Backend>(
         config.seed,
         config.eval_batches,
     );
-    let s = score_backend(backend, program, dataset, split, &taken, config.seed)?;
-    Ok((s.loss, s.corr, s.chance))
+    score_backend(backend, program, dataset, split, &taken, config.seed)
 }
 
 /// Saves a checkpoint of `step`. One process writes one file; in a job
@@ -411,7 +416,8 @@ fn save<B: Backend>(
     };
     if opts.world > 1 {
         let parts = backend.export_parts()?;
-        super::checkpoint::sharded::write_shard(ckpts.dir(), step, opts.rank, &parts)
+        let ints = backend.export_ints()?;
+        super::checkpoint::sharded::write_shard_state(ckpts.dir(), step, opts.rank, &parts, &ints)
             .map_err(failed)?;
         // Every shard is on disk before the manifest names them.
         backend.barrier()?;
@@ -425,6 +431,7 @@ fn save<B: Backend>(
     let ckpt = Checkpoint {
         step,
         tensors: backend.export()?,
+        ints: backend.export_ints()?,
         metadata,
     };
     ckpts.save(&ckpt).map(|_| ()).map_err(failed)

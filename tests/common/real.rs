@@ -1,42 +1,61 @@
-//! Where the real recordings are: `$ENIGMA_REAL_DATA`, else
-//! `../shared/data/real/` beside the repository. `dev.sh` sets the variable
-//! for a clone made elsewhere (it looks beside the repository the clone
-//! came from). A test that needs the files and cannot find them says so on
-//! stderr and returns; `dev.sh` prints whether they were found, so a run
-//! without them is never silent.
+//! Where the real recordings are: `examples/data/` in this repository,
+//! where they are shipped (see its README for their origin), unless
+//! `$ENIGMA_REAL_DATA` names another directory holding the same files.
+//!
+//! The recordings are part of the repository, so a test never skips for
+//! want of them: a missing file is a broken checkout and fails the test
+//! that needs it, with the path it looked at. `tests/shipped_data.rs`
+//! checks that the shipped copies are intact.
 
 use std::path::{Path, PathBuf};
 
-/// The directory of the real recordings, if this machine has them.
-pub fn real_data() -> Option<PathBuf> {
+/// The directory of the real recordings.
+///
+/// # Panics
+///
+/// When the directory does not hold `F.npy`, so that a broken checkout or
+/// a wrong `$ENIGMA_REAL_DATA` fails loudly instead of passing silently.
+pub fn real_data() -> PathBuf {
     let dir = match std::env::var_os("ENIGMA_REAL_DATA") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/real"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data"),
     };
-    if dir.join("README.md").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: the real recordings are not at {} (set ENIGMA_REAL_DATA)",
-            dir.display()
-        );
-        None
-    }
+    assert!(
+        dir.join("F.npy").is_file(),
+        "the real recordings are not in {} (they are shipped in examples/data/; \
+         ENIGMA_REAL_DATA overrides the directory)",
+        dir.display()
+    );
+    dir
 }
 
-/// A copy of `examples/<name>.enigma` in a fresh directory under `tmp`
-/// whose data paths point at the real recordings of this machine (the
-/// example names them relative to the repository), with that directory;
-/// `None`, said on stderr, when the recordings are not here.
+/// A copy of `examples/<name>.enigma` in a fresh directory under the
+/// system's temporary directory (named after `tmp`), whose data paths point
+/// at the real recordings, with the recordings' directory. The callers
+/// delete the copy's directory when they are done, which is why the
+/// example is never used in place.
+///
+/// # Panics
+///
+/// When the example cannot be read or copied, or names no file of
+/// `data/` (the rewrite below would then silently test nothing).
 #[allow(dead_code)]
-pub fn real_example(name: &str, tmp: &str) -> Option<(PathBuf, PathBuf)> {
-    let dir = real_data()?;
+pub fn real_example(name: &str, tmp: &str) -> (PathBuf, PathBuf) {
+    let dir = real_data();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.enigma"));
-    let text = std::fs::read_to_string(&src).ok()?;
-    let text = text.replace("../../shared/data/real/", &format!("{}/", dir.display()));
+    let text = std::fs::read_to_string(&src)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", src.display()));
+    // The example names its files relative to itself (`"data/F.npy"`); the
+    // copy lives elsewhere, so its paths become absolute.
+    assert!(
+        text.contains("(\"data/"),
+        "{} no longer reads `data/...`: update tests/common/real.rs",
+        src.display()
+    );
+    let text = text.replace("(\"data/", &format!("(\"{}/", dir.display()));
     let out = std::env::temp_dir().join(format!("enigma-{tmp}-{}", std::process::id()));
-    std::fs::create_dir_all(&out).ok()?;
+    std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
     let path = out.join(format!("{name}.enigma"));
-    std::fs::write(&path, text).ok()?;
-    Some((path, dir))
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (path, dir)
 }

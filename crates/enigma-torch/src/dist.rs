@@ -46,6 +46,7 @@ use crate::{download, op_err, TorchBackend};
 use enigma::diagnostics::{Error, ErrorKind};
 use enigma::plan::program::{Collective, CollectiveKind, Group, GroupKind, Purpose, RankProgram};
 use enigma::run::checkpoint::sharded::Part;
+use enigma::run::checkpoint::I64Tensor;
 
 /// One placement as this rank holds it.
 #[derive(Clone, Debug)]
@@ -467,8 +468,8 @@ impl TorchBackend {
             download(t).map_err(|e| op_err(e, format!("reading {what} of `{name}`")))
         };
         let mut out = Vec::new();
-        let (zero, writer, first) = match &self.dist {
-            None => (0, true, true),
+        let (zero, writer) = match &self.dist {
+            None => (0, true),
             Some(d) => {
                 // The first rank of the group whose ranks hold the same
                 // state writes it.
@@ -483,7 +484,7 @@ impl TorchBackend {
                     }
                     None => true,
                 };
-                (d.zero, writer, d.comm.rank() == 0)
+                (d.zero, writer)
             }
         };
         if writer {
@@ -543,23 +544,23 @@ impl TorchBackend {
                 )?);
             }
         }
-        if first {
-            out.push(Part {
-                name: "optim.t".to_string(),
-                shape: vec![2],
-                region: Vec::new(),
-                start: 0,
-                data: step_count(self.t).to_vec(),
-            });
-        }
+        // The step count is not a part: it is I64 state, which rank 0
+        // writes whole (`Backend::export_ints`).
         Ok(out)
     }
 }
 
-/// The optimiser's step count as two f32 halves of 24 bits each, exact to
-/// 2^48 (how checkpoints store it).
-pub fn step_count(t: u64) -> [f32; 2] {
-    [(t >> 24) as f32, (t & 0xFF_FFFF) as f32]
+/// The name checkpoints give the optimiser's step count.
+pub const STEP_COUNT: &str = "optim.t";
+
+/// The optimiser's step count as checkpoints store it: an I64 scalar
+/// (shape `[]`), exact where an f32 is exact only to 2^24.
+pub fn step_count(t: u64) -> Result<I64Tensor, Error> {
+    i64::try_from(t).map(I64Tensor::scalar).map_err(|_| {
+        Error::internal(format!(
+            "the optimiser's step count {t} does not fit a checkpoint's I64"
+        ))
+    })
 }
 
 /// The elements `(a, b)` of copy `c` of placement `sh` that lie in this

@@ -23,9 +23,11 @@
 //!   tensor-parallel shard, the parameters of its pipeline stage), cut from
 //!   the one-process initialisation, so every layout starts from the same
 //!   weights.
-//! - Parameters are f32 master weights; with `precision: bf16` on CUDA the
-//!   forward runs under autocast, so matrix products and attention run in
-//!   bf16 and norms, softmax and losses in f32.
+//! - Parameters are f32 master weights; with `precision: bf16` (`f16`) on
+//!   CUDA the forward runs under autocast with its dtype set explicitly to
+//!   bf16 (fp16) (`precision.rs`: tch's own `autocast` leaves CUDA's fp16
+//!   default), so matrix products and attention run in bf16 (fp16) and
+//!   norms, softmax and losses in f32. On the CPU the forward runs in f32.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -36,6 +38,7 @@ mod model_parallel;
 mod nodewise;
 mod ops;
 mod optim;
+pub mod precision;
 mod transfer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,12 +50,13 @@ use enigma::base::host::HostTensor;
 use enigma::base::rng::derive;
 use enigma::diagnostics::{Error, ErrorKind, NodePlace};
 use enigma::ir::train::TrainConfig;
-use enigma::ir::train::{NonFinite, Optimizer, Precision};
+use enigma::ir::train::{NonFinite, Optimizer};
 use enigma::ir::{Experiment, Graph, Op, ValueRef};
 use enigma::plan::program::{GroupKind, Instr, Plan, Purpose, RankProgram, Value};
 use enigma::run::backend::{
     Backend, EvalOutcome, HoldOut, MicroBatch, Prediction, StepKeys, StepOutcome, Update,
 };
+use enigma::run::checkpoint::I64Tensor;
 use enigma::run::session::{Job, Runtime};
 
 use comm::Communicator;
@@ -165,7 +169,9 @@ pub struct TorchBackend {
     /// The run's seed, which initialises every parameter copy.
     seed: u64,
     device: Device,
-    autocast: bool,
+    /// The dtype the forward autocasts to (`precision::autocast_kind`), or
+    /// `None` for no autocast.
+    autocast: Option<Kind>,
     optimizer: Optimizer,
     slots: Vec<Slot>,
     /// `(param, layer, copy)` to its slot.
@@ -404,7 +410,7 @@ impl TorchBackend {
             session_graphs: Vec::new(),
             seed: config.seed,
             device,
-            autocast: config.precision != Precision::F32 && device != Device::Cpu,
+            autocast: precision::autocast_kind(config.precision, device),
             optimizer: config.optimizer.clone(),
             slots,
             index,
@@ -747,7 +753,13 @@ impl TorchBackend {
                 (copy * 1_000_003 + m) as u64,
             ) as i64);
         }
-        let run = || tch::autocast(self.autocast, || ops::apply(&ctx, n, &ins, &tys));
+        // Sets the autocast dtype on this thread each time (libtorch keeps it
+        // per thread), not only the switch as `tch::autocast` would.
+        let run = || {
+            precision::autocast(self.device, self.autocast, || {
+                ops::apply(&ctx, n, &ins, &tys)
+            })
+        };
         let applied = if app.unsaved {
             tch::no_grad(run)
         } else {
@@ -1600,14 +1612,44 @@ impl Backend for TorchBackend {
                 }
             }
             Ok(())
-        })?;
-        let t = state
-            .get("optim.t")
-            .ok_or_else(|| mismatch("the checkpoint has no `optim.t`".to_string()))?;
-        match t.data.as_slice() {
-            [hi, lo] => self.t = ((*hi as u64) << 24) | (*lo as u64),
-            _ => return Err(mismatch("`optim.t` is not two numbers".to_string())),
+        })
+    }
+
+    fn export_ints(&mut self) -> Result<BTreeMap<String, I64Tensor>, Error> {
+        // Rank 0 writes the step count, which every rank holds alike.
+        let first = self.dist.as_ref().is_none_or(|d| d.comm.rank() == 0);
+        if !first {
+            return Ok(BTreeMap::new());
         }
+        Ok(BTreeMap::from([(
+            dist::STEP_COUNT.to_string(),
+            dist::step_count(self.t)?,
+        )]))
+    }
+
+    fn import_ints(&mut self, state: &BTreeMap<String, I64Tensor>) -> Result<(), Error> {
+        let name = dist::STEP_COUNT;
+        let t = state.get(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Mismatch,
+                format!("the checkpoint has no `{name}` (the optimiser's step count)"),
+            )
+        })?;
+        // A count below zero or of several values is not one this backend
+        // wrote; resuming with it would change Adam's bias correction.
+        self.t = t
+            .single()
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Mismatch,
+                    format!(
+                        "`{name}` is {:?} of shape {:?}; the optimiser's step count is one \
+                         whole number from 0",
+                        t.data, t.shape
+                    ),
+                )
+            })?;
         Ok(())
     }
 

@@ -165,29 +165,27 @@ fn a_new_session_fits_only_its_own_tables_on_a_pretrained_model() {
     );
 }
 
-/// The real recordings (`$ENIGMA_REAL_DATA`, else `shared/data/real/`
-/// beside the repository), or `None`, said on stderr.
-fn real_data() -> Option<PathBuf> {
+/// The real recordings: `examples/data/`, where the repository ships them,
+/// unless `$ENIGMA_REAL_DATA` names another directory with the same files.
+/// Being shipped, they are never absent on a sound checkout, so a missing
+/// file fails the test rather than skipping it.
+fn real_data() -> PathBuf {
     let dir = match std::env::var_os("ENIGMA_REAL_DATA") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/real"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data"),
     };
-    if dir.join("README.md").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: the real recordings are not at {} (set ENIGMA_REAL_DATA)",
-            dir.display()
-        );
-        None
-    }
+    assert!(
+        dir.join("F.npy").is_file(),
+        "the real recordings are not in {} (they are shipped in examples/data/; \
+         ENIGMA_REAL_DATA overrides the directory)",
+        dir.display()
+    );
+    dir
 }
 
 #[test]
 fn the_real_recording_split_into_two_files_trains_as_two_sessions() {
-    let Some(real) = real_data() else {
-        return;
-    };
+    let real = real_data();
     // Two sessions of one animal as they would be stored: each array's
     // first and second half in time, in a folder per session.
     let dir = scratch("real-halves");
@@ -214,9 +212,9 @@ fn the_real_recording_split_into_two_files_trains_as_two_sessions() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/suite2p_calcium.enigma");
     let text = std::fs::read_to_string(example)
         .unwrap()
-        .replace("\"../../shared/data/real/F.npy\"", "\"*/F.npy\"")
-        .replace("\"../../shared/data/real/spks.npy\"", "\"*/spks.npy\"")
-        .replace("\"../../shared/data/real/iscell.npy\"", "\"iscell.npy\"")
+        .replace("\"data/F.npy\"", "\"*/F.npy\"")
+        .replace("\"data/spks.npy\"", "\"*/spks.npy\"")
+        .replace("\"data/iscell.npy\"", "\"iscell.npy\"")
         .replace("steps: 500", "steps: 6")
         .replace("warmup_cosine(warmup: 50)", "warmup_cosine(warmup: 2)")
         .replace(
@@ -228,7 +226,7 @@ fn the_real_recording_split_into_two_files_trains_as_two_sessions() {
             "eval { every: 6, split: val, batches: 1 }",
         );
     assert!(
-        !text.contains("shared/data/real/F") && text.contains("steps: 6"),
+        !text.contains("\"data/") && text.contains("steps: 6"),
         "the example changed"
     );
     let exp = dir.join("halves.enigma");

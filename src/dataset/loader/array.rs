@@ -344,16 +344,15 @@ pub fn first_non_finite<T: Element>(
     None
 }
 
-/// A version 1.0 `.npy` file of `descr`, `fortran` and `shape` holding
-/// `data`: the one writer of the loader's test files (`tests.rs` uses it
-/// too).
-#[cfg(test)]
-pub(super) fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+/// A version 1.0 `.npy` file of `descr`, `fortran` and `shape` (a Python
+/// tuple, `(3, 4)`) holding `data`: the one `.npy` writer, of the loader's
+/// test files and of `enigma predict`'s outputs.
+pub(crate) fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
     let mut header = format!(
         "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
         if fortran { "True" } else { "False" }
     );
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

@@ -24,6 +24,7 @@
 //! is fitted where) are in `docs/data.md`.
 
 mod array;
+pub(crate) use array::npy_bytes;
 mod batch;
 mod error;
 mod files;

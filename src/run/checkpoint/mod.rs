@@ -7,14 +7,19 @@
 //! `step-00000200.safetensors`, zero-padded to 8 digits so that names sort
 //! by step (larger steps get more digits; [`CheckpointDir::list`] sorts by
 //! the number, not the name). Each file is a plain safetensors file: every
-//! tensor little-endian f32 under its parameter path (any UTF-8 name, such
-//! as `brain.transformer.blocks.layer.attn.q_proj.w#0` or `adam.m/...`),
-//! and the user's string metadata in safetensors' `__metadata__` map next
-//! to three reserved keys: `enigma.format` (the marker, [`FORMAT`]),
-//! `enigma.step`, and `enigma.hash`, a 64-bit FNV-1a hash of the metadata
-//! and of every tensor's name, shape and bytes. Loading recomputes the hash,
-//! so a bit flip or a truncation is an error naming the file, never a
-//! silently different model. `docs/checkpoints.md` has the details.
+//! tensor in its own dtype under its name (any UTF-8 name, such as
+//! `brain.transformer.blocks.layer.attn.q_proj.w#0` or `optim.m/...`):
+//! little-endian F32 for the weights and the optimiser's moments
+//! ([`Checkpoint::tensors`]), little-endian I64 for integer state such as
+//! the optimiser's step count `optim.t` ([`Checkpoint::ints`]). The user's
+//! string metadata sits in safetensors' `__metadata__` map next to three
+//! reserved keys: `enigma.format` (the marker, [`FORMAT`]), `enigma.step`,
+//! and `enigma.hash`, a 64-bit FNV-1a hash of the metadata and of every
+//! tensor's name, dtype, shape and bytes. Loading recomputes the hash, so a
+//! bit flip or a truncation is an error naming the file, never a silently
+//! different model. Files of the previous format, [`FORMAT_V1`] (F32 only,
+//! `optim.t` as two f32 halves), still load: decoding gives their `optim.t`
+//! as the I64 scalar it stands for. `docs/checkpoints.md` has the details.
 //!
 //! # Atomicity
 //!
@@ -49,20 +54,71 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub use format::{FORMAT, FORMAT_KEY, HASH_KEY, RESERVED_PREFIX, STEP_KEY};
+pub use format::{FORMAT, FORMAT_KEY, FORMAT_V1, HASH_KEY, RESERVED_PREFIX, STEP_KEY};
 
-use crate::base::host::HostTensor;
+use crate::base::host::{HostTensor, ShapeError};
 
-/// The state of a run at one step: named f32 tensors and string metadata.
+/// The state of a run at one step: named tensors, each in its own dtype,
+/// and string metadata.
+///
+/// The tensors are kept in one map per dtype rather than in one map of a
+/// tagged type, so that the weights and moments, which are nearly all of a
+/// checkpoint, stay plain [`HostTensor`]s that the runtime uploads without
+/// a conversion or a match; a name is in at most one of the maps.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Checkpoint {
     /// The training step the state is from.
     pub step: u64,
-    /// Every tensor by its name; the names are parameter paths, optimizer
-    /// moments and anything else the runtime stores.
+    /// The F32 tensors by name: parameter paths, the optimiser's moments
+    /// and anything else the runtime stores as floats.
     pub tensors: BTreeMap<String, HostTensor>,
+    /// The I64 tensors by name: integer state that f32 cannot hold
+    /// exactly, such as the optimiser's step count `optim.t`.
+    pub ints: BTreeMap<String, I64Tensor>,
     /// Free-form metadata; keys may not start with [`RESERVED_PREFIX`].
     pub metadata: BTreeMap<String, String>,
+}
+
+/// A dense, row-major `i64` tensor in host memory: a checkpoint's integer
+/// state (the optimiser's step count `optim.t` is one of shape `[]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct I64Tensor {
+    /// The size of each axis, outermost first; empty for a scalar.
+    pub shape: Vec<usize>,
+    /// `shape.iter().product()` values, row-major.
+    pub data: Vec<i64>,
+}
+
+impl I64Tensor {
+    /// A tensor of `shape` holding `data`, which must have exactly as many
+    /// values as the shape has elements.
+    pub fn new(shape: Vec<usize>, data: Vec<i64>) -> Result<I64Tensor, ShapeError> {
+        let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if numel != Some(data.len()) {
+            return Err(ShapeError {
+                shape,
+                len: data.len(),
+            });
+        }
+        Ok(I64Tensor { shape, data })
+    }
+
+    /// A scalar (shape `[]`) holding `value`.
+    pub fn scalar(value: i64) -> I64Tensor {
+        I64Tensor {
+            shape: Vec::new(),
+            data: vec![value],
+        }
+    }
+
+    /// The one value of a tensor with exactly one element (shape `[]`,
+    /// `[1]`, `[1, 1]`, ...), or `None`.
+    pub fn single(&self) -> Option<i64> {
+        match self.data.as_slice() {
+            [v] if self.shape.iter().all(|&d| d == 1) => Some(*v),
+            _ => None,
+        }
+    }
 }
 
 /// The newest checkpoint that loaded and verified, and the newer files that
@@ -90,13 +146,16 @@ pub enum CheckpointErrorKind {
     /// A safetensors file without the checkpoint marker, or of a format
     /// version this build does not read.
     NotCheckpoint,
-    /// A tensor that is not f32 or whose shape does not match its data.
+    /// A tensor of a dtype the format does not hold (F32 and I64 since
+    /// `checkpoint-2`, F32 in `checkpoint-1`), whose shape does not match
+    /// its data, or (in a `checkpoint-1` file) an `optim.t` that is not a
+    /// step count.
     Tensor,
     /// The content hash disagrees, the step is malformed, or the file's step
     /// is not the one its name says: the file is damaged.
     Corrupt,
     /// A checkpoint that cannot be saved as given (reserved metadata key,
-    /// shape and data that disagree).
+    /// shape and data that disagree, a name in both tensor maps).
     Invalid,
     /// The checkpoint was saved, but an older one (or a stale `.tmp` file)
     /// could not be removed.

@@ -12,7 +12,9 @@
 //! flattened elements, stored 1-d under the tensor's name, with the start
 //! and the whole tensor's shape in the metadata (`part/<name>`). Under ZeRO
 //! a rank's parts are its slices; a tensor every rank holds whole is
-//! written by one of them.
+//! written by one of them. Integer tensors (the optimiser's step count
+//! `optim.t`, an I64 scalar) are small and never sliced: the rank that
+//! writes one stores it whole, in its own dtype, without a place.
 //!
 //! **Publishing.** Every rank writes its shard atomically (a `.tmp` file,
 //! synced, renamed, the directory synced); the ranks then meet at a
@@ -36,7 +38,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{format, Checkpoint, CheckpointError, CheckpointErrorKind as Kind, Fs, RealFs};
+use super::{
+    format, Checkpoint, CheckpointError, CheckpointErrorKind as Kind, Fs, I64Tensor, RealFs,
+};
 use crate::base::host::HostTensor;
 
 /// The manifest's file name.
@@ -110,7 +114,20 @@ pub fn write_shard(
     rank: usize,
     parts: &[Part],
 ) -> Result<Option<PathBuf>, CheckpointError> {
-    if parts.is_empty() {
+    write_shard_state(ckpts, step, rank, parts, &BTreeMap::new())
+}
+
+/// Writes `rank`'s `parts` and whole integer tensors `ints` (the step count
+/// `optim.t`, on the rank that holds it) of the checkpoint of `step` into
+/// its step directory under `ckpts`. A rank with neither writes nothing.
+pub fn write_shard_state(
+    ckpts: &Path,
+    step: u64,
+    rank: usize,
+    parts: &[Part],
+    ints: &BTreeMap<String, I64Tensor>,
+) -> Result<Option<PathBuf>, CheckpointError> {
+    if parts.is_empty() && ints.is_empty() {
         return Ok(None);
     }
     let dir = step_dir(ckpts, step);
@@ -119,6 +136,7 @@ pub fn write_shard(
     let path = dir.join(shard_name(rank));
     let mut ckpt = Checkpoint {
         step,
+        ints: ints.clone(),
         ..Checkpoint::default()
     };
     for p in parts {
@@ -282,6 +300,7 @@ pub fn load_dir(dir: &Path) -> Result<Checkpoint, CheckpointError> {
         .and_then(Value::as_array)
         .ok_or_else(|| corrupt("no shards".to_string()))?;
     let mut parts: BTreeMap<String, Runs> = BTreeMap::new();
+    let mut ints: BTreeMap<String, I64Tensor> = BTreeMap::new();
     for s in shards {
         let file = s
             .get("file")
@@ -301,6 +320,18 @@ pub fn load_dir(dir: &Path) -> Result<Checkpoint, CheckpointError> {
                 &path,
                 format!("the shard is not the one the manifest of step {step} names"),
             ));
+        }
+        // Integer tensors are whole in the one shard that holds them (a
+        // `checkpoint-1` shard's `optim.t` comes out of decoding as one, and
+        // its `part/optim.t` place is then not needed).
+        for (name, t) in shard.ints {
+            if ints.insert(name.clone(), t).is_some() {
+                return Err(CheckpointError::new(
+                    Kind::Corrupt,
+                    &path,
+                    format!("`{name}` is in two shards; a whole tensor is written once"),
+                ));
+            }
         }
         for (name, t) in shard.tensors {
             let spec = shard
@@ -337,9 +368,15 @@ pub fn load_dir(dir: &Path) -> Result<Checkpoint, CheckpointError> {
         let data = assemble(&shape, &runs).map_err(|m| corrupt(format!("`{name}`: {m}")))?;
         tensors.insert(name, HostTensor { shape, data });
     }
+    if let Some(name) = ints.keys().find(|n| tensors.contains_key(*n)) {
+        return Err(corrupt(format!(
+            "`{name}` is an I64 tensor in one shard and F32 parts in another"
+        )));
+    }
     Ok(Checkpoint {
         step,
         tensors,
+        ints,
         metadata,
     })
 }
@@ -486,7 +523,8 @@ mod tests {
     #[test]
     fn two_ranks_slices_load_as_whole_tensors() {
         let d = scratch("whole");
-        write_shard(
+        let count = BTreeMap::from([("optim.t".to_string(), I64Tensor::scalar(7))]);
+        write_shard_state(
             &d,
             7,
             0,
@@ -494,6 +532,7 @@ mod tests {
                 part("w", &[2, 3], 0, &[0., 1., 2.]),
                 part("t", &[2], 0, &[0., 7.]),
             ],
+            &count,
         )
         .unwrap();
         write_shard(&d, 7, 1, &[part("w", &[2, 3], 3, &[3., 4., 5.])]).unwrap();
@@ -508,6 +547,7 @@ mod tests {
         assert_eq!(c.tensors["w"].shape, vec![2, 3]);
         assert_eq!(c.tensors["w"].data, vec![0., 1., 2., 3., 4., 5.]);
         assert_eq!(c.tensors["t"].data, vec![0., 7.]);
+        assert_eq!(c.ints["optim.t"], I64Tensor::scalar(7));
         assert_eq!(c.metadata["loader.epoch"], "1");
         let _ = fs::remove_dir_all(&d);
     }
@@ -523,6 +563,20 @@ mod tests {
         write_shard(&d, 3, 0, &[part("w", &[4], 0, &[9., 9., 9., 9.])]).unwrap();
         let e = load_dir(&dir).unwrap_err();
         assert!(e.message.contains("not the one the manifest"), "{e}");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_integer_tensor_in_two_shards_is_an_error() {
+        let d = scratch("ints");
+        let count = BTreeMap::from([("optim.t".to_string(), I64Tensor::scalar(3))]);
+        // A rank with only integer state still writes its shard.
+        let only = write_shard_state(&d, 4, 1, &[], &count).unwrap();
+        assert!(only.is_some_and(|p| p.is_file()));
+        write_shard_state(&d, 4, 0, &[part("w", &[1], 0, &[1.])], &count).unwrap();
+        let dir = publish(&d, 4, 2, &BTreeMap::new()).unwrap();
+        let e = load_dir(&dir).unwrap_err();
+        assert!(e.message.contains("`optim.t` is in two shards"), "{e}");
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -126,23 +126,28 @@ fn checkpoint(step: u64) -> Checkpoint {
     };
     Checkpoint {
         step,
-        tensors: BTreeMap::from([("w".to_string(), w), ("adam.m/w".to_string(), m)]),
+        tensors: BTreeMap::from([("w".to_string(), w), ("optim.m/w".to_string(), m)]),
+        // The step count as the runtime stores it, past what f32 holds.
+        ints: BTreeMap::from([(
+            "optim.t".to_string(),
+            I64Tensor::scalar((1 << 53) + step as i64),
+        )]),
         metadata: BTreeMap::from([("run".to_string(), "unit".to_string())]),
     }
 }
 
-/// Every tensor as its name, shape and f32 bit patterns.
-fn bits(c: &Checkpoint) -> Vec<(String, Vec<usize>, Vec<u32>)> {
-    let tensors = c.tensors.iter();
-    tensors
-        .map(|(n, t)| {
-            (
-                n.clone(),
-                t.shape.clone(),
-                t.data.iter().map(|v| v.to_bits()).collect(),
-            )
-        })
-        .collect()
+/// Every tensor as its name, shape and bit patterns (f32 widened), so
+/// that NaN payloads and the sign of zero are compared too.
+fn bits(c: &Checkpoint) -> Vec<(String, Vec<usize>, Vec<u64>)> {
+    let floats = c.tensors.iter().map(|(n, t)| {
+        let data = t.data.iter().map(|v| u64::from(v.to_bits())).collect();
+        (format!("F32 {n}"), t.shape.clone(), data)
+    });
+    let ints = c.ints.iter().map(|(n, t)| {
+        let data = t.data.iter().map(|&v| v as u64).collect();
+        (format!("I64 {n}"), t.shape.clone(), data)
+    });
+    floats.chain(ints).collect()
 }
 
 fn steps(dir: &CheckpointDir) -> Vec<u64> {
@@ -249,4 +254,46 @@ fn only_canonical_names_are_checkpoints() {
     ] {
         assert_eq!(parse_name(name), None, "{name}");
     }
+}
+
+#[test]
+fn the_step_count_survives_save_latest_and_consolidation_exactly() {
+    let tmp = TempDir::new("count");
+    let dir = CheckpointDir::new(&tmp.0, 2);
+    let path = dir.save(&checkpoint(9)).unwrap();
+    let back = load(&path).unwrap();
+    // Bit patterns, since the moments hold a NaN (never equal to itself).
+    assert_eq!(bits(&back), bits(&checkpoint(9)));
+    assert_eq!(back.ints["optim.t"].single(), Some((1 << 53) + 9));
+    // A sharded copy (one rank's whole state) assembles to the same.
+    let parts: Vec<sharded::Part> = back
+        .tensors
+        .iter()
+        .map(|(n, t)| sharded::Part::whole(n, t))
+        .collect();
+    let jobs = tmp.0.join("job");
+    sharded::write_shard_state(&jobs, 9, 0, &parts, &back.ints).unwrap();
+    let published = CheckpointDir::new(&jobs, 2)
+        .publish_sharded(9, 1, &back.metadata)
+        .unwrap();
+    let assembled = load(&published).unwrap();
+    assert_eq!(bits(&assembled), bits(&checkpoint(9)));
+    assert_eq!(assembled.metadata, checkpoint(9).metadata);
+}
+
+#[test]
+fn i64_tensor_new_checks_the_element_count() {
+    assert_eq!(
+        I64Tensor::new(vec![2], vec![1, 2]).unwrap().data,
+        vec![1, 2]
+    );
+    let e = I64Tensor::new(vec![2, 2], vec![1]).unwrap_err();
+    assert_eq!(e.len, 1);
+    assert!(I64Tensor::new(vec![usize::MAX, 2], vec![]).is_err());
+    assert_eq!(I64Tensor::scalar(-3).single(), Some(-3));
+    assert_eq!(
+        I64Tensor::new(vec![1, 1], vec![4]).unwrap().single(),
+        Some(4)
+    );
+    assert_eq!(I64Tensor::new(vec![2], vec![4, 5]).unwrap().single(), None);
 }
