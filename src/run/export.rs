@@ -40,17 +40,14 @@ use safetensors::{Dtype, View};
 use serde_json::{json, Map, Value};
 
 use super::checkpoint::{load, Checkpoint, CheckpointDir, Fs, RealFs};
-use super::evaluate::{experiment_file, EXPERIMENT_PATH};
+use super::evaluate::EXPERIMENT_PATH;
 use crate::base::host::HostTensor;
 use crate::diagnostics::{Error, ErrorKind};
-use crate::driver::{compile_with, Goal, Options, Override};
 use crate::ir::data::SourceKind;
 use crate::ir::types::Value as IrValue;
 use crate::ir::Experiment;
-use crate::resolve::{Options as ResolveOptions, Stdlib};
 use crate::source::files::{expand, Layout};
 use crate::source::FsLoader;
-use crate::syntax::ast::ItemKind;
 
 /// The naming scheme, recorded in the exported file and the JSON.
 pub const NAMES: &str = "enigma-names-1";
@@ -384,12 +381,6 @@ pub struct ExportRequest {
     /// The safetensors file to write (default `RUN_DIR/model.safetensors`).
     pub out: Option<PathBuf>,
     pub pick: Pick,
-    /// The standard library to compile the experiment with, when not the
-    /// built-in copy.
-    pub stdlib: Option<PathBuf>,
-    /// The `--set` overrides the run was trained with, applied again when
-    /// the experiment is compiled to describe the model.
-    pub overrides: Vec<Override>,
 }
 
 /// What an export wrote.
@@ -407,8 +398,13 @@ pub struct ExportReport {
 }
 
 /// Exports the weights of a checkpoint of `req.run_dir` (see the module
-/// documentation) and the JSON description beside them.
-pub fn export(req: &ExportRequest) -> Result<ExportReport, Error> {
+/// documentation) and the JSON description beside them. `model` describes
+/// the model the checkpoint belongs to ([`model_config`], from the
+/// experiment the caller compiled again), or says why it cannot.
+pub fn export(
+    req: &ExportRequest,
+    model: impl FnOnce(&Checkpoint) -> Result<Value, String>,
+) -> Result<ExportReport, Error> {
     let out = req
         .out
         .clone()
@@ -453,7 +449,7 @@ pub fn export(req: &ExportRequest) -> Result<ExportReport, Error> {
         )
     })?;
 
-    let model = model_config(&req.run_dir, req.stdlib.clone(), &req.overrides, &ckpt);
+    let model = model(&ckpt);
     let (model, model_error) = match model {
         Ok(m) => (m, None),
         Err(e) => (Value::Null, Some(e)),
@@ -555,52 +551,20 @@ fn per_session_params(model: &Value) -> Vec<String> {
 }
 
 /// The configuration of the model the run trained, from its experiment
-/// compiled again (without opening the data): the declared dims, every
-/// module instance with its hyperparameters, every parameter with its
-/// dims, the data items and their sessions, and per session the sizes of
-/// its `per session` dims (read off its tables' shapes in `ckpt`). An
-/// error says why the experiment did not compile.
+/// `x` (the file `file`, compiled again without opening the data, with
+/// the run's `overrides`): the declared dims as written (`dims`, which the
+/// caller reads off the file), every module instance with its
+/// hyperparameters, every parameter with its dims, the data items and
+/// their sessions, and per session the sizes of its `per session` dims
+/// (read off its tables' shapes in `ckpt`).
 pub fn model_config(
-    run_dir: &Path,
-    stdlib: Option<PathBuf>,
-    overrides: &[Override],
+    x: &Experiment,
+    file: &Path,
+    dims: Map<String, Value>,
+    overrides: &[&str],
     ckpt: &Checkpoint,
-) -> Result<Value, String> {
-    let file = experiment_file(run_dir);
-    let options = Options {
-        resolve: ResolveOptions {
-            stdlib: stdlib.map(Stdlib::Dir).unwrap_or_default(),
-        },
-        goal: Goal::Check,
-        record_types: false,
-    };
-    let a = compile_with(&FsLoader, &file, &options, overrides)
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    let Some(x) = &a.experiment else {
-        let first = a
-            .diagnostics
-            .iter()
-            .find(|d| d.is_error())
-            .map_or("it has errors".to_string(), |d| d.message.clone());
-        return Err(format!("{} does not check: {first}", file.display()));
-    };
-    let sources = &a.program.sources;
-    let root = a.program.root_module();
-    let mut dims = Map::new();
-    for item in root.ast.iter().flat_map(|f| &f.items) {
-        if let ItemKind::Dim(d) = &item.kind {
-            let value = d
-                .value
-                .as_ref()
-                .map(|v| sources.get(root.file).slice(v.span).to_string());
-            dims.insert(
-                d.name.name.clone(),
-                json!({"value": value, "per_session": d.per_session.is_some()}),
-            );
-        }
-    }
-    let overrides: Vec<&str> = overrides.iter().map(Override::as_str).collect();
-    Ok(json!({
+) -> Value {
+    json!({
         "experiment": file.display().to_string(),
         "overrides": overrides,
         "dims": dims,
@@ -609,7 +573,7 @@ pub fn model_config(
         "modules": modules(x),
         "params": params(x),
         "data": data_items(x),
-    }))
+    })
 }
 
 /// Every module instance of the graph: its path, module, `repeat` count
