@@ -18,7 +18,13 @@ use std::path::{Path, PathBuf};
 pub fn real_data() -> PathBuf {
     let dir = match std::env::var_os("ENIGMA_REAL_DATA") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data"),
+        // The repository's root: this package's directory, or the one above
+        // a workspace member (`crates/enigma-torch`) that includes this file.
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|p| p.join("examples/data"))
+            .find(|p| p.is_dir())
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data")),
     };
     assert!(
         dir.join("F.npy").is_file(),

@@ -12,6 +12,8 @@ use enigma::run::checkpoint::load;
 
 #[path = "../../../tests/common/npy.rs"]
 mod npy;
+#[path = "../../../tests/common/real.rs"]
+mod real_data;
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("enigma-sessions-{name}-{}", std::process::id()));
@@ -165,27 +167,9 @@ fn a_new_session_fits_only_its_own_tables_on_a_pretrained_model() {
     );
 }
 
-/// The real recordings: `examples/data/`, where the repository ships them,
-/// unless `$ENIGMA_REAL_DATA` names another directory with the same files.
-/// Being shipped, they are never absent on a sound checkout, so a missing
-/// file fails the test rather than skipping it.
-fn real_data() -> PathBuf {
-    let dir = match std::env::var_os("ENIGMA_REAL_DATA") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data"),
-    };
-    assert!(
-        dir.join("F.npy").is_file(),
-        "the real recordings are not in {} (they are shipped in examples/data/; \
-         ENIGMA_REAL_DATA overrides the directory)",
-        dir.display()
-    );
-    dir
-}
-
 #[test]
 fn the_real_recording_split_into_two_files_trains_as_two_sessions() {
-    let real = real_data();
+    let real = real_data::real_data();
     // Two sessions of one animal as they would be stored: each array's
     // first and second half in time, in a folder per session.
     let dir = scratch("real-halves");
